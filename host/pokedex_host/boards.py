@@ -1,0 +1,159 @@
+"""Board + firmware profiles, read from ``boards/*.toml`` into one frozen :class:`Board`.
+
+One file per board/firmware pairing (``maix-bit`` = Maix Bit with stock MaixPy full firmware).
+Every question about the device — RAM left for a model, which kmodel versions load, flash
+addresses, baud, camera window — is answered from this object, never from constants in code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .errors import PokedexError
+from .sizes import parse_size
+
+
+@dataclass(frozen=True)
+class FirmwareProfile:
+    family: str  # "maixpy" | "canmv" | "baremetal": selects the firmware KPU adapter
+    flavour: str
+    image: str
+    source: str
+    kmodel_versions: tuple[int, ...]
+    default_format: str  # "v3" | "v5"
+    gc_heap_size: int
+    model_ram: int  # bytes this firmware leaves for a model (kmodel + working data + I/O)
+    uart_baud: int
+    runtime_nncase: str | None = None
+
+
+@dataclass(frozen=True)
+class FlashMap:
+    firmware_address: int
+    model_address: int
+    model_region_end: int
+    filesystem: tuple[int, int] | None
+    baud: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CameraProfile:
+    pixformat: str
+    framesize: str
+    window: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    chip: str
+    kflash_board: str
+    general_sram: int
+    kpu_sram: int
+    flash_size: int
+    lcd: tuple[int, int]
+    camera_sensor: str
+    usb_serial: tuple[str, ...]
+    firmware: FirmwareProfile
+    nncase: str  # compiler release this profile is built and verified with
+    flash: FlashMap
+    camera: CameraProfile
+    path: Path
+
+    def loads(self, kmodel_version: int) -> bool:
+        return kmodel_version in self.firmware.kmodel_versions
+
+
+_FORMATS = ("v3", "v5")
+
+
+def _need(table: dict, key: str, where: str):
+    if key not in table:
+        raise PokedexError(f"{where}: missing key {key!r}", "compare with boards/maix-bit.toml")
+    return table[key]
+
+
+def load_board_file(path: Path) -> Board:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PokedexError(f"cannot read board profile {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise PokedexError(f"board profile {path} is not valid TOML: {e}", "fix the line named") from e
+    where = str(path)
+    try:
+        b = _need(raw, "board", where)
+        fw = _need(raw, "firmware", where)
+        fl = _need(raw, "flash", where)
+        cam = _need(raw, "camera", where)
+        comp = _need(raw, "compiler", where)
+        default_format = _need(fw, "default_format", where)
+        if default_format not in _FORMATS:
+            raise PokedexError(f"{where}: default_format {default_format!r} is not one of {_FORMATS}")
+        fs = tuple(fl.get("filesystem") or ()) or None
+        return Board(
+            name=_need(raw, "name", where),
+            description=raw.get("description", ""),
+            chip=_need(b, "chip", where),
+            kflash_board=_need(b, "kflash_board", where),
+            general_sram=parse_size(_need(b, "general_sram", where), what=f"{where} general_sram"),
+            kpu_sram=parse_size(_need(b, "kpu_sram", where), what=f"{where} kpu_sram"),
+            flash_size=parse_size(_need(b, "flash_size", where), what=f"{where} flash_size"),
+            lcd=tuple(_need(b, "lcd", where)),
+            camera_sensor=b.get("camera", "ov2640"),
+            usb_serial=tuple(b.get("usb_serial", ())),
+            firmware=FirmwareProfile(
+                family=_need(fw, "family", where),
+                flavour=_need(fw, "flavour", where),
+                image=_need(fw, "image", where),
+                source=fw.get("source", ""),
+                kmodel_versions=tuple(int(v) for v in _need(fw, "kmodel_versions", where)),
+                default_format=default_format,
+                gc_heap_size=parse_size(fw.get("gc_heap_size", 0), what=f"{where} gc_heap_size", allow_zero=True),
+                model_ram=parse_size(_need(fw, "model_ram", where), what=f"{where} model_ram"),
+                uart_baud=int(fw.get("uart_baud", 115200)),
+                runtime_nncase=fw.get("runtime_nncase"),
+            ),
+            nncase=_need(comp, "nncase", where),
+            flash=FlashMap(
+                firmware_address=int(_need(fl, "firmware_address", where)),
+                model_address=int(_need(fl, "model_address", where)),
+                model_region_end=int(_need(fl, "model_region_end", where)),
+                filesystem=fs,  # type: ignore[arg-type]
+                baud=tuple(int(x) for x in _need(fl, "baud", where)),
+            ),
+            camera=CameraProfile(
+                pixformat=_need(cam, "pixformat", where),
+                framesize=_need(cam, "framesize", where),
+                window=tuple(_need(cam, "window", where)),  # type: ignore[arg-type]
+            ),
+            path=path,
+        )
+    except (TypeError, ValueError) as e:
+        raise PokedexError(f"board profile {path} has a value of the wrong type: {e}") from e
+
+
+def available_boards() -> dict[str, Path]:
+    d = paths.boards_dir()
+    return {p.stem: p for p in sorted(d.glob("*.toml"))}
+
+
+def get_board(name_or_path: str) -> Board:
+    """Look a profile up by name (``maix-bit``) or load it from a ``.toml`` path."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" and p.is_file():
+        return load_board_file(p)
+    boards = available_boards()
+    if name_or_path not in boards:
+        raise PokedexError(
+            f"unknown board {name_or_path!r}",
+            "choose one of: " + ", ".join(boards) + " (or pass a path to a profile .toml)",
+        )
+    board = load_board_file(boards[name_or_path])
+    if board.name != name_or_path:
+        raise PokedexError(f"{boards[name_or_path]}: name = {board.name!r} differs from its file name")
+    return board

@@ -1,0 +1,59 @@
+"""Where the project's data folders are, for a checkout or an installed package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def repo_root() -> Path | None:
+    """The checkout this package runs from (editable install), or None when installed."""
+    here = PACKAGE_DIR.parent.parent
+    if (here / "pyproject.toml").is_file() and (here / "boards").is_dir():
+        return here
+    return None
+
+
+def _data_dir(env: str, name: str) -> Path:
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    root = repo_root()
+    if root is None:
+        raise FileNotFoundError(f"cannot find the project's {name}/ folder; set {env}")
+    return root / name
+
+
+def boards_dir() -> Path:
+    return _data_dir("POKEDEX_BOARDS_DIR", "boards")
+
+
+def calibration_dir() -> Path:
+    return _data_dir("POKEDEX_CALIBRATION_DIR", "calibration")
+
+
+def models_dir() -> Path:
+    return _data_dir("POKEDEX_MODELS_DIR", "models")
+
+
+def cache_dir() -> Path:
+    """Per-user cache (toolchains, generated calibration sets)."""
+    if os.environ.get("POKEDEX_CACHE_DIR"):
+        return Path(os.environ["POKEDEX_CACHE_DIR"])
+    root = repo_root()
+    if root is not None:
+        return root / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pokedex-k210"
+
+
+def shared_dir() -> Path | None:
+    """``../shared`` beside the checkout, where this project's machines keep reference data."""
+    if os.environ.get("POKEDEX_SHARED_DIR"):
+        p = Path(os.environ["POKEDEX_SHARED_DIR"])
+        return p if p.is_dir() else None
+    root = repo_root()
+    if root is not None and (root.parent / "shared").is_dir():
+        return root.parent / "shared"
+    return None

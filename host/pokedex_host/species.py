@@ -1,0 +1,51 @@
+"""The 1025 species in national-dex order: the project's one list of names.
+
+``data/species.tsv`` holds ``dex``, the English ``name`` (UTF-8, as on the UART) and an
+``ascii`` form for the board's LCD font, which has no é or ♀ (Nidoran♀ → Nidoran-F,
+Flabébé → Flabebe). Regenerate with ``tools/make_species.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+SPECIES_FILE = Path(__file__).with_name("data") / "species.tsv"
+SPECIES_COUNT = 1025
+
+
+@dataclass(frozen=True)
+class Species:
+    dex: int
+    name: str
+    ascii: str
+
+
+@lru_cache(maxsize=1)
+def all_species() -> tuple[Species, ...]:
+    lines = SPECIES_FILE.read_text(encoding="utf-8").splitlines()[1:]
+    out = []
+    for line in lines:
+        dex, name, asc = line.split("\t")
+        out.append(Species(int(dex), name, asc))
+    return tuple(out)
+
+
+def by_dex(dex: int) -> Species:
+    sp = all_species()
+    if not 1 <= dex <= len(sp):
+        raise KeyError(f"no species with dex number {dex}")
+    return sp[dex - 1]
+
+
+def classes_txt(dex_list: list[int]) -> str:
+    """The board's label file: one line per model output, ``dex<TAB>name<TAB>ascii``.
+
+    Spec: docs/specs/classes-txt.md. Line i names output i.
+    """
+    rows = []
+    for d in dex_list:
+        s = by_dex(d)
+        rows.append(f"{s.dex:04d}\t{s.name}\t{s.ascii}")
+    return "\n".join(rows) + "\n"
