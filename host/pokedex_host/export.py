@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import tomllib
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,10 @@ def _torch_to_onnx(model, size: int, out: Path) -> None:
 
     x = torch.zeros(1, 3, size, size)
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter is "legacy" in torch 2.9+, but it is the one that writes the
+        # opset-11 Conv/Clip/Concat graphs nncase 1.9 imports
+        warnings.simplefilter("ignore")
         torch.onnx.export(model, x, buf, opset_version=OPSET, dynamo=False, input_names=["input"],
                           output_names=["logits"], do_constant_folding=True)
     atomic_write_bytes(out, buf.getvalue())

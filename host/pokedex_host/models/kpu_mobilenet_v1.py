@@ -62,11 +62,11 @@ class KPUMobileNetV1(nn.Module):
         self.feature_channels = c
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")  # fan_in keeps depthwise layers from shrinking the signal
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         for h in self.heads:
-            nn.init.normal_(h.weight, 0.0, 0.01)
+            nn.init.normal_(h.weight, 0.0, (1.0 / self.feature_channels) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.dropout(self.features(x))

@@ -56,8 +56,9 @@ class CompileResult:
 class Worker:
     """One compiler worker process. Use as a context manager."""
 
-    def __init__(self, nncase_version: str = env.DEFAULT_NNCASE):
+    def __init__(self, nncase_version: str = env.DEFAULT_NNCASE, extra_env: dict | None = None):
         self.nncase_version = nncase_version
+        self.extra_env = extra_env
         self.venv = env.toolchain_dir(nncase_version)
         self.proc: subprocess.Popen | None = None
         self._next_id = 0
@@ -78,7 +79,7 @@ class Worker:
             stderr=self._stderr_log,
             text=True,
             encoding="utf-8",
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(self.extra_env or {})},
         )
         return self
 
@@ -189,7 +190,8 @@ def simulate_parallel(
 
     def run(i: int) -> None:
         try:
-            with Worker(nncase_version) as w:
+            # parallelism comes from processes here: one thread each, so they do not fight for cores
+            with Worker(nncase_version, extra_env={"OMP_NUM_THREADS": "1"}) as w:
                 results[i] = w.simulate(kmodel, x[chunks[i]], Path(tmp.name))
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)

@@ -1,0 +1,229 @@
+"""``build-kmodel``: export -> lint -> calibrate -> compile (nncase 1.9, uint8 PTQ) -> memory
+verdict -> host verification -> artifacts, written atomically into one output folder.
+
+Each step is a function of its own module; this one only wires them together with typed values.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import calibration as calib_mod
+from .boards import Board, get_board
+from .budget import judge, resolve_budget
+from .errors import BudgetExceeded, PokedexError, VerificationFailed
+from .export import ExportedModel, export_model, onnx_float_logits
+from .fsutil import atomic_dir, atomic_write_text
+from .lint import compare_with_compiler, lint_model
+from .memory import read_memory
+from .preprocess import InputSpec
+from .species import classes_txt
+from .toolchain import CompileRequest, ToolchainError, Worker, simulate_parallel
+from .toolchain import env as tc_env
+from .verify import compare
+
+KMODEL_VERSION = {"v5": 5}
+
+
+@dataclass
+class BuildOptions:
+    model: Path
+    board: str = "maix-bit"
+    out: Path = Path("build/kmodel")
+    budget: int | None = None
+    calibration: Path | None = None
+    calibration_spec: str = "default"
+    calibration_count: int | None = None
+    verify_count: int = 200
+    workers: int = 0  # 0 = one per CPU core
+    max_loss: float | None = None
+    threshold: float = 2.0
+    format: str | None = None
+    input_size: int | None = None
+    input_range01: bool = True
+    classes: list[int] | None = None
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    fits: bool
+    memory: dict
+    verification: dict | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> str:
+    fmt = requested or board.firmware.default_format
+    if fmt == "v3":
+        if requested == "v3":
+            raise PokedexError("--format v3 is not available yet: the kmodel v3 back end is still being built",
+                               "build v5 (--format v5) for CanMV/bare-metal profiles; stock MaixPy needs v3")
+        fmt = "v5"
+    if fmt not in KMODEL_VERSION:
+        raise PokedexError(f"unknown kmodel format {fmt!r}", "use --format v5")
+    if not board.loads(KMODEL_VERSION[fmt]):
+        warnings.append(
+            f"this is a kmodel {fmt} but the {board.name} firmware ({board.firmware.family} {board.firmware.flavour}) "
+            f"loads only {', '.join('v%d' % v for v in board.firmware.kmodel_versions)}: stock MaixPy refuses it with "
+            "ERR_KMODEL_VERSION (2002). Use it with a CanMV feat/kpu build (--board maix-bit-canmv) or wait for "
+            "--format v3"
+        )
+    if board.firmware.runtime_nncase and board.firmware.runtime_nncase != board.nncase:
+        warnings.append(
+            f"compiled with nncase {board.nncase}; the {board.name} firmware's runtime is nncase "
+            f"{board.firmware.runtime_nncase}: v5 models from a later compiler are not known to load on it "
+            "(reports of a 1.9 model failing on CanMV exist); confirm on the board"
+        )
+    return fmt
+
+
+def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
+    t_start = time.time()
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    board = get_board(opts.board)
+    budget = resolve_budget(board, opts.budget)
+    for w in budget.warnings:
+        log(f"WARNING: {w}")
+    warnings += budget.warnings
+    fmt = _choose_format(board, opts.format, warnings)
+    for w in warnings[len(budget.warnings):]:
+        log(f"WARNING: {w}")
+    if not tc_env.venv_python(tc_env.toolchain_dir(board.nncase)).exists():
+        raise PokedexError(f"the nncase {board.nncase} compiler venv ({tc_env.toolchain_dir(board.nncase)}) is not installed",
+                           "run `pokedex-host toolchain install` (needs a Python 3.10 interpreter)")
+    spec = calib_mod.load_spec(opts.calibration_spec)
+    workers = opts.workers or os.cpu_count() or 1
+
+    with tempfile.TemporaryDirectory(prefix="pokedex-build-") as tmp_s:
+        tmp = Path(tmp_s)
+        t = time.time()
+        exported = export_model(opts.model, tmp, input_size=opts.input_size, input_range01=opts.input_range01,
+                                classes=opts.classes, log=log)
+        timings["export"] = time.time() - t
+        log(f"exported {opts.model} -> ONNX {exported.input_size}x{exported.input_size}, "
+            f"{len(exported.classes)} classes; {exported.simplifier}")
+        import onnx
+
+        lint = lint_model(onnx.load(str(exported.onnx_path)), board.kpu_sram)
+        log(f"lint: {len(lint.kpu_convs)} convs on the KPU, {len(lint.cpu_fallbacks)} layers off it")
+        for e in lint.cpu_fallbacks:
+            log(f"  CPU: {e.node} ({e.op}): {e.reason}; fix: {e.fix}")
+        if lint.kpu_over:
+            rows = "\n".join(f"  {e.node}: {e.kpu_bytes:,} B ({'x'.join(map(str, e.shape_in[1:]))} -> "
+                             f"{'x'.join(map(str, e.shape_out[1:]))})" for e in lint.kpu_over)
+            raise BudgetExceeded(
+                f"{len(lint.kpu_over)} layer(s) need more than the {board.kpu_sram:,} B KPU SRAM for their input + "
+                f"output maps; nncase would stop with 'Allocator has ran out of memory':\n{rows}",
+                lint.kpu_over[0].fix,
+            )
+
+        input_spec = InputSpec(exported.input_size)
+        t = time.time()
+        calib, hold = calib_mod.calibration_and_holdout(opts.calibration, spec, exported.input_size,
+                                                        opts.calibration_count, opts.verify_count, log=log)
+        timings["load_images"] = time.time() - t
+        log(f"calibration: {len(calib)} images from {calib.source}; held-out: {len(hold)} images")
+        calib_npy = tmp / "calibration.npy"
+        np.save(calib_npy, calib.x)
+
+        kmodel = tmp / "model.kmodel"
+        log_file = tmp / "compile.log"
+        t = time.time()
+        try:
+            with Worker(board.nncase) as w:
+                res = w.compile(CompileRequest(
+                    onnx=exported.onnx_path, out=kmodel, calibration=calib_npy, dump_dir=tmp / "dump",
+                    input_shape=(1, 3, exported.input_size, exported.input_size), input_range=exported.input_range,
+                    log=log_file))
+        except ToolchainError as e:
+            tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
+            if "ran out of memory" in str(e):
+                raise BudgetExceeded(f"nncase could not place a layer's maps in the {board.kpu_sram:,} B KPU SRAM: {e.message}",
+                                     "lower the input size or the channels at the largest resolution") from e
+            raise PokedexError(f"{opts.model}: {e.message}\n{tail}",
+                               "an op nncase 1.9 cannot import or compile: see the KPU lint above and compile.log") from e
+        timings["compile"] = time.time() - t
+        log(f"compiled in {timings['compile']:.1f} s: {res.bytes:,} B kmodel")
+        mem = read_memory(tmp / "dump", kmodel)
+        disagreements = compare_with_compiler(lint, tmp / "dump")
+        for d in disagreements:
+            log(f"WARNING: lint/compiler disagreement: {d}")
+        for c in mem.crosscheck:
+            log(f"WARNING: memory cross-check: {c}")
+        cfg = None
+        if exported.torch_model is not None and hasattr(exported.torch_model, "config"):
+            cfg = dict(exported.torch_model.config)
+        verdict = judge(mem, lint, board, budget, family_config=cfg)
+        log(f"run-time RAM {mem.runtime_total:,} B of {verdict.ram_budget:,} B "
+            f"(kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
+            f"{mem.output_bytes:,}); KPU SRAM peak {mem.kpu_peak:,} B")
+        if not verdict.fits:
+            msg = "the model does not fit " + board.name + ":\n  " + "\n  ".join(verdict.problems)
+            msg += "\nlargest items:\n" + "\n".join(f"  {b:>12,} B  {w}" for w, b in verdict.biggest)
+            raise BudgetExceeded(msg, "options:\n    - " + "\n    - ".join(verdict.options or ["shrink the model"]))
+
+        ver = None
+        if opts.verify_count > 0 and len(hold):
+            t = time.time()
+            f_logits = onnx_float_logits(exported.onnx_path, hold.x, exported.input_range)
+            t_float = time.time() - t
+            t = time.time()
+            k_logits = simulate_parallel(kmodel, hold.x, workers=workers, nncase_version=board.nncase, workdir=tmp)
+            t_sim = time.time() - t
+            ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold)
+            ver.seconds = {"float": t_float, "simulator": t_sim, "workers": workers}
+            if exported.source_kind == "recipe":
+                ver.notes.append("seeded random weights: near-tied logits make top-1 agreement a weak signal; "
+                                 "the cosine of logits is the fidelity figure here")
+            timings["verify"] = t_float + t_sim
+            log(f"verify: {ver.images} images; float top-1 {ver.float_top1}, kmodel top-1 {ver.kmodel_top1}; "
+                f"agreement {ver.agreement_top1:.1f} %; cosine mean {ver.cosine_mean:.4f} "
+                f"({t_sim:.1f} s in the simulator on {workers} workers)")
+            if ver.flagged:
+                msg = (f"the kmodel lost {ver.loss_pp:.2f} pp of top-1" if ver.loss_pp is not None else
+                       f"float and kmodel disagree on {100 - ver.agreement_top1:.1f} % of images")
+                msg += f" (threshold {opts.threshold} pp)"
+                if opts.max_loss is not None and (ver.loss_pp if ver.loss_pp is not None else 100 - ver.agreement_top1) > opts.max_loss:
+                    raise VerificationFailed(msg + f", over --max-loss {opts.max_loss}",
+                                             "calibrate with more images of the kind the camera sees (--calibration DIR)")
+                warnings.append("verification flagged: " + msg)
+                log(f"WARNING: {msg}")
+
+        timings["total"] = time.time() - t_start
+        ctx = {"board": board, "memory": mem, "verdict": verdict, "verification": ver, "lint": lint,
+               "source": Path(opts.model), "export": exported, "input": input_spec.as_dict(),
+               "calibration": calib, "holdout": hold, "calibration_seed": spec.seed, "warnings": warnings,
+               "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
+               "lint_disagreements": disagreements, "timings": timings}
+        with atomic_dir(opts.out) as stage:
+            _write_artifacts(stage, tmp, kmodel, exported, ctx)
+    log(f"wrote {opts.out}/ (model.kmodel, classes.txt, manifest.json, report.md, budget.png)")
+    return BuildResult(Path(opts.out), verdict.fits, mem.as_dict(), ver.as_dict() if ver else None, warnings)
+
+
+def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedModel, ctx: dict) -> None:
+    from .report import budget_png, report_markdown, write_manifest
+
+    shutil.copyfile(kmodel, stage / "model.kmodel")
+    atomic_write_text(stage / "classes.txt", classes_txt(exported.classes))
+    shutil.copyfile(exported.onnx_path, stage / "model.onnx")
+    comp = stage / "compiler"
+    comp.mkdir()
+    for f in list((tmp / "dump" / "codegen").glob("*.sched")) + [tmp / "dump" / "kmodel_info.txt", tmp / "compile.log"]:
+        if f.exists():
+            shutil.copyfile(f, comp / f.name)
+    for f in (tmp / "dump").glob("*/*/runtime_ops.txt"):
+        shutil.copyfile(f, comp / f"{f.parent.parent.name}.{f.parent.name}.runtime_ops.txt")
+    budget_png(stage / "budget.png", ctx["memory"], ctx["verdict"], ctx["board"].name)
+    atomic_write_text(stage / "report.md", report_markdown(ctx))
+    files = ["model.kmodel", "classes.txt", "model.onnx", "report.md", "budget.png"]
+    write_manifest(stage, ctx, files)

@@ -1,0 +1,161 @@
+"""``pokedex-host``: one thin function per command over the stage modules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import PokedexError
+from .sizes import SIZE_HELP, parse_size
+
+
+class _Group(click.Group):
+    """Turns :class:`PokedexError` into a message + hint and the error's exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PokedexError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"error: {e.message}", fg="red", err=True)
+            if e.hint:
+                click.echo(f"  hint: {e.hint}", err=True)
+            ctx.exit(e.exit_code)
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=msg.startswith("WARNING") or msg.startswith("warning"))
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="pokedex-host")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Build, verify, flash and bench a Pokémon classifier for the Kendryte K210."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_size(value, what="--budget")
+    except PokedexError as e:
+        raise click.BadParameter(f"{e.message}. {e.hint}") from None
+
+
+def _classes_file(ctx, param, value):
+    if value is None:
+        return None
+    dex = []
+    for i, line in enumerate(Path(value).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        head = line.split()[0]
+        if not head.isdigit():
+            raise click.BadParameter(f"{value}:{i}: a line must start with the dex number, got {line[:40]!r}")
+        dex.append(int(head))
+    return dex
+
+
+@main.command("build-kmodel")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--board", default="maix-bit", show_default=True, help="Board profile name (boards/*.toml) or path.")
+@click.option("--budget", callback=_size, help="RAM the model may use at run time; default: the profile's figure. " + SIZE_HELP)
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Folder of images (per-species subfolders or flat). Default: calibration/default.toml.")
+@click.option("--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/.")
+@click.option("--calibration-count", type=click.IntRange(1, 5000), help="Images for PTQ (default from the set: 128).")
+@click.option("--verify-count", type=click.IntRange(0, 100000), default=200, show_default=True,
+              help="Held-out images run through the float model and the simulator (0 = skip).")
+@click.option("--workers", type=click.IntRange(0, 256), default=0, help="Simulator processes (0 = one per core).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("build/kmodel"), show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["v5", "v3"]), help="kmodel format (default from the profile).")
+@click.option("--threshold", type=float, default=2.0, show_default=True, help="Top-1 loss (pp) that is flagged.")
+@click.option("--max-loss", type=float, help="Fail (exit 4, no artifacts) when top-1 loss exceeds this many pp.")
+@click.option("--input-size", type=click.IntRange(8, 1024), help="Fix a dynamic input size / export at this size.")
+@click.option("--input-range", type=click.Choice(["0-1", "0-255"]), default="0-1", show_default=True,
+              help="The float range the model was trained on (0-1: pixels/255, folded into the first conv).")
+@click.option("--classes", "classes", callback=_classes_file, type=click.Path(exists=True, dir_okay=False),
+              help="For ONNX models: a file whose lines start with the dex number of each output.")
+def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibration_count, verify_count, workers,
+                     out, fmt, threshold, max_loss, input_size, input_range, classes):
+    """Compile MODEL (.pt checkpoint, ultralytics .pt, .onnx or models/*.toml recipe) to a K210 kmodel,
+    prove it fits the board's RAM and KPU SRAM, and check it against the float model.
+
+    Exit codes: 0 fits and verifies; 1 bad input or tool failure; 3 over budget; 4 lost more than --max-loss.
+    """
+    from .build import BuildOptions, build_kmodel
+
+    res = build_kmodel(BuildOptions(
+        model=model, board=board, out=out, budget=budget, calibration=calibration, calibration_spec=calibration_set,
+        calibration_count=calibration_count, verify_count=verify_count, workers=workers, max_loss=max_loss,
+        threshold=threshold, format=fmt, input_size=input_size, input_range01=(input_range == "0-1"),
+        classes=classes), log=_log)
+    if res.warnings:
+        click.secho(f"done with {len(res.warnings)} warning(s): see {res.out}/report.md", fg="yellow", err=True)
+
+
+@main.group()
+def toolchain() -> None:
+    """The nncase 1.9 compiler venv (Python 3.10)."""
+
+
+@toolchain.command("install")
+@click.option("--nncase", "version", default=None, help="Compiler release (default: the profiles' release).")
+@click.option("--force", is_flag=True, help="Recreate the venv even if it looks fine.")
+def toolchain_install(version, force):
+    """Create (or check) the compiler venv. Idempotent."""
+    from .toolchain import env
+
+    env.install(version or env.DEFAULT_NNCASE, force=force, log=click.echo)
+
+
+@main.command()
+@click.option("--board", default=None, help="Also check this profile's compiler release.")
+def doctor(board):
+    """Say what is installed and what is missing."""
+    from .boards import available_boards, get_board
+    from .toolchain import env
+
+    ok = True
+    click.echo(f"host python {sys.version.split()[0]} ({sys.executable})")
+    for mod in ("torch", "torchvision", "onnx", "onnxruntime", "onnxsim", "numpy", "PIL", "matplotlib"):
+        try:
+            m = __import__(mod)
+            click.echo(f"  {mod} {getattr(m, '__version__', '?')}")
+        except ImportError:
+            ok = False
+            click.secho(f"  {mod}: MISSING (run `make setup`)", fg="red")
+    versions = {get_board(board).nncase} if board else {get_board(n).nncase for n in available_boards()}
+    for v in sorted(versions):
+        st = env.check(v)
+        click.echo(f"nncase {v}: venv {st.venv}")
+        click.echo(f"  python 3.10: {st.python or 'NOT FOUND'}")
+        if st.versions:
+            click.echo("  " + ", ".join(f"{k} {val}" for k, val in st.versions.items()))
+        for p in st.problems:
+            ok = False
+            click.secho(f"  problem: {p}", fg="red")
+    click.echo("boards: " + ", ".join(available_boards()))
+    if not ok:
+        raise PokedexError("doctor found problems (listed above)", "run `make setup` or `pokedex-host toolchain install`")
+    click.secho("all good", fg="green")
+
+
+@main.command("boards")
+def boards_cmd():
+    """List board profiles and what each firmware leaves for a model."""
+    from .boards import available_boards, get_board
+    from .sizes import short_size
+
+    for name in available_boards():
+        b = get_board(name)
+        fmts = ",".join(f"v{v}" for v in b.firmware.kmodel_versions)
+        click.echo(f"{name:20s} model RAM {short_size(b.firmware.model_ram):>9s}  kmodel {fmts:6s} {b.description}")

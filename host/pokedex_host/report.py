@@ -1,0 +1,170 @@
+"""The build's human report (Markdown + a PNG of the memory budget) and its manifest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from . import __version__, paths
+from .fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from .sizes import format_size
+
+
+def git_revision() -> str | None:
+    root = paths.repo_root()
+    if root is None:
+        return None
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def budget_png(path: Path, mem, verdict, board_name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 1]})
+    parts = [("kmodel", mem.kmodel_bytes, "#4c72b0"), ("working data", mem.data_bytes, "#dd8452"),
+             ("input", mem.input_bytes, "#55a868"), ("output", mem.output_bytes, "#c44e52")]
+    left = 0
+    for name, b, c in parts:
+        ax1.barh([0], [b / 1e6], left=[left / 1e6], color=c, label=f"{name} {b / 1e6:.2f} MB")
+        left += b
+    ax1.axvline(verdict.ram_budget / 1e6, color="k", ls="--", lw=1.5)
+    ax1.text(verdict.ram_budget / 1e6, 0.45, f" budget {verdict.ram_budget / 1e6:.2f} MB", va="center", fontsize=8)
+    ax1.set_xlim(0, max(verdict.ram_budget, mem.runtime_total) * 1.15 / 1e6)
+    ax1.set_yticks([])
+    ax1.set_xlabel("general SRAM, MB (10^6 B)")
+    ax1.set_title(f"{board_name}: run-time RAM {'fits' if verdict.fits else 'OVER BUDGET'}", fontsize=10)
+    ax1.legend(loc="lower center", bbox_to_anchor=(0.5, -0.75), ncol=2, fontsize=8, frameon=False)
+    ax2.bar([0], [mem.kpu_peak / 2**20], color="#8172b3")
+    ax2.axhline(verdict.kpu_sram / 2**20, color="k", ls="--", lw=1.5)
+    ax2.set_ylim(0, max(verdict.kpu_sram, mem.kpu_peak) * 1.15 / 2**20)
+    ax2.set_xticks([])
+    ax2.set_ylabel("KPU SRAM, MiB")
+    ax2.set_title(f"KPU peak {mem.kpu_peak / 2**20:.2f} MiB", fontsize=10)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    # fixed metadata so the same figures give the same bytes
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{v:.1f} %"
+
+
+def report_markdown(ctx: dict) -> str:
+    b, mem, v, ver, lint = ctx["board"], ctx["memory"], ctx["verdict"], ctx["verification"], ctx["lint"]
+    lines = [f"# build-kmodel report: {ctx['source'].name}", ""]
+    for w in ctx["warnings"]:
+        lines.append(f"> **WARNING:** {w}")
+        lines.append("")
+    lines += [
+        f"- board profile: `{b.name}` — {b.description}",
+        f"- kmodel format: v{ctx['kmodel_version']} (nncase {ctx['nncase']}); this firmware loads "
+        + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions),
+        f"- verdict: **{'fits' if v.fits else 'does not fit'}** — {format_size(v.ram_used)} of "
+        f"{format_size(v.ram_budget)} ({ctx['budget_source']}); KPU SRAM peak {mem.kpu_peak:,} of {b.kpu_sram:,} B",
+        f"- input: {ctx['input']['shape']} {ctx['input']['dtype']} {ctx['input']['channels']} "
+        f"range {ctx['input']['range']}; {ctx['input']['resize']}",
+        f"- export: {ctx['export'].source_kind}; {ctx['export'].simplifier}; 1/255 input scale "
+        + ("folded into the first conv" if ctx['export'].scale_folded else "not folded"),
+        f"- calibration: {ctx['calibration'].x.shape[0]} images from `{ctx['calibration'].source}`",
+        "",
+        "![memory budget](budget.png)",
+        "",
+        "## Memory (from the compiler's schedule)",
+        "",
+        "| part | bytes |",
+        "|---|---:|",
+        f"| kmodel file | {mem.kmodel_bytes:,} |",
+        f"| working data (main memory) | {mem.data_bytes:,} |",
+        f"| input | {mem.input_bytes:,} |",
+        f"| output | {mem.output_bytes:,} |",
+        f"| **run-time total** | **{mem.runtime_total:,}** |",
+        f"| KPU SRAM peak (separate 2 MiB) | {mem.kpu_peak:,} |",
+        "",
+    ]
+    if mem.crosscheck:
+        lines += ["Schedule vs kmodel_info.txt disagreements: " + "; ".join(mem.crosscheck), ""]
+    lines += ["Largest items:", "", v.table(), ""]
+    if v.problems:
+        lines += ["## Over budget", ""] + [f"- {p}" for p in v.problems] + ["", "Options:", ""]
+        lines += [f"- {o}" for o in v.options] + [""]
+    lines += ["## Where layers run", "",
+              f"{len(lint.kpu_convs)} convolutions on the KPU; CPU ops after compiling: "
+              + (", ".join(f"{k} `{n}`" for k, n in mem.cpu_ops) or "none"), ""]
+    if lint.cpu_fallbacks:
+        lines += ["Layers that fall back to the CPU:", ""]
+        lines += [f"- `{e.node}` ({e.op}): {e.reason} — fix: {e.fix}" for e in lint.cpu_fallbacks] + [""]
+    if ctx["lint_disagreements"]:
+        lines += ["Lint and compiler disagree (please report): " + "; ".join(ctx["lint_disagreements"]), ""]
+    if ver is not None:
+        lines += [
+            "## Verification on the host",
+            "",
+            f"{ver.images} held-out images ({ver.labelled} labelled) from `{ctx['holdout'].source}`; "
+            "float = ONNX in onnxruntime, kmodel = nncase simulator (uint8).",
+            "",
+            "| | float | kmodel |",
+            "|---|---:|---:|",
+            f"| top-1 | {_pct(ver.float_top1)} | {_pct(ver.kmodel_top1)} |",
+            f"| top-5 | {_pct(ver.float_top5)} | {_pct(ver.kmodel_top5)} |",
+            "",
+            f"- top-1 agreement float vs kmodel: {ver.agreement_top1:.1f} %",
+            f"- cosine of logits: mean {ver.cosine_mean:.4f}, min {ver.cosine_min:.4f}",
+            f"- accuracy loss: {'—' if ver.loss_pp is None else f'{ver.loss_pp:.2f} pp'} "
+            f"(threshold {ver.threshold_pp} pp){' — **FLAGGED**' if ver.flagged else ''}",
+        ]
+        lines += [f"- {n}" for n in ver.notes] + [""]
+    for n in ctx["export"].notes:
+        lines.append(f"- note: {n}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
+    b, mem = ctx["board"], ctx["memory"]
+    ver = ctx["verification"]
+    manifest = {
+        "format": "pokedex-k210/kmodel-artifact",
+        "version": 1,
+        "tool": {"name": "pokedex-host", "version": __version__, "git": git_revision()},
+        "source": {"path": str(ctx["source"]), "kind": ctx["export"].source_kind,
+                   "sha256": sha256_file(ctx["source"])},
+        "board": {"name": b.name, "profile_sha256": sha256_file(b.path), "firmware": b.firmware.family,
+                  "flavour": b.firmware.flavour, "loads_kmodel_versions": list(b.firmware.kmodel_versions)},
+        "kmodel": {"version": ctx["kmodel_version"], "compiler": f"nncase {ctx['nncase']}", "target": "k210",
+                   "quantization": "uint8 PTQ", "loads_on_board_firmware": b.loads(ctx["kmodel_version"])},
+        "input": ctx["input"],
+        "classes": len(ctx["export"].classes),
+        "memory": mem.as_dict(),
+        "budget": {"bytes": ctx["verdict"].ram_budget, "source": ctx["budget_source"], **ctx["verdict"].as_dict()},
+        "calibration": {"source": ctx["calibration"].source, "count": len(ctx["calibration"]),
+                        "seed": ctx["calibration_seed"], "files": ctx["calibration"].files,
+                        "rejected": ctx["calibration"].rejected},
+        "verification": ver.as_dict() if ver is not None else None,
+        "lint": {"kpu_convs": len(ctx["lint"].kpu_convs),
+                 "cpu_fallbacks": [{"node": e.node, "op": e.op, "reason": e.reason, "fix": e.fix}
+                                   for e in ctx["lint"].cpu_fallbacks],
+                 "disagreements_with_compiler": ctx["lint_disagreements"]},
+        "export": {"simplifier": ctx["export"].simplifier, "scale_folded": ctx["export"].scale_folded,
+                   "notes": ctx["export"].notes},
+        "warnings": ctx["warnings"],
+        "timings_s": ctx["timings"],
+        "files": {f: {"sha256": sha256_file(out / f), "bytes": (out / f).stat().st_size} for f in files},
+    }
+    return atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
