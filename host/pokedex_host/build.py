@@ -152,6 +152,9 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             raise PokedexError(f"{opts.model}: {e.message}\n{tail}",
                                "an op nncase 1.9 cannot import or compile: see the KPU lint above and compile.log") from e
         timings["compile"] = time.time() - t
+        if not res.reproducible:
+            warnings.append("the compiler ran with address randomisation on (not Linux, or refused): nncase 1.9 "
+                            "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes")
         log(f"compiled in {timings['compile']:.1f} s: {res.bytes:,} B kmodel")
         mem = read_memory(tmp / "dump", kmodel)
         disagreements = compare_with_compiler(lint, tmp / "dump")
@@ -203,7 +206,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                "source": Path(opts.model), "export": exported, "input": input_spec.as_dict(),
                "calibration": calib, "holdout": hold, "calibration_seed": spec.seed, "warnings": warnings,
                "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
-               "lint_disagreements": disagreements, "timings": timings}
+               "lint_disagreements": disagreements, "timings": timings,
+               "reproducible": res.reproducible}
         with atomic_dir(opts.out) as stage:
             _write_artifacts(stage, tmp, kmodel, exported, ctx)
     log(f"wrote {opts.out}/ (model.kmodel, classes.txt, manifest.json, report.md, budget.png)")

@@ -51,6 +51,7 @@ class CompileResult:
     kmodel: Path
     bytes: int
     seconds: dict
+    reproducible: bool  # compiled with address randomisation off: same inputs, same bytes
 
 
 class Worker:
@@ -129,19 +130,28 @@ class Worker:
         return self.request("hello")
 
     def compile(self, req: CompileRequest) -> CompileResult:
+        # The compiler runs inside the output's folder with fixed relative names: nncase leaves a
+        # few bits uninitialised, and what lands there depends on the process's memory layout,
+        # which path lengths change. Same names + no address randomisation = same bytes.
+        work = req.out.parent.resolve()
+
+        def rel(p: Path | None) -> str | None:
+            return None if p is None else os.path.relpath(Path(p).resolve(), work)
+
         r = self.request(
             "compile",
-            onnx=str(req.onnx),
-            out=str(req.out),
-            calibration=str(req.calibration),
-            dump_dir=str(req.dump_dir),
+            workdir=str(work),
+            onnx=rel(req.onnx),
+            out=rel(req.out),
+            calibration=rel(req.calibration),
+            dump_dir=rel(req.dump_dir),
             input_shape=list(req.input_shape),
             input_layout=req.input_layout,
             input_range=list(req.input_range),
             calibrate_method=req.calibrate_method,
-            log=str(req.log) if req.log else None,
+            log=rel(req.log),
         )
-        return CompileResult(Path(r["kmodel"]), int(r["bytes"]), r["seconds"])
+        return CompileResult(work / r["kmodel"], int(r["bytes"]), r["seconds"], bool(r.get("aslr_off")))
 
     def simulate(self, kmodel: Path, x: np.ndarray, workdir: Path) -> np.ndarray:
         """Run ``x`` (uint8, N x C x H x W) through the nncase simulator; returns N x outputs."""

@@ -15,6 +15,37 @@ import time
 import traceback
 
 PROTOCOL = 1
+ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _aslr_off():
+    """Re-exec this worker with address-space randomisation off (Linux), once.
+
+    nncase 1.9 leaves a few bits of its output uninitialised (seen: the top nibble of KPU
+    activation-table words, which the 60-bit segment format does not use), so their value
+    depends on where the stack and heap happen to be. With randomisation off, the same inputs
+    give byte-identical kmodels across runs. Returns whether randomisation is off.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        cur = libc.personality(0xFFFFFFFF)
+        if cur == -1:
+            return False
+        if cur & ADDR_NO_RANDOMIZE:
+            return True
+        if os.environ.get("POKEDEX_WORKER_REEXEC") == "1":
+            return False  # already tried; the kernel or a sandbox refused
+        if libc.personality(cur | ADDR_NO_RANDOMIZE) == -1:
+            return False
+    except (OSError, AttributeError):
+        return False
+    os.environ["POKEDEX_WORKER_REEXEC"] = "1"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+    return False  # not reached
 
 
 def _open_protocol_stream():
@@ -82,6 +113,7 @@ def op_hello(req):
         "versions": versions,
         "numpy_runtime": numpy.__version__,
         "pid": os.getpid(),
+        "aslr_off": _ASLR_OFF,
     }
 
 
@@ -134,6 +166,7 @@ def op_compile(req):
         "kmodel": req["out"],
         "bytes": len(kmodel),
         "seconds": {"import": t_import, "compile": t_compile, "total": time.time() - t0},
+        "aslr_off": _ASLR_OFF,
     }
 
 
@@ -178,7 +211,12 @@ def op_simulate(req):
 OPS = {"hello": op_hello, "compile": op_compile, "simulate": op_simulate}
 
 
+_ASLR_OFF = False
+
+
 def main():
+    global _ASLR_OFF
+    _ASLR_OFF = _aslr_off()
     proto = _open_protocol_stream()
     for line in sys.stdin:
         line = line.strip()
@@ -197,7 +235,10 @@ def main():
         if fn is None:
             proto.write(json.dumps({"ok": False, "id": req.get("id"), "error": "unknown op %r" % op, "kind": "protocol"}) + "\n")
             continue
+        cwd = os.getcwd()
         try:
+            if req.get("workdir"):
+                os.chdir(req["workdir"])
             with _Redirect(req.get("log")):
                 result = fn(req)
             answer = {"ok": True, "id": req.get("id"), "result": result}
@@ -209,6 +250,8 @@ def main():
                 "kind": type(e).__name__,
                 "traceback": traceback.format_exc(),
             }
+        finally:
+            os.chdir(cwd)
         proto.write(json.dumps(answer) + "\n")
 
 
