@@ -82,3 +82,31 @@ def test_input_scale_not_folded_when_input_feeds_something_else(tmp_path: Path):
     ex = export_model(src, tmp_path, classes=list(range(1, 9)))
     assert not ex.scale_folded and ex.input_range == (0.0, 1.0)
     assert any("CPU" in n for n in ex.notes)
+
+
+@pytest.mark.parametrize("task", ["classify", "detect"])
+def test_ultralytics_checkpoint_exports_logits(tmp_path: Path, task):
+    from pokedex_host.export import _ultralytics_env
+
+    _ultralytics_env()
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel
+    import ultralytics
+
+    cfg = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8"
+    if task == "classify":
+        model = ClassificationModel(str(cfg / "yolov8-cls.yaml"), nc=7, verbose=False)
+    else:
+        model = DetectionModel(str(cfg / "yolov8.yaml"), nc=7, verbose=False)
+    model.names = {i: str(i + 1) for i in range(7)}
+    pt = tmp_path / "best.pt"
+    torch.save({"model": model.half(), "train_args": {"imgsz": 64, "task": task}}, pt)
+    logs = []
+    ex = export_model(pt, tmp_path, log=logs.append)
+    assert ex.source_kind == "ultralytics" and ex.input_size == 64 and ex.classes == list(range(1, 8))
+    assert any("pickle" in m for m in logs)  # the user is told the file runs code
+    x = np.random.default_rng(0).integers(0, 256, (1, 3, 64, 64), dtype=np.uint8)
+    got = onnx_float_logits(ex.onnx_path, x, ex.input_range)
+    with torch.no_grad():
+        want = ex.torch_model(torch.tensor(x, dtype=torch.float32) / 255).numpy()
+    assert got.shape == (1, 7)
+    np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-3)

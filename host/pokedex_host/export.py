@@ -71,18 +71,66 @@ def _is_ultralytics(path: Path) -> bool:
     return False
 
 
+def _ultralytics_env() -> None:
+    """ultralytics fully offline, its settings and fonts under the project's cache."""
+    import os
+
+    from . import paths
+
+    cfg = paths.cache_dir() / "ultralytics"
+    cfg.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(cfg))
+    os.environ.setdefault("MPLCONFIGDIR", str(paths.cache_dir() / "matplotlib"))
+
+
+def _ultralytics_logits_module(model, task: str):
+    import torch
+
+    class UltralyticsLogits(torch.nn.Module):
+        """Class logits from an ultralytics model in eval mode.
+
+        classify: the head's pre-softmax output. detect: per class, the best score over all boxes
+        (the image's class score is that of its top box), shape [1, nc].
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            out = self.model(x)
+            if task == "classify":
+                return out[1] if isinstance(out, (tuple, list)) else out
+            y = out[0] if isinstance(out, (tuple, list)) else out
+            return y[:, 4:, :].amax(dim=2)
+
+    return UltralyticsLogits().eval()
+
+
 def _load_ultralytics(path: Path, log):
+    _ultralytics_env()
     try:
         from ultralytics.nn.tasks import load_checkpoint  # type: ignore
     except ImportError as e:
         raise PokedexError(f"{path} is an ultralytics checkpoint but ultralytics is not installed",
-                           "pip install ultralytics==8.4.190 in the host venv, or export it to ONNX yourself") from e
+                           "run `make setup` (it pins ultralytics), or export the model to ONNX yourself") from e
     log(f"loading {path} as an ultralytics pickle: this runs code from the file; only do this for files you trust")
-    model, ckpt = load_checkpoint(str(path), device="cpu")
+    try:
+        model, ckpt = load_checkpoint(str(path), device="cpu")
+    except Exception as e:
+        raise PokedexError(f"{path} could not be loaded by ultralytics ({type(e).__name__}: {str(e)[:200]})",
+                           "check the file is a complete ultralytics .pt (best.pt / last.pt)") from e
     model = model.float().eval()
-    names = getattr(model, "names", {})
+    task = getattr(model, "task", None) or (ckpt.get("train_args") or {}).get("task") or "classify"
+    if task not in ("classify", "detect"):
+        raise PokedexError(f"{path}: ultralytics task {task!r} is not a classifier or detector",
+                           "pass a -cls model or the YOLO detection teacher")
+    names = getattr(model, "names", {}) or {}
     imgsz = (ckpt.get("train_args") or {}).get("imgsz", 224) if isinstance(ckpt, dict) else 224
-    return model, int(imgsz if isinstance(imgsz, int) else imgsz[0]), len(names)
+    size = int(imgsz if isinstance(imgsz, int) else imgsz[0])
+    return _ultralytics_logits_module(model, task), size, len(names)
 
 
 def _torch_to_onnx(model, size: int, out: Path) -> None:

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Benchmark build-kmodel: wall time and peak memory per stage, and the kmodel/RAM figures.
+
+Default: the 1025-class MobileNetV1 a0.75 @224 recipe, the default calibration set, a 200-image
+simulator check on one worker per core. Prints figures; asserts nothing (targets in the issue:
+compile < 45 s, 200-image check < 90 s on 2 cores).
+
+    python tools/bench_build.py [--model M] [--board B] [--verify-count N] [--calibration-count N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "host"))
+
+from pokedex_host.build import BuildOptions, build_kmodel  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "models" / "kpu_mobilenet_v1-075-224.toml"))
+    ap.add_argument("--board", default="maix-bit")
+    ap.add_argument("--verify-count", type=int, default=200)
+    ap.add_argument("--calibration-count", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=0)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        t0 = time.time()
+        build_kmodel(BuildOptions(model=Path(a.model), board=a.board, out=out, verify_count=a.verify_count,
+                                  calibration_count=a.calibration_count, workers=a.workers), log=lambda m: None)
+        wall = time.time() - t0
+        m = json.loads((out / "manifest.json").read_text())
+    host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    t, mem, v = m["timings_s"], m["memory"], m["verification"]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"model: {Path(a.model).name} ({m['classes']} classes, input {m['input']['shape']}), board {a.board}")
+    print(f"calibration images: {m['calibration']['count']}   verify images: {v['images'] if v else 0}")
+    print("wall time (s):")
+    for k in ("export", "load_images", "compile", "verify", "total"):
+        if k in t:
+            print(f"  {k:12s} {t[k]:7.1f}")
+    if v:
+        print(f"  simulator    {v['seconds']['simulator']:7.1f}  ({v['seconds']['simulator'] / max(v['images'], 1):.2f} s/image "
+              f"over {v['seconds']['workers']} workers)")
+        print(f"  float (ORT)  {v['seconds']['float']:7.1f}")
+    print(f"  end to end   {wall:7.1f}")
+    print(f"peak RSS (MiB): host {host_peak:.0f}, largest compiler/simulator worker {child_peak:.0f}")
+    print("kmodel and RAM (bytes):")
+    for k in ("kmodel_bytes", "data_bytes", "input_bytes", "output_bytes", "runtime_total", "kpu_sram_peak"):
+        print(f"  {k:14s} {mem[k]:>10,}")
+    print(f"  budget         {m['budget']['bytes']:>10,}  ({'fits' if m['budget']['fits'] else 'OVER'}, "
+          f"headroom {m['budget']['ram_headroom']:,})")
+    if v:
+        print(f"verification: cosine mean {v['cosine_mean']:.4f} min {v['cosine_min']:.4f}, "
+              f"top-1 agreement {v['agreement_top1']:.1f} %")
+
+
+if __name__ == "__main__":
+    main()
