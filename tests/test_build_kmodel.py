@@ -161,3 +161,31 @@ def test_default_model_verification_on_200_images(toolchain_ready, tmp_path):
     assert r.exit_code == 0, r.output
     v = json.loads((out / "manifest.json").read_text())["verification"]
     assert v["images"] == 200 and v["cosine_min"] > 0.98
+
+
+def _onnx_with(op: str, path: Path) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.1, (8, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node(op, ["f"], ["logits"], name="odd_op", equation="ij->ij")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+    m.ir_version = 7
+    onnx.save(m, str(path))
+    return path
+
+
+def test_an_op_nncase_cannot_import_is_named(toolchain_ready, dataset, tmp_path):
+    src = _onnx_with("Einsum", tmp_path / "einsum.onnx")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("".join(f"{i:04d} x\n" for i in range(1, 9)))
+    r = build(src, dataset, tmp_path / "o", "--classes", classes, "--verify-count", 0)
+    assert r.exit_code == 1
+    assert "einsum.onnx" in r.output and "cannot import the ONNX op Einsum" in r.output and "odd_op" in r.output
+    assert not (tmp_path / "o").exists()

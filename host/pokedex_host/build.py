@@ -7,6 +7,7 @@ Each step is a function of its own module; this one only wires them together wit
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -146,6 +147,15 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                     log=log_file))
         except ToolchainError as e:
             tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
+            m = re.search(r"Not supported ONNX opcode: (\w+)", str(e))
+            if m:
+                nodes = [n.name or n.output[0] for n in onnx.load(str(exported.onnx_path)).graph.node
+                         if n.op_type == m.group(1)]
+                raise PokedexError(
+                    f"{opts.model}: nncase 1.9 cannot import the ONNX op {m.group(1)} (node{'s' if len(nodes) > 1 else ''} "
+                    f"{', '.join(nodes[:5]) or '?'})",
+                    f"replace {m.group(1)} with ops nncase 1.9 imports (Conv, Clip/Relu, Add, Concat, pools, "
+                    "ReduceMean, Gemm...): see docs/kpu-rules.md") from e
             if "ran out of memory" in str(e):
                 raise BudgetExceeded(f"nncase could not place a layer's maps in the {board.kpu_sram:,} B KPU SRAM: {e.message}",
                                      "lower the input size or the channels at the largest resolution") from e

@@ -178,8 +178,10 @@ def calibration_and_holdout(folder: Path | None, spec: CalibrationSpec, size: in
                                    "pass --calibration DIR")
             log(f"warning: no calibration folder found (tried {', '.join(spec.sources)}); using {n} synthetic "
                 "frames: fine for checking fit, poor for a trained model's accuracy — pass --calibration DIR")
-            return synthetic_images(n, size, spec.seed), synthetic_images(holdout, size, spec.seed + 1)
+            return synthetic_images(n, size, spec.seed), synthetic_images(max(holdout, 0), size, spec.seed + 1)
     calib = pick_images(folder, n, size, spec.seed, log=log)
+    if holdout <= 0:
+        return calib, ImageSet(str(folder), [], [], np.zeros((0, 3, size, size), np.uint8))
     used = {Path(folder) / f for f in calib.files} | {Path(f) for f, _ in calib.rejected}
     try:
         hold = pick_images(folder, holdout, size, spec.seed + 1, exclude=used, log=log)
