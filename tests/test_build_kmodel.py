@@ -189,3 +189,4 @@ def test_an_op_nncase_cannot_import_is_named(toolchain_ready, dataset, tmp_path)
     assert r.exit_code == 1
     assert "einsum.onnx" in r.output and "cannot import the ONNX op Einsum" in r.output and "odd_op" in r.output
     assert not (tmp_path / "o").exists()
+

@@ -76,6 +76,10 @@ def judge(mem: MemoryReport, lint: LintReport, board: Board, budget: Budget, *, 
         )
     if mem.kpu_peak > board.kpu_sram:
         problems.append(f"KPU SRAM peak {mem.kpu_peak:,} B > {board.kpu_sram:,} B")
+    region = board.flash.model_region_end - board.flash.model_address
+    if mem.kmodel_bytes > region:
+        problems.append(f"kmodel {mem.kmodel_bytes:,} B does not fit the flash region for models "
+                        f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)")
     biggest = biggest_items(mem, lint)
     return Verdict(not problems, mem.runtime_total, budget.bytes, mem.kpu_peak, board.kpu_sram, problems, biggest,
                    options(mem, lint, budget.bytes, family_config) if problems else [])

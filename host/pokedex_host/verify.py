@@ -35,7 +35,12 @@ def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def compare(float_logits: np.ndarray, kmodel_logits: np.ndarray, labels: list[int | None], classes: list[int],
-            threshold_pp: float) -> Verification:
+            threshold_pp: float, *, judge_agreement: bool = True) -> Verification:
+    """Top-k of both models on labelled images; agreement and cosine on all.
+
+    Without labels the loss cannot be measured; top-1 disagreement stands in for it unless
+    ``judge_agreement`` is False (untrained weights, whose near-tied logits make it noise).
+    """
     n = float_logits.shape[0]
     index = {dex: i for i, dex in enumerate(classes)}
     lab = [index.get(d) if d is not None else None for d in labels]
@@ -52,8 +57,11 @@ def compare(float_logits: np.ndarray, kmodel_logits: np.ndarray, labels: list[in
         k1, k5 = _topk(b[mask], y[mask], 1), _topk(b[mask], y[mask], 5)
         loss = f1 - k1
         flagged = loss > threshold_pp
-    else:
+    elif judge_agreement:
         notes.append("no labelled images: judged on top-1 agreement (disagreement above the threshold is flagged)")
         flagged = (100 - agree) > threshold_pp
+    else:
+        notes.append("no labelled images and untrained weights: nothing to judge accuracy by; see the cosine")
+        flagged = False
     return Verification(n, int(mask.sum()), f1, f5, k1, k5, agree, float(cos.mean()) if n else 0.0,
                         float(cos.min()) if n else 0.0, loss, threshold_pp, bool(flagged), notes)
