@@ -149,6 +149,54 @@ def doctor(board):
     click.secho("all good", fg="green")
 
 
+@main.group()
+def data() -> None:
+    """The dataset: ingest sources, process into the training layout, verify."""
+
+
+@data.command("ingest")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+              help="The data folder (raw store, reports, processed output).")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, help="Decoder processes (0 = one per core).")
+def data_ingest(source, data_dir, workers):
+    """Copy SOURCE (a folder of per-species folders named by dex number) into DATA/raw."""
+    from .dataset.ingest import ingest_folder
+
+    rep = ingest_folder(source, data_dir, workers=workers, log=_log)
+    click.echo(f"ingested {source}: {rep.seen} files, {rep.added} new, {rep.duplicates} exact duplicates merged, "
+               f"{len(rep.problems)} problems (see {data_dir}/reports/ingest-problems.csv)")
+
+
+@data.command("process")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Split seed.")
+@click.option("--workers", type=click.IntRange(0, 64), default=0)
+def data_process(data_dir, seed, workers):
+    """Render DATA/raw into DATA/processed (416x416 YOLO layout, splits, ImageFolder view)."""
+    from .dataset.process import process
+
+    process(data_dir, seed=seed, workers=workers, log=_log)
+
+
+@data.command("verify")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--no-decode", is_flag=True, help="Skip decoding every JPEG (faster).")
+@click.option("--expect-species", type=click.IntRange(0, 1025), default=1025, show_default=True,
+              help="Fail when fewer species than this have training images.")
+def data_verify(data_dir, no_decode, expect_species):
+    """Check DATA/processed; exits non-zero with the files at fault."""
+    from .dataset.check import verify
+
+    rep = verify(data_dir, decode=not no_decode, expect_species=expect_species)
+    for f in rep.failures:
+        click.secho(f"FAIL {f}", fg="red", err=True)
+    click.echo(f"{rep.images} images, {rep.species_in_train} species in train, {len(rep.failures)} failures")
+    if not rep.ok:
+        raise PokedexError(f"{data_dir}: dataset verification failed ({len(rep.failures)} problems listed above)",
+                           f"re-run `pokedex-host data process --data {data_dir}`; fix or remove the files named")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

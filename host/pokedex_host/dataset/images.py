@@ -1,0 +1,103 @@
+"""Decoding and checking one image file, and its perceptual hash."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..preprocess import BACKGROUND, MAX_PIXELS
+
+FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tiff"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    mode: str
+    width: int
+    height: int
+    frames: int
+    exif_rotated: bool
+    notes: tuple[str, ...]  # conversions processing will apply (CMYK, 16-bit, palette, ...)
+
+
+class ImageProblem(Exception):
+    pass
+
+
+def inspect(path: Path) -> ImageInfo:
+    """Fully decode ``path`` (so truncation is caught) and say what it is; raises ImageProblem."""
+    try:
+        if path.stat().st_size == 0:
+            raise ImageProblem("zero-byte file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise ImageProblem(f"{w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)")
+                fmt, mode = im.format or "?", im.mode
+                frames = getattr(im, "n_frames", 1)
+                im.load()
+                exif = im.getexif()
+                rotated = exif.get(0x0112, 1) not in (1, None)
+    except ImageProblem:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageProblem(f"cannot decode: {type(e).__name__}: {e}") from e
+    if fmt not in FORMAT_EXT:
+        raise ImageProblem(f"unsupported image format {fmt}")
+    notes = []
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif mode.startswith("I;16") or mode == "I":
+        notes.append("16-bit converted to 8-bit")
+    elif mode == "P":
+        notes.append("palette converted to RGB")
+    elif mode in ("L", "LA", "1"):
+        notes.append("grayscale converted to RGB")
+    if rotated:
+        notes.append("EXIF orientation applied")
+    return ImageInfo(fmt, mode, w, h, frames, rotated, tuple(notes))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """EXIF-rotate, bring any mode to 8-bit RGB, flatten transparency onto white."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        im = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        im = Image.alpha_composite(bg, rgba)
+    return im.convert("RGB")
+
+
+def letterbox(im: Image.Image, size: int) -> Image.Image:
+    """Scale the long side to ``size`` keeping the aspect ratio, centre on white."""
+    w, h = im.size
+    s = size / max(w, h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    im = im.resize((nw, nh), Image.BICUBIC if s > 1 else Image.LANCZOS)
+    out = Image.new("RGB", (size, size), BACKGROUND)
+    out.paste(im, ((size - nw) // 2, (size - nh) // 2))
+    return out
+
+
+def dhash(path: Path) -> int:
+    """64-bit difference hash of the image flattened on white: near-duplicates differ in few bits."""
+    with Image.open(path) as im:
+        g = to_rgb(im).convert("L").resize((9, 8), Image.BILINEAR)
+    a = np.asarray(g, dtype=np.int16)
+    bits = (a[:, 1:] > a[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def hamming(a: int, b: int) -> int:
+    return bin(a ^ b).count("1")
