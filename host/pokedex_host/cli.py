@@ -197,6 +197,39 @@ def data_verify(data_dir, no_decode, expect_species):
                            f"re-run `pokedex-host data process --data {data_dir}`; fix or remove the files named")
 
 
+@main.group()
+def train() -> None:
+    """Train models (students for the KPU)."""
+
+
+@train.command("student")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"),
+              show_default=True, help="An ImageFolder with train/ and validation/ of <dex:04d>/ folders.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder (checkpoints, metrics.csv).")
+@click.option("--family", default="kpu_mobilenet_v1", show_default=True)
+@click.option("--width", type=float, default=0.75, show_default=True)
+@click.option("--input", "input_size", type=int, default=128, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--patience", type=click.IntRange(0, 1000), default=0, help="Early stopping (0 = off).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="torch threads (0 = torch's default).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads, resume):
+    """Train a KPU-friendly student from scratch (checkpoint every epoch; --resume continues)."""
+    from .train.student import StudentConfig, train_student
+
+    cfg = StudentConfig(data=str(data_dir), out=str(out), family=family, width=width, input=input_size, epochs=epochs,
+                        batch=batch, lr=lr, patience=patience, seed=seed, threads=threads)
+    try:
+        res = train_student(cfg, resume=resume, log=_log)
+    except KeyboardInterrupt:
+        raise PokedexError(f"interrupted; {out}/last.pt holds the last finished epoch",
+                           f"continue with the same command plus --resume") from None
+    click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

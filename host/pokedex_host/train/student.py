@@ -1,0 +1,158 @@
+"""``pokedex-host train student``: a KPU-family student, checkpointed every epoch, resumable.
+
+Checkpoints (all load with ``torch.load(..., weights_only=True)``):
+``OUT/last.pt`` (model, optimiser, schedule, epoch, metrics, config, data hash, RNG state) and
+``OUT/best.pt`` (a pokedex-k210 checkpoint that ``build-kmodel`` and ``eval`` take), written
+atomically; ``OUT/metrics.csv`` gets one line per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import PokedexError
+from ..fsutil import atomic_write_bytes
+from ..models import create_model
+from ..models.checkpoint import save_checkpoint
+from .data import augment, data_hash, list_split, load_split, to_input
+
+
+@dataclass
+class StudentConfig:
+    data: str
+    out: str
+    family: str = "kpu_mobilenet_v1"
+    width: float = 0.75
+    input: int = 128
+    classes: int = 1025
+    epochs: int = 16
+    batch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    patience: int = 0  # 0 = no early stopping
+    seed: int = 0
+    threads: int = 0
+
+
+def _lr_at(cfg: StudentConfig, step: int, steps_per_epoch: int) -> float:
+    total = cfg.epochs * steps_per_epoch
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, batch: int = 256) -> dict:
+    model.eval()
+    loss, top1, top5 = 0.0, 0, 0
+    for i in range(0, len(y), batch):
+        xb = to_input(x[i : i + batch], size).contiguous(memory_format=torch.channels_last)
+        out = model(xb)
+        yb = y[i : i + batch]
+        loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
+        top = out.topk(min(5, out.shape[1]), dim=1).indices
+        top1 += int((top[:, 0] == yb).sum())
+        top5 += int((top == yb[:, None]).any(1).sum())
+    n = max(1, len(y))
+    return {"val_loss": loss / n, "top1": 100 * top1 / n, "top5": 100 * top5 / n}
+
+
+def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = Path(cfg.data)
+    train_items = list_split(data / "train")
+    dhash = data_hash(train_items)
+    last = out / "last.pt"
+    state = None
+    if resume and last.exists():
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise PokedexError(f"{last} is corrupt ({type(e).__name__}); cannot resume",
+                               "delete it to start over, or restore it from a backup") from e
+        saved = StudentConfig(**state["config"])
+        if (saved.family, saved.width, saved.input, saved.classes) != (cfg.family, cfg.width, cfg.input, cfg.classes):
+            raise PokedexError(f"{last} is a {saved.family} w{saved.width} @{saved.input} x{saved.classes} run; "
+                               f"asked for {cfg.family} w{cfg.width} @{cfg.input} x{cfg.classes}",
+                               "use the same model options to resume, or another --out")
+        if state["data_hash"] != dhash:
+            log(f"warning: the training split changed since {last} was written (data hash {state['data_hash']} -> {dhash})")
+    elif resume:
+        log(f"no {last} to resume from; starting a new run")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    store = int(round(cfg.input * 1.15))
+    t0 = time.time()
+    train = load_split(data / "train", store)
+    val = load_split(data / "validation", store)
+    log(f"loaded {len(train)} train / {len(val)} validation images at {store}px in {time.time() - t0:.0f} s")
+    model = create_model(cfg.family, width=cfg.width, input=cfg.input, classes=cfg.classes)
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    start, best, best_epoch, history = 0, -1.0, -1, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best, best_epoch, history = state["epoch"] + 1, state["best_top1"], state["best_epoch"], state["history"]
+        log(f"resuming {out} at epoch {start + 1} of {cfg.epochs} (best top-1 {best:.2f} % at epoch {best_epoch + 1})")
+    steps = math.ceil(len(train) / cfg.batch)
+    for epoch in range(start, cfg.epochs):
+        if cfg.patience and best_epoch >= 0 and epoch - best_epoch > cfg.patience:
+            log(f"early stop: no better top-1 for {cfg.patience} epochs")
+            break
+        model.train()
+        te, total, seen = time.time(), 0.0, 0
+        perm = torch.randperm(len(train), generator=gen)
+        for s in range(steps):
+            idx = perm[s * cfg.batch : (s + 1) * cfg.batch]
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(cfg, epoch * steps + s, steps)
+            xb = augment(train.x[idx], cfg.input, gen).contiguous(memory_format=torch.channels_last)
+            loss = crit(model(xb), train.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            seen += len(idx)
+        m = {"epoch": epoch + 1, "train_loss": total / seen, **evaluate(model, val.x, val.y, cfg.input),
+             "lr": opt.param_groups[0]["lr"], "seconds": time.time() - te, "images_per_s": seen / (time.time() - te)}
+        history.append(m)
+        improved = m["top1"] > best
+        if improved:
+            best, best_epoch = m["top1"], epoch
+            save_checkpoint(out / "best.pt", model, cfg.family, list(range(1, cfg.classes + 1)),
+                            {"epoch": epoch + 1, "metrics": m, "config": asdict(cfg), "data_hash": dhash})
+        buf = io.BytesIO()
+        torch.save({"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best_top1": best,
+                    "best_epoch": best_epoch, "history": history, "data_hash": dhash}, buf)
+        atomic_write_bytes(last, buf.getvalue())
+        _write_metrics(out / "metrics.csv", history)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {m['train_loss']:.3f}, val top-1 {m['top1']:.2f} % top-5 "
+            f"{m['top5']:.2f} % ({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
+    return {"best_top1": best, "best_epoch": best_epoch + 1, "history": history}
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_bytes(path, buf.getvalue().encode())
