@@ -230,6 +230,45 @@ def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, l
     click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
 
 
+@main.command()
+@click.option("--board", default="maix-bit", show_default=True, help="Board profile (flash map, kflash board name, baud).")
+@click.option("--firmware", type=click.Path(path_type=Path), help="Firmware .bin, flashed at the profile's firmware address.")
+@click.option("--kmodel", type=click.Path(path_type=Path), help="kmodel, flashed at the profile's model address.")
+@click.option("--port", help="Serial port (default: the one Maix board found).")
+@click.option("--baud", type=int, help="Baud rate (default: the profile's list, fastest first, falling back).")
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write the .kfpkg (default build/flash/BOARD.kfpkg).")
+@click.option("--dry-run", is_flag=True, help="Build and show the package and the kflash call; flash nothing.")
+def flash(board, firmware, kmodel, port, baud, out, dry_run):
+    """Pack firmware and/or kmodel into a .kfpkg and flash it with kflash."""
+    from .boards import get_board
+    from .flash.flasher import flash_with_fallback, kflash_command
+    from .flash.kfpkg import build_kfpkg, flash_list_json
+    from .flash.plan import make_plan
+    from .flash.ports import pick_port
+
+    b = get_board(board)
+    plan = make_plan(b, firmware, kmodel)
+    for w in plan.warnings:
+        click.secho(f"WARNING: {w}", fg="yellow", err=True)
+    pkg = build_kfpkg(list(plan.entries), out or Path("build/flash") / f"{b.name}.kfpkg")
+    bauds = (baud,) if baud else b.flash.baud
+    click.echo(f"{pkg} for {b.name} (kflash board '{b.kflash_board}'):")
+    click.echo(plan.table())
+    if dry_run:
+        try:
+            dev = pick_port(port)
+        except PokedexError:
+            dev = port or "PORT"
+        click.echo("flash-list.json:")
+        click.echo(flash_list_json(list(plan.entries)).rstrip())
+        click.echo("would run (the first that succeeds):")
+        for bd in bauds:
+            click.echo("  " + " ".join(kflash_command(dev, bd, b.kflash_board, pkg)))
+        return
+    flash_with_fallback(pick_port(port), bauds, b.kflash_board, pkg, log=_log)
+    click.secho("flashed", fg="green")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

@@ -129,7 +129,7 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
         m = {"epoch": epoch + 1, "train_loss": total / seen, **evaluate(model, val.x, val.y, cfg.input),
              "lr": opt.param_groups[0]["lr"], "seconds": time.time() - te, "images_per_s": seen / (time.time() - te)}

@@ -1,0 +1,1 @@
+"""Putting firmware and model on a board: ``.kfpkg`` packages, the flash plan, serial ports."""
