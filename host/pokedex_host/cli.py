@@ -269,6 +269,34 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
     click.secho("flashed", fg="green")
 
 
+@main.command()
+@click.option("--kmodel", type=click.Path(path_type=Path), default=Path("build/default/model.kmodel"), show_default=True,
+              help="The model (from a build-kmodel output folder; its classes.txt and manifest.json are used too).")
+@click.option("--board", default="maix-bit-canmv", show_default=True, help="Board profile (which firmware API, memory, formats).")
+@click.option("--frames", type=click.Path(path_type=Path), help="Folder of images the camera sees, in name order.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="LCD PNGs, uart.log, events.jsonl, console.log.")
+@click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
+@click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)
+@click.option("--smoothing", type=float, default=0.6, show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--timeout", type=float, help="Stop the emulated board after this many seconds.")
+def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold, timeout):
+    """Run firmware/ unmodified on an emulated board: camera frames from a folder, the KPU in the
+    nncase simulator, the LCD as PNGs, the UART as a log (and a pty with --uart)."""
+    from .boards import get_board
+    from .emulator.host import emulate as run_emulator
+
+    res = run_emulator(get_board(board), kmodel, frames, out, script=script, uart_link=uart_link, threshold=threshold,
+                       smoothing=smoothing, timeout=timeout, log=_log)
+    for line in res.console.strip().splitlines()[-15:]:
+        click.echo(f"  board| {line}")
+    for w in res.warnings:
+        click.secho(f"WARNING: {w}", fg="yellow", err=True)
+    click.echo(f"{res.frames} frames, {res.lcd_frames} LCD images, {len(res.uart_lines)} result lines in {out}")
+    if res.exit_code != 0:
+        raise PokedexError(f"the firmware stopped with an error (exit {res.exit_code}); see {out}/console.log")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

@@ -1,0 +1,145 @@
+# pokedex-k210 camera app: camera -> KPU -> LCD (name, dex, confidence, top-3, fps) + a result
+# line on the UART. MaixPy-v1 / CanMV, MicroPython 1.11 syntax (no f-strings, no annotations).
+import gc
+import time
+
+import lcd
+import sensor
+from machine import UART
+
+import pk_app
+
+WHITE = (255, 255, 255)
+YELLOW = (255, 220, 0)
+GREY = (160, 160, 160)
+RED = (255, 64, 64)
+BLACK = (0, 0, 0)
+
+
+def open_uart(cfg):
+    u = cfg.get("uart") or {}
+    baud = u.get("baud", 115200)
+    if u.get("tx") is not None and u.get("rx") is not None:
+        from fpioa_manager import fm
+        fm.register(u["tx"], fm.fpioa.UART1_TX, force=True)
+        fm.register(u["rx"], fm.fpioa.UART1_RX, force=True)
+        return UART(UART.UART1, baud, 8, 0, 1, timeout=1000, read_buf_len=4096)
+    return UART(UART.UARTHS, baud, 8, 0, 1, timeout=1000, read_buf_len=4096)
+
+
+def setup_camera(cam):
+    sensor.reset()
+    sensor.set_pixformat(sensor.RGB565)
+    sensor.set_framesize(sensor.QVGA)
+    w = cam.get("window")
+    if w:
+        sensor.set_windowing((w[0], w[1]))
+    sensor.set_hmirror(1 if cam.get("hmirror") else 0)
+    sensor.set_vflip(1 if cam.get("vflip") else 0)
+    sensor.run(1)
+    sensor.skip_frames(10)
+
+
+def show_error(message):
+    """Keep showing the camera with the error on top, so the board stays usable."""
+    print("pokedex: " + message)
+    try:
+        setup_camera({"window": (224, 224)})
+        camera = True
+    except Exception:
+        camera = False
+    while True:
+        if camera:
+            img = sensor.snapshot()
+            img.draw_string(4, 4, "pokedex error:", color=RED, scale=2)
+            y = 28
+            for i in range(0, len(message), 26):
+                img.draw_string(4, y, message[i:i + 26], color=WHITE, scale=1)
+                y += 12
+            lcd.display(img)
+        else:
+            lcd.clear(BLACK)
+            lcd.draw_string(4, 4, "pokedex error", RED, BLACK)
+            lcd.draw_string(4, 24, message[:40], WHITE, BLACK)
+            time.sleep_ms(1000)
+
+
+def run():
+    lcd.init()
+    print("pokedex: start, " + pk_app.memory_line())
+    try:
+        cfg, path = pk_app.load_config()
+        n = cfg["outputs"]
+        dex, names, asciis = pk_app.load_labels(cfg["labels"], n)
+        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"])
+    except pk_app.AppError as e:
+        show_error(str(e))
+        return
+    print("pokedex: model loaded (%s), %s" % (cfg["api"], pk_app.memory_line()))
+    cam = cfg.get("camera") or {}
+    setup_camera(cam)
+    uart = open_uart(cfg)
+    in_w, in_h = cfg["input"][0], cfg["input"][1]
+    resize = cam.get("resize", False)
+    threshold = cfg.get("threshold", 0.5)
+    weight = cfg.get("smoothing", 0.6)
+    k = min(cfg.get("topk", 3), 5)
+    probs = [0.0] * n
+    avg = [0.0] * n
+    frame = 0
+    fps = 0.0
+    last = time.ticks_ms()
+    while True:
+        img = sensor.snapshot()
+        x = img.resize(in_w, in_h) if resize else img
+        x.pix_to_ai()
+        try:
+            logits = kpu.run(x)
+        except Exception as e:
+            img.draw_string(4, 4, "KPU error", color=RED, scale=2)
+            lcd.display(img)
+            print("pokedex: KPU error: %s" % e)
+            continue
+        if len(logits) < n:
+            show_error("model gave %d outputs, config says %d" % (len(logits), n))
+            return
+        pk_app.softmax_into(logits, probs)
+        if frame == 0:
+            for i in range(n):
+                avg[i] = probs[i]
+        else:
+            pk_app.smooth_into(avg, probs, weight)
+        top = pk_app.topk(avg, k)
+        now = time.ticks_ms()
+        dt = time.ticks_diff(now, last)
+        last = now
+        if dt > 0:
+            fps = 1000.0 / dt if fps == 0 else 0.8 * fps + 200.0 / dt
+        best, conf = top[0]
+        if conf >= threshold:
+            img.draw_string(4, 4, asciis[best], color=YELLOW, scale=2)
+            img.draw_string(4, 26, "#%04d  %d%%" % (dex[best], int(conf * 100 + 0.5)), color=WHITE, scale=2)
+        else:
+            img.draw_string(4, 4, "unknown", color=GREY, scale=2)
+            img.draw_string(4, 26, "(%d%%)" % int(conf * 100 + 0.5), color=GREY, scale=2)
+        y = img.height() - 14 * (len(top) + 1)
+        for i, c in top:
+            img.draw_string(4, y, "%s %d%%" % (asciis[i], int(c * 100 + 0.5)), color=WHITE, scale=1)
+            y += 14
+        img.draw_string(4, y, "%.1f fps" % fps, color=GREY, scale=1)
+        lcd.display(img)
+        line = "R\t%d\t%d\t%s\t%.3f\t%s\t%.1f\n" % (
+            frame,
+            dex[best] if conf >= threshold else 0,
+            names[best] if conf >= threshold else "unknown",
+            conf,
+            ",".join(["%d:%.3f" % (dex[i], c) for i, c in top]),
+            fps,
+        )
+        uart.write(line.encode("utf-8"))
+        frame += 1
+        if frame % 50 == 0:
+            gc.collect()
+
+
+run()

@@ -1,0 +1,150 @@
+# pokedex-k210 firmware helpers: config, labels, the KPU adapter, scoring.
+# Runs on MaixPy-v1 and CanMV (MicroPython 1.11 syntax: no f-strings, no annotations).
+import gc
+import math
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+CONFIG_PATHS = ("/sd/pokedex.json", "/flash/pokedex.json")
+
+
+class AppError(Exception):
+    pass
+
+
+def load_config():
+    for path in CONFIG_PATHS:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        try:
+            cfg = json.loads(text)
+        except ValueError:
+            raise AppError("%s is not valid JSON" % path)
+        for key in ("api", "model", "labels", "outputs", "input"):
+            if key not in cfg:
+                raise AppError("%s: missing %s" % (path, key))
+        return cfg, path
+    raise AppError("no pokedex.json on /sd or /flash")
+
+
+def load_labels(path, outputs):
+    dex = []
+    names = []
+    asciis = []
+    try:
+        f = open(path)
+    except OSError:
+        raise AppError("labels file %s is missing" % path)
+    try:
+        n = 0
+        for line in f:
+            n += 1
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise AppError("%s line %d: expected dex<TAB>name<TAB>ascii" % (path, n))
+            dex.append(int(parts[0]))
+            names.append(parts[1])
+            asciis.append(parts[2])
+    finally:
+        f.close()
+    if len(names) < outputs:
+        raise AppError("%s has %d labels; the model has %d outputs" % (path, len(names), outputs))
+    return dex, names, asciis
+
+
+class KPUAdapter:
+    """One interface over MaixPy's KPU module (kmodel v3) and CanMV's maix.KPU (kmodel v5)."""
+
+    def __init__(self, api, model):
+        self.api = api
+        self.task = None
+        self.k = None
+        if api == "maixpy":
+            import KPU as kpu
+            self.kpu = kpu
+            try:
+                self.task = kpu.load(model)
+            except Exception as e:
+                raise AppError("model %s: %s" % (model, e))
+        elif api == "canmv":
+            from maix import KPU
+            self.k = KPU()
+            try:
+                self.k.load_kmodel(model)
+            except Exception as e:
+                raise AppError("model %s: %s" % (model, e))
+        else:
+            raise AppError("unknown api %s (maixpy or canmv)" % api)
+
+    def run(self, img):
+        if self.api == "maixpy":
+            fmap = self.kpu.forward(self.task, img)
+            return fmap[:]
+        return self.k.run_with_output(img, getlist=True)
+
+    def deinit(self):
+        if self.task is not None:
+            self.kpu.deinit(self.task)
+            self.task = None
+        if self.k is not None:
+            self.k.deinit()
+            self.k = None
+        gc.collect()
+
+
+def softmax_into(logits, out):
+    """Probabilities of ``logits`` written into the list ``out`` (no allocation per frame)."""
+    n = len(out)
+    m = logits[0]
+    for i in range(1, n):
+        if logits[i] > m:
+            m = logits[i]
+    total = 0.0
+    for i in range(n):
+        e = math.exp(logits[i] - m)
+        out[i] = e
+        total += e
+    inv = 1.0 / total
+    for i in range(n):
+        out[i] *= inv
+
+
+def smooth_into(avg, probs, weight):
+    """Exponential moving average: avg = weight * avg + (1 - weight) * probs."""
+    w1 = 1.0 - weight
+    for i in range(len(avg)):
+        avg[i] = weight * avg[i] + w1 * probs[i]
+
+
+def topk(values, k):
+    """[(index, value)] of the k largest, best first."""
+    best = []
+    for i in range(len(values)):
+        v = values[i]
+        if len(best) < k:
+            best.append((i, v))
+            best.sort(key=lambda t: -t[1])
+        elif v > best[-1][1]:
+            best[-1] = (i, v)
+            best.sort(key=lambda t: -t[1])
+    return best
+
+
+def memory_line():
+    gc.collect()
+    line = "gc free %d" % gc.mem_free()
+    try:
+        import utils
+        line += ", heap free %d" % utils.heap_free()
+    except (ImportError, AttributeError):
+        pass
+    return line

@@ -1,0 +1,1 @@
+"""The serial bench harness (issue "flash and bench"): the wire protocol, host side."""

@@ -1,0 +1,121 @@
+"""``pokedex-host emulate``: lay out the emulated SD card from a build artifact and the board
+profile, start the firmware in a child process, collect LCD PNGs, UART lines and events."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import termios
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import paths
+from ..boardconfig import make_config, write_config
+from ..boards import Board
+from ..errors import PokedexError
+
+
+@dataclass
+class EmulateResult:
+    out: Path
+    exit_code: int
+    frames: int
+    lcd_frames: int
+    uart_lines: list[str]
+    warnings: list[str]
+    console: str
+
+
+def firmware_dir() -> Path:
+    root = paths.repo_root()
+    if root is None:
+        raise PokedexError("cannot find the firmware/ folder (run from a checkout)")
+    return root / "firmware"
+
+
+def _kmodel_input(kmodel: Path) -> int:
+    m = kmodel.with_name("manifest.json")
+    if m.is_file():
+        return int(json.loads(m.read_text())["input"]["shape"][2])
+    raise PokedexError(f"{kmodel} has no manifest.json beside it to say its input size",
+                       "pass a model.kmodel from a build-kmodel output folder, or --input-size")
+
+
+def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *, script: str = "main.py",
+            labels: Path | None = None, input_size: int | None = None, uart_link: Path | None = None,
+            threshold: float = 0.5, smoothing: float = 0.6, max_frames: int | None = None,
+            timeout: float | None = None, config_overrides: dict | None = None, firmware: Path | None = None,
+            log=print) -> EmulateResult:
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    sd = out / "sd"
+    sd.mkdir(parents=True)
+    outputs = 0
+    if kmodel is not None:
+        kmodel = Path(kmodel)
+        if not kmodel.is_file():
+            raise PokedexError(f"kmodel {kmodel} does not exist", "run `make kmodel` or pass --kmodel FILE")
+        shutil.copyfile(kmodel, sd / "model.kmodel")
+        if kmodel.with_name("manifest.json").is_file():
+            shutil.copyfile(kmodel.with_name("manifest.json"), sd / "manifest.json")
+        labels = labels or kmodel.with_name("classes.txt")
+        input_size = input_size or _kmodel_input(kmodel)
+    if labels is not None and Path(labels).is_file():
+        shutil.copyfile(labels, sd / "classes.txt")
+        outputs = sum(1 for line in Path(labels).read_text(encoding="utf-8").splitlines() if line.strip())
+    if frames is not None and not Path(frames).is_dir():
+        raise PokedexError(f"frames folder {frames} does not exist", "pass a folder of images")
+    cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",
+                      labels="/sd/classes.txt", threshold=threshold, smoothing=smoothing)
+    cfg.update(config_overrides or {})
+    write_config(sd / "pokedex.json", cfg)
+    run_cfg = {
+        "out": str(out.resolve()), "sd": str(sd.resolve()), "flash_fs": None,
+        "flash_map": {}, "frames": str(Path(frames).resolve()) if frames else None,
+        "firmware": str(Path(firmware or firmware_dir()).resolve()), "script": script, "model_ram": board.firmware.model_ram,
+        "kmodel_versions": list(board.firmware.kmodel_versions), "gc_heap_size": board.firmware.gc_heap_size,
+        "nncase": board.nncase, "max_frames": max_frames, "model_input": [input_size or 224] * 2,
+    }
+    master = slave = None
+    pass_fds: tuple[int, ...] = ()
+    if uart_link is not None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(master)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(master, termios.TCSANOW, attrs)
+        run_cfg["uart_fd"] = master
+        pass_fds = (master,)
+        if uart_link.exists() or uart_link.is_symlink():
+            uart_link.unlink()
+        uart_link.symlink_to(os.ttyname(slave))
+        log(f"emulated board UART at {uart_link} -> {os.ttyname(slave)}")
+    (out / "emulator.json").write_text(json.dumps(run_cfg, indent=2))
+    env = {**os.environ, "POKEDEX_EMULATOR_CONFIG": str(out / "emulator.json"), "PYTHONUNBUFFERED": "1"}
+    root = paths.repo_root()
+    if root is not None:
+        env["PYTHONPATH"] = str(root / "host") + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pokedex_host.emulator.run"], env=env, pass_fds=pass_fds,
+                              capture_output=True, text=True, timeout=timeout)
+        code, console = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as e:
+        code = 124
+        console = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+        if uart_link is not None and uart_link.is_symlink():
+            uart_link.unlink()
+    (out / "console.log").write_text(console)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    uart = (out / "uart.log").read_bytes().decode("utf-8", "replace") if (out / "uart.log").exists() else ""
+    lines = [line for line in uart.splitlines() if line.startswith("R\t")]
+    return EmulateResult(out, code, summary.get("frames", 0), summary.get("lcd_frames", 0), lines,
+                         summary.get("warnings", []), console)

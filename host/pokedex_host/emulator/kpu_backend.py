@@ -1,0 +1,78 @@
+"""The emulated KPU: loads a kmodel the way the board's firmware would and runs it in the
+nncase simulator (kmodel v5) through the compiler worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..kmodel import KmodelFormatError, detect_version
+from .state import board
+
+ERR_KMODEL_VERSION = 2002
+ERR_NO_MEM = 2006
+ERR_READ_FILE = 2005
+
+
+class LoadedModel:
+    def __init__(self, host_path: Path, version: int, size: int, input_wh: tuple[int, int], runtime_bytes: int):
+        self.host_path = host_path
+        self.version = version
+        self.size = size
+        self.input_wh = input_wh
+        self.runtime_bytes = runtime_bytes
+
+
+def load(model, allowed_versions, error) -> LoadedModel:
+    """Resolve, read and check a model; ``error(code, text)`` builds the firmware's exception."""
+    b = board()
+    if isinstance(model, int):
+        if model not in b.flash_map:
+            raise error(ERR_READ_FILE, "ERR_READ_FILE: nothing flashed at 0x%X" % model)
+        host = Path(b.flash_map[model])
+    else:
+        try:
+            host = b.host_path(model)
+        except OSError:
+            raise error(ERR_READ_FILE, "ERR_READ_FILE: read file failed")
+        if not host.is_file():
+            raise error(ERR_READ_FILE, "ERR_READ_FILE: read file failed")
+    data = host.read_bytes()
+    try:
+        version = detect_version(data[:8])
+    except KmodelFormatError:
+        raise error(ERR_KMODEL_VERSION, "ERR_KMODEL_VERSION: not a kmodel")
+    if version not in allowed_versions:
+        raise error(ERR_KMODEL_VERSION, "ERR_KMODEL_VERSION: only support kmodel "
+                    + "/".join("V%d" % v for v in allowed_versions))
+    manifest = host.with_name("manifest.json")
+    runtime, wh = len(data), tuple(b.cfg.get("model_input") or (0, 0))
+    if manifest.is_file():
+        m = json.loads(manifest.read_text())
+        runtime = int(m.get("memory", {}).get("runtime_total", runtime))
+        shape = m.get("input", {}).get("shape")
+        if shape:
+            wh = (int(shape[3]), int(shape[2]))
+    if runtime > b.model_ram:
+        b.event("kpu_load_refused", reason="no memory", needs=runtime, has=b.model_ram)
+        raise error(ERR_NO_MEM, "ERR_NO_MEM: memory not enough")
+    if version == 3:
+        raise error(3000, "the emulator cannot execute kmodel v3 yet (issue 'kmodel v3')")
+    b.event("kpu_load", model=str(model), version=version, bytes=len(data), runtime=runtime)
+    return LoadedModel(host, version, len(data), wh, runtime)
+
+
+def run(model: LoadedModel, img) -> list:
+    b = board()
+    if img._ai is None:
+        raise ValueError("[MAIXPY]kpu: pix_ai is NULL! (call img.pix_to_ai() after changing the image)")
+    c, h, w = img._ai.shape
+    if (w, h) != tuple(model.input_wh):
+        raise ValueError("[MAIXPY]kpu: img w=%d,h=%d, but model w=%d,h=%d" % (w, h, model.input_wh[0], model.input_wh[1]))
+    x = img._ai[None].astype(np.uint8)
+    out = b.simulator().simulate(model.host_path, x, b.out)
+    y = [float(v) for v in out[0]]
+    b.event("kpu_run", top1=int(np.argmax(out[0])), frame=b.frame_index - 1)
+    return y

@@ -1,0 +1,68 @@
+"""Host version of MaixPy's ``lcd``: every ``display`` writes a 320x240 PNG a person can look at."""
+
+import numpy as _np
+from PIL import Image as _PIL
+
+from pokedex_host.emulator.state import board as _board
+import image as _image
+
+_W, _H = 320, 240
+_state = {"init": False, "fb": None}
+
+
+def init(freq=15000000, color=(0, 0, 0), type=1, invert=False, lcd_type=0):
+    _state["init"] = True
+    _state["fb"] = _np.zeros((_H, _W, 3), _np.uint8)
+
+
+def width():
+    return _W
+
+
+def height():
+    return _H
+
+
+def rotation(dir=None):
+    return 0
+
+
+def _need():
+    if not _state["init"]:
+        raise OSError("lcd: call lcd.init() first")
+
+
+def _flush():
+    b = _board()
+    path = b.out / ("lcd_%04d.png" % b.lcd_count)
+    _PIL.fromarray(_state["fb"]).save(path)
+    b.event("lcd", index=b.lcd_count, file=path.name)
+    b.lcd_count += 1
+
+
+def clear(color=(0, 0, 0)):
+    _need()
+    _state["fb"][:] = _image._color(color)
+
+
+def display(img, roi=None, oft=None):
+    _need()
+    a = img._a
+    h, w = a.shape[:2]
+    if oft is not None:
+        x, y = oft
+    else:  # smaller images are centred
+        x, y = max(0, (_W - w) // 2), max(0, (_H - h) // 2)
+    fb = _state["fb"]
+    fb[:] = 0
+    hh, ww = min(h, _H - y), min(w, _W - x)
+    fb[y:y + hh, x:x + ww] = a[:hh, :ww]
+    _flush()
+
+
+def draw_string(x, y, text, color=(255, 255, 255), bg=(0, 0, 0)):
+    _need()
+    tmp = _image.Image._from_array(_state["fb"])
+    tmp.draw_string(x, y, text, color=color, scale=1)
+    _state["fb"] = tmp._a
+    _flush()

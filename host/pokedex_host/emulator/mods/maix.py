@@ -1,0 +1,42 @@
+"""Host version of CanMV's ``maix`` module: ``maix.KPU`` (load_kmodel / run_with_output) for kmodel v5."""
+
+from pokedex_host.emulator import kpu_backend as _kb
+from pokedex_host.emulator.state import board as _board
+
+
+def _err(code, text):
+    return ValueError("kpu: load error:%d, %s" % (code, text))
+
+
+class KPU:
+    __slots__ = ("_m",)
+
+    def __init__(self):
+        self._m = None
+
+    def load_kmodel(self, path_or_addr, size=None):
+        versions = tuple(v for v in _board().kmodel_versions if v == 5)
+        self._m = _kb.load(path_or_addr, versions, _err)
+        return True
+
+    def run_with_output(self, img, get_feature=False, getlist=False):
+        if self._m is None:
+            raise ValueError("kpu: load a kmodel first")
+        return _kb.run(self._m, img)
+
+    def deinit(self):
+        self._m = None
+
+
+class GPIO:
+    GPIOHS0 = 24
+    IN = 0
+    OUT = 3
+
+    def __init__(self, pin, mode, pull=None, value=0):
+        self._v = value
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self._v = v

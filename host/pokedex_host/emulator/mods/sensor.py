@@ -1,0 +1,124 @@
+"""Host version of MaixPy's ``sensor``: frames from an image folder, as the OV2640 would give them.
+
+Each file becomes a QVGA (320x240) frame: scaled to cover and centre-cropped, reduced to RGB565
+precision (5/6/5 bits), then windowed (a centre crop, no scaling) like ``set_windowing``.
+"""
+
+import numpy as _np
+from PIL import Image as _PIL
+
+from pokedex_host.emulator.state import EmulatorDone, board as _board
+import image as _image
+
+RGB565 = 2
+GRAYSCALE = 1
+QQVGA = 1
+QVGA = 2
+VGA = 3
+_SIZES = {QQVGA: (160, 120), QVGA: (320, 240), VGA: (640, 480)}
+_state = {"reset": False, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0, "run": 0}
+
+
+def reset(freq=None, dual_buff=False):
+    _state.update({"reset": True, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0})
+
+
+def _need_reset():
+    if not _state["reset"]:
+        raise OSError("sensor: call sensor.reset() first")
+
+
+def set_pixformat(fmt):
+    _need_reset()
+    if fmt not in (RGB565, GRAYSCALE):
+        raise ValueError("sensor: unsupported pixformat")
+    _state["format"] = fmt
+
+
+def set_framesize(size):
+    _need_reset()
+    if size not in _SIZES:
+        raise ValueError("sensor: unsupported framesize")
+    _state["size"] = size
+    _state["window"] = None
+
+
+def set_windowing(roi):
+    _need_reset()
+    w, h = roi[-2], roi[-1]
+    fw, fh = _SIZES[_state["size"]]
+    if w > fw or h > fh:
+        raise ValueError("sensor: window %dx%d is larger than the frame %dx%d" % (w, h, fw, fh))
+    _state["window"] = (w, h)
+
+
+def set_hmirror(enable):
+    _state["hmirror"] = 1 if enable else 0
+
+
+def set_vflip(enable):
+    _state["vflip"] = 1 if enable else 0
+
+
+def run(enable):
+    _need_reset()
+    _state["run"] = enable
+
+
+def skip_frames(n=None, time=None):
+    _need_reset()
+
+
+def width():
+    return (_state["window"] or _SIZES[_state["size"]])[0]
+
+
+def height():
+    return (_state["window"] or _SIZES[_state["size"]])[1]
+
+
+def _frame(path, fw, fh):
+    b = _board()
+    with _PIL.open(path) as im:
+        im.load()
+        if im.size != (fw, fh):
+            b.warn("frame %s is %dx%d; the sensor gives %dx%d: scaled to cover and centre-cropped"
+                   % (path.name, im.size[0], im.size[1], fw, fh))
+        rgb = im.convert("RGB")
+    s = max(fw / rgb.width, fh / rgb.height)
+    nw, nh = max(fw, round(rgb.width * s)), max(fh, round(rgb.height * s))
+    rgb = rgb.resize((nw, nh), _PIL.BILINEAR)
+    left, top = (nw - fw) // 2, (nh - fh) // 2
+    a = _np.asarray(rgb.crop((left, top, left + fw, top + fh)), dtype=_np.uint8)
+    # RGB565: 5 bits red, 6 green, 5 blue; the KPU path expands them back to 8 bits
+    r = (a[..., 0] >> 3).astype(_np.uint16)
+    g = (a[..., 1] >> 2).astype(_np.uint16)
+    bl = (a[..., 2] >> 3).astype(_np.uint16)
+    out = _np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (bl << 3) | (bl >> 2)], -1).astype(_np.uint8)
+    return out
+
+
+def snapshot():
+    _need_reset()
+    if _state["format"] is None:
+        raise OSError("sensor: set_pixformat first")
+    b = _board()
+    if b.max_frames is not None and b.frame_index >= b.max_frames or b.frame_index >= len(b.frames):
+        raise EmulatorDone("no more frames")
+    path = b.frames[b.frame_index]
+    b.frame_index += 1
+    fw, fh = _SIZES[_state["size"]]
+    a = _frame(path, fw, fh)
+    if _state["window"]:
+        w, h = _state["window"]
+        x, y = (fw - w) // 2, (fh - h) // 2
+        a = a[y:y + h, x:x + w]
+    if _state["hmirror"]:
+        a = a[:, ::-1]
+    if _state["vflip"]:
+        a = a[::-1]
+    if _state["format"] == GRAYSCALE:
+        g = (a.astype(_np.uint16).sum(-1) // 3).astype(_np.uint8)
+        a = _np.stack([g, g, g], -1)
+    b.event("frame", index=b.frame_index - 1, file=path.name)
+    return _image.Image._from_array(a, ai=True)

@@ -1,0 +1,109 @@
+"""Child process of ``pokedex-host emulate``: installs the module shims and runs one firmware
+script unmodified. Invoked as ``python -m pokedex_host.emulator.run`` with
+POKEDEX_EMULATOR_CONFIG pointing at a JSON settings file."""
+
+from __future__ import annotations
+
+import binascii
+import gc as _real_gc
+import importlib.abc
+import importlib.machinery
+import json
+import struct
+import sys
+import time as _real_time
+import traceback
+import types
+from pathlib import Path
+
+from . import state
+
+MODS = Path(__file__).with_name("mods")
+
+
+def _time_module() -> types.ModuleType:
+    m = types.ModuleType("time")
+    for k in dir(_real_time):
+        if not k.startswith("__"):
+            setattr(m, k, getattr(_real_time, k))
+    m.ticks_ms = lambda: int(_real_time.monotonic() * 1000) & 0x3FFFFFFF
+    m.ticks_us = lambda: int(_real_time.monotonic() * 1_000_000) & 0x3FFFFFFF
+    m.ticks_diff = lambda a, b: ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+    m.ticks_add = lambda a, b: (a + b) & 0x3FFFFFFF
+    m.sleep_ms = lambda ms: _real_time.sleep(ms / 1000.0)
+    m.sleep_us = lambda us: _real_time.sleep(us / 1e6)
+    return m
+
+
+def _gc_module(board) -> types.ModuleType:
+    m = types.ModuleType("gc")
+    for k in ("collect", "enable", "disable", "isenabled"):
+        setattr(m, k, getattr(_real_gc, k))
+    m.mem_free = lambda: board.gc_heap * 3 // 4
+    m.mem_alloc = lambda: board.gc_heap // 4
+    m.threshold = lambda *a: -1
+    return m
+
+
+class _FirmwareFinder(importlib.abc.MetaPathFinder):
+    """Import firmware modules from the firmware folder with the board's ``open``."""
+
+    def __init__(self, folder: Path, board):
+        self.folder = folder
+        self.board = board
+
+    def find_spec(self, name, path=None, target=None):
+        f = self.folder / f"{name}.py"
+        if path is None and f.is_file():
+            loader = _FirmwareLoader(name, str(f), self.board)
+            return importlib.machinery.ModuleSpec(name, loader, origin=str(f))
+        return None
+
+
+class _FirmwareLoader(importlib.machinery.SourceFileLoader):
+    def __init__(self, name, path, board):
+        super().__init__(name, path)
+        self.board = board
+
+    def exec_module(self, module):
+        module.open = self.board.open
+        super().exec_module(module)
+
+
+def main() -> int:
+    cfg = state.config_from_env()
+    board = state.start(cfg)
+    sys.modules["time"] = sys.modules["utime"] = _time_module()
+    sys.modules["gc"] = _gc_module(board)
+    sys.modules["ujson"] = json
+    sys.modules["ustruct"] = struct
+    sys.modules["ubinascii"] = binascii
+    sys.path.insert(0, str(MODS))
+    firmware = Path(cfg["firmware"])
+    sys.meta_path.insert(0, _FirmwareFinder(firmware, board))
+    script = firmware / cfg.get("script", "main.py")
+    code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
+    glb = {"__name__": "__main__", "__file__": str(script), "open": board.open}
+    rc = 0
+    try:
+        exec(code, glb)
+        board.event("exit", reason="script returned")
+    except state.EmulatorDone as e:
+        board.event("exit", reason=str(e))
+    except KeyboardInterrupt:
+        board.event("exit", reason="interrupted")
+    except Exception as e:  # the firmware crashed: that is a finding, not an emulator error
+        traceback.print_exc()
+        board.event("exit", reason="firmware raised %s: %s" % (type(e).__name__, e))
+        rc = 3
+    finally:
+        summary = {"frames": board.frame_index, "lcd_frames": board.lcd_count, "warnings": board.warnings,
+                   "exit_code": rc}
+        (board.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if board.worker is not None:
+            board.worker.close()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The firmware, unmodified, on the emulated board: camera frames in, KPU in the nncase simulator,
+LCD PNGs and UART lines out; the board's refusals and errors reproduced."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_RECIPE
+from pokedex_host.bench import protocol as proto
+from pokedex_host.boards import get_board, load_board_file
+from pokedex_host.emulator.host import emulate
+
+pytestmark = pytest.mark.toolchain
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory, toolchain_ready):
+    from pokedex_host.build import BuildOptions, build_kmodel
+
+    d = tmp_path_factory.mktemp("tiny")
+    (d / "tiny.toml").write_text(TINY_RECIPE)
+    build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
+                              verify_count=0), log=lambda m: None)
+    return d / "out"
+
+
+def _frames(folder: Path, n: int, size=(320, 240), seed=0) -> Path:
+    """Frames whose colours are exact in RGB565, so the sensor's quantisation changes nothing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = size[1], size[0]
+        r5 = rng.integers(0, 32, (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
+        g6 = rng.integers(0, 64, (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
+        b5 = rng.integers(0, 32, (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
+        a = np.stack([(r5 << 3) | (r5 >> 2), (g6 << 2) | (g6 >> 4), (b5 << 3) | (b5 >> 2)], -1).astype(np.uint8)
+        Image.fromarray(a).save(folder / f"f{i:03d}.png")
+    return folder
+
+
+EXACT = {"camera": {"framesize": "QVGA", "window": [64, 64], "resize": False, "hmirror": False, "vflip": False},
+         "smoothing": 0.0, "threshold": 0.0}
+
+
+def test_canmv_app_predictions_equal_the_simulator(tiny_build, tmp_path):
+    from pokedex_host.toolchain import Worker
+
+    frames = _frames(tmp_path / "frames", 4)
+    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "emu",
+                  config_overrides=EXACT, log=lambda m: None)
+    assert res.exit_code == 0, res.console
+    assert res.frames == 4 and res.lcd_frames == 4 and len(res.uart_lines) == 4
+    assert not res.warnings
+    x = np.stack([np.asarray(Image.open(f))[88:152, 128:192].transpose(2, 0, 1) for f in sorted(frames.iterdir())])
+    with Worker() as w:
+        logits = w.simulate(tiny_build / "model.kmodel", x, tmp_path)
+    expected = [int(i) + 1 for i in logits.argmax(1)]
+    got = [int(line.split("\t")[2]) for line in res.uart_lines]
+    assert got == expected
+    png = Image.open(res.out / "lcd_0000.png")
+    assert png.size == (320, 240)
+
+
+def test_maixpy_adapter_refuses_v5_like_the_board(tiny_build, tmp_path):
+    res = emulate(get_board("maix-bit"), tiny_build / "model.kmodel", _frames(tmp_path / "f", 2), tmp_path / "emu",
+                  log=lambda m: None)
+    assert res.exit_code == 0  # the app survives and shows the error
+    assert "ERR_KMODEL_VERSION" in res.console and "load error:2002" in res.console
+    assert res.lcd_frames == 2 and not res.uart_lines
+
+
+def test_model_too_big_for_the_heap(tiny_build, tmp_path):
+    text = get_board("maix-bit-canmv").path.read_text().replace('model_ram = "3.5MB"', 'model_ram = "100kB"')
+    (tmp_path / "small.toml").write_text(text.replace('name = "maix-bit-canmv"', 'name = "small"'))
+    board = load_board_file(tmp_path / "small.toml")
+    res = emulate(board, tiny_build / "model.kmodel", _frames(tmp_path / "f", 1), tmp_path / "emu", log=lambda m: None)
+    assert "ERR_NO_MEM" in res.console and "2006" in res.console
+
+
+def test_missing_model_and_short_labels_show_on_the_lcd(tiny_build, tmp_path):
+    frames = _frames(tmp_path / "f", 1)
+    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "e1",
+                  config_overrides={"model": "/sd/nothing.kmodel"}, log=lambda m: None)
+    assert "ERR_READ_FILE" in res.console and res.lcd_frames == 1
+    short = tmp_path / "classes.txt"
+    short.write_text("0001\tBulbasaur\tBulbasaur\n")
+    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "e2", labels=short,
+                  config_overrides={"outputs": 1025}, log=lambda m: None)
+    assert "has 1 labels; the model has 1025 outputs" in res.console
+    lcd = np.asarray(Image.open(tmp_path / "e2" / "lcd_0000.png"))
+    assert (lcd[..., 0] > 200).any()  # the red error title is drawn
+
+
+def test_utf8_names_on_uart_ascii_on_lcd_and_odd_frames(tiny_build, tmp_path):
+    labels = tmp_path / "classes.txt"
+    labels.write_text("".join(f"{i:04d}\tFlabébé\tFlabebe\n" for i in range(1, 1026)), encoding="utf-8")
+    frames = _frames(tmp_path / "f", 2, size=(500, 300))
+    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "emu", labels=labels,
+                  config_overrides={**EXACT, "camera": {**EXACT["camera"]}}, log=lambda m: None)
+    assert res.exit_code == 0
+    assert all(line.split("\t")[3] == "Flabébé" for line in res.uart_lines)
+    assert not [w for w in res.warnings if "non-ASCII" in w]
+    assert any("496x296" in w and "320x240" in w for w in res.warnings)  # other sizes are converted, and said so
+
+
+def test_firmware_cannot_call_what_maixpy_lacks(tmp_path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "main.py").write_text("import sensor\nsensor.reset()\nsensor.set_auto_magic(1)\n")
+    res = emulate(get_board("maix-bit-canmv"), None, None, tmp_path / "emu", firmware=fw, log=lambda m: None)
+    assert res.exit_code == 3 and "AttributeError" in res.console and "set_auto_magic" in res.console
+
+
+def test_bench_server_over_a_pty_survives_garbage(tiny_build, tmp_path):
+    import serial
+
+    link = tmp_path / "board-uart"
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("res", emulate(
+        get_board("maix-bit-canmv"), tiny_build / "model.kmodel", None, tmp_path / "emu", script="bench.py",
+        uart_link=link, timeout=60, log=lambda m: None)))
+    t.start()
+    for _ in range(200):
+        if link.exists():
+            break
+        time.sleep(0.05)
+    port = serial.Serial(str(link), 115200, timeout=0.2)
+    dec = proto.Decoder()
+
+    def ask(frame: bytes, want: int, seconds=30.0):
+        port.write(frame)
+        end = time.time() + seconds
+        while time.time() < end:
+            for f in dec.feed(port.read(4096)):
+                if f.type in (want, proto.ERROR):
+                    return f
+        raise AssertionError("no answer")
+
+    hello = ask(b"\x00garbage\xa5\x5a\x07" + proto.encode(proto.HELLO, 1), proto.HELLO_OK)
+    assert hello.seq == 1 and b'"proto": 1' in hello.payload
+    corrupt = bytearray(proto.encode(proto.PING, 2, b"abc"))
+    corrupt[-1] ^= 0xFF  # bad CRC: ignored by the board
+    oversize = proto.encode(proto.PING, 3, b"")[:6] + (10**9).to_bytes(4, "little")  # length over the maximum
+    pong = ask(bytes(corrupt) + oversize + proto.encode(proto.PING, 4, b"xyz"), proto.PONG)
+    assert (pong.seq, pong.payload) == (4, b"xyz")
+    img = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    r = ask(proto.encode(proto.INFER, 5, proto.infer_payload(img.tobytes(), 64, 64, 3)), proto.RESULT, 120)
+    res = proto.parse_result(r.payload)
+    assert r.seq == 5 and len(res.top) == 3 and res.kpu_us > 0 and res.total_us >= res.kpu_us
+    bad = ask(proto.encode(proto.INFER, 6, proto.infer_payload(bytes(3 * 32 * 32), 32, 32)), proto.RESULT)
+    assert bad.type == proto.ERROR and proto.parse_error(bad.payload)[0] == 2
+    port.close()
+    t.join(90)
+    assert out["res"].exit_code in (0, 124)
