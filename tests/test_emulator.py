@@ -159,3 +159,15 @@ def test_bench_server_over_a_pty_survives_garbage(tiny_build, tmp_path):
     port.close()
     t.join(90)
     assert out["res"].exit_code in (0, 124)
+
+
+def test_frames_from_a_video_file(tiny_build, tmp_path):
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for i in range(3):
+        w.write(np.full((240, 320, 3), 40 * i, np.uint8))
+    w.release()
+    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", video, tmp_path / "emu", log=lambda m: None)
+    assert res.exit_code == 0 and res.frames == 3 and len(res.uart_lines) == 3

@@ -273,7 +273,7 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
 @click.option("--kmodel", type=click.Path(path_type=Path), default=Path("build/default/model.kmodel"), show_default=True,
               help="The model (from a build-kmodel output folder; its classes.txt and manifest.json are used too).")
 @click.option("--board", default="maix-bit-canmv", show_default=True, help="Board profile (which firmware API, memory, formats).")
-@click.option("--frames", type=click.Path(path_type=Path), help="Folder of images the camera sees, in name order.")
+@click.option("--frames", type=click.Path(path_type=Path), help="Folder of images (in name order) or a video file the camera sees.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="LCD PNGs, uart.log, events.jsonl, console.log.")
 @click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
 @click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)

@@ -68,8 +68,8 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     if labels is not None and Path(labels).is_file():
         shutil.copyfile(labels, sd / "classes.txt")
         outputs = sum(1 for line in Path(labels).read_text(encoding="utf-8").splitlines() if line.strip())
-    if frames is not None and not Path(frames).is_dir():
-        raise PokedexError(f"frames folder {frames} does not exist", "pass a folder of images")
+    if frames is not None and not Path(frames).exists():
+        raise PokedexError(f"frames {frames} do not exist", "pass a folder of images or a video file")
     cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",
                       labels="/sd/classes.txt", threshold=threshold, smoothing=smoothing)
     cfg.update(config_overrides or {})

@@ -21,7 +21,17 @@ class Board:
         self.model_ram = int(cfg["model_ram"])
         self.kmodel_versions = tuple(cfg["kmodel_versions"])
         self.gc_heap = int(cfg.get("gc_heap_size") or 512 * 1024)
-        self.frames = sorted(Path(cfg["frames"]).iterdir()) if cfg.get("frames") else []
+        src = Path(cfg["frames"]) if cfg.get("frames") else None
+        self.video = None
+        if src is not None and src.is_file():  # a video file: frames decoded one by one
+            import cv2
+
+            self.video = cv2.VideoCapture(str(src))
+            if not self.video.isOpened():
+                raise OSError(f"cannot open video {src}")
+            self.frames = []
+        else:
+            self.frames = sorted(p for p in src.iterdir() if p.is_file()) if src is not None else []
         self.frame_index = 0
         self.max_frames = cfg.get("max_frames")
         self.lcd_count = 0

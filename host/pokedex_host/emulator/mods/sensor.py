@@ -77,14 +77,17 @@ def height():
     return (_state["window"] or _SIZES[_state["size"]])[1]
 
 
-def _frame(path, fw, fh):
+def _frame(src, fw, fh):
     b = _board()
-    with _PIL.open(path) as im:
+    if isinstance(src, _PIL.Image):
+        im, name = src, "video"
+    else:
+        im, name = _PIL.open(src), src.name
         im.load()
-        if im.size != (fw, fh):
-            b.warn("frame %s is %dx%d; the sensor gives %dx%d: scaled to cover and centre-cropped"
-                   % (path.name, im.size[0], im.size[1], fw, fh))
-        rgb = im.convert("RGB")
+    if im.size != (fw, fh):
+        b.warn("frame %s is %dx%d; the sensor gives %dx%d: scaled to cover and centre-cropped"
+               % (name, im.size[0], im.size[1], fw, fh))
+    rgb = im.convert("RGB")
     s = max(fw / rgb.width, fh / rgb.height)
     nw, nh = max(fw, round(rgb.width * s)), max(fh, round(rgb.height * s))
     rgb = rgb.resize((nw, nh), _PIL.BILINEAR)
@@ -103,9 +106,19 @@ def snapshot():
     if _state["format"] is None:
         raise OSError("sensor: set_pixformat first")
     b = _board()
-    if b.max_frames is not None and b.frame_index >= b.max_frames or b.frame_index >= len(b.frames):
-        raise EmulatorDone("no more frames")
-    path = b.frames[b.frame_index]
+    if b.max_frames is not None and b.frame_index >= b.max_frames:
+        raise EmulatorDone("frame limit reached")
+    if b.video is not None:
+        ok, bgr = b.video.read()
+        if not ok:
+            raise EmulatorDone("end of video")
+        path = _PIL.fromarray(bgr[..., ::-1].copy())
+        name = "video#%d" % b.frame_index
+    else:
+        if b.frame_index >= len(b.frames):
+            raise EmulatorDone("no more frames")
+        path = b.frames[b.frame_index]
+        name = path.name
     b.frame_index += 1
     fw, fh = _SIZES[_state["size"]]
     a = _frame(path, fw, fh)
@@ -120,5 +133,5 @@ def snapshot():
     if _state["format"] == GRAYSCALE:
         g = (a.astype(_np.uint16).sum(-1) // 3).astype(_np.uint8)
         a = _np.stack([g, g, g], -1)
-    b.event("frame", index=b.frame_index - 1, file=path.name)
+    b.event("frame", index=b.frame_index - 1, file=name)
     return _image.Image._from_array(a, ai=True)
