@@ -89,11 +89,16 @@ def run():
     def send(ftype, seq, payload):
         uart.write(pk_proto.encode(ftype, seq, payload))
 
+    last = time.ticks_ms()
     while True:
         data = uart.read(4096)
         if not data:
+            # a frame cut short by a lost byte would wait forever: drop it after 500 ms of silence
+            if parser.pending() and time.ticks_diff(time.ticks_ms(), last) > 500:
+                parser.reset()
             time.sleep_ms(1)
             continue
+        last = time.ticks_ms()
         for ftype, seq, payload in parser.feed(data):
             handle(kpu, cfg, ftype, seq, payload, send)
             gc.collect()

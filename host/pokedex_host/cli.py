@@ -297,6 +297,32 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
         raise PokedexError(f"the firmware stopped with an error (exit {res.exit_code}); see {out}/console.log")
 
 
+@main.command("bench")
+@click.option("--board", default="maix-bit-canmv", show_default=True)
+@click.option("--kmodel", type=click.Path(path_type=Path), required=True,
+              help="The model on the board (its build folder gives classes, input size and host references).")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Test split: per-species folders.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--port", help="Serial port of a board running bench.py (default: auto-detect).")
+@click.option("--emulate", is_flag=True, help="Bench the emulated board instead of a real one.")
+@click.option("--baud", type=int, help="Default: the profile's UART baud.")
+@click.option("--count", type=click.IntRange(1, 1_000_000), help="Images (round-robin over species).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for one answer.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT.")
+def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, resume):
+    """Measure accuracy and latency on the board (or the emulator) over the framed serial protocol."""
+    from .bench.command import bench
+    from .boards import get_board
+
+    if emulate and port:
+        raise click.UsageError("--emulate and --port exclude each other")
+    f = bench(get_board(board), kmodel, data, out, port=port, emulate=emulate, baud=baud, count=count, resume=resume,
+              timeout=timeout, log=_log)
+    d = f.get("device", {})
+    click.echo(f"device top-1 {d.get('top1', 0):.1f} %, top-5 {d.get('top5', 0):.1f} %; "
+               f"agreement with the simulator {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

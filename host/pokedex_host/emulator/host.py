@@ -49,7 +49,10 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
             labels: Path | None = None, input_size: int | None = None, uart_link: Path | None = None,
             threshold: float = 0.5, smoothing: float = 0.6, max_frames: int | None = None,
             timeout: float | None = None, config_overrides: dict | None = None, firmware: Path | None = None,
-            log=print) -> EmulateResult:
+            uart_fd: int | None = None, stop=None, log=print) -> EmulateResult:
+    """Run one firmware script on the emulated board until its frames run out, ``timeout``
+    passes or ``stop`` (a threading.Event) is set. ``uart_fd``: the master side of a pty the
+    caller owns (it survives this run: a board reset is a second run on the same link)."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -83,7 +86,10 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     }
     master = slave = None
     pass_fds: tuple[int, ...] = ()
-    if uart_link is not None:
+    if uart_fd is not None:
+        run_cfg["uart_fd"] = uart_fd
+        pass_fds = (uart_fd,)
+    elif uart_link is not None:
         master, slave = os.openpty()
         tty.setraw(slave)
         attrs = termios.tcgetattr(master)
@@ -100,19 +106,37 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     root = paths.repo_root()
     if root is not None:
         env["PYTHONPATH"] = str(root / "host") + os.pathsep + env.get("PYTHONPATH", "")
+    import tempfile
+    import time as _time
+
+    console_file = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "pokedex_host.emulator.run"], env=env, pass_fds=pass_fds,
+                            stdout=console_file, stderr=subprocess.STDOUT)
+    start = _time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pokedex_host.emulator.run"], env=env, pass_fds=pass_fds,
-                              capture_output=True, text=True, timeout=timeout)
-        code, console = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as e:
-        code = 124
-        console = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        while proc.poll() is None:
+            if (stop is not None and stop.is_set()) or (timeout is not None and _time.monotonic() - start > timeout):
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                break
+            _time.sleep(0.05)
+        code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 124
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         for fd in (master, slave):
             if fd is not None:
                 os.close(fd)
         if uart_link is not None and uart_link.is_symlink():
             uart_link.unlink()
+    console_file.seek(0)
+    console = console_file.read().decode("utf-8", "replace")
+    console_file.close()
     (out / "console.log").write_text(console)
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     uart = (out / "uart.log").read_bytes().decode("utf-8", "replace") if (out / "uart.log").exists() else ""

@@ -70,7 +70,14 @@ class _FirmwareLoader(importlib.machinery.SourceFileLoader):
         super().exec_module(module)
 
 
+def _on_term(signum, frame):
+    raise state.EmulatorDone("stopped by the host")
+
+
 def main() -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_term)
     cfg = state.config_from_env()
     board = state.start(cfg)
     sys.modules["time"] = sys.modules["utime"] = _time_module()

@@ -1,0 +1,172 @@
+"""The serial bench harness against the emulated board over a pty, including a damaged link."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import tty
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_RECIPE, make_dataset
+from pokedex_host.bench import protocol as proto
+from pokedex_host.bench.client import BenchClient
+from pokedex_host.bench.command import bench, read_classes
+from pokedex_host.bench.harness import link_seconds_per_image, load_done, run_bench, select_items
+from pokedex_host.bench.transport import FaultyTransport, SerialTransport
+from pokedex_host.boards import get_board
+from pokedex_host.emulator.host import emulate
+from pokedex_host.errors import PokedexError
+
+pytestmark = pytest.mark.toolchain
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, toolchain_ready):
+    from pokedex_host.build import BuildOptions, build_kmodel
+
+    d = tmp_path_factory.mktemp("bench")
+    (d / "tiny.toml").write_text(TINY_RECIPE)
+    build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
+                              verify_count=0), log=lambda m: None)
+    make_dataset(d / "test", species=5, per_species=3, seed=7)
+    return d
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_protocol_codec_round_trip_and_resync():
+    frames = proto.encode(proto.PING, 1, b"a") + b"\x00\xa5junk" + proto.encode(proto.PONG, 2, b"bc")
+    dec = proto.Decoder()
+    got = []
+    for i in range(0, len(frames), 3):  # arrives in small pieces
+        got += dec.feed(frames[i:i + 3])
+    assert [(f.type, f.seq, f.payload) for f in got] == [(proto.PING, 1, b"a"), (proto.PONG, 2, b"bc")]
+    huge = bytearray(proto.encode(proto.PING, 3))
+    huge[6:10] = (proto.MAX_PAYLOAD + 1).to_bytes(4, "little")
+    assert dec.feed(bytes(huge) + proto.encode(proto.PING, 4)) == [proto.Frame(proto.PING, 4, b"")]
+    assert dec.bad >= 1 and len(dec.buf) == 0
+    with pytest.raises(ValueError):
+        proto.encode(proto.INFER, 1, bytes(proto.MAX_PAYLOAD + 1))
+
+
+def test_link_time_figure():
+    assert link_seconds_per_image(224, 115200) == pytest.approx((10 + 6 + 3 * 224 * 224 + 4) * 10 / 115200)
+
+
+def test_bench_on_the_emulator_matches_the_simulator(tiny, tmp_path):
+    out = tmp_path / "b"
+    f = bench(get_board("maix-bit-canmv"), tiny / "out" / "model.kmodel", tiny / "test", out, port=None, emulate=True,
+              baud=None, count=10, resume=False, timeout=10, log=lambda m: None)
+    rows = _rows(out)
+    assert len(rows) == 10 and len({r["file"] for r in rows}) == 10
+    assert f["device_vs_simulator_top1_agreement"] == 100.0
+    assert f["device"] == f["simulator"]
+    assert all(r["kpu_us"] > 0 and r["total_us"] >= r["kpu_us"] for r in rows)
+    for name in ("report.md", "report.json", "bench.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| top-1 |" in (out / "report.md").read_text()
+
+
+class _Board:
+    """An emulated board on a pty that the test can reset (stop and start again on the same link)."""
+
+    def __init__(self, kmodel: Path, out: Path):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        self.kmodel, self.out, self.runs = kmodel, out, 0
+        self.stop = threading.Event()
+        self.thread = None
+
+    @property
+    def port(self) -> str:
+        return os.ttyname(self.slave)
+
+    def start(self):
+        self.stop = threading.Event()
+        self.runs += 1
+        out = self.out / f"run{self.runs}"
+        self.thread = threading.Thread(target=emulate, args=(get_board("maix-bit-canmv"), self.kmodel, None, out),
+                                       kwargs=dict(script="bench.py", uart_fd=self.master, stop=self.stop,
+                                                   log=lambda m: None), daemon=True)
+        self.thread.start()
+
+    def reset(self, down: float = 1.0):
+        self.stop.set()
+        self.thread.join(30)
+        time.sleep(down)
+        self.start()
+
+    def close(self):
+        self.stop.set()
+        if self.thread:
+            self.thread.join(30)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.mark.parametrize("fault", ["drop", "corrupt", "silent", "reset"])
+def test_faults_lose_and_duplicate_nothing(tiny, tmp_path, fault):
+    kmodel = tiny / "out" / "model.kmodel"
+    items = select_items(tiny / "test", 8)
+    board = _Board(kmodel, tmp_path)
+    board.start()
+    serial_t = SerialTransport(board.port)
+    t = {"drop": lambda s: FaultyTransport(s, seed=1, drop=0.3),
+         "corrupt": lambda s: FaultyTransport(s, seed=2, corrupt=0.3),
+         "silent": lambda s: FaultyTransport(s, seed=3, silent_after=4, silent_for=3.0),
+         "reset": lambda s: s}[fault](serial_t)
+    client = BenchClient(t, timeout=2.0, retries=2)
+    out = tmp_path / "out"
+    logs = []
+    try:
+        if fault == "reset":
+            timer = threading.Timer(1.0, board.reset)
+            timer.start()
+        run_bench(client, tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel, resume=False,
+                  reconnects=8, log=logs.append)
+        if fault == "reset":
+            timer.join()
+    finally:
+        t.close()
+        board.close()
+    rows = _rows(out)
+    assert sorted(r["file"] for r in rows) == sorted(i.file for i in items)  # none lost, none twice
+    if fault in ("drop", "corrupt", "silent"):
+        assert t.damaged > 0 or fault == "silent"
+        assert client.stats.retries > 0 or client.stats.timeouts > 0 or t.damaged > 0
+    if fault == "reset":
+        assert board.runs == 2
+
+
+def test_interrupted_run_resumes_without_duplicates(tiny, tmp_path):
+    kmodel = tiny / "out" / "model.kmodel"
+    items = select_items(tiny / "test", 9)
+    board = _Board(kmodel, tmp_path)
+    board.start()
+    out = tmp_path / "out"
+    try:
+        t = SerialTransport(board.port)
+        run_bench(BenchClient(t, timeout=5), tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel,
+                  resume=False, log=lambda m: None, stop_after=4)  # "Ctrl-C" after 4 images
+        with open(out / "results.jsonl", "a") as f:
+            f.write('{"file": "half a li')  # a row cut by the crash
+        with pytest.raises(PokedexError) as e:
+            run_bench(BenchClient(t, timeout=5), tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel,
+                      resume=False, log=lambda m: None)
+        assert "--resume" in e.value.hint
+        run_bench(BenchClient(t, timeout=5), tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel,
+                  resume=True, log=lambda m: None)
+        t.close()
+    finally:
+        board.close()
+    done = load_done(out / "results.jsonl")
+    assert sorted(done) == sorted(i.file for i in items)
+    lines = [x for x in (out / "results.jsonl").read_text().splitlines() if x.startswith('{"file": "') and x.endswith("}")]
+    assert len(lines) == 9
