@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 import threading
 import time
 import tty
@@ -170,3 +171,94 @@ def test_interrupted_run_resumes_without_duplicates(tiny, tmp_path):
     assert sorted(done) == sorted(i.file for i in items)
     lines = [x for x in (out / "results.jsonl").read_text().splitlines() if x.startswith('{"file": "') and x.endswith("}")]
     assert len(lines) == 9
+
+
+class _FakeRawRepl(threading.Thread):
+    """The board side of MicroPython's raw REPL, on a pty, running the code it gets with CPython
+    in a sandbox whose `open` writes under `root` (a stand-in for /sd)."""
+
+    def __init__(self, fd: int, root: Path):
+        super().__init__(daemon=True)
+        self.fd, self.root, self.alive = fd, root, True
+        self.ns: dict = {}
+
+    def _open(self, path, mode="r"):
+        assert path.startswith("/sd/")
+        return open(self.root / path[len("/sd/"):], mode)
+
+    def run(self):
+        import contextlib
+        import io
+        import os as _os
+        import select
+
+        buf = bytearray()
+        raw = False
+        while self.alive:
+            try:
+                r, _, _ = select.select([self.fd], [], [], 0.05)
+                if not r:
+                    continue
+                buf += _os.read(self.fd, 4096)
+            except (OSError, ValueError):
+                return
+            while True:
+                if not raw:
+                    i = buf.find(b"\x01")
+                    if i < 0:
+                        buf.clear()
+                        break
+                    del buf[: i + 1]
+                    raw = True
+                    _os.write(self.fd, b"raw REPL; CTRL-B to exit\r\n>")
+                    continue
+                if buf[:1] == b"\x02":
+                    del buf[:1]
+                    raw = False
+                    continue
+                j = buf.find(b"\x04")
+                if j < 0:
+                    break
+                code = bytes(buf[:j]).decode()
+                del buf[: j + 1]
+                out, err = io.StringIO(), ""
+                self.ns["open"] = self._open
+                code = code.replace("import os\n", "")
+                self.ns["os"] = types.SimpleNamespace(stat=lambda p: os.stat(self.root / p[len("/sd/"):]))
+                try:
+                    with contextlib.redirect_stdout(out):
+                        exec(code.strip("\r"), self.ns)
+                except Exception as e:
+                    err = "Traceback (most recent call last):\n%s: %s\n" % (type(e).__name__, e)
+                _os.write(self.fd, b"OK" + out.getvalue().encode() + b"\x04" + err.encode() + b"\x04>")
+
+
+def test_copy_files_over_the_raw_repl(tmp_path):
+    from pokedex_host.bench.repl import RawRepl
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    sd = tmp_path / "sd"
+    sd.mkdir()
+    peer = _FakeRawRepl(master, sd)
+    peer.start()
+    t = SerialTransport(os.ttyname(slave))
+    try:
+        repl = RawRepl(t, timeout=5)
+        blob = bytes(range(256)) * 9 + b"\x00\x04\x01'\"\\"  # control bytes and quotes must survive
+        src = tmp_path / "model.kmodel"
+        src.write_bytes(blob)
+        progress = []
+        assert repl.put(src, "/sd/model.kmodel", progress=lambda a, b: progress.append(a)) == len(blob)
+        assert (sd / "model.kmodel").read_bytes() == blob and progress[-1] == len(blob)
+        assert repl.size("/sd/model.kmodel") == len(blob)
+        with pytest.raises(OSError) as e:
+            repl.put(src, "/sd/no/such/dir/x.bin")
+        assert "x.bin" in str(e.value) and "FileNotFoundError" in str(e.value)
+        repl.exit()
+    finally:
+        peer.alive = False
+        t.close()
+        os.close(master)
+        os.close(slave)

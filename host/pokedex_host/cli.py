@@ -323,6 +323,52 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
                f"agreement with the simulator {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
 
 
+@main.command("install")
+@click.option("--board", default="maix-bit-canmv", show_default=True)
+@click.option("--kmodel", type=click.Path(path_type=Path), required=True, help="model.kmodel of a build-kmodel output folder.")
+@click.option("--port", help="Serial port (default: auto-detect).")
+@click.option("--to", "dest", default="/sd", show_default=True, help="Board folder: /sd or /flash.")
+@click.option("--bench", "bench_app", is_flag=True, help="Install the bench server as main.py instead of the camera app.")
+@click.option("--dry-run", is_flag=True, help="List what would be copied.")
+def install(board, kmodel, port, dest, bench_app, dry_run):
+    """Copy the app, pokedex.json, classes.txt and the model onto the board over the raw REPL."""
+    import tempfile
+
+    from .bench.command import model_size, read_classes
+    from .bench.repl import RawRepl
+    from .bench.transport import SerialTransport
+    from .boardconfig import make_config, write_config
+    from .boards import get_board
+    from .emulator.host import firmware_dir
+    from .flash.ports import pick_port
+
+    b = get_board(board)
+    kmodel = Path(kmodel)
+    fw = firmware_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_config(b, input_size=model_size(kmodel), outputs=len(read_classes(kmodel)),
+                          model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt")
+        write_config(Path(tmp) / "pokedex.json", cfg)
+        files = [(fw / ("bench.py" if bench_app else "main.py"), f"{dest}/main.py"),
+                 (fw / "pk_app.py", f"{dest}/pk_app.py"), (fw / "pk_proto.py", f"{dest}/pk_proto.py"),
+                 (Path(tmp) / "pokedex.json", f"{dest}/pokedex.json"),
+                 (kmodel.with_name("classes.txt"), f"{dest}/classes.txt"), (kmodel, f"{dest}/model.kmodel")]
+        for src, dst in files:
+            click.echo(f"{src} -> {dst} ({src.stat().st_size:,} B)")
+        if dry_run:
+            return
+        t = SerialTransport(pick_port(port), b.firmware.uart_baud)
+        try:
+            repl = RawRepl(t)
+            for src, dst in files:
+                repl.put(src, dst, progress=lambda a, n: click.echo(f"\r  {a:,}/{n:,} B", nl=False))
+                click.echo("")
+            repl.exit()
+        finally:
+            t.close()
+    click.secho("installed; reset the board to start main.py", fg="green")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""
