@@ -179,6 +179,46 @@ def data_process(data_dir, seed, workers):
     process(data_dir, seed=seed, workers=workers, log=_log)
 
 
+@data.command("preview")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG contact sheet.")
+@click.option("--count", type=click.IntRange(1, 400), default=24, show_default=True)
+@click.option("--strength", type=float, default=1.0, show_default=True, help="0 = art fills the view, 1 = full camera effects.")
+@click.option("--size", type=int, default=224, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_preview(data_dir, out, count, strength, size, seed):
+    """A contact sheet of camera-realistic augmented samples from the raw store."""
+    from .dataset.preview import preview
+
+    preview(data_dir, out, count=count, strength=strength, size=size, seed=seed)
+    click.echo(f"wrote {out}")
+
+
+@data.command("camera-set")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="An ImageFolder of camera-like frames.")
+@click.option("--strength", type=float, default=1.0, show_default=True)
+@click.option("--size", type=int, default=224, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_camera_set(data_dir, split, out, strength, size, seed):
+    """Materialise a split as camera-realistic frames (a fixed, seeded test set)."""
+    from .dataset.preview import camera_set
+
+    n = camera_set(data_dir, split, out, strength=strength, size=size, seed=seed)
+    click.echo(f"wrote {n} frames to {out}")
+
+
+@data.command("report")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+def data_report(data_dir):
+    """Images per species and split, per-source counts, image sizes, the thinnest species (MD + PNG)."""
+    from .dataset.report import report
+
+    md = report(data_dir)
+    click.echo(f"wrote {md}")
+
+
 @data.command("verify")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--no-decode", is_flag=True, help="Skip decoding every JPEG (faster).")
@@ -215,13 +255,18 @@ def train() -> None:
 @click.option("--patience", type=click.IntRange(0, 1000), default=0, help="Early stopping (0 = off).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0, 256), default=0, help="torch threads (0 = torch's default).")
+@click.option("--camera-aug", "camera_aug_ramp", type=click.IntRange(-1, 1000), default=-1, show_default=True,
+              help="Camera-realistic card frames, strength ramped from 0 to 1 over N epochs (-1 = off).")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, help="Augmentation processes (camera-aug).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads, resume):
+def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads,
+                      camera_aug_ramp, workers, resume):
     """Train a KPU-friendly student from scratch (checkpoint every epoch; --resume continues)."""
     from .train.student import StudentConfig, train_student
 
     cfg = StudentConfig(data=str(data_dir), out=str(out), family=family, width=width, input=input_size, epochs=epochs,
-                        batch=batch, lr=lr, patience=patience, seed=seed, threads=threads)
+                        batch=batch, lr=lr, patience=patience, seed=seed, threads=threads,
+                        camera_aug_ramp=camera_aug_ramp, workers=workers)
     try:
         res = train_student(cfg, resume=resume, log=_log)
     except KeyboardInterrupt:

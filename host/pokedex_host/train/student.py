@@ -42,6 +42,8 @@ class StudentConfig:
     patience: int = 0  # 0 = no early stopping
     seed: int = 0
     threads: int = 0
+    camera_aug_ramp: int = -1  # -1: off; else camera-realistic frames, strength ramped 0 -> 1 over N epochs
+    workers: int = 0  # DataLoader processes for camera augmentation
 
 
 def _lr_at(cfg: StudentConfig, step: int, steps_per_epoch: int) -> float:
@@ -120,11 +122,16 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         model.train()
         te, total, seen = time.time(), 0.0, 0
         perm = torch.randperm(len(train), generator=gen)
+        batches = _camera_batches(train, perm, cfg, epoch) if cfg.camera_aug_ramp >= 0 else None
         for s in range(steps):
             idx = perm[s * cfg.batch : (s + 1) * cfg.batch]
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, epoch * steps + s, steps)
-            xb = augment(train.x[idx], cfg.input, gen).contiguous(memory_format=torch.channels_last)
+            if batches is not None:
+                xb = next(batches)
+            else:
+                xb = augment(train.x[idx], cfg.input, gen)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             loss = crit(model(xb), train.y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -148,6 +155,37 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {m['train_loss']:.3f}, val top-1 {m['top1']:.2f} % top-5 "
             f"{m['top5']:.2f} % ({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
     return {"best_top1": best, "best_epoch": best_epoch + 1, "history": history}
+
+
+class _CameraFrames(torch.utils.data.Dataset):
+    """Camera-realistic frames of the training images (dataset/augment.py), seeded per epoch."""
+
+    def __init__(self, x: torch.Tensor, order: torch.Tensor, size: int, strength: float, seed: int):
+        self.x, self.order, self.size, self.strength, self.seed = x, order, size, strength, seed
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import numpy as np
+        from PIL import Image
+
+        from ..dataset.augment import camera_frame
+
+        j = int(self.order[i])
+        im = Image.fromarray(self.x[j].permute(1, 2, 0).numpy())
+        rng = np.random.default_rng([self.seed, j])
+        out = camera_frame(im, rng, self.strength, self.size)
+        return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _camera_batches(train, perm, cfg: StudentConfig, epoch: int):
+    from ..dataset.augment import curriculum
+
+    strength = curriculum(epoch, cfg.camera_aug_ramp)
+    ds = _CameraFrames(train.x, perm, cfg.input, strength, cfg.seed * 100003 + epoch)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch, shuffle=False, num_workers=cfg.workers)
+    return iter(loader)
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
