@@ -426,6 +426,20 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
     click.secho("installed; reset the board to start main.py", fg="green")
 
 
+@main.command("eval")
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="A split: per-species <dex>/ folders.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--count", type=click.IntRange(1, 10**7), help="Images (round-robin over species).")
+def eval_cmd(models, data, out, count):
+    """Top-1/top-5, per-class accuracy, confusion and host speed of checkpoints, ONNX files and
+    kmodels (simulated), side by side on the same images."""
+    from .evaluate import evaluate
+
+    evaluate(list(models), data, out, count=count, log=_log)
+    click.echo(f"wrote {out}/eval.md")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

@@ -1,0 +1,166 @@
+"""``pokedex-host eval``: top-1/top-5, per-class accuracy, confusion, host speed — for a float
+checkpoint, an ONNX file or a kmodel (nncase simulator), several side by side on the same images."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import _class_folders, round_robin
+from .errors import PokedexError
+from .fsutil import atomic_write_bytes, atomic_write_text
+from .preprocess import load_image
+from .species import by_dex
+
+
+@dataclass
+class ModelRun:
+    name: str
+    kind: str
+    classes: list[int]
+    logits: np.ndarray
+    seconds: float
+
+
+def _images(data: Path, size: int, count: int | None) -> tuple[np.ndarray, list[int], list[str]]:
+    groups = _class_folders(Path(data))
+    picks = [(k, f) for k, f in round_robin(groups, 0) if k.isdigit()]
+    if count:
+        picks = picks[:count]
+    if not picks:
+        raise PokedexError(f"{data} has no <dex>/ image folders", "pass a split folder such as DATA/processed/classify/test")
+    x = np.stack([load_image(f, size) for _, f in picks])
+    return x, [int(k) for k, _ in picks], [str(f) for _, f in picks]
+
+
+def _model_size(path: Path) -> int:
+    s = path.suffix.lower()
+    if s in (".pt", ".pth"):
+        from .models.checkpoint import load_checkpoint
+
+        return load_checkpoint(path).input_size
+    m = path.with_name("manifest.json")
+    if m.is_file():
+        return int(json.loads(m.read_text())["input"]["shape"][2])
+    if s == ".onnx":
+        import onnx
+
+        return int(onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[2].dim_value)
+    raise PokedexError(f"{path}: cannot tell its input size", "keep the manifest.json of its build folder beside it")
+
+
+def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
+    path = Path(path)
+    s = path.suffix.lower()
+    t = time.time()
+    if s in (".pt", ".pth"):
+        import torch
+
+        from .models.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(path)
+        model = ck.build()
+        with torch.no_grad():
+            out = torch.cat([model(torch.from_numpy(x[i:i + 64]).float() / 255) for i in range(0, len(x), 64)]).numpy()
+        return ModelRun(path.name, "float (torch)", ck.classes, out, time.time() - t)
+    classes_file = path.with_name("classes.txt")
+    classes = [int(line.split()[0]) for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if classes_file.is_file() else None
+    if s == ".onnx":
+        from .export import onnx_float_logits
+
+        m = path.with_name("manifest.json")
+        folded = json.loads(m.read_text()).get("export", {}).get("scale_folded") if m.is_file() else False
+        out = onnx_float_logits(path, x, (0.0, 255.0) if folded else (0.0, 1.0))
+        kind = "float (onnxruntime)"
+    elif s == ".kmodel":
+        from .toolchain import simulate_parallel
+
+        out = simulate_parallel(path, x, workers=workers or os.cpu_count() or 1)
+        kind = "uint8 kmodel (nncase simulator)"
+    else:
+        raise PokedexError(f"{path}: unknown model type", "pass a .pt checkpoint, an .onnx file or a .kmodel")
+    return ModelRun(path.name, kind, classes or list(range(1, out.shape[1] + 1)), out, time.time() - t)
+
+
+def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None, log=print) -> dict:
+    size = _model_size(Path(models[0]))
+    for m in models[1:]:
+        if _model_size(Path(m)) != size:
+            raise PokedexError(f"{m} takes {_model_size(Path(m))} px, {models[0]} takes {size} px",
+                               "compare models of one input size")
+    x, labels, files = _images(data, size, count)
+    log(f"eval: {len(labels)} images of {len(set(labels))} species at {size}px")
+    y = np.array(labels)
+    results = {"images": len(labels), "species": len(set(labels)), "models": []}
+    for mp in models:
+        r = run_model(Path(mp), x)
+        cls = np.array(r.classes)
+        ranks = cls[np.argsort(-r.logits, axis=1)[:, :5]]
+        top1 = float(np.mean(ranks[:, 0] == y) * 100)
+        top5 = float(np.mean((ranks == y[:, None]).any(1)) * 100)
+        per_class: dict[int, list[bool]] = {}
+        confused: Counter = Counter()
+        for lab, pred in zip(labels, ranks[:, 0]):
+            per_class.setdefault(lab, []).append(bool(pred == lab))
+            if pred != lab:
+                confused[(lab, int(pred))] += 1
+        entry = {"model": str(mp), "kind": r.kind, "top1": top1, "top5": top5,
+                 "images_per_s": len(labels) / max(r.seconds, 1e-9),
+                 "per_class_top1": {str(k): 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
+                 "most_confused": [{"label": a, "predicted": b, "count": n} for (a, b), n in confused.most_common(15)],
+                 "predictions": [int(p) for p in ranks[:, 0]]}
+        results["models"].append(entry)
+        log(f"  {r.name}: {r.kind}: top-1 {top1:.2f} %, top-5 {top5:.2f} % ({entry['images_per_s']:.1f} img/s)")
+        _confusion_png(out / f"confusion_{Path(mp).stem}_{Path(mp).suffix[1:]}.png", labels, [int(p) for p in ranks[:, 0]])
+    if len(models) > 1:
+        base = results["models"][0]["predictions"]
+        for e in results["models"][1:]:
+            e["top1_agreement_with_first"] = 100.0 * float(np.mean(np.array(e["predictions"]) == np.array(base)))
+    atomic_write_text(out / "eval.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "eval.md", _markdown(results))
+    return results
+
+
+def _confusion_png(path: Path, labels: list[int], preds: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    species = sorted(set(labels) | set(preds))
+    idx = {d: i for i, d in enumerate(species)}
+    m = np.zeros((len(species), len(species)), np.int32)
+    for a, b in zip(labels, preds):
+        m[idx[a], idx[b]] += 1
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(np.log1p(m), cmap="magma", interpolation="nearest")
+    ax.set_xlabel("predicted (species present, dex order)")
+    ax.set_ylabel("true")
+    ax.set_title("confusion (log scale)", fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _markdown(r: dict) -> str:
+    lines = ["# Evaluation", "", f"{r['images']} images of {r['species']} species.", "",
+             "| model | kind | top-1 | top-5 | host img/s | top-1 agreement with the first |", "|---|---|---:|---:|---:|---:|"]
+    for e in r["models"]:
+        agree = f"{e['top1_agreement_with_first']:.1f} %" if "top1_agreement_with_first" in e else "—"
+        lines.append(f"| `{Path(e['model']).name}` | {e['kind']} | {e['top1']:.2f} % | {e['top5']:.2f} % | "
+                     f"{e['images_per_s']:.1f} | {agree} |")
+    for e in r["models"]:
+        lines += ["", f"Most confused by `{Path(e['model']).name}` (true → predicted):", ""]
+        for c in e["most_confused"][:10]:
+            lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
+                         f"{by_dex(c['predicted']).name}: {c['count']}")
+    return "\n".join(lines) + "\n"
