@@ -86,3 +86,14 @@ def test_fuzzed_files_fail_only_cleanly(name):
             refused += 1
             assert e.offset >= 0 and e.reason
     assert refused > 50  # the checks actually catch damage
+
+
+@needs_ref
+def test_inspect_cli():
+    from click.testing import CliRunner
+
+    from pokedex_host.cli import main
+
+    r = CliRunner().invoke(main, ["kmodel", "inspect", str(REF / "face_detect.v3.kmodel")])
+    assert r.exit_code == 0 and "kmodel v3" in r.output and "23 KPU layers" in r.output
+    assert "320x240x3 -> 160x120x16  3x3  max 2x2 s2" in r.output

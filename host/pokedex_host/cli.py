@@ -440,6 +440,39 @@ def eval_cmd(models, data, out, count):
     click.echo(f"wrote {out}/eval.md")
 
 
+@main.group()
+def kmodel() -> None:
+    """kmodel files: look inside."""
+
+
+@kmodel.command("inspect")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def kmodel_inspect(path):
+    """Print a kmodel's structure and its KPU layers (decoded hardware registers); v3 and v5."""
+    from .kmodel import detect_file_version, v3, v5
+
+    data = path.read_bytes()
+    ver = detect_file_version(path)
+    click.echo(f"{path}: kmodel v{ver}, {len(data):,} bytes")
+    if ver == 3:
+        m = v3.parse(data, str(path))
+        click.echo(f"  flags {m.flags}, main memory {m.main_mem_usage:,} B, outputs {list(m.outputs)}")
+        layers = [(lay.conv.layer_offset, lay.conv.registers) for lay in m.conv_layers]
+        click.echo("  layers: " + ", ".join(lay.name for lay in m.layers))
+    elif ver == 5:
+        m = v5.parse(data, str(path))
+        for mod in m.modules:
+            secs = ", ".join(f"{s.name} @0x{s.offset:X} {s.size:,} B" for s in mod.sections)
+            click.echo(f"  module {mod.type}: {mod.size:,} B ({secs})")
+        layers = v5.kpu_layers(data, m)
+    else:
+        raise PokedexError(f"{path}: kmodel v{ver} is not readable here", "this tool reads v3 and v5")
+    click.echo(f"  {len(layers)} KPU layers (w x h x c in -> out, kernel, depthwise, pool):")
+    for i, (off, r) in enumerate(layers):
+        click.echo(f"   {i:3d} @0x{off:06X}  {'x'.join(map(str, r.in_shape))} -> {'x'.join(map(str, r.out_shape))}"
+                   f"  {r.kernel}x{r.kernel}{'  dw' if r.depthwise else ''}  {r.pool}")
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

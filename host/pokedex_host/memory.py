@@ -133,6 +133,14 @@ def read_memory(dump_dir: Path, kmodel: Path) -> MemoryReport:
             o, i = by_id.get(out_id), by_id.get(ins[0]) if ins else None
             if o is not None and i is not None:
                 layers.append(KPULayer(o.name, i.bytes, o.bytes, i.shape, o.shape))
+        if not convs:
+            # nncase 1.9 often stops writing the compute sequence after the function's signature;
+            # the KPU maps are then read off the buffer list: each conv's output in KPU SRAM, its
+            # input the map before it (the uploaded image for the first)
+            maps = [b for b in sorted(bufs, key=lambda b: b.id) if b.segment in KPU_SEGMENTS and not b.name.endswith("/act")]
+            for prev, cur in zip(maps, maps[1:]):
+                if cur.name.endswith("(Conv)"):
+                    layers.append(KPULayer(cur.name, prev.bytes, cur.bytes, prev.shape, cur.shape))
 
     def seg_total(seg: str) -> int:
         return sum(v for (mod, sg), v in seg_end.items() if sg == seg)

@@ -161,6 +161,12 @@ def op_compile(req):
     compiler.compile()
     t_compile = time.time() - t1
     kmodel = compiler.gencode_tobytes()
+    # nncase writes parts of its dump (the schedules' compute sequences) from destructors: free
+    # the compiler now, or the files read right after this answer are cut short
+    del compiler, ptq
+    import gc
+
+    gc.collect()
     _atomic_write(req["out"], kmodel)
     return {
         "kmodel": req["out"],
