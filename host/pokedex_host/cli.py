@@ -473,6 +473,40 @@ def kmodel_inspect(path):
                    f"  {r.kernel}x{r.kernel}{'  dw' if r.depthwise else ''}  {r.pool}")
 
 
+@main.command()
+@click.option("--board", default="maix-bit", show_default=True)
+@click.option("--budget", callback=_size, help="RAM for the model (default: the profile's). " + SIZE_HELP)
+@click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True)
+@click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True)
+@click.option("--inputs", default="96,128,160,224", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Only print the table and the choice.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/shrink"), show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
+def shrink(board, budget, classes, widths, inputs, dry_run, data_dir, out, epochs):
+    """Find the largest KPU student that compiles within the budget (asking the compiler), then train it."""
+    from .boards import get_board
+    from .budget import resolve_budget
+    from .train.shrink import choose, evaluate_candidates
+
+    b = get_board(board)
+    bud = resolve_budget(b, budget)
+    for w in bud.warnings:
+        click.secho(f"WARNING: {w}", fg="yellow", err=True)
+    click.echo(f"candidates for {b.name}, budget {bud.bytes:,} B, {classes} classes:")
+    cands = evaluate_candidates(b, bud.bytes, [float(x) for x in widths.split(",")],
+                                [int(x) for x in inputs.split(",")], classes, log=click.echo)
+    best = choose(cands)
+    click.secho(f"largest that fits: width {best.width} @ {best.input}px ({best.params:,} params, "
+                f"{best.ram:,} B run-time RAM)", fg="green")
+    if dry_run:
+        return
+    from .train.student import StudentConfig, train_student
+
+    train_student(StudentConfig(data=str(data_dir), out=str(out), width=best.width, input=best.input, classes=classes,
+                                epochs=epochs), resume=True, log=_log)
+
+
 @main.command("boards")
 def boards_cmd():
     """List board profiles and what each firmware leaves for a model."""

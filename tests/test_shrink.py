@@ -1,0 +1,30 @@
+import pytest
+from click.testing import CliRunner
+
+from pokedex_host.boards import get_board
+from pokedex_host.cli import main
+from pokedex_host.errors import PokedexError
+from pokedex_host.train.shrink import choose, evaluate_candidates
+
+pytestmark = pytest.mark.toolchain
+
+
+def test_shrink_asks_the_compiler_and_picks_the_largest_fit(toolchain_ready):
+    board = get_board("maix-bit")
+    cands = evaluate_candidates(board, 1_000_000, [0.25, 0.5], [64], 1025, log=lambda m: None)
+    by = {c.width: c for c in cands}
+    assert by[0.25].params < by[0.5].params
+    assert by[0.25].ram and by[0.5].ram > by[0.25].ram  # figures from the compiler's schedule
+    expect = [c for c in cands if c.ram <= 1_000_000]
+    assert [c.fits for c in cands] == [c in expect for c in cands]
+    best = choose(cands)
+    assert best.fits and best.params == max(c.params for c in cands if c.fits)
+    with pytest.raises(PokedexError):
+        choose([c for c in cands if not c.fits] or [type(cands[0])(1.0, 64, 1)])
+
+
+def test_shrink_cli_dry_run(toolchain_ready):
+    r = CliRunner().invoke(main, ["shrink", "--board", "maix-bit", "--budget", "800kB", "--widths", "0.25,0.5",
+                                  "--inputs", "64", "--dry-run"])
+    assert "largest that fits" in r.output or "no candidate fits" in r.output
+    assert "w 0.25" in r.output and "w 0.5" in r.output
