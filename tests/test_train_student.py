@@ -61,3 +61,18 @@ def test_cli(classify, tmp_path):
     # the CLI trains all 1025 classes; the fixture has 3 species, which is fine for a smoke run
     assert r.exit_code == 0, r.output
     assert "best validation top-1" in r.output
+
+
+def test_distillation_uses_cached_teacher_logits(classify, tmp_path):
+    teacher_run = tmp_path / "teacher"
+    train_student(cfg(classify, teacher_run, epochs=1), log=lambda m: None)
+    logs = []
+    res = train_student(cfg(classify, tmp_path / "s", epochs=1, teacher=str(teacher_run / "best.pt")), log=logs.append)
+    assert (tmp_path / "s" / "teacher_logits.pt").exists() and any("cached in" in m for m in logs)
+    cache = torch.load(tmp_path / "s" / "teacher_logits.pt", weights_only=True)
+    assert cache["logits"].shape == (18, 3)
+    logs = []
+    train_student(cfg(classify, tmp_path / "s", epochs=2, teacher=str(teacher_run / "best.pt")), resume=True,
+                  log=logs.append)
+    assert any("from the cache" in m for m in logs)
+    assert len(res["history"]) == 1

@@ -474,6 +474,28 @@ def kmodel_inspect(path):
 
 
 @main.command()
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Teacher: a pokedex checkpoint or an ultralytics .pt (a pickle: only files you trust).")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--width", type=float, default=0.75, show_default=True)
+@click.option("--input", "input_size", type=int, default=128, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
+@click.option("--temperature", type=float, default=4.0, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Weight of the teacher's term.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True)
+def distill(teacher, data_dir, out, width, input_size, epochs, temperature, alpha, seed, resume):
+    """Train a student on the teacher's softened outputs plus the labels (teacher logits cached once)."""
+    from .train.student import StudentConfig, train_student
+
+    res = train_student(StudentConfig(data=str(data_dir), out=str(out), width=width, input=input_size, epochs=epochs,
+                                      seed=seed, teacher=str(teacher), kd_temperature=temperature, kd_alpha=alpha),
+                        resume=resume, log=_log)
+    click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
+
+
+@main.command()
 @click.option("--board", default="maix-bit", show_default=True)
 @click.option("--budget", callback=_size, help="RAM for the model (default: the profile's). " + SIZE_HELP)
 @click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True)

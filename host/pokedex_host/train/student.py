@@ -44,6 +44,9 @@ class StudentConfig:
     threads: int = 0
     camera_aug_ramp: int = -1  # -1: off; else camera-realistic frames, strength ramped 0 -> 1 over N epochs
     workers: int = 0  # DataLoader processes for camera augmentation
+    teacher: str | None = None  # distil from this model's softened outputs (cached once)
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to the labels
 
 
 def _lr_at(cfg: StudentConfig, step: int, steps_per_epoch: int) -> float:
@@ -102,6 +105,7 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     train = load_split(data / "train", store)
     val = load_split(data / "validation", store)
     log(f"loaded {len(train)} train / {len(val)} validation images at {store}px in {time.time() - t0:.0f} s")
+    soft = teacher_logits(cfg, train, dhash, out, log) if cfg.teacher else None
     model = create_model(cfg.family, width=cfg.width, input=cfg.input, classes=cfg.classes)
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -132,7 +136,13 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             else:
                 xb = augment(train.x[idx], cfg.input, gen)
             xb = xb.contiguous(memory_format=torch.channels_last)
-            loss = crit(model(xb), train.y[idx])
+            logits = model(xb)
+            loss = crit(logits, train.y[idx])
+            if soft is not None:
+                t = cfg.kd_temperature
+                kd = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
+                                          nn.functional.softmax(soft[idx].float() / t, dim=1), reduction="batchmean")
+                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * t * t * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -155,6 +165,47 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {m['train_loss']:.3f}, val top-1 {m['top1']:.2f} % top-5 "
             f"{m['top5']:.2f} % ({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
     return {"best_top1": best, "best_epoch": best_epoch + 1, "history": history}
+
+
+def teacher_logits(cfg: StudentConfig, train, dhash: str, out: Path, log) -> torch.Tensor:
+    """The teacher's logits for every training image, computed once and cached in OUT."""
+    from ..fsutil import sha256_file
+
+    tpath = Path(cfg.teacher)
+    key = f"{sha256_file(tpath)[:16]}-{dhash}"
+    cache = out / "teacher_logits.pt"
+    if cache.exists():
+        c = torch.load(cache, map_location="cpu", weights_only=True)
+        if c.get("key") == key:
+            log(f"teacher logits from the cache ({cache})")
+            return c["logits"]
+    if tpath.suffix.lower() in (".pt", ".pth"):
+        from ..export import _is_ultralytics, _load_ultralytics
+        from ..models.checkpoint import load_checkpoint
+
+        if _is_ultralytics(tpath):
+            teacher, size, n = _load_ultralytics(tpath, log)
+            classes = list(range(1, n + 1))
+        else:
+            ck = load_checkpoint(tpath)
+            teacher, size, classes = ck.build(), ck.input_size, ck.classes
+    else:
+        raise PokedexError(f"teacher {tpath}: pass a .pt checkpoint (the project's or an ultralytics -cls/-detect one)")
+    if len(classes) != cfg.classes:
+        raise PokedexError(f"teacher {tpath} has {len(classes)} classes, the student {cfg.classes}",
+                           "distil between models of the same class list")
+    teacher.eval()
+    t0 = time.time()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(train), 128):
+            outs.append(teacher(to_input(train.x[i:i + 128], size)).float())
+    logits = torch.cat(outs).half()
+    buf = io.BytesIO()
+    torch.save({"key": key, "logits": logits}, buf)
+    atomic_write_bytes(cache, buf.getvalue())
+    log(f"teacher logits for {len(train)} images in {time.time() - t0:.0f} s, cached in {cache}")
+    return logits
 
 
 class _CameraFrames(torch.utils.data.Dataset):
