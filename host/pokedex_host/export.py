@@ -92,7 +92,8 @@ def _ultralytics_logits_module(model, task: str):
         """Class logits from an ultralytics model in eval mode.
 
         classify: the head's pre-softmax output. detect: per class, the best score over all boxes
-        (the image's class score is that of its top box), shape [1, nc].
+        (the image's class score is that of its top box), turned from a probability into a logit
+        so both kinds can teach a student, shape [1, nc].
         """
 
         def __init__(self):
@@ -104,7 +105,8 @@ def _ultralytics_logits_module(model, task: str):
             if task == "classify":
                 return out[1] if isinstance(out, (tuple, list)) else out
             y = out[0] if isinstance(out, (tuple, list)) else out
-            return y[:, 4:, :].amax(dim=2)
+            p = y[:, 4:, :].amax(dim=2).clamp(1e-6, 1 - 1e-6)
+            return torch.log(p) - torch.log1p(-p)
 
     return UltralyticsLogits().eval()
 
