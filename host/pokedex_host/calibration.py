@@ -67,7 +67,7 @@ def resolve_source(spec: CalibrationSpec) -> Path | None:
     return None
 
 
-def _class_folders(folder: Path) -> dict[str, list[Path]]:
+def class_folders(folder: Path) -> dict[str, list[Path]]:
     try:
         entries = sorted(folder.iterdir())
     except OSError as e:
@@ -122,7 +122,7 @@ def pick_images(folder: Path, count: int, size: int, seed: int, *, exclude: set[
                            "pass --calibration DIR with images (per-species subfolders, or a flat folder)")
     if not folder.is_dir():
         raise PokedexError(f"calibration path {folder} is not a folder", "pass a folder of images")
-    groups = _class_folders(folder)
+    groups = class_folders(folder)
     if not groups:
         raise PokedexError(f"calibration folder {folder} has no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})",
                            "point --calibration at a folder of RGB images of the kind the camera will see")

@@ -3,7 +3,6 @@ checkpoint, an ONNX file or a kmodel (nncase simulator), several side by side on
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import _class_folders, round_robin
+from .calibration import class_folders, round_robin
 from .errors import PokedexError
-from .fsutil import atomic_write_bytes, atomic_write_text
+from .fsutil import atomic_write_text
+from .plotting import save_png
 from .preprocess import load_image
 from .species import by_dex
 
@@ -30,7 +30,7 @@ class ModelRun:
 
 
 def _images(data: Path, size: int, count: int | None) -> tuple[np.ndarray, list[int], list[str]]:
-    groups = _class_folders(Path(data))
+    groups = class_folders(Path(data))
     picks = [(k, f) for k, f in round_robin(groups, 0) if k.isdigit()]
     if count:
         picks = picks[:count]
@@ -130,10 +130,9 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
 
 
 def _confusion_png(path: Path, labels: list[int], preds: list[int]) -> None:
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     species = sorted(set(labels) | set(preds))
     idx = {d: i for i, d in enumerate(species)}
@@ -145,10 +144,7 @@ def _confusion_png(path: Path, labels: list[int], preds: list[int]) -> None:
     ax.set_xlabel("predicted (species present, dex order)")
     ax.set_ylabel("true")
     ax.set_title("confusion (log scale)", fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def _markdown(r: dict) -> str:

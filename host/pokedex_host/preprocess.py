@@ -9,6 +9,7 @@ same S x S RGB view without a resize; the firmware hands the KPU RGB888 planes (
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,30 +42,48 @@ class BadImage(Exception):
     pass
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """Decode ``path`` into a uint8 array of shape (3, size, size), or raise :class:`BadImage`."""
+@contextlib.contextmanager
+def open_checked(path: Path, error=None):
+    """``Image.open`` that refuses decompression bombs and turns decoder failures into ``error``."""
+    error = error or BadImage
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
-                    raise BadImage(f"{w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit")
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return to_model_input(im, size)
-    except BadImage:
+                    raise error(f"{w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)")
+                yield im
+    except error:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"{type(e).__name__}: {e}") from e
+        raise error(f"cannot decode: {type(e).__name__}: {e}") from e
 
 
-def to_model_input(im: Image.Image, size: int) -> np.ndarray:
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode ``path`` into a uint8 array of shape (3, size, size), or raise :class:`BadImage`."""
+    with open_checked(path) as im:
+        im.load()
+        return to_model_input(im, size)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """EXIF-rotate, bring any mode (CMYK, 16-bit, palette, grayscale) to 8-bit RGB, flatten
+    transparency onto white."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        im = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         im = Image.alpha_composite(bg, rgba)
-    im = im.convert("RGB")  # also CMYK, 16-bit, palette, grayscale
+    return im.convert("RGB")
+
+
+def to_model_input(im: Image.Image, size: int) -> np.ndarray:
+    im = to_rgb(im)
     w, h = im.size
     side = max(w, h)
     if w != h:

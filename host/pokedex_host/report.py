@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from . import __version__, paths
-from .fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from .fsutil import atomic_write_text, sha256_file
 from .sizes import format_size
 
 
@@ -27,11 +27,9 @@ def git_revision() -> str | None:
 
 
 def budget_png(path: Path, mem, verdict, board_name: str) -> None:
-    import matplotlib
+    from .plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 1]})
     parts = [("kmodel", mem.kmodel_bytes, "#4c72b0"), ("working data", mem.data_bytes, "#dd8452"),
              ("input", mem.input_bytes, "#55a868"), ("output", mem.output_bytes, "#c44e52")]
@@ -53,13 +51,7 @@ def budget_png(path: Path, mem, verdict, board_name: str) -> None:
     ax2.set_ylabel("KPU SRAM, MiB")
     ax2.set_title(f"KPU peak {mem.kpu_peak / 2**20:.2f} MiB", fontsize=10)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    # fixed metadata so the same figures give the same bytes
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 def _pct(v) -> str:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..calibration import _class_folders, round_robin
+from ..calibration import class_folders, round_robin
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text, sha256_file
 from ..preprocess import BadImage, load_image
@@ -31,7 +31,7 @@ class BenchItem:
 
 
 def select_items(data: Path, count: int | None, seed: int = 0) -> list[BenchItem]:
-    groups = _class_folders(Path(data))
+    groups = class_folders(Path(data))
     if not groups:
         raise PokedexError(f"{data} has no images", "pass --data DIR with per-species folders (e.g. DATA/processed/classify/test)")
     picks = round_robin(groups, seed)

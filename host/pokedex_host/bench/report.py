@@ -3,7 +3,6 @@ the same images, latency percentiles and fps, per-class accuracy, most-confused 
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..export import onnx_float_logits
-from ..fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from ..fsutil import atomic_write_text, sha256_file
+from ..plotting import save_png
 from ..preprocess import load_image
 from ..species import by_dex
 
@@ -88,10 +88,9 @@ def build_report(out: Path, rows: list[dict], ref: dict | None, baud: int, link_
 
 
 def _plots(out: Path, kpu: list[float], total: list[float], per_class: dict) -> None:
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     if kpu:
@@ -105,10 +104,7 @@ def _plots(out: Path, kpu: list[float], total: list[float], per_class: dict) -> 
     b.set_ylabel("device top-1 %")
     b.set_title("per-class accuracy", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(out / "bench.png", buf.getvalue())
+    save_png(fig, out / "bench.png")
 
 
 def _name(dex) -> str:

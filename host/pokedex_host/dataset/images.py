@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ..preprocess import BACKGROUND, MAX_PIXELS
+from ..preprocess import BACKGROUND, open_checked, to_rgb  # noqa: F401  (to_rgb: one definition, reused here)
 
 FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tiff"}
 
@@ -34,21 +33,17 @@ def inspect(path: Path) -> ImageInfo:
     try:
         if path.stat().st_size == 0:
             raise ImageProblem("zero-byte file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise ImageProblem(f"{w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)")
-                fmt, mode = im.format or "?", im.mode
-                frames = getattr(im, "n_frames", 1)
-                im.load()
-                exif = im.getexif()
-                rotated = exif.get(0x0112, 1) not in (1, None)
-    except ImageProblem:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageProblem(f"cannot decode: {type(e).__name__}: {e}") from e
+    except OSError as e:
+        raise ImageProblem(f"unreadable: {e.strerror}") from e
+    with open_checked(path, ImageProblem) as im:
+        fmt, mode = im.format or "?", im.mode
+        w, h = im.size
+        frames = getattr(im, "n_frames", 1)
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageProblem(f"cannot decode: {type(e).__name__}: {e}") from e
+        rotated = im.getexif().get(0x0112, 1) not in (1, None)
     if fmt not in FORMAT_EXT:
         raise ImageProblem(f"unsupported image format {fmt}")
     notes = []
@@ -63,20 +58,6 @@ def inspect(path: Path) -> ImageInfo:
     if rotated:
         notes.append("EXIF orientation applied")
     return ImageInfo(fmt, mode, w, h, frames, rotated, tuple(notes))
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """EXIF-rotate, bring any mode to 8-bit RGB, flatten transparency onto white."""
-    im = ImageOps.exif_transpose(im)
-    if im.mode.startswith("I;16") or im.mode == "I":
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        im = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        im = Image.alpha_composite(bg, rgba)
-    return im.convert("RGB")
 
 
 def letterbox(im: Image.Image, size: int) -> Image.Image:

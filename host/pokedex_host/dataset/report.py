@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections import Counter
 from pathlib import Path
 
 from ..errors import PokedexError
-from ..fsutil import atomic_write_bytes, atomic_write_text
+from ..fsutil import atomic_write_text
+from ..plotting import save_png
 from ..species import SPECIES_COUNT, by_dex
 from .split import SPLITS
 from .store import load_index
@@ -59,10 +59,9 @@ def report(data: Path) -> Path:
 
 
 def _plot(path: Path, per_species: Counter, sizes: list[int]) -> None:
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
     dex = sorted(per_species)
@@ -74,7 +73,4 @@ def _plot(path: Path, per_species: Counter, sizes: list[int]) -> None:
     b.set_xlabel("longest side (px)")
     b.set_title("image sizes", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
