@@ -50,6 +50,7 @@ class BuildOptions:
     input_size: int | None = None
     input_range01: bool = True
     classes: list[int] | None = None
+    verify_data: Path | None = None  # held-out folder for verification (default: the rest of the calibration folder)
 
 
 @dataclass
@@ -130,7 +131,10 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         input_spec = InputSpec(exported.input_size)
         t = time.time()
         calib, hold = calib_mod.calibration_and_holdout(opts.calibration, spec, exported.input_size,
-                                                        opts.calibration_count, opts.verify_count, log=log)
+                                                        opts.calibration_count,
+                                                        0 if opts.verify_data else opts.verify_count, log=log)
+        if opts.verify_data and opts.verify_count > 0:
+            hold = calib_mod.pick_images(opts.verify_data, opts.verify_count, exported.input_size, spec.seed + 1, log=log)
         timings["load_images"] = time.time() - t
         log(f"calibration: {len(calib)} images from {calib.source}; held-out: {len(hold)} images")
         calib_npy = tmp / "calibration.npy"
@@ -199,7 +203,9 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                 ver.notes.append("seeded random weights: near-tied logits make top-1 agreement a weak signal; "
                                  "the cosine of logits is the fidelity figure here")
             timings["verify"] = t_float + t_sim
-            log(f"verify: {ver.images} images; float top-1 {ver.float_top1}, kmodel top-1 {ver.kmodel_top1}; "
+            f1 = "-" if ver.float_top1 is None else f"{ver.float_top1:.1f} %"
+            k1 = "-" if ver.kmodel_top1 is None else f"{ver.kmodel_top1:.1f} %"
+            log(f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
                 f"agreement {ver.agreement_top1:.1f} %; cosine mean {ver.cosine_mean:.4f} "
                 f"({t_sim:.1f} s in the simulator on {workers} workers)")
             if ver.flagged:
