@@ -78,3 +78,23 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path):
     torch.save({"format": "pokedex-k210/checkpoint", "x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(PokedexError):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_released_model_loads_and_matches_its_kmodel():
+    import json
+
+    from pokedex_host.kmodel import v5
+
+    rel = Path(__file__).resolve().parent.parent / "models" / "releases" / "kpu_mobilenet_v1-075-128-v0"
+    ck = load_checkpoint(rel / "model.pt")
+    assert ck.classes == list(range(1, 1026)) and ck.input_size == 128
+    model = ck.build()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 128, 128)).shape == (1, 1025)
+    data = (rel / "model.kmodel").read_bytes()
+    assert len(v5.kpu_layers(data)) == 29
+    m = json.loads((rel / "manifest.json").read_text())
+    from pokedex_host.fsutil import sha256_file
+
+    assert m["files"]["model.kmodel"]["sha256"] == sha256_file(rel / "model.kmodel")
+    assert m["memory"]["runtime_total"] <= 3_500_000
