@@ -27,6 +27,6 @@ def test_eval_compares_float_onnx_and_kmodel(tmp_path, toolchain_ready):
     assert res["images"] == 12
     assert res["models"][1]["top1_agreement_with_first"] == 100.0  # the same float model, two runtimes
     md = (tmp_path / "ev" / "eval.md").read_text()
-    assert "| `m.pt` |" in md and "model.kmodel" in md
+    assert f"| `{tmp_path.name}/m.pt` |" in md and "out/model.kmodel" in md
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["models"][2]["images_per_s"] > 0
-    assert (tmp_path / "ev" / "confusion_model_kmodel.png").exists()
+    assert (tmp_path / "ev" / "confusion_2_model_kmodel.png").exists()

@@ -69,7 +69,7 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         model = ck.build()
         with torch.no_grad():
             out = torch.cat([model(torch.from_numpy(x[i:i + 64]).float() / 255) for i in range(0, len(x), 64)]).numpy()
-        return ModelRun(path.name, "float (torch)", ck.classes, out, time.time() - t)
+        return ModelRun(f"{path.parent.name}/{path.name}", "float (torch)", ck.classes, out, time.time() - t)
     classes_file = path.with_name("classes.txt")
     classes = [int(line.split()[0]) for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if classes_file.is_file() else None
@@ -87,7 +87,8 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         kind = "uint8 kmodel (nncase simulator)"
     else:
         raise PokedexError(f"{path}: unknown model type", "pass a .pt checkpoint, an .onnx file or a .kmodel")
-    return ModelRun(path.name, kind, classes or list(range(1, out.shape[1] + 1)), out, time.time() - t)
+    return ModelRun(f"{path.parent.name}/{path.name}", kind, classes or list(range(1, out.shape[1] + 1)), out,
+                    time.time() - t)
 
 
 def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None, log=print) -> dict:
@@ -100,7 +101,7 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
     log(f"eval: {len(labels)} images of {len(set(labels))} species at {size}px")
     y = np.array(labels)
     results = {"images": len(labels), "species": len(set(labels)), "models": []}
-    for mp in models:
+    for n, mp in enumerate(models):
         r = run_model(Path(mp), x)
         cls = np.array(r.classes)
         ranks = cls[np.argsort(-r.logits, axis=1)[:, :5]]
@@ -119,7 +120,8 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
                  "predictions": [int(p) for p in ranks[:, 0]]}
         results["models"].append(entry)
         log(f"  {r.name}: {r.kind}: top-1 {top1:.2f} %, top-5 {top5:.2f} % ({entry['images_per_s']:.1f} img/s)")
-        _confusion_png(out / f"confusion_{Path(mp).stem}_{Path(mp).suffix[1:]}.png", labels, [int(p) for p in ranks[:, 0]])
+        _confusion_png(out / f"confusion_{n}_{Path(mp).stem}_{Path(mp).suffix[1:]}.png", labels,
+                       [int(p) for p in ranks[:, 0]])
     if len(models) > 1:
         base = results["models"][0]["predictions"]
         for e in results["models"][1:]:
@@ -152,10 +154,10 @@ def _markdown(r: dict) -> str:
              "| model | kind | top-1 | top-5 | host img/s | top-1 agreement with the first |", "|---|---|---:|---:|---:|---:|"]
     for e in r["models"]:
         agree = f"{e['top1_agreement_with_first']:.1f} %" if "top1_agreement_with_first" in e else "—"
-        lines.append(f"| `{Path(e['model']).name}` | {e['kind']} | {e['top1']:.2f} % | {e['top5']:.2f} % | "
+        lines.append(f"| `{Path(e['model']).parent.name}/{Path(e['model']).name}` | {e['kind']} | {e['top1']:.2f} % | {e['top5']:.2f} % | "
                      f"{e['images_per_s']:.1f} | {agree} |")
     for e in r["models"]:
-        lines += ["", f"Most confused by `{Path(e['model']).name}` (true → predicted):", ""]
+        lines += ["", f"Most confused by `{Path(e['model']).parent.name}/{Path(e['model']).name}` (true → predicted):", ""]
         for c in e["most_confused"][:10]:
             lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
                          f"{by_dex(c['predicted']).name}: {c['count']}")
