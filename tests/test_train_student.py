@@ -76,3 +76,24 @@ def test_distillation_uses_cached_teacher_logits(classify, tmp_path):
                   log=logs.append)
     assert any("from the cache" in m for m in logs)
     assert len(res["history"]) == 1
+
+
+def test_ddp_on_cpu_with_gloo_two_processes(classify, tmp_path):
+    """torchrun, two CPU processes, gloo: both train, rank 0 writes the checkpoints once."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("pokedex-host", path=os.path.dirname(sys.executable))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--no-python", exe,
+                        "train", "student", "--data", str(classify), "--out", str(out), "--width", "0.25",
+                        "--input", "32", "--epochs", "2", "--batch", "4", "--threads", "1"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "DDP: 2 processes" in r.stdout + r.stderr
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert load_checkpoint(out / "best.pt").classes[:3] == [1, 2, 3]

@@ -265,12 +265,13 @@ def train() -> None:
 @click.option("--epochs", type=int)
 @click.option("--imgsz", type=int)
 @click.option("--batch", type=int)
+@click.option("--device", default="cpu", show_default=True, help='"cpu", or GPU ids like "0,1" (ultralytics DDP).')
 @click.option("--resume", is_flag=True)
-def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, resume):
+def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
     """Train an ultralytics teacher offline (default: YOLOv8n-cls with ReLU6; YOLOv3-tiny recipes in models/teachers)."""
     from .train.teacher import train_teacher
 
-    train_teacher(recipe, data, out, epochs=epochs, imgsz=imgsz, batch=batch, resume=resume, log=_log)
+    train_teacher(recipe, data, out, epochs=epochs, imgsz=imgsz, batch=batch, resume=resume, device=device, log=_log)
 
 
 @train.command("student")

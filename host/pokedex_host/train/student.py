@@ -73,7 +73,26 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, batc
     return {"val_loss": loss / n, "top1": 100 * top1 / n, "top5": 100 * top5 / n}
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun (gloo on CPU)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
 def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dict:
+    """Train (or resume) a student. Under ``torchrun`` each process takes its share of every
+    batch (DDP); rank 0 evaluates and writes checkpoints."""
+    rank, world = _distributed()
+    if rank != 0:
+        log = lambda m: None  # noqa: E731
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -108,27 +127,43 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     soft = teacher_logits(cfg, train, dhash, out, log) if cfg.teacher else None
     model = create_model(cfg.family, width=cfg.width, input=cfg.input, classes=cfg.classes)
     model = model.to(memory_format=torch.channels_last)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+        log(f"DDP: {world} processes, {cfg.batch} images each per step")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     start, best, best_epoch, history = 0, -1.0, -1, []
     if state is not None:
-        model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start, best, best_epoch, history = state["epoch"] + 1, state["best_top1"], state["best_epoch"], state["history"]
         log(f"resuming {out} at epoch {start + 1} of {cfg.epochs} (best top-1 {best:.2f} % at epoch {best_epoch + 1})")
-    steps = math.ceil(len(train) / cfg.batch)
+    # a last partial batch is kept only if every process gets at least 2 images of it (batch norm
+    # needs two, and DDP needs every process to take the same number of steps)
+    per_step = cfg.batch * world
+    steps = max(1, len(train) // per_step + (1 if len(train) % per_step >= 2 * world else 0))
     for epoch in range(start, cfg.epochs):
-        if cfg.patience and best_epoch >= 0 and epoch - best_epoch > cfg.patience:
+        stop = bool(cfg.patience and best_epoch >= 0 and epoch - best_epoch > cfg.patience)
+        if world > 1:  # rank 0 alone knows the validation history: share its decision
+            import torch.distributed as dist
+
+            flag = torch.tensor([1 if stop else 0])
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        if stop:
             log(f"early stop: no better top-1 for {cfg.patience} epochs")
             break
         model.train()
         te, total, seen = time.time(), 0.0, 0
         perm = torch.randperm(len(train), generator=gen)
-        batches = _camera_batches(train, perm, cfg, epoch) if cfg.camera_aug_ramp >= 0 else None
+        mine = torch.cat([perm[s * cfg.batch * world:(s + 1) * cfg.batch * world][rank::world] for s in range(steps)])
+        batches = _camera_batches(train, mine, cfg, epoch) if cfg.camera_aug_ramp >= 0 else None
         for s in range(steps):
-            idx = perm[s * cfg.batch : (s + 1) * cfg.batch]
+            idx = perm[s * cfg.batch * world:(s + 1) * cfg.batch * world][rank::world]
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, epoch * steps + s, steps)
             if batches is not None:
@@ -136,7 +171,7 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             else:
                 xb = augment(train.x[idx], cfg.input, gen)
             xb = xb.contiguous(memory_format=torch.channels_last)
-            logits = model(xb)
+            logits = net(xb)
             loss = crit(logits, train.y[idx])
             if soft is not None:
                 t = cfg.kd_temperature
@@ -148,6 +183,12 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             opt.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            if rank != 0:
+                continue
         m = {"epoch": epoch + 1, "train_loss": total / seen, **evaluate(model, val.x, val.y, cfg.input),
              "lr": opt.param_groups[0]["lr"], "seconds": time.time() - te, "images_per_s": seen / (time.time() - te)}
         history.append(m)

@@ -61,7 +61,9 @@ def _classify_view(data: Path, workdir: Path) -> Path:
 
 
 def train_teacher(recipe_path: Path, data: Path, out: Path, *, epochs: int | None = None, imgsz: int | None = None,
-                  batch: int | None = None, resume: bool = False, extra: dict | None = None, log=print) -> Path:
+                  batch: int | None = None, resume: bool = False, extra: dict | None = None, device: str = "cpu",
+                  log=print) -> Path:
+    """``device``: "cpu", or GPU ids such as "0,1" (ultralytics then trains with DDP itself)."""
     _ultralytics_env()
     _fonts()
     recipe = tomllib.loads(Path(recipe_path).read_text(encoding="utf-8"))
@@ -85,7 +87,7 @@ def train_teacher(recipe_path: Path, data: Path, out: Path, *, epochs: int | Non
         if not dataset.is_file():
             raise PokedexError(f"{dataset} is missing", "run `pokedex-host data process` first")
     model = YOLO(str(_model_yaml(recipe, out)), task=recipe["task"])
-    model.train(data=str(dataset), project=str(out), name="train", exist_ok=True, device="cpu", plots=False,
+    model.train(data=str(dataset), project=str(out), name="train", exist_ok=True, device=device, plots=False,
                 verbose=False, **args)
     best = out / "train" / "weights" / "best.pt"
     log(f"teacher: {best}")
