@@ -71,3 +71,15 @@ def tiny_recipe(tmp_path: Path) -> Path:
     p = tmp_path / "tiny.toml"
     p.write_text(TINY_RECIPE)
     return p
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory, toolchain_ready) -> Path:
+    """A build-kmodel output folder (v5, maix-bit-canmv) of the tiny 64 px 1025-class student."""
+    from pokedex_host.build import BuildOptions, build_kmodel
+
+    d = tmp_path_factory.mktemp("tiny")
+    (d / "tiny.toml").write_text(TINY_RECIPE)
+    build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
+                              verify_count=0), log=lambda m: None)
+    return d / "out"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_RECIPE, make_dataset
+from conftest import make_dataset
 from pokedex_host.bench import protocol as proto
 from pokedex_host.bench.client import BenchClient
 from pokedex_host.bench.command import bench, read_classes
@@ -26,14 +26,11 @@ pytestmark = pytest.mark.toolchain
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, toolchain_ready):
-    from pokedex_host.build import BuildOptions, build_kmodel
-
-    d = tmp_path_factory.mktemp("bench")
-    (d / "tiny.toml").write_text(TINY_RECIPE)
-    build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
-                              verify_count=0), log=lambda m: None)
-    make_dataset(d / "test", species=5, per_species=3, seed=7)
+def tiny(tmp_path_factory, tiny_build):
+    """The tiny build (``tiny / "out"``) and a test split of generated images (``tiny / "test"``)."""
+    d = tiny_build.parent
+    if not (d / "test").exists():
+        make_dataset(d / "test", species=5, per_species=3, seed=7)
     return d
 
 

@@ -12,23 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_RECIPE
 from pokedex_host.bench import protocol as proto
 from pokedex_host.boards import get_board, load_board_file
 from pokedex_host.emulator.host import emulate
 
 pytestmark = pytest.mark.toolchain
-
-
-@pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory, toolchain_ready):
-    from pokedex_host.build import BuildOptions, build_kmodel
-
-    d = tmp_path_factory.mktemp("tiny")
-    (d / "tiny.toml").write_text(TINY_RECIPE)
-    build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
-                              verify_count=0), log=lambda m: None)
-    return d / "out"
 
 
 def _frames(folder: Path, n: int, size=(320, 240), seed=0) -> Path:
