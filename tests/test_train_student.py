@@ -97,3 +97,59 @@ def test_ddp_on_cpu_with_gloo_two_processes(classify, tmp_path):
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [row["epoch"] for row in rows] == ["1", "2"]
     assert load_checkpoint(out / "best.pt").classes[:3] == [1, 2, 3]
+
+
+def test_disk_full_keeps_the_last_good_checkpoint(classify, tmp_path, monkeypatch):
+    import pokedex_host.train.student as st
+    from pokedex_host.errors import PokedexError
+
+    out = tmp_path / "run"
+    train_student(cfg(classify, out, epochs=1), log=lambda m: None)
+    good = (out / "last.pt").read_bytes()
+    real = st.atomic_write_bytes
+
+    def full(path, data):
+        if path.name == "last.pt":
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(st, "atomic_write_bytes", full)
+    with pytest.raises(PokedexError) as e:
+        train_student(cfg(classify, out, epochs=2), resume=True, log=lambda m: None)
+    assert "No space left" in e.value.message and "--resume" in e.value.hint
+    assert (out / "last.pt").read_bytes() == good
+    monkeypatch.setattr(st, "atomic_write_bytes", real)
+    res = train_student(cfg(classify, out, epochs=2), resume=True, log=lambda m: None)
+    assert [h["epoch"] for h in res["history"]] == [1, 2]
+
+
+def test_interrupt_mid_epoch_then_resume(classify, tmp_path, monkeypatch):
+    import pokedex_host.train.student as st
+
+    out = tmp_path / "run"
+    train_student(cfg(classify, out, epochs=1), log=lambda m: None)
+    calls = {"n": 0}
+    real = st.augment
+
+    def interrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of epoch 2
+        return real(*a, **k)
+
+    monkeypatch.setattr(st, "augment", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(cfg(classify, out, epochs=3), resume=True, log=lambda m: None)
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 0  # epoch 1 is what was saved
+    monkeypatch.setattr(st, "augment", real)
+    res = train_student(cfg(classify, out, epochs=3), resume=True, log=lambda m: None)
+    assert [h["epoch"] for h in res["history"]] == [1, 2, 3]
+
+
+def test_species_missing_from_validation_are_reported(tmp_path):
+    root = tmp_path / "c"
+    make_dataset(root / "train", species=3, per_species=4, size=40, seed=1)
+    make_dataset(root / "validation", species=2, per_species=1, size=40, seed=2)
+    logs = []
+    train_student(cfg(root, tmp_path / "r", epochs=1), log=logs.append)
+    assert any("none in validation" in m and "#0003" in m for m in logs)

@@ -124,6 +124,10 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     train = load_split(data / "train", store)
     val = load_split(data / "validation", store)
     log(f"loaded {len(train)} train / {len(val)} validation images at {store}px in {time.time() - t0:.0f} s")
+    missing = sorted(set(train.y.tolist()) - set(val.y.tolist()))
+    if missing:
+        log(f"warning: {len(missing)} species have training images but none in validation "
+            f"(e.g. #{missing[0] + 1:04d}); validation accuracy says nothing about them")
     soft = teacher_logits(cfg, train, dhash, out, log) if cfg.teacher else None
     model = create_model(cfg.family, width=cfg.width, input=cfg.input, classes=cfg.classes)
     model = model.to(memory_format=torch.channels_last)
@@ -201,8 +205,12 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         torch.save({"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best_top1": best,
                     "best_epoch": best_epoch, "history": history, "data_hash": dhash}, buf)
-        atomic_write_bytes(last, buf.getvalue())
-        _write_metrics(out / "metrics.csv", history)
+        try:
+            atomic_write_bytes(last, buf.getvalue())
+            _write_metrics(out / "metrics.csv", history)
+        except OSError as e:
+            raise PokedexError(f"could not write {last}: {e.strerror or e}; the previous checkpoint is intact",
+                               "free some disk space, then run the same command with --resume") from e
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {m['train_loss']:.3f}, val top-1 {m['top1']:.2f} % top-5 "
             f"{m['top5']:.2f} % ({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
     return {"best_top1": best, "best_epoch": best_epoch + 1, "history": history}
