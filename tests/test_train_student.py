@@ -153,3 +153,25 @@ def test_species_missing_from_validation_are_reported(tmp_path):
     logs = []
     train_student(cfg(root, tmp_path / "r", epochs=1), log=logs.append)
     assert any("none in validation" in m and "#0003" in m for m in logs)
+
+
+def test_groups_and_a_coarse_student(classify, tmp_path):
+    import json
+
+    from pokedex_host.train.groups import load_groups, make_groups
+
+    fine = tmp_path / "fine"
+    train_student(cfg(classify, fine, epochs=1), log=lambda m: None)
+    g = make_groups(fine / "best.pt", classify / "train", 2, tmp_path / "g.json", log=lambda m: None)
+    assert sorted(g["dex_to_group"]) == ["1", "2", "3"] and set(g["dex_to_group"].values()) <= {0, 1}
+    assert load_groups(tmp_path / "g.json") == {int(k): v for k, v in g["dex_to_group"].items()}
+    res = train_student(cfg(classify, tmp_path / "coarse", classes=2, groups=str(tmp_path / "g.json")),
+                        log=lambda m: None)
+    assert len(res["history"]) == 2
+    assert load_checkpoint(tmp_path / "coarse" / "best.pt").classes == [1, 2]
+    from pokedex_host.errors import PokedexError
+
+    with pytest.raises(PokedexError) as e:
+        train_student(cfg(classify, tmp_path / "bad", classes=3, groups=str(tmp_path / "g.json")), log=lambda m: None)
+    assert "--classes 2" in e.value.hint
+    assert json.loads((tmp_path / "g.json").read_text())["format"] == "pokedex-k210/groups"

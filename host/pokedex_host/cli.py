@@ -290,15 +290,19 @@ def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
 @click.option("--camera-aug", "camera_aug_ramp", type=click.IntRange(-1, 1000), default=-1, show_default=True,
               help="Camera-realistic card frames, strength ramped from 0 to 1 over N epochs (-1 = off).")
 @click.option("--workers", type=click.IntRange(0, 64), default=0, help="Augmentation processes (camera-aug).")
+@click.option("--groups", "groups_file", type=click.Path(exists=True, dir_okay=False),
+              help="Train a coarse model on species groups (a file from `pokedex-host groups`).")
+@click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True,
+              help="Outputs: 1025 species, or the number of groups with --groups.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads,
-                      camera_aug_ramp, workers, resume):
+                      camera_aug_ramp, workers, groups_file, classes, resume):
     """Train a KPU-friendly student from scratch (checkpoint every epoch; --resume continues)."""
     from .train.student import StudentConfig, train_student
 
     cfg = StudentConfig(data=str(data_dir), out=str(out), family=family, width=width, input=input_size, epochs=epochs,
                         batch=batch, lr=lr, patience=patience, seed=seed, threads=threads,
-                        camera_aug_ramp=camera_aug_ramp, workers=workers)
+                        camera_aug_ramp=camera_aug_ramp, workers=workers, groups=groups_file, classes=classes)
     try:
         res = train_student(cfg, resume=resume, log=_log)
     except KeyboardInterrupt:
@@ -547,6 +551,21 @@ def shrink(board, budget, classes, widths, inputs, dry_run, data_dir, out, epoch
 
     train_student(StudentConfig(data=str(data_dir), out=str(out), width=best.width, input=best.input, classes=classes,
                                 epochs=epochs), resume=True, log=_log)
+
+
+@main.command()
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="A trained pokedex checkpoint whose features group the species.")
+@click.option("--data", type=click.Path(path_type=Path), default=Path("data/processed/classify/train"), show_default=True)
+@click.option("--groups", "n_groups", type=click.IntRange(2, 1024), default=64, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Grouping file (JSON).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def groups(model, data, n_groups, out, seed):
+    """Cluster the species into groups a model finds alike (for a coarse model: train student --groups)."""
+    from .train.groups import make_groups
+
+    make_groups(model, data, n_groups, out, seed=seed, log=_log)
+    click.echo(f"wrote {out}")
 
 
 @main.command("boards")

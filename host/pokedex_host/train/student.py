@@ -47,6 +47,7 @@ class StudentConfig:
     teacher: str | None = None  # distil from this model's softened outputs (cached once)
     kd_temperature: float = 4.0
     kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to the labels
+    groups: str | None = None  # a grouping file: train a coarse model that predicts the group
 
 
 def _lr_at(cfg: StudentConfig, step: int, steps_per_epoch: int) -> float:
@@ -123,6 +124,18 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     t0 = time.time()
     train = load_split(data / "train", store)
     val = load_split(data / "validation", store)
+    if cfg.groups:
+        from .groups import load_groups
+
+        g = load_groups(Path(cfg.groups))
+        n_groups = max(g.values()) + 1
+        if cfg.classes != n_groups:
+            raise PokedexError(f"{cfg.groups} has {n_groups} groups but --classes is {cfg.classes}",
+                               f"pass --classes {n_groups} with --groups")
+        lut = torch.tensor([g.get(d, -1) for d in range(1, 1026)])
+        train.y, val.y = lut[train.y], lut[val.y]
+        if (train.y < 0).any() or (val.y < 0).any():
+            raise PokedexError(f"{cfg.groups} does not place every species of the data in a group")
     log(f"loaded {len(train)} train / {len(val)} validation images at {store}px in {time.time() - t0:.0f} s")
     missing = sorted(set(train.y.tolist()) - set(val.y.tolist()))
     if missing:
