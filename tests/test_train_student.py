@@ -175,3 +175,9 @@ def test_groups_and_a_coarse_student(classify, tmp_path):
         train_student(cfg(classify, tmp_path / "bad", classes=3, groups=str(tmp_path / "g.json")), log=lambda m: None)
     assert "--classes 2" in e.value.hint
     assert json.loads((tmp_path / "g.json").read_text())["format"] == "pokedex-k210/groups"
+
+
+def test_tensorboard_scalars_when_asked(classify, tmp_path):
+    tb = tmp_path / "tb"
+    train_student(cfg(classify, tmp_path / "r", epochs=1, tensorboard=str(tb)), log=lambda m: None)
+    assert list(tb.glob("events.out.tfevents.*"))

@@ -294,15 +294,17 @@ def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
               help="Train a coarse model on species groups (a file from `pokedex-host groups`).")
 @click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True,
               help="Outputs: 1025 species, or the number of groups with --groups.")
+@click.option("--tensorboard", type=click.Path(), help="Also write TensorBoard scalars to this folder.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads,
-                      camera_aug_ramp, workers, groups_file, classes, resume):
+                      camera_aug_ramp, workers, groups_file, classes, tensorboard, resume):
     """Train a KPU-friendly student from scratch (checkpoint every epoch; --resume continues)."""
     from .train.student import StudentConfig, train_student
 
     cfg = StudentConfig(data=str(data_dir), out=str(out), family=family, width=width, input=input_size, epochs=epochs,
                         batch=batch, lr=lr, patience=patience, seed=seed, threads=threads,
-                        camera_aug_ramp=camera_aug_ramp, workers=workers, groups=groups_file, classes=classes)
+                        camera_aug_ramp=camera_aug_ramp, workers=workers, groups=groups_file, classes=classes,
+                        tensorboard=tensorboard)
     try:
         res = train_student(cfg, resume=resume, log=_log)
     except KeyboardInterrupt:

@@ -48,6 +48,7 @@ class StudentConfig:
     kd_temperature: float = 4.0
     kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to the labels
     groups: str | None = None  # a grouping file: train a coarse model that predicts the group
+    tensorboard: str | None = None  # write scalars for TensorBoard here (off by default)
 
 
 def _lr_at(cfg: StudentConfig, step: int, steps_per_epoch: int) -> float:
@@ -163,6 +164,11 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     # needs two, and DDP needs every process to take the same number of steps)
     per_step = cfg.batch * world
     steps = max(1, len(train) // per_step + (1 if len(train) % per_step >= 2 * world else 0))
+    tb = None
+    if cfg.tensorboard and rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(cfg.tensorboard)
     for epoch in range(start, cfg.epochs):
         stop = bool(cfg.patience and best_epoch >= 0 and epoch - best_epoch > cfg.patience)
         if world > 1:  # rank 0 alone knows the validation history: share its decision
@@ -176,6 +182,9 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             break
         model.train()
         te, total, seen = time.time(), 0.0, 0
+        from ..dataset.progress import Progress
+
+        bar = Progress(f"epoch {epoch + 1}/{cfg.epochs}", steps) if rank == 0 else None
         perm = torch.randperm(len(train), generator=gen)
         mine = torch.cat([perm[s * cfg.batch * world:(s + 1) * cfg.batch * world][rank::world] for s in range(steps)])
         batches = _camera_batches(train, mine, cfg, epoch) if cfg.camera_aug_ramp >= 0 else None
@@ -200,6 +209,10 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             opt.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
+            if bar is not None:
+                bar.step()
+        if bar is not None:
+            bar.done()
         if world > 1:
             import torch.distributed as dist
 
@@ -209,6 +222,10 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         m = {"epoch": epoch + 1, "train_loss": total / seen, **evaluate(model, val.x, val.y, cfg.input),
              "lr": opt.param_groups[0]["lr"], "seconds": time.time() - te, "images_per_s": seen / (time.time() - te)}
         history.append(m)
+        if tb is not None:
+            for k in ("train_loss", "val_loss", "top1", "top5", "lr", "images_per_s"):
+                tb.add_scalar(k, m[k], epoch + 1)
+            tb.flush()
         improved = m["top1"] > best
         if improved:
             best, best_epoch = m["top1"], epoch
