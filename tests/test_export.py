@@ -86,9 +86,9 @@ def test_input_scale_not_folded_when_input_feeds_something_else(tmp_path: Path):
 
 @pytest.mark.parametrize("task", ["classify", "detect"])
 def test_ultralytics_checkpoint_exports_logits(tmp_path: Path, task):
-    from pokedex_host.export import _ultralytics_env
+    from pokedex_host.export import ultralytics_env
 
-    _ultralytics_env()
+    ultralytics_env()
     from ultralytics.nn.tasks import ClassificationModel, DetectionModel
     import ultralytics
 

@@ -10,15 +10,15 @@ import onnx
 import pytest
 
 from kpu_zoo import zoo, zoo_extra, zoo_kpu_overflow
-from pokedex_host.export import _simplify, _torch_to_onnx
+from pokedex_host.export import simplify, torch_to_onnx
 from pokedex_host.lint import compare_with_compiler, kpu_map_bytes, lint_model
 
 
 def _graph(name: str, tmp_path: Path) -> onnx.ModelProto:
     model, size = {**zoo(), **zoo_extra(), **zoo_kpu_overflow()}[name]
     p = tmp_path / f"{name}.onnx"
-    _torch_to_onnx(model.eval(), size, p)
-    m, _ = _simplify(onnx.load(str(p)), p)
+    torch_to_onnx(model.eval(), size, p)
+    m, _ = simplify(onnx.load(str(p)), p)
     onnx.save(m, str(p))
     return m
 

@@ -60,7 +60,7 @@ def _load_recipe(path: Path):
     return model, int(raw["config"]["input"]), classes
 
 
-def _is_ultralytics(path: Path) -> bool:
+def is_ultralytics(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             for name in z.namelist():
@@ -71,7 +71,7 @@ def _is_ultralytics(path: Path) -> bool:
     return False
 
 
-def _ultralytics_env() -> None:
+def ultralytics_env() -> None:
     """ultralytics fully offline, its settings and fonts under the project's cache."""
     import os
 
@@ -111,8 +111,8 @@ def _ultralytics_logits_module(model, task: str):
     return UltralyticsLogits().eval()
 
 
-def _load_ultralytics(path: Path, log):
-    _ultralytics_env()
+def load_ultralytics(path: Path, log):
+    ultralytics_env()
     try:
         from ultralytics.nn.tasks import load_checkpoint  # type: ignore
     except ImportError as e:
@@ -135,7 +135,19 @@ def _load_ultralytics(path: Path, log):
     return _ultralytics_logits_module(model, task), size, len(names)
 
 
-def _torch_to_onnx(model, size: int, out: Path) -> None:
+def load_torch_model(path: Path, log=print):
+    """(module giving class logits, input size, class dex list, "checkpoint" | "ultralytics") for a
+    pokedex-k210 checkpoint or an ultralytics ``.pt`` — shared by export and distillation."""
+    if is_ultralytics(path):
+        model, size, n = load_ultralytics(path, log)
+        return model, size, list(range(1, n + 1)), "ultralytics"
+    from .models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    return ck.build(), ck.input_size, ck.classes, "checkpoint"
+
+
+def torch_to_onnx(model, size: int, out: Path) -> None:
     import torch
 
     x = torch.zeros(1, 3, size, size)
@@ -189,7 +201,7 @@ def _fix_static_input(model: onnx.ModelProto, path: Path, input_size: int | None
     return int(shape[2])
 
 
-def _simplify(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, str]:
+def simplify(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, str]:
     import onnxsim
 
     before = len(model.graph.node)
@@ -245,23 +257,14 @@ def export_model(source: Path, workdir: Path, *, input_size: int | None = None, 
     if suffix == ".toml":
         kind = "recipe"
         torch_model, size, model_classes = _load_recipe(source)
-        _torch_to_onnx(torch_model, size, raw_onnx)
+        torch_to_onnx(torch_model, size, raw_onnx)
         notes.append("weights are seeded random (recipe): figures prove fit and fidelity, not accuracy")
     elif suffix in (".pt", ".pth"):
-        if _is_ultralytics(source):
-            kind = "ultralytics"
-            torch_model, size, n = _load_ultralytics(source, log)
-            model_classes = list(range(1, n + 1))
-        else:
-            from .models.checkpoint import load_checkpoint
-
-            kind = "checkpoint"
-            ck = load_checkpoint(source)
-            torch_model, size, model_classes = ck.build(), ck.input_size, ck.classes
+        torch_model, size, model_classes, kind = load_torch_model(source, log)
         if input_size is not None and input_size != size:
             size = input_size
             notes.append(f"exported at --input-size {size} instead of the trained size")
-        _torch_to_onnx(torch_model, size, raw_onnx)
+        torch_to_onnx(torch_model, size, raw_onnx)
     elif suffix == ".onnx":
         kind = "onnx"
         raw_onnx = source
@@ -282,7 +285,7 @@ def export_model(source: Path, workdir: Path, *, input_size: int | None = None, 
     except Exception as e:
         raise PokedexError(f"{source}: ONNX shape inference failed: {str(e).splitlines()[0][:300]}",
                            "the graph is inconsistent; re-export it with a current exporter") from e
-    model, simplifier = _simplify(model, source)
+    model, simplifier = simplify(model, source)
     out_shape = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     n_out = int(np.prod([d for d in out_shape if d])) if out_shape else 0
     if model_classes is None:

@@ -259,15 +259,9 @@ def teacher_logits(cfg: StudentConfig, train, dhash: str, out: Path, log) -> tor
             log(f"teacher logits from the cache ({cache})")
             return c["logits"]
     if tpath.suffix.lower() in (".pt", ".pth"):
-        from ..export import _is_ultralytics, _load_ultralytics
-        from ..models.checkpoint import load_checkpoint
+        from ..export import load_torch_model
 
-        if _is_ultralytics(tpath):
-            teacher, size, n = _load_ultralytics(tpath, log)
-            classes = list(range(1, n + 1))
-        else:
-            ck = load_checkpoint(tpath)
-            teacher, size, classes = ck.build(), ck.input_size, ck.classes
+        teacher, size, classes, _ = load_torch_model(tpath, log)
     else:
         raise PokedexError(f"teacher {tpath}: pass a .pt checkpoint (the project's or an ultralytics -cls/-detect one)")
     if len(classes) != cfg.classes:

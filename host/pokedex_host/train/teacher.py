@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import PokedexError
-from ..export import _ultralytics_env
+from ..export import ultralytics_env
 
 
 def _fonts() -> None:
@@ -64,7 +64,7 @@ def train_teacher(recipe_path: Path, data: Path, out: Path, *, epochs: int | Non
                   batch: int | None = None, resume: bool = False, extra: dict | None = None, device: str = "cpu",
                   log=print) -> Path:
     """``device``: "cpu", or GPU ids such as "0,1" (ultralytics then trains with DDP itself)."""
-    _ultralytics_env()
+    ultralytics_env()
     _fonts()
     recipe = tomllib.loads(Path(recipe_path).read_text(encoding="utf-8"))
     out = Path(out).resolve()
