@@ -1,0 +1,324 @@
+"""Run a kmodel v3 on the host: KPU layers with the KPU's integer arithmetic (``kpu.py``), CPU
+layers as the K210 SDK's ``kpu.c`` defines them, over a model's own main memory and a 2 MiB KPU
+SRAM image.
+
+Like the SDK: the input is the u8 image, channel-planar (``img.pix_ai`` in MaixPy), written into
+KPU SRAM where the first layer reads it; every layer then reads and writes main memory or KPU
+SRAM at the addresses the file gives; the outputs are the ``(address, size)`` ranges of the
+header. Float CPU layers compute in float32 in the SDK's order (sums accumulate left to right),
+so the float tail matches a C build of ``kpu.c`` without fused multiply-add.
+
+Anything the file asks for that cannot be done -- an address out of range, a shape that does not
+follow from the registers, a layer this interpreter does not implement -- raises
+:class:`KmodelFormatError` with the offset of the layer body at fault, never anything else.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import KmodelFormatError
+from . import kpu as K
+from .v3 import KmodelV3, Layer, LayerType, parse
+
+# Layers whose output is u8; the others write float32 (what MaixPy's fmap typecode follows).
+U8_OUTPUT = {LayerType.K210_CONV, LayerType.QUANTIZE, LayerType.REQUANTIZE, LayerType.K210_REMOVE_PADDING,
+             LayerType.QUANTIZED_CONCAT, LayerType.QUANTIZED_ADD, LayerType.QUANTIZED_MAX_POOL2D,
+             LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D, LayerType.QUANTIZED_GLOBAL_MAX_POOL2D,
+             LayerType.QUANTIZED_TENSORFLOW_FLATTEN, LayerType.QUANTIZED_RESIZE_NEAREST_NEIGHBOR}
+
+
+@dataclass
+class _Conv:
+    layer: Layer
+    args: K.ConvArgs
+    weights: np.ndarray
+    bn: K.BatchNorm
+    act: K.Activation
+    in_shape: tuple[int, int, int]  # (w, h, c)
+    out_shape: tuple[int, int, int]
+    src: int
+    dst: int
+    main_out: int | None
+    main_bytes: int
+
+
+@dataclass
+class RunResult:
+    outputs: list[bytes]
+    trace: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (layer, name, output)
+
+
+class Interpreter:
+    """A parsed, checked kmodel v3 ready to run; decode once, run many times."""
+
+    def __init__(self, data: bytes, model: KmodelV3 | None = None, path: str | None = None):
+        self.data = bytes(data)
+        self.path = path
+        self.model = model or parse(self.data, path)
+        m = self.model
+        if m.layers[0].type != LayerType.K210_CONV and m.layers[0].type != LayerType.FULLY_CONNECTED:
+            self._fail(m.layers[0], "the first layer must be K210_CONV (image input) or FULLY_CONNECTED (float "
+                                    "input): the SDK's kpu_run_kmodel refuses anything else")
+        self._convs: dict[int, _Conv] = {}
+        for lay in m.layers:
+            if lay.type == LayerType.K210_CONV:
+                self._convs[lay.index] = self._decode_conv(lay)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _fail(self, lay: Layer, why: str):
+        raise KmodelFormatError(lay.body_offset, f"layer {lay.index} ({lay.name}): {why}", self.path)
+
+    def _decode_conv(self, lay: Layer) -> _Conv:
+        c = lay.conv
+        r = c.registers
+        f = r.fields
+        args = K.ConvArgs.from_fields(f)
+        iw, ih, ic = r.in_shape
+        ow, oh, oc = r.out_shape
+        if K.pooled_size(iw, args.pool_type) != ow or K.pooled_size(ih, args.pool_type) != oh:
+            self._fail(lay, f"a {iw}x{ih} input through pool type {args.pool_type} cannot give {ow}x{oh}")
+        if args.depthwise and ic != oc:
+            self._fail(lay, f"depthwise with {ic} -> {oc} channels")
+        main_out = c.main_mem_out_address if c.flags & 1 else None
+        if main_out is not None and f["dma_total_byte"] + 1 != ow * oh * oc:
+            self._fail(lay, f"its main-memory output is {f['dma_total_byte'] + 1} B by the DMA registers but the "
+                            f"map is {ow}x{oh}x{oc} = {ow * oh * oc} B")
+        weights = np.frombuffer(self.data, np.uint8, c.weights_size, c.weights_offset)
+        bn = K.decode_bn(self.data[c.bn_offset:c.bn_offset + c.bn_size], oc)
+        act = K.decode_act(self.data[c.act_offset:c.act_offset + c.ACT_SIZE], c.act_offset)
+        return _Conv(lay, args, weights, bn, act, (iw, ih, ic), (ow, oh, oc), f["image_src_addr"],
+                     f["image_dst_addr"], main_out, ow * oh * oc)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the u8 image the first layer reads."""
+        first = self._convs.get(0)
+        if first is None:
+            return (self.model.layers[0].fields["in_channels"], 1, 1)
+        w, h, c = first.in_shape
+        return (c, h, w)
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        last = self.model.layers[-1].type
+        return np.dtype(np.uint8) if last in U8_OUTPUT else np.dtype("<f4")
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, image: np.ndarray, *, trace: bool = False) -> RunResult:
+        m = self.model
+        main = np.zeros(m.main_mem_usage + 8, np.uint8)  # + the DMA's rounding up to 8 bytes
+        ram = np.zeros(K.KPU_RAM_BYTES, np.uint8)
+        out_trace: list = []
+        first = m.layers[0]
+        if first.type == LayerType.K210_CONV:
+            cv = self._convs[0]
+            w, h, c = cv.in_shape
+            img = np.asarray(image)
+            if img.shape != (c, h, w) or img.dtype != np.uint8:
+                raise KmodelFormatError(first.body_offset, f"the model takes a u8 {c}x{h}x{w} (channels, height, "
+                                                           f"width) image, got {img.dtype} {img.shape}", self.path)
+            try:
+                K.upload(ram, cv.src, img, "input")
+            except K.KPURangeError as e:
+                self._fail(first, str(e))
+        else:
+            x = np.asarray(image, dtype="<f4").ravel()
+            self._write(first, main, first.fields["in"], x.view(np.uint8))
+        for lay in m.layers:
+            try:
+                res = self._step(lay, main, ram)
+            except K.KPURangeError as e:
+                self._fail(lay, str(e))
+            if trace and res is not None:
+                out_trace.append((lay.index, lay.name, res))
+        outs = [main[a:a + s].tobytes() for a, s in m.outputs]
+        return RunResult(outs, out_trace)
+
+    def run_output(self, image: np.ndarray, index: int = 0) -> np.ndarray:
+        """One output as an array of the last layer's type (what MaixPy's ``fmap[:]`` gives)."""
+        return np.frombuffer(self.run(image).outputs[index], self.output_dtype).copy()
+
+    def _range(self, lay: Layer, main: np.ndarray, addr: int, size: int, what: str) -> slice:
+        if addr < 0 or size < 0 or addr + size > self.model.main_mem_usage:
+            self._fail(lay, f"{what} [{addr}, {addr + size}) is outside main memory ({self.model.main_mem_usage} B)")
+        return slice(addr, addr + size)
+
+    def _read(self, lay, main, addr, size, what="input") -> np.ndarray:
+        return main[self._range(lay, main, addr, size, what)]
+
+    def _read_f32(self, lay, main, addr, count, what="input") -> np.ndarray:
+        return self._read(lay, main, addr, 4 * count, what).view("<f4") if addr % 4 == 0 else \
+            np.frombuffer(self._read(lay, main, addr, 4 * count, what).tobytes(), "<f4")
+
+    def _write(self, lay, main, addr, raw: np.ndarray, what="output") -> None:
+        main[self._range(lay, main, addr, raw.size, what)] = raw
+
+    def _write_f32(self, lay, main, addr, x: np.ndarray, what="output") -> None:
+        self._write(lay, main, addr, np.ascontiguousarray(x, dtype="<f4").view(np.uint8), what)
+
+    def _body_extra(self, lay: Layer, start: int, size: int, what: str) -> bytes:
+        if start + size > lay.body_size:
+            self._fail(lay, f"{what} needs {start + size} B of body, the body is {lay.body_size} B")
+        o = lay.body_offset + start
+        return self.data[o:o + size]
+
+    def _step(self, lay: Layer, main: np.ndarray, ram: np.ndarray):
+        T = LayerType
+        f = lay.fields
+        t = lay.type
+        if t == T.K210_CONV:
+            cv = self._convs[lay.index]
+            w, h, c = cv.in_shape
+            x = K.download(ram, cv.src, w, h, c, f"layer {lay.index} input")
+            acc = K.conv(x, cv.weights, cv.args, cv.out_shape[2])
+            y = K.pool(K.bn_act(acc, cv.bn, cv.act), cv.args.pool_type)
+            K.upload(ram, cv.dst, y, f"layer {lay.index} output")
+            if cv.main_out is not None:
+                self._write(lay, main, cv.main_out, y.reshape(-1), "main-memory output")
+            return y
+        if t == T.DEQUANTIZE:
+            q = self._read(lay, main, f["in"], f["count"]).astype(np.float32)
+            y = q * np.float32(f["scale"]) + np.float32(f["bias"])
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.QUANTIZE:
+            x = self._read_f32(lay, main, f["in"], f["count"])
+            with np.errstate(all="ignore"):
+                inv = np.float32(1) / np.float32(f["scale"])
+                v = (x - np.float32(f["bias"])) * inv
+                v = np.where(np.isfinite(v), v, 0).astype(np.float32)
+                r = np.trunc(v)
+                r = r + np.where(np.abs(v - r) >= 0.5, np.sign(v), 0)  # C roundf: halves away from zero
+                v = np.clip(r, 0, 255)
+            y = v.astype(np.uint8)
+            self._write(lay, main, f["out"], y)
+            return y
+        if t == T.GLOBAL_AVERAGE_POOL2D:
+            k, ch = f["kernel_size"], f["channels"]
+            if k == 0:
+                self._fail(lay, "kernel_size 0")
+            x = self._read_f32(lay, main, f["in"], k * ch).reshape(ch, k)
+            acc = np.zeros(ch, np.float32)
+            with np.errstate(all="ignore"):
+                for i in range(k):  # left to right, in float32, as kpu.c sums
+                    acc = (acc + x[:, i]).astype(np.float32)
+                y = (acc / np.float32(k)).astype(np.float32)
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.GLOBAL_MAX_POOL2D:
+            k, ch = f["kernel_size"], f["channels"]
+            if k == 0:
+                self._fail(lay, "kernel_size 0")
+            y = self._read_f32(lay, main, f["in"], k * ch).reshape(ch, k).max(1)
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t in (T.CONCAT, T.QUANTIZED_CONCAT):
+            n = f["input_count"]
+            raw = self._body_extra(lay, 12, 8 * n, f"{n} input ranges")
+            dest = f["out"]
+            parts = []
+            for i in range(n):
+                start, size = struct.unpack_from("<2I", raw, 8 * i)
+                parts.append(self._read(lay, main, start, size, f"input {i}").copy())
+            for p in parts:
+                self._write(lay, main, dest, p)
+                dest += p.size
+            return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+        if t == T.ADD:
+            a = self._read_f32(lay, main, f["in_a"], f["count"])
+            b = self._read_f32(lay, main, f["in_b"], f["count"])
+            with np.errstate(all="ignore"):
+                y = (a + b).astype(np.float32)
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.SOFTMAX:
+            x = self._read_f32(lay, main, f["in"], f["channels"])
+            with np.errstate(all="ignore"):
+                mx = np.float32(max(np.finfo(np.float32).tiny, float(x.max()) if x.size else 0.0))  # kpu.c starts at FLT_MIN
+                e = np.exp(x - mx).astype(np.float32)
+                s = np.float32(0)
+                for v in e:
+                    s = np.float32(s + v)
+                y = (e / s).astype(np.float32)
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.LOGISTIC:
+            x = self._read_f32(lay, main, f["in"], f["channels"])
+            with np.errstate(all="ignore"):
+                y = (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.L2_NORMALIZATION:
+            x = self._read_f32(lay, main, f["in"], f["channels"])
+            with np.errstate(all="ignore"):
+                s = np.float32(0)
+                for v in x:
+                    s = np.float32(s + v * v)
+                s = np.float32(1) / np.sqrt(max(s, np.float32(1e-10)))
+                y = (x * s).astype(np.float32)
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.REQUANTIZE:
+            table = np.frombuffer(self._body_extra(lay, 16, 256, "the 256-byte table"), np.uint8)
+            y = table[self._read(lay, main, f["in"], f["count"])]
+            self._write(lay, main, f["out"], y)
+            return y
+        if t in (T.TENSORFLOW_FLATTEN, T.QUANTIZED_TENSORFLOW_FLATTEN):
+            w, h, c = f["width"], f["height"], f["channels"]
+            if t == T.TENSORFLOW_FLATTEN:
+                x = self._read_f32(lay, main, f["in"], w * h * c).reshape(c, h, w)
+                self._write_f32(lay, main, f["out"], x.transpose(1, 2, 0).ravel())
+            else:
+                x = self._read(lay, main, f["in"], w * h * c).reshape(c, h, w)
+                self._write(lay, main, f["out"], np.ascontiguousarray(x.transpose(1, 2, 0)).ravel())
+            return x
+        if t == T.FULLY_CONNECTED:
+            ic, oc = f["in_channels"], f["out_channels"]
+            raw = self._body_extra(lay, 24, 4 * (ic * oc + oc), "weights and bias")
+            wb = np.frombuffer(raw, "<f4")
+            wt, bias = wb[:ic * oc].reshape(oc, ic), wb[ic * oc:]
+            x = self._read_f32(lay, main, f["in"], ic)
+            acc = np.zeros(oc, np.float32)
+            with np.errstate(all="ignore"):
+                for i in range(ic):
+                    acc = (acc + x[i] * wt[:, i]).astype(np.float32)
+                y = (acc + bias).astype(np.float32)
+            if f["act"] == 1:
+                y = np.maximum(y, 0)
+            elif f["act"] == 2:
+                y = np.minimum(np.maximum(y, 0), 6)
+            elif f["act"] != 0:
+                self._fail(lay, f"activation {f['act']} is not linear (0), relu (1) or relu6 (2)")
+            self._write_f32(lay, main, f["out"], y)
+            return y
+        if t == T.K210_ADD_PADDING:
+            ch = f["channels"]
+            x = self._read(lay, main, f["in"], ch)
+            if not ch:
+                self._fail(lay, "0 channels")
+            fm = K.download(ram, f["kpu_out"], 4, 4, ch, f"layer {lay.index} output")
+            fm[:, 0, 0] = x  # only pixel (0, 0) of each 4x4 map is written, as kpu.c does
+            K.upload(ram, f["kpu_out"], fm)
+            return fm
+        if t == T.K210_REMOVE_PADDING:
+            ch = f["channels"]
+            x = self._read(lay, main, f["in"], 16 * ch if ch else 0)
+            y = x[::16][:ch].copy()
+            self._write(lay, main, f["out"], y)
+            return y
+        if t == T.K210_UPLOAD:
+            w, h, c = f["width"], f["height"], f["channels"]
+            if not (w and h and c):
+                self._fail(lay, f"empty {w}x{h}x{c} map")
+            x = self._read(lay, main, f["in"], w * h * c).reshape(c, h, w)
+            K.upload(ram, f["kpu_out"], x, f"layer {lay.index} output")
+            return x
+        self._fail(lay, "this layer type is not implemented by the interpreter")
+
+
+def run(data: bytes, image: np.ndarray) -> list[bytes]:
+    return Interpreter(data).run(image).outputs
