@@ -30,7 +30,7 @@ from .toolchain import CompileRequest, ToolchainError, Worker, simulate_parallel
 from .toolchain import env as tc_env
 from .verify import compare
 
-KMODEL_VERSION = {"v5": 5}
+KMODEL_VERSION = {"v3": 3, "v5": 5}
 
 
 @dataclass
@@ -64,27 +64,41 @@ class BuildResult:
 
 def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> str:
     fmt = requested or board.firmware.default_format
-    if fmt == "v3":
-        if requested == "v3":
-            raise PokedexError("--format v3 is not available yet: the kmodel v3 back end is still being built",
-                               "build v5 (--format v5) for CanMV/bare-metal profiles; stock MaixPy needs v3")
-        fmt = "v5"
     if fmt not in KMODEL_VERSION:
-        raise PokedexError(f"unknown kmodel format {fmt!r}", "use --format v5")
+        raise PokedexError(f"unknown kmodel format {fmt!r}", "use --format v3 (MaixPy) or --format v5 (CanMV feat/kpu, SDK)")
     if not board.loads(KMODEL_VERSION[fmt]):
-        warnings.append(
-            f"this is a kmodel {fmt} but the {board.name} firmware ({board.firmware.family} {board.firmware.flavour}) "
-            f"loads only {', '.join('v%d' % v for v in board.firmware.kmodel_versions)}: stock MaixPy refuses it with "
-            "ERR_KMODEL_VERSION (2002). Use it with a CanMV feat/kpu build (--board maix-bit-canmv) or wait for "
-            "--format v3"
-        )
-    if board.firmware.runtime_nncase and board.firmware.runtime_nncase != board.nncase:
+        loads = ", ".join("v%d" % v for v in board.firmware.kmodel_versions)
+        hint = ("stock MaixPy refuses it with ERR_KMODEL_VERSION (2002); build --format v3 for it"
+                if 3 in board.firmware.kmodel_versions else "pick a board profile whose firmware loads it")
+        warnings.append(f"this is a kmodel {fmt} but the {board.name} firmware ({board.firmware.family} "
+                        f"{board.firmware.flavour}) loads only {loads}: {hint}")
+    if fmt == "v5" and board.firmware.runtime_nncase and board.firmware.runtime_nncase != board.nncase:
         warnings.append(
             f"compiled with nncase {board.nncase}; the {board.name} firmware's runtime is nncase "
             f"{board.firmware.runtime_nncase}: v5 models from a later compiler are not known to load on it "
             "(reports of a 1.9 model failing on CanMV exist); confirm on the board"
         )
     return fmt
+
+
+def _as_v3(kmodel: Path, dump: Path, mem, log) -> tuple[Path, object, object]:
+    """Re-emit the v5 build as v3; the memory figures become the v3 loader's (file + main memory)."""
+    from dataclasses import replace
+
+    from .kmodel.from_nncase import convert
+
+    conv = convert(kmodel.read_bytes(), dump, path=str(kmodel))
+    out = kmodel.with_name("model.v3.kmodel")
+    out.write_bytes(conv.data)
+    cpu = [("DEQUANTIZE", d.name.rsplit("/dequantize", 1)[0]) for d in conv.dequant]
+    if len(conv.output_shape) == 1:
+        cpu.append(("GLOBAL_AVERAGE_POOL2D", f"{conv.output_shape[0]} channels"))
+    # v3: the SDK mallocs main_mem_usage for every intermediate and the output; the input is the
+    # image's own planar buffer (MaixPy's pix_ai), counted as before
+    mem3 = replace(mem, kmodel_bytes=len(conv.data), data_bytes=conv.main_mem_usage, output_bytes=0, cpu_ops=cpu)
+    log(f"kmodel v3: {len(conv.data):,} B, {conv.kpu_layers} KPU layers re-emitted from nncase's build; "
+        f"main memory {conv.main_mem_usage:,} B")
+    return out, conv, mem3
 
 
 def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
@@ -171,6 +185,11 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                             "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes")
         log(f"compiled in {timings['compile']:.1f} s: {res.bytes:,} B kmodel")
         mem = read_memory(tmp / "dump", kmodel)
+        v5_kmodel, conversion = kmodel, None
+        if fmt == "v3":
+            t = time.time()
+            kmodel, conversion, mem = _as_v3(v5_kmodel, tmp / "dump", mem, log)
+            timings["v3"] = time.time() - t
         disagreements = compare_with_compiler(lint, tmp / "dump")
         for d in disagreements:
             log(f"WARNING: lint/compiler disagreement: {d}")
@@ -194,15 +213,36 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             f_logits = onnx_float_logits(exported.onnx_path, hold.x, exported.input_range)
             t_float = time.time() - t
             t = time.time()
-            k_logits = simulate_parallel(kmodel, hold.x, workers=workers, nncase_version=board.nncase, workdir=tmp)
+            k_logits = simulate_parallel(v5_kmodel, hold.x, workers=workers, nncase_version=board.nncase, workdir=tmp)
             t_sim = time.time() - t
+            v3_check, t_v3 = None, 0.0
+            if conversion is not None:
+                from .kmodel.interp import run_batch
+                from .verify import same_outputs
+
+                t = time.time()
+                v3_logits = run_batch(conversion.data, hold.x, workers=workers).reshape(k_logits.shape)
+                t_v3 = time.time() - t
+                v3_check = same_outputs(v3_logits, k_logits)
+                log(f"v3 check: {v3_check['identical']}/{v3_check['images']} images give the simulator's outputs "
+                    f"bit for bit ({t_v3:.1f} s in the v3 interpreter)")
+                if v3_check["identical"] != v3_check["images"]:
+                    raise VerificationFailed(
+                        f"the v3 file disagrees with nncase's simulator on {v3_check['images'] - v3_check['identical']} "
+                        f"of {v3_check['images']} images (largest difference {v3_check['max_abs_diff']})",
+                        "this is a bug in the v3 re-emitter: please report it with the build inputs; "
+                        "--format v5 builds are unaffected")
+                k_logits = v3_logits
             ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,
                           judge_agreement=exported.source_kind != "recipe")
+            ver.v3_vs_v5 = v3_check
             ver.seconds = {"float": t_float, "simulator": t_sim, "workers": workers}
+            if conversion is not None:
+                ver.seconds["v3_interpreter"] = t_v3
             if exported.source_kind == "recipe":
                 ver.notes.append("seeded random weights: near-tied logits make top-1 agreement a weak signal; "
                                  "the cosine of logits is the fidelity figure here")
-            timings["verify"] = t_float + t_sim
+            timings["verify"] = t_float + t_sim + t_v3
             f1 = "-" if ver.float_top1 is None else f"{ver.float_top1:.1f} %"
             k1 = "-" if ver.kmodel_top1 is None else f"{ver.kmodel_top1:.1f} %"
             log(f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
@@ -224,7 +264,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                "calibration": calib, "holdout": hold, "calibration_seed": spec.seed, "warnings": warnings,
                "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
                "lint_disagreements": disagreements, "timings": timings,
-               "reproducible": res.reproducible}
+               "reproducible": res.reproducible, "v5_kmodel": v5_kmodel if conversion is not None else None,
+               "conversion": conversion}
         with atomic_dir(opts.out) as stage:
             _write_artifacts(stage, tmp, kmodel, exported, ctx)
     log(f"wrote {opts.out}/ (model.kmodel, classes.txt, manifest.json, report.md, budget.png)")
@@ -235,6 +276,8 @@ def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedMod
     from .report import budget_png, report_markdown, write_manifest
 
     shutil.copyfile(kmodel, stage / "model.kmodel")
+    if ctx.get("v5_kmodel") is not None:  # what the v3 file was re-emitted from, for CanMV and for checking
+        shutil.copyfile(ctx["v5_kmodel"], stage / "model.v5.kmodel")
     atomic_write_text(stage / "classes.txt", classes_txt(exported.classes))
     shutil.copyfile(exported.onnx_path, stage / "model.onnx")
     comp = stage / "compiler"
@@ -247,4 +290,6 @@ def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedMod
     budget_png(stage / "budget.png", ctx["memory"], ctx["verdict"], ctx["board"].name)
     atomic_write_text(stage / "report.md", report_markdown(ctx))
     files = ["model.kmodel", "classes.txt", "model.onnx", "report.md", "budget.png"]
+    if ctx.get("v5_kmodel") is not None:
+        files.insert(1, "model.v5.kmodel")
     write_manifest(stage, ctx, files)

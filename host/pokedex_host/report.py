@@ -66,8 +66,10 @@ def report_markdown(ctx: dict) -> str:
         lines.append("")
     lines += [
         f"- board profile: `{b.name}` — {b.description}",
-        f"- kmodel format: v{ctx['kmodel_version']} (nncase {ctx['nncase']}); this firmware loads "
-        + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions),
+        f"- kmodel format: v{ctx['kmodel_version']} "
+        + (f"(re-emitted from nncase {ctx['nncase']}'s v5 build, kept as model.v5.kmodel)"
+           if ctx.get("conversion") is not None else f"(nncase {ctx['nncase']})")
+        + "; this firmware loads " + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions),
         f"- verdict: **{'fits' if v.fits else 'does not fit'}** — {format_size(v.ram_used)} of "
         f"{format_size(v.ram_budget)} ({ctx['budget_source']}); KPU SRAM peak {mem.kpu_peak:,} of {b.kpu_sram:,} B",
         f"- input: {ctx['input']['shape']} {ctx['input']['dtype']} {ctx['input']['channels']} "
@@ -78,7 +80,8 @@ def report_markdown(ctx: dict) -> str:
         "",
         "![memory budget](budget.png)",
         "",
-        "## Memory (from the compiler's schedule)",
+        "## Memory (from the compiler's schedule" + ("; v3: file + the main memory it declares)"
+                                                     if ctx.get("conversion") is not None else ")"),
         "",
         "| part | bytes |",
         "|---|---:|",
@@ -109,7 +112,9 @@ def report_markdown(ctx: dict) -> str:
             "## Verification on the host",
             "",
             f"{ver.images} held-out images ({ver.labelled} labelled) from `{ctx['holdout'].source}`; "
-            "float = ONNX in onnxruntime, kmodel = nncase simulator (uint8).",
+            "float = ONNX in onnxruntime, kmodel = "
+            + ("the v3 file in our v3 interpreter (uint8 KPU arithmetic)." if ver.v3_vs_v5
+               else "nncase simulator (uint8)."),
             "",
             "| | float | kmodel |",
             "|---|---:|---:|",
@@ -121,6 +126,10 @@ def report_markdown(ctx: dict) -> str:
             f"- accuracy loss: {'—' if ver.loss_pp is None else f'{ver.loss_pp:.2f} pp'} "
             f"(threshold {ver.threshold_pp} pp){' — **FLAGGED**' if ver.flagged else ''}",
         ]
+        if ver.v3_vs_v5:
+            c = ver.v3_vs_v5
+            lines.append(f"- kmodel v3 (our interpreter) vs nncase's v5 (its simulator): identical outputs, bit for bit, "
+                         f"on {c['identical']} of {c['images']} images")
         lines += [f"- {n}" for n in ver.notes] + [""]
     for n in ctx["export"].notes:
         lines.append(f"- note: {n}")
@@ -141,7 +150,12 @@ def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
                   "flavour": b.firmware.flavour, "loads_kmodel_versions": list(b.firmware.kmodel_versions)},
         "kmodel": {"version": ctx["kmodel_version"], "compiler": f"nncase {ctx['nncase']}", "target": "k210",
                    "quantization": "uint8 PTQ", "loads_on_board_firmware": b.loads(ctx["kmodel_version"]),
-                   "reproducible": ctx["reproducible"]},
+                   "reproducible": ctx["reproducible"],
+                   **({"re_emitted_from": "model.v5.kmodel",
+                       "dequantize": [{"output": d.name, "scale": d.scale, "bias": d.bias}
+                                      for d in ctx["conversion"].dequant],
+                       "main_mem_usage": ctx["conversion"].main_mem_usage}
+                      if ctx.get("conversion") is not None else {})},
         "input": ctx["input"],
         "classes": len(ctx["export"].classes),
         "memory": mem.as_dict(),

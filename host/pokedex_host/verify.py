@@ -24,6 +24,8 @@ class Verification:
     flagged: bool
     notes: list[str] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+    # kmodel v3 only: our re-emitted v3 (run by the v3 interpreter) against nncase's v5 (simulator)
+    v3_vs_v5: dict | None = None
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -65,3 +67,14 @@ def compare(float_logits: np.ndarray, kmodel_logits: np.ndarray, labels: list[in
         flagged = False
     return Verification(n, int(mask.sum()), f1, f5, k1, k5, agree, float(cos.mean()) if n else 0.0,
                         float(cos.min()) if n else 0.0, loss, threshold_pp, bool(flagged), notes)
+
+
+def same_outputs(a: np.ndarray, b: np.ndarray) -> dict:
+    """Image by image, are two runs' outputs identical to the bit? (``images``, ``identical``, ``max_abs_diff``)."""
+    a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    if a32.shape != b32.shape:
+        return {"images": int(len(a32)), "identical": 0, "max_abs_diff": None,
+                "shapes": [list(a32.shape), list(b32.shape)]}
+    same = [bool(np.array_equal(x.view(np.uint32), y.view(np.uint32))) for x, y in zip(a32, b32)]
+    diff = float(np.max(np.abs(a32.astype(np.float64) - b32))) if a32.size else 0.0
+    return {"images": len(same), "identical": int(sum(same)), "max_abs_diff": diff}

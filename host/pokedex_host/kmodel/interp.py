@@ -322,3 +322,19 @@ class Interpreter:
 
 def run(data: bytes, image: np.ndarray) -> list[bytes]:
     return Interpreter(data).run(image).outputs
+
+
+def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0) -> np.ndarray:
+    """Output ``index`` for every image of ``x`` (N x C x H x W u8), as an N x outputs array.
+
+    numpy releases the GIL inside its kernels, so threads share the work across cores."""
+    it = Interpreter(data)
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, 0), it.output_dtype)
+    if workers <= 1 or n == 1:
+        return np.stack([it.run_output(img, index) for img in x])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.stack(list(pool.map(lambda img: it.run_output(img, index), x)))

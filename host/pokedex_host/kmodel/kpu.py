@@ -151,8 +151,10 @@ def encode_act(act: Activation) -> bytes:
     return seg.astype("<u8").tobytes() + act.add.astype(np.uint8).tobytes()
 
 
-def round_shift(v: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def round_shift(v: np.ndarray, shift) -> np.ndarray:
     """nncase's ``carry_shift<int64_t, true>``: shift right, rounding half to even, as written."""
+    if np.isscalar(shift) and shift <= 0:
+        return v
     s = np.maximum(shift, 1)
     integral = v >> s
     frac = v & ((np.int64(1) << s) - 1)
@@ -191,15 +193,18 @@ def conv(x: np.ndarray, weights: np.ndarray, args: ConvArgs, out_channels: int) 
     p = k // 2
     xp = np.pad(x, ((0, 0), (p, p), (p, p)), constant_values=args.pad_value) if p else x
     if args.depthwise:
-        wt = weights.reshape(c, k, k).astype(np.int64)
-        acc = np.zeros((c, h, w), np.int64)
-        sx = np.zeros((c, h, w), np.int64)
+        # at most 9 products < 2^16 per output: int32 holds them
+        wt = weights.reshape(c, k, k).astype(np.int32)
+        acc = np.zeros((c, h, w), np.int32)
+        sx = np.zeros((c, h, w), np.int32)
         for ky in range(k):
             for kx in range(k):
-                tap = xp[:, ky:ky + h, kx:kx + w].astype(np.int64)
+                tap = xp[:, ky:ky + h, kx:kx + w].astype(np.int32)
                 acc += tap * wt[:, ky, kx][:, None, None]
                 sx += tap
-        sw = wt.reshape(c, -1).sum(1)[:, None, None]
+        acc = acc.astype(np.int64)
+        sx = sx.astype(np.int64)
+        sw = wt.astype(np.int64).reshape(c, -1).sum(1)[:, None, None]
         g_ic = 1
     else:
         cols = np.empty((c, k, k, h, w), np.float64)
@@ -216,13 +221,46 @@ def conv(x: np.ndarray, weights: np.ndarray, args: ConvArgs, out_channels: int) 
     return acc + ((args.arg_x * sx) >> args.shift_x) + ((args.arg_w * sw) >> args.shift_w) + args.arg_add * g_ic
 
 
+def segment_index(v: np.ndarray, start_x: np.ndarray) -> np.ndarray:
+    """Index of the last activation segment with ``v > start_x`` (0 when there is none)."""
+    if np.all(np.diff(start_x) >= 0):
+        return np.maximum(np.searchsorted(start_x, v, side="left") - 1, 0)
+    idx = np.zeros(v.shape, np.int64)  # an unsorted table: scan it as the hardware description reads
+    for i in range(16):
+        idx = np.where(v > start_x[i], i, idx)
+    return idx
+
+
 def bn_act(acc: np.ndarray, bn: BatchNorm, act: Activation) -> np.ndarray:
     v = ((acc * bn.mul[:, None, None]) >> bn.shift[:, None, None]) + bn.add[:, None, None]
-    idx = np.zeros(v.shape, np.int64)  # no segment below: the first one (nncase reads past the table)
+    idx = segment_index(v, act.start_x)
+    out = np.empty(v.shape, np.int64)
+    # segments sharing (mul, shift) are computed together with scalar parameters
+    groups: dict[tuple[int, int], list[int]] = {}
     for i in range(16):
-        idx = np.where(v > act.start_x[i], i, idx)
-    y = round_shift((v - act.start_x[idx]) * act.mul[idx], act.shift[idx]) + act.add[idx]
-    return np.clip(y, 0, 255).astype(np.uint8)
+        groups.setdefault((int(act.mul[i]), int(act.shift[i])), []).append(i)
+    if len(groups) == 1:
+        masks = [None]
+    else:
+        gid = np.zeros(16, np.int64)
+        for g, segs in enumerate(groups.values()):
+            gid[segs] = g
+        seg_gid = gid[idx]
+        masks = [seg_gid == g for g in range(len(groups))]
+    for (mul, shift), mask in zip(groups, masks):
+        ii = idx if mask is None else idx[mask]
+        if ii.size == 0:
+            continue
+        if mul == 0:
+            y = act.add[ii]
+        else:
+            vv = v if mask is None else v[mask]
+            y = round_shift((vv - act.start_x[ii]) * mul, shift) + act.add[ii]
+        if mask is None:
+            out[...] = y
+        else:
+            out[mask] = y
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 POOL_STRIDE = {0: 1, 1: 2, 2: 2, 3: 4, 4: 4, 5: 2, 6: 2, 7: 4, 8: 1, 9: 1}
