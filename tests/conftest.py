@@ -83,3 +83,18 @@ def tiny_build(tmp_path_factory, toolchain_ready) -> Path:
     build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
                               verify_count=0), log=lambda m: None)
     return d / "out"
+
+
+TINY_V3_RECIPE = TINY_RECIPE.replace("input = 64", "input = 128")  # 128 px: one KPU function, v3-able
+
+
+@pytest.fixture(scope="session")
+def tiny_v3_build(tmp_path_factory, toolchain_ready) -> Path:
+    """A build-kmodel output folder (kmodel v3 for stock MaixPy) of a tiny 128 px 1025-class student."""
+    from pokedex_host.build import BuildOptions, build_kmodel
+
+    d = tmp_path_factory.mktemp("tiny3")
+    (d / "tiny128.toml").write_text(TINY_V3_RECIPE)
+    build_kmodel(BuildOptions(model=d / "tiny128.toml", board="maix-bit", out=d / "out", calibration_count=4,
+                              verify_count=4, calibration=make_dataset(d / "data", size=96)), log=lambda m: None)
+    return d / "out"

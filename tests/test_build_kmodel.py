@@ -111,7 +111,7 @@ def test_kpu_sram_overflow_is_refused_before_compiling(toolchain_ready, tmp_path
 @pytest.mark.parametrize("args,code,words", [
     (["--budget", "lots"], 2, "is not a size"),
     (["--board", "maix-nano"], 1, "unknown board"),
-    (["--format", "v3"], 1, "v3 is not available yet"),
+    (["--format", "v4"], 2, "'v4' is not one of"),
 ])
 def test_bad_options(toolchain_ready, tiny_recipe, dataset, tmp_path, args, code, words):
     r = build(tiny_recipe, dataset, tmp_path / "o", *args)

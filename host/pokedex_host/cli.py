@@ -468,7 +468,7 @@ def eval_cmd(models, data, out, count):
 
 @main.group()
 def kmodel() -> None:
-    """kmodel files: look inside."""
+    """kmodel files: look inside, run a v3 on the host."""
 
 
 @kmodel.command("inspect")
@@ -497,6 +497,47 @@ def kmodel_inspect(path):
     for i, (off, r) in enumerate(layers):
         click.echo(f"   {i:3d} @0x{off:06X}  {'x'.join(map(str, r.in_shape))} -> {'x'.join(map(str, r.out_shape))}"
                    f"  {r.kernel}x{r.kernel}{'  dw' if r.depthwise else ''}  {r.pool}")
+
+
+@kmodel.command("run")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="classes.txt (default: the one beside the kmodel).")
+@click.option("--top", default=3, show_default=True, help="How many classes to print per image.")
+def kmodel_run(path, images, labels, top):
+    """Run a kmodel v3 on images in the v3 interpreter (the KPU's integer arithmetic, bit for bit
+    nncase's simulator): resized like build-kmodel's inputs, u8 RGB planes."""
+    import numpy as np
+
+    from .kmodel import detect_file_version
+    from .kmodel.interp import Interpreter
+    from .preprocess import BadImage, load_image
+
+    if detect_file_version(path) != 3:
+        raise PokedexError(f"{path} is not a kmodel v3", "`kmodel run` interprets v3; v5 runs in the emulator "
+                                                        "(pokedex-host emulate) through nncase's simulator")
+    it = Interpreter(path.read_bytes(), path=str(path))
+    c, h, w = it.input_shape
+    if h != w:
+        raise PokedexError(f"{path}: input {w}x{h} is not square", "this command feeds square model inputs")
+    labels = labels or path.with_name("classes.txt")
+    names = []
+    if labels.is_file():
+        for line in labels.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            names.append(f"#{parts[0]} {parts[1]}" if len(parts) > 1 else line)
+    for img in images:
+        try:
+            x = load_image(img, h)
+        except BadImage as e:
+            raise PokedexError(f"{img}: {e}", "pass RGB images (PNG, JPEG, ...)") from e
+        y = it.run_output(x).astype(np.float64)
+        p = np.exp(y - y.max())
+        p /= p.sum()
+        best = np.argsort(-y)[:top]
+        click.echo(f"{img}: " + ", ".join(
+            f"{names[i] if i < len(names) else '#' + str(i)} {100 * p[i]:.1f} %" for i in best))
 
 
 @main.command()

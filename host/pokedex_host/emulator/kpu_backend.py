@@ -1,5 +1,6 @@
-"""The emulated KPU: loads a kmodel the way the board's firmware would and runs it in the
-nncase simulator (kmodel v5) through the compiler worker."""
+"""The emulated KPU: loads a kmodel the way the board's firmware would and runs the exact bytes
+that would be flashed: kmodel v3 in our v3 interpreter (KPU integer arithmetic, ``kmodel/interp.py``),
+kmodel v5 in the nncase simulator through the compiler worker."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from .state import board
 ERR_KMODEL_VERSION = 2002
 ERR_NO_MEM = 2006
 ERR_READ_FILE = 2005
+ERR_KMODEL_FORMAT = 2003  # the emulator's own: a v3 file the board would load and then misrun
 
 
 class LoadedModel:
-    def __init__(self, host_path: Path, version: int, size: int, input_wh: tuple[int, int], runtime_bytes: int):
+    def __init__(self, host_path: Path, version: int, size: int, input_wh: tuple[int, int], runtime_bytes: int,
+                 interpreter=None):
+        self.interpreter = interpreter  # kmodel v3
         self.host_path = host_path
         self.version = version
         self.size = size
@@ -47,21 +51,30 @@ def load(model, allowed_versions, error) -> LoadedModel:
     if version not in allowed_versions:
         raise error(ERR_KMODEL_VERSION, "ERR_KMODEL_VERSION: only support kmodel "
                     + "/".join("V%d" % v for v in allowed_versions))
-    manifest = host.with_name("manifest.json")
+    interpreter = None
     runtime, wh = len(data), tuple(b.cfg.get("model_input") or (0, 0))
+    if version == 3:
+        from ..kmodel.interp import Interpreter
+
+        try:
+            interpreter = Interpreter(data, path=str(host))
+        except KmodelFormatError as e:
+            raise error(ERR_KMODEL_FORMAT, "kmodel v3 is malformed (%s)" % e.reason)
+        c, h, w = interpreter.input_shape
+        wh = (w, h)
+        runtime = len(data) + interpreter.model.main_mem_usage  # what kpu_load_kmodel keeps: file + main buffer
+    manifest = host.with_name("manifest.json")
     if manifest.is_file():
         m = json.loads(manifest.read_text())
         runtime = int(m.get("memory", {}).get("runtime_total", runtime))
         shape = m.get("input", {}).get("shape")
-        if shape:
+        if shape and version != 3:
             wh = (int(shape[3]), int(shape[2]))
     if runtime > b.model_ram:
         b.event("kpu_load_refused", reason="no memory", needs=runtime, has=b.model_ram)
         raise error(ERR_NO_MEM, "ERR_NO_MEM: memory not enough")
-    if version == 3:
-        raise error(3000, "the emulator cannot execute kmodel v3 yet (issue 'kmodel v3')")
     b.event("kpu_load", model=str(model), version=version, bytes=len(data), runtime=runtime)
-    return LoadedModel(host, version, len(data), wh, runtime)
+    return LoadedModel(host, version, len(data), wh, runtime, interpreter)
 
 
 def run(model: LoadedModel, img) -> list:
@@ -72,7 +85,14 @@ def run(model: LoadedModel, img) -> list:
     if (w, h) != tuple(model.input_wh):
         raise ValueError("[MAIXPY]kpu: img w=%d,h=%d, but model w=%d,h=%d" % (w, h, model.input_wh[0], model.input_wh[1]))
     x = img._ai[None].astype(np.uint8)
-    out = b.simulator().simulate(model.host_path, x, b.out)
+    if model.interpreter is not None:
+        it = model.interpreter
+        out = it.run_output(np.ascontiguousarray(x[0]))[None]
+        if it.output_dtype == np.uint8:  # MaixPy: a KPU layer's output is a 'B' fmap of ints
+            b.event("kpu_run", top1=int(np.argmax(out[0])), frame=b.frame_index - 1, version=3)
+            return [int(v) for v in out[0]]
+    else:
+        out = b.simulator().simulate(model.host_path, x, b.out)
     y = [float(v) for v in out[0]]
-    b.event("kpu_run", top1=int(np.argmax(out[0])), frame=b.frame_index - 1)
+    b.event("kpu_run", top1=int(np.argmax(out[0])), frame=b.frame_index - 1, version=model.version)
     return y

@@ -26,6 +26,7 @@ from . import KmodelFormatError
 
 MAX_LAYERS = 4096
 MAX_OUTPUTS = 64
+MAX_MAIN_MEM = 6 * 2**20  # the K210's general SRAM; the SDK mallocs main_mem_usage from it
 KPU_RAM = 2 * 2**20  # KPU SRAM, addressed in 64-byte lines by the registers
 KPU_LINE = 64
 
@@ -226,6 +227,20 @@ def decode_registers(raw: tuple[int, ...]) -> dict:
     return {name: (raw[reg] >> lo) & ((1 << w) - 1) for reg, name, lo, w in _REGISTER_FIELDS}
 
 
+def encode_registers(fields: dict) -> tuple[int, ...]:
+    """The 12 u64 of a register block from field values (absent fields are 0); signed values
+    are stored two's complement in their width."""
+    regs = [0] * 12
+    for reg, name, lo, w in _REGISTER_FIELDS:
+        v = int(fields.get(name, 0))
+        if v < 0:
+            v += 1 << w
+        if not 0 <= v < (1 << w):
+            raise ValueError(f"register field {name} = {fields[name]} does not fit {w} bits")
+        regs[reg] |= v << lo
+    return tuple(regs)
+
+
 class _Reader:
     def __init__(self, data: bytes, path: str | None):
         self.data = data
@@ -257,6 +272,8 @@ def parse(data: bytes, path: str | None = None) -> KmodelV3:
         r.fail(8, f"arch {arch}, expected 0 (K210)")
     if not 0 < n_layers <= MAX_LAYERS:
         r.fail(12, f"layers_length {n_layers} is not in 1..{MAX_LAYERS}")
+    if main_mem > MAX_MAIN_MEM:
+        r.fail(20, f"main_mem_usage {main_mem} B is more than the K210's {MAX_MAIN_MEM} B of general SRAM")
     if not 0 < n_out <= MAX_OUTPUTS:
         r.fail(24, f"output_count {n_out} is not in 1..{MAX_OUTPUTS}")
     off = 28

@@ -1,0 +1,310 @@
+"""kmodel v3: KPU arithmetic and SRAM layout, the writer <-> reader round trip, the interpreter
+(on generated models and on Kendryte's shipped demos), and fuzzing. No compiler needed here;
+the checks against nncase's simulator are in test_kmodel_v3_build.py."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from v3_fixtures import conv_layer, small_model
+
+from conftest import SHARED
+from pokedex_host.kmodel import KmodelFormatError
+from pokedex_host.kmodel import kpu as K
+from pokedex_host.kmodel import v3
+from pokedex_host.kmodel.interp import Interpreter
+from pokedex_host.kmodel.write_v3 import CpuLayerSpec, ModelSpec, write
+
+REF = SHARED / "data" / "k210_reference"
+
+
+# -- KPU SRAM layout ---------------------------------------------------------------------------
+
+def _addr(width, height, c, y, x):
+    """Byte address of pixel (c, y, x), straight from the layout rule in kpu.py's docstring."""
+    if width <= 16:
+        groups, row_len, pitch = 4, 1, 16
+    elif width <= 32:
+        groups, row_len, pitch = 2, 1, 32
+    else:
+        groups, row_len, pitch = 1, (width + 63) // 64, 64
+    return (c // groups) * row_len * height * 64 + (c % groups) * pitch + y * row_len * 64 + x
+
+
+@pytest.mark.parametrize("w,h,c", [(1, 1, 1), (4, 4, 5), (16, 3, 7), (17, 2, 3), (32, 5, 2), (33, 2, 2),
+                                   (64, 2, 3), (100, 3, 2), (224, 2, 3)])
+def test_layout_matches_the_rule_and_round_trips(w, h, c):
+    rng = np.random.default_rng(w * 100 + c)
+    fmap = rng.integers(0, 256, (c, h, w), dtype=np.uint8)
+    ram = np.full(K.KPU_RAM_BYTES, 0xAA, np.uint8)
+    K.upload(ram, 3, fmap)
+    for ch in range(c):
+        for y in range(h):
+            for x in range(w):
+                assert ram[3 * 64 + _addr(w, h, ch, y, x)] == fmap[ch, y, x]
+    assert np.array_equal(K.download(ram, 3, w, h, c), fmap)
+    # bytes outside the map's slots are untouched
+    touched = {3 * 64 + _addr(w, h, ch, y, x) for ch in range(c) for y in range(h) for x in range(w)}
+    assert all(ram[i] == 0xAA for i in range(3 * 64, 3 * 64 + K.map_bytes(w, h, c)) if i not in touched)
+    assert K.map_bytes(w, h, c) >= len(touched)
+
+
+def test_a_map_past_the_kpu_sram_is_refused():
+    ram = np.zeros(K.KPU_RAM_BYTES, np.uint8)
+    with pytest.raises(K.KPURangeError, match="past the 2 MiB"):
+        K.upload(ram, 32767, np.zeros((2, 4, 4), np.uint8))
+
+
+# -- arithmetic --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("v,s,want", [(5, 1, 2), (7, 1, 4), (6, 2, 2), (10, 2, 2), (11, 2, 3), (9, 2, 2),
+                                      (-3, 1, -2), (-5, 2, -3), (-8, 2, -2), (123, 0, 123), (2**40 + 2**39, 40, 2)])
+def test_round_shift_is_nncases_banker_rounding(v, s, want):
+    # includes nncase's treatment of negatives (-5 >> 2 with rounding gives -3): the simulator's result
+    assert int(K.round_shift(np.array([v], np.int64), np.array([s]))[0]) == want
+    assert int(K.round_shift(np.array([v], np.int64), s)[0]) == want
+
+
+def _conv_reference(x, w, args, out_c):
+    """The KPU accumulator by direct loops, from the formula in kpu.py's docstring."""
+    c, h, wd = x.shape
+    k, p = args.kernel, args.kernel // 2
+    out = np.zeros((out_c, h, wd), np.int64)
+    for o in range(out_c):
+        ins = [o] if args.depthwise else range(c)
+        for y in range(h):
+            for xx in range(wd):
+                acc = sx = sw = 0
+                for i_n, i in enumerate(ins):
+                    for ky in range(k):
+                        for kx in range(k):
+                            yy, xk = y + ky - p, xx + kx - p
+                            xv = int(x[i, yy, xk]) if 0 <= yy < h and 0 <= xk < wd else args.pad_value
+                            wv = int(w[o, 0 if args.depthwise else i_n, ky, kx])
+                            acc += xv * wv
+                            sx += xv
+                            sw += wv
+                out[o, y, xx] = acc + ((args.arg_x * sx) >> args.shift_x) + ((args.arg_w * sw) >> args.shift_w) \
+                    + args.arg_add * len(ins)
+    return out
+
+
+@pytest.mark.parametrize("kernel,depthwise", [(3, False), (1, False), (3, True)])
+def test_conv_matches_direct_loops(kernel, depthwise):
+    rng = np.random.default_rng(kernel + 10 * depthwise)
+    c, out_c, h, wd = 3, 3 if depthwise else 4, 5, 6
+    x = rng.integers(0, 256, (c, h, wd), dtype=np.uint8)
+    w = rng.integers(0, 256, (out_c, 1 if depthwise else c, kernel, kernel), dtype=np.uint8)
+    args = K.ConvArgs(depthwise, kernel, 0, 37, -300, 3, 77, 2, -12345)
+    assert np.array_equal(K.conv(x, w.ravel(), args, out_c), _conv_reference(x, w, args, out_c))
+
+
+def test_batch_norm_and_activation_follow_the_tables():
+    bn = K.BatchNorm(np.array([3, -2]), np.array([1, 0]), np.array([10, 1000]))
+    # segment 0 catches everything below 0 (output 0); segment 1: y = round((v - 0) * 1 >> 0) + 5
+    # segment 2 from v > 100: y = round((v - 100) * 2 >> 2) + 50
+    start = np.array([-(2**35), 0, 100] + [2**34 + i for i in range(13)])
+    mul = np.array([0, 1, 2] + [0] * 13)
+    shift = np.array([0, 0, 2] + [0] * 13)
+    add = np.array([0, 5, 50] + [255] * 13)
+    act = K.Activation(start, mul, shift, add)
+    acc = np.array([[[-20, 0, 30, 200]], [[0, 100, 600, 450]]], np.int64)
+    got = K.bn_act(acc, bn, act)
+    v0 = [(-60 >> 1) + 10, 10, (90 >> 1) + 10, (600 >> 1) + 10]  # -20, 10, 55, 310
+    v1 = [1000, 800, -200, 100]
+    def f(v):
+        if v > 100:
+            return min(255, int(K.round_shift(np.array([(v - 100) * 2]), 2)[0]) + 50)
+        if v > 0:
+            return v + 5
+        return 0
+    assert got.tolist() == [[[f(v) for v in v0]], [[f(v) for v in v1]]]
+    assert K.decode_bn(K.encode_bn(bn), 2).mul.tolist() == [3, -2]
+    back = K.decode_act(K.encode_act(act))
+    assert back.start_x.tolist() == start.tolist() and back.add.tolist() == add.tolist()
+
+
+def test_unsorted_activation_table_uses_the_last_matching_segment():
+    start = np.array([-(2**35)] + [50] * 15)
+    start[3] = 10  # segment 3 (start 10) comes after segments 1, 2 (start 50): v = 60 -> segment 15
+    act = K.Activation(start, np.zeros(16, np.int64), np.zeros(16, np.int64), np.arange(16) * 10)
+    v = np.array([[[5, 20, 60]]], np.int64)
+    bn = K.BatchNorm(np.array([1]), np.array([0]), np.array([0]))
+    assert K.bn_act(v, bn, act).tolist() == [[[0, 30, 150]]]
+
+
+@pytest.mark.parametrize("pool,want", [
+    (0, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]),
+    (1, [[6, 8], [14, 16]]), (2, [[3, 5], [11, 13]]), (3, [[16]]), (4, [[8]]),
+    (5, [[1, 3], [9, 11]]), (6, [[2, 4], [10, 12]]), (7, [[1]]),
+    (8, [[3, 4, 5, 6], [7, 8, 9, 10], [11, 12, 13, 14], [13, 14, 15, 16]]),
+    (9, [[6, 7, 8, 8], [10, 11, 12, 12], [14, 15, 16, 16], [14, 15, 16, 16]]),
+])
+def test_pools(pool, want):
+    y = np.arange(1, 17, dtype=np.uint8).reshape(1, 4, 4)
+    assert K.pool(y, pool)[0].tolist() == want
+
+
+# -- writer <-> reader ---------------------------------------------------------------------------
+
+def test_writer_output_reads_back_field_for_field():
+    rng = np.random.default_rng(3)
+    layers, shapes = [], []
+    spec_convs = []
+    for i, (shape, oc, kern, dw, pool) in enumerate([((20, 10, 3), 6, 3, False, 1), ((10, 5, 6), 6, 3, True, 0),
+                                                     ((10, 5, 6), 9, 1, False, 0)]):
+        lay, out = conv_layer(rng, shape, oc, kernel=kern, depthwise=dw, pool=pool, src=10 * i, dst=10 * i + 5,
+                              main_out=64 if i == 2 else None)
+        layers.append(lay)
+        spec_convs.append(lay)
+        shapes.append(out)
+    layers.append(CpuLayerSpec(v3.LayerType.DEQUANTIZE, {"flags": 0, "in": 64, "out": 512, "count": 450,
+                                                         "scale": 0.25, "bias": -3.5}))
+    layers.append(CpuLayerSpec(v3.LayerType.CONCAT, {"flags": 0, "out": 4000, "input_count": 2},
+                               struct.pack("<4I", 512, 100, 612, 200)))
+    spec = ModelSpec(layers, [(4000, 300), (512, 1800)], 4400)
+    data = write(spec)
+    m = v3.parse(data)
+    assert (m.version, m.flags, m.arch, m.main_mem_usage, m.outputs) == (3, 1, 0, 4400, ((4000, 300), (512, 1800)))
+    assert m.max_start_address == 0 and [lay.name for lay in m.layers] == ["K210_CONV"] * 3 + ["DEQUANTIZE", "CONCAT"]
+    assert sum(lay.body_size for lay in m.layers) == len(data) - (28 + 8 * 2 + 8 * 5)
+    for lay, spec_l in zip(m.conv_layers, spec_convs):
+        c = lay.conv
+        assert c.layer_offset % 8 == 0 and c.weights_offset % 128 == 0 and c.bn_offset % 128 == 0
+        assert c.act_offset % 256 == 0
+        assert c.registers.raw == spec_l.registers  # the relocated address fields were zero already
+        assert data[c.weights_offset:c.weights_offset + c.weights_size] == spec_l.weights
+        assert data[c.bn_offset:c.bn_offset + c.bn_size] == spec_l.bn
+        act = data[c.act_offset:c.act_offset + 144]
+        assert act[128:] == spec_l.act[128:]
+        assert [w >> 60 for w in struct.unpack_from("<16Q", act)] == [0] * 16
+        assert [w & ((1 << 60) - 1) for w in struct.unpack_from("<16Q", act)] == \
+            [w & ((1 << 60) - 1) for w in struct.unpack_from("<16Q", spec_l.act)]
+        assert (c.flags, c.main_mem_out_address) == ((1, 64) if spec_l.main_mem_out is not None else (0, 0))
+    deq = m.layers[3].fields
+    assert (deq["in"], deq["out"], deq["count"], deq["scale"], deq["bias"]) == (64, 512, 450, 0.25, -3.5)
+    assert m.layers[4].fields == {"flags": 0, "out": 4000, "input_count": 2}
+
+
+def test_writer_zeroes_the_addresses_the_loader_fills_in_and_the_unused_act_bits():
+    rng = np.random.default_rng(0)
+    lay, _ = conv_layer(rng, (8, 8, 3), 4)
+    regs = list(lay.registers)
+    regs[4] |= 0xDEAD << 32
+    regs[7] |= 0xBEEF << 32
+    lay.registers = tuple(regs)
+    lay.act = struct.pack("<16Q", *([0xF << 60] * 16)) + bytes(16)
+    m = v3.parse(write(ModelSpec([lay], [(0, 4)], 64)))
+    f = m.conv_layers[0].conv.registers.fields
+    assert f["bwsx_base_addr"] == 0 and f["active_addr"] == 0 and f["para_start_addr"] == 0
+
+
+# -- interpreter ---------------------------------------------------------------------------------
+
+def test_small_model_runs_and_the_float_tail_is_kpu_c():
+    data = small_model()
+    it = Interpreter(data)
+    assert it.input_shape == (3, 16, 16) and it.output_dtype == np.float32
+    x = np.random.default_rng(1).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    res = it.run(x, trace=True)
+    head = res.trace[2][2]  # the 1x1 head's u8 map (10 x 8 x 8)
+    deq = head.reshape(-1).astype(np.float32) * np.float32(0.05) + np.float32(-6.4)
+    want = np.zeros(10, np.float32)
+    for i in range(64):  # kpu.c: left-to-right float32 sum, then divide
+        want = (want + deq.reshape(10, 64)[:, i]).astype(np.float32)
+    want = want / np.float32(64)
+    assert np.array_equal(np.frombuffer(res.outputs[0], "<f4"), want)
+    # the stages chain through KPU SRAM: layer 1 read what layer 0 wrote at line 64
+    l0 = res.trace[0][2]
+    assert l0.shape == (8, 8, 8)
+    assert np.array_equal(it.run(x).outputs[0], res.outputs[0])  # runs are independent
+
+
+def test_wrong_input_is_refused():
+    it = Interpreter(small_model())
+    with pytest.raises(KmodelFormatError, match="3x16x16"):
+        it.run(np.zeros((3, 8, 8), np.uint8))
+
+
+@pytest.mark.skipif(not REF.is_dir(), reason="../shared reference data absent")
+@pytest.mark.parametrize("name,first,last,outputs", [
+    ("face_detect", ((320, 240, 3), (160, 120, 16)), (30, 15, 20), 9000),
+    ("kpu_yolo", ((320, 240, 3), (160, 120, 16)), (125, 7, 10), 8750),
+    ("face_mask_detect_5", ((320, 256, 3), (160, 128, 8)), (35, 8, 10), 2800),
+])
+def test_kendryte_demo_models_run(name, first, last, outputs):
+    data = (REF / f"{name}.v3.kmodel").read_bytes()
+    it = Interpreter(data, path=name)
+    c0 = it.model.conv_layers[0].conv.registers
+    assert (c0.in_shape, c0.out_shape) == first
+    x = np.random.default_rng(0).integers(0, 256, it.input_shape, dtype=np.uint8)
+    res = it.run(x, trace=True)
+    assert res.trace[-2][2].shape == last  # the last conv's map (channels, height, width)
+    y = np.frombuffer(res.outputs[0], it.output_dtype)
+    assert y.size == outputs and np.isfinite(y).all()
+    # DEQUANTIZE of u8: every value is scale * q + bias for an integer q in 0..255
+    deq = it.model.layers[-1].fields
+    q = (y - np.float32(deq["bias"])) / np.float32(deq["scale"])
+    assert np.abs(q - np.round(q)).max() < 1e-2 and q.min() > -0.5 and q.max() < 255.5
+    # and a different image gives a different answer
+    y2 = np.frombuffer(it.run(255 - x).outputs[0], it.output_dtype)
+    assert not np.array_equal(y, y2)
+
+
+# -- fuzzing -------------------------------------------------------------------------------------
+
+def _fuzz(data: bytes, rounds: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    seen = {"ok": 0, "refused": 0}
+    for i in range(rounds):
+        b = bytearray(data)
+        kind = i % 3
+        if kind == 0:  # bit flips
+            for _ in range(int(rng.integers(1, 4))):
+                p = int(rng.integers(0, len(b)))
+                b[p] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1:  # flips in the header / table / conv arguments, where they bite
+            for _ in range(int(rng.integers(1, 3))):
+                p = int(rng.integers(0, min(len(b), 400)))
+                b[p] ^= 1 << int(rng.integers(0, 8))
+        else:  # truncation
+            b = b[:int(rng.integers(0, len(b)))]
+        try:
+            it = Interpreter(bytes(b))
+            x = rng.integers(0, 256, it.input_shape, dtype=np.uint8)
+            it.run(x)
+            seen["ok"] += 1
+        except KmodelFormatError as e:
+            assert e.offset >= 0 and e.reason
+            seen["refused"] += 1
+    return seen
+
+
+def test_fuzzed_v3_files_never_crash_the_interpreter():
+    seen = _fuzz(small_model(seed=5), 600, seed=11)
+    assert seen["refused"] > 50 and seen["ok"] > 50, seen
+
+
+@pytest.mark.skipif(not REF.is_dir(), reason="../shared reference data absent")
+def test_fuzzed_kendryte_model_never_crashes_the_interpreter():
+    data = (REF / "kpu_yolo.v3.kmodel").read_bytes()
+    seen = _fuzz(data, 24, seed=3)
+    assert seen["refused"] + seen["ok"] == 24
+
+
+def test_bad_files_are_refused_with_offset_and_reason():
+    data = small_model()
+    with pytest.raises(KmodelFormatError, match="version 4"):
+        v3.parse(struct.pack("<I", 4) + data[4:])
+    with pytest.raises(KmodelFormatError, match="unknown type 77"):
+        table = 28 + 8  # one output
+        v3.parse(data[:table] + struct.pack("<I", 77) + data[table + 4:])
+    big = bytearray(data)
+    struct.pack_into("<I", big, 20, 64 * 2**20)
+    with pytest.raises(KmodelFormatError, match="6291456 B of general SRAM") as e:
+        v3.parse(bytes(big))
+    assert e.value.offset == 20
+    with pytest.raises(KmodelFormatError, match="runs past the end|outside the file"):
+        v3.parse(data[:200])

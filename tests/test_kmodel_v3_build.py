@@ -1,0 +1,134 @@
+"""build-kmodel --format v3 against nncase 1.9: the re-emitted v3 file, run by our interpreter,
+gives the simulator's outputs on the v5 file bit for bit; the emulated MaixPy board runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import SHARED, make_dataset
+from pokedex_host.cli import main
+from pokedex_host.kmodel import v3
+from pokedex_host.kmodel.interp import Interpreter, run_batch
+
+pytestmark = pytest.mark.toolchain
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "models" / "releases" / "kpu_mobilenet_v1-075-128-v0"
+POKEMON = SHARED / "data" / "pokemon"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_v3_build_is_the_default_for_maixpy_and_matches_the_simulator(tiny_v3_build):
+    out = tiny_v3_build
+    data = (out / "model.kmodel").read_bytes()
+    assert data[:4] == b"\x03\x00\x00\x00" and (out / "model.v5.kmodel").read_bytes()[:4] == b"LDMK"
+    m = v3.parse(data)
+    assert [lay.name for lay in m.layers] == ["K210_CONV"] * 29 + ["DEQUANTIZE", "DEQUANTIZE", "GLOBAL_AVERAGE_POOL2D"]
+    assert m.outputs[0][1] == 1025 * 4
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kmodel"]["version"] == 3 and man["kmodel"]["loads_on_board_firmware"] is True
+    assert man["kmodel"]["re_emitted_from"] == "model.v5.kmodel" and len(man["kmodel"]["dequantize"]) == 2
+    mem = man["memory"]
+    assert mem["kmodel_bytes"] == len(data) and mem["data_bytes"] == m.main_mem_usage and mem["output_bytes"] == 0
+    assert mem["runtime_total"] == len(data) + m.main_mem_usage + 3 * 128 * 128
+    ver = man["verification"]
+    assert ver["v3_vs_v5"] == {"images": 4, "identical": 4, "max_abs_diff": 0.0}
+    assert "model.v5.kmodel" in man["files"] and not man["warnings"]
+    assert "bit for bit" in (out / "report.md").read_text()
+
+
+def test_v3_of_the_released_model_on_real_images(toolchain_ready, tmp_path):
+    """CI's handful: the trained 1025-class student, 8 real images, v3 (interpreted) == v5 (simulated)."""
+    from pokedex_host.calibration import pick_images
+    from pokedex_host.toolchain import simulate_parallel
+
+    out = tmp_path / "rel"
+    r = run("build-kmodel", RELEASE / "model.pt", "--format", "v3", "--calibration", POKEMON,
+            "--calibration-count", 8, "--verify-count", 8, "--out", out)
+    assert r.exit_code == 0, r.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["verification"]["v3_vs_v5"]["identical"] == 8
+    assert man["budget"]["fits"] and man["memory"]["runtime_total"] <= 3_500_000
+    # and on 8 more images picked afresh, through the public functions
+    imgs = pick_images(POKEMON, 8, 128, seed=99, log=lambda m: None)
+    a = run_batch((out / "model.kmodel").read_bytes(), imgs.x)
+    b = simulate_parallel(out / "model.v5.kmodel", imgs.x, workers=2).reshape(a.shape)
+    assert np.array_equal(a.view(np.uint32), b.astype(np.float32).view(np.uint32))
+    assert (a.argmax(1) == b.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_v3_equals_v5_on_300_held_out_images(toolchain_ready, tmp_path):
+    """The large check: 300 images of the data pipeline's held-out test split when this checkout has
+    processed data, else 300 images from ../shared (the bit-for-bit claim does not depend on which)."""
+    from pokedex_host.calibration import pick_images
+    from pokedex_host.toolchain import simulate_parallel
+
+    test_split = ROOT / "data" / "processed" / "classify" / "test"
+    src = test_split if test_split.is_dir() else POKEMON
+    out = tmp_path / "rel"
+    r = run("build-kmodel", RELEASE / "model.pt", "--format", "v3", "--calibration", POKEMON, "--verify-count", 0,
+            "--out", out)
+    assert r.exit_code == 0, r.output
+    imgs = pick_images(src, 300, 128, seed=7, log=lambda m: None)
+    a = run_batch((out / "model.kmodel").read_bytes(), imgs.x, workers=2)
+    b = simulate_parallel(out / "model.v5.kmodel", imgs.x, workers=2).reshape(a.shape)
+    same = [np.array_equal(x.view(np.uint32), y.astype(np.float32).view(np.uint32)) for x, y in zip(a, b)]
+    assert sum(same) == 300
+    assert (a.argmax(1) == b.argmax(1)).all()
+
+
+def test_v3_is_refused_for_a_model_nncase_splits(toolchain_ready, tiny_recipe, dataset, tmp_path):
+    # 64 px: the last maps are 2x2, which nncase 1.9 pads on the CPU between KPU functions
+    r = run("build-kmodel", tiny_recipe, "--format", "v3", "--calibration", dataset, "--calibration-count", 4,
+            "--verify-count", 0, "--out", tmp_path / "o")
+    assert r.exit_code == 1
+    assert "functions" in r.output and "128 px" in r.output and "--format v5" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_v5_for_maixpy_still_builds_with_the_warning(toolchain_ready, tiny_recipe, dataset, tmp_path):
+    r = run("build-kmodel", tiny_recipe, "--format", "v5", "--board", "maix-bit", "--calibration", dataset,
+            "--calibration-count", 4, "--verify-count", 0, "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    assert "ERR_KMODEL_VERSION" in r.output and "--format v3" in r.output
+
+
+def test_maixpy_app_on_the_emulator_runs_the_v3_bytes(tiny_v3_build, tmp_path):
+    from pokedex_host.boards import get_board
+    from pokedex_host.emulator.host import emulate
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(3):  # colours exact in RGB565, so the sensor's conversion changes nothing
+        q = rng.integers(0, 32, (30, 40, 3)).repeat(8, 0).repeat(8, 1)
+        Image.fromarray(((q << 3) | (q >> 2)).astype(np.uint8)).save(frames / f"f{i}.png")
+    exact = {"camera": {"framesize": "QVGA", "window": [128, 128], "resize": False, "hmirror": False,
+                        "vflip": False}, "smoothing": 0.0, "threshold": 0.0}
+    res = emulate(get_board("maix-bit"), tiny_v3_build / "model.kmodel", frames, tmp_path / "emu",
+                  config_overrides=exact, log=lambda m: None)
+    assert res.exit_code == 0, res.console
+    assert "ERR_KMODEL_VERSION" not in res.console and len(res.uart_lines) == 3
+    it = Interpreter((tiny_v3_build / "model.kmodel").read_bytes())
+    want = []
+    for f in sorted(frames.iterdir()):
+        x = np.ascontiguousarray(np.asarray(Image.open(f))[56:184, 96:224].transpose(2, 0, 1))
+        want.append(int(it.run_output(x).argmax()) + 1)
+    assert [int(line.split("\t")[2]) for line in res.uart_lines] == want
+
+
+def test_kmodel_run_cli(tiny_v3_build, tmp_path):
+    d = make_dataset(tmp_path / "imgs", species=2, per_species=1, size=96)
+    files = sorted(p for p in d.rglob("*.png"))
+    r = run("kmodel", "run", tiny_v3_build / "model.kmodel", *files, "--labels", tiny_v3_build / "classes.txt")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("#") >= 2 * 3
