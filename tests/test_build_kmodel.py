@@ -44,11 +44,11 @@ def test_tiny_model_builds_fits_and_verifies(toolchain_ready, tiny_recipe, datas
     assert m["budget"]["fits"] is True and m["budget"]["ram_used"] == m["memory"]["runtime_total"]
     mem = m["memory"]
     assert mem["runtime_total"] == mem["kmodel_bytes"] + mem["data_bytes"] + mem["input_bytes"] + mem["output_bytes"]
-    assert mem["input_bytes"] == 3 * 64 * 64 and mem["output_bytes"] >= 1025 * 4
+    assert mem["input_bytes"] == 3 * 128 * 128 and mem["output_bytes"] >= 1025 * 4
     assert 0 < mem["kpu_sram_peak"] <= 2 * 2**20
     assert mem["crosscheck"] == []
     assert m["lint"]["disagreements_with_compiler"] == []
-    assert m["input"]["shape"] == [1, 3, 64, 64] and m["input"]["dtype"] == "uint8"
+    assert m["input"]["shape"] == [1, 3, 128, 128] and m["input"]["dtype"] == "uint8"
     assert len(m["calibration"]["files"]) == 8 and m["calibration"]["seed"] == 0
     v = m["verification"]
     assert v["images"] == 6 and v["labelled"] == 6 and v["cosine_mean"] > 0.98
@@ -62,15 +62,17 @@ def test_same_inputs_give_a_byte_identical_kmodel(toolchain_ready, tiny_recipe, 
     a, b = tmp_path / "a", tmp_path / "b"
     assert build(tiny_recipe, dataset, a, "--verify-count", 0).exit_code == 0
     assert build(tiny_recipe, dataset, b, "--verify-count", 0).exit_code == 0
+    assert (a / "model.kmodel").read_bytes()[:4] == b"\x03\x00\x00\x00"  # maix-bit: v3
     assert sha(a / "model.kmodel") == sha(b / "model.kmodel")
+    assert sha(a / "model.v5.kmodel") == sha(b / "model.v5.kmodel")
     assert (a / "classes.txt").read_bytes() == (b / "classes.txt").read_bytes()
 
 
 def test_v5_for_stock_maixpy_warns_loudly(toolchain_ready, tiny_recipe, dataset, tmp_path):
     out = tmp_path / "out"
-    r = build(tiny_recipe, dataset, out, "--board", "maix-bit", "--verify-count", 0)
+    r = build(tiny_recipe, dataset, out, "--board", "maix-bit", "--format", "v5", "--verify-count", 0)
     assert r.exit_code == 0, r.output
-    assert "ERR_KMODEL_VERSION" in r.output
+    assert "ERR_KMODEL_VERSION" in r.output and "--format v3" in r.output
     m = json.loads((out / "manifest.json").read_text())
     assert any("ERR_KMODEL_VERSION" in w for w in m["warnings"])
     assert m["kmodel"]["loads_on_board_firmware"] is False

@@ -14,12 +14,12 @@ def test_recipe_exports_a_static_folded_graph(tiny_recipe: Path, tmp_path: Path)
     ex = export_model(tiny_recipe, tmp_path)
     m = onnx.load(str(ex.onnx_path))
     dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 64, 64]
+    assert dims == [1, 3, 128, 128]
     assert ex.scale_folded and ex.input_range == (0.0, 255.0)
     assert len(ex.classes) == 1025
     assert "onnxsim" in ex.simplifier
     # The folded graph on raw pixels equals the torch model on pixels / 255.
-    x = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 128, 128), dtype=np.uint8)
     got = onnx_float_logits(ex.onnx_path, x, ex.input_range)
     with torch.no_grad():
         want = ex.torch_model(torch.tensor(x, dtype=torch.float32) / 255).numpy()

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import SHARED, make_dataset
+from conftest import SHARED, TINY_RECIPE, make_dataset
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
 from pokedex_host.kmodel.interp import Interpreter, run_batch
@@ -86,20 +86,17 @@ def test_v3_equals_v5_on_300_held_out_images(toolchain_ready, tmp_path):
     assert (a.argmax(1) == b.argmax(1)).all()
 
 
-def test_v3_is_refused_for_a_model_nncase_splits(toolchain_ready, tiny_recipe, dataset, tmp_path):
+def test_v3_is_refused_for_a_model_nncase_splits(toolchain_ready, dataset, tmp_path):
     # 64 px: the last maps are 2x2, which nncase 1.9 pads on the CPU between KPU functions
-    r = run("build-kmodel", tiny_recipe, "--format", "v3", "--calibration", dataset, "--calibration-count", 4,
+    tiny64 = tmp_path / "tiny64.toml"
+    tiny64.write_text(TINY_RECIPE)
+    r = run("build-kmodel", tiny64, "--format", "v3", "--calibration", dataset, "--calibration-count", 4,
             "--verify-count", 0, "--out", tmp_path / "o")
     assert r.exit_code == 1
     assert "functions" in r.output and "128 px" in r.output and "--format v5" in r.output
     assert not (tmp_path / "o").exists()
 
 
-def test_v5_for_maixpy_still_builds_with_the_warning(toolchain_ready, tiny_recipe, dataset, tmp_path):
-    r = run("build-kmodel", tiny_recipe, "--format", "v5", "--board", "maix-bit", "--calibration", dataset,
-            "--calibration-count", 4, "--verify-count", 0, "--out", tmp_path / "o")
-    assert r.exit_code == 0, r.output
-    assert "ERR_KMODEL_VERSION" in r.output and "--format v3" in r.output
 
 
 def test_maixpy_app_on_the_emulator_runs_the_v3_bytes(tiny_v3_build, tmp_path):
