@@ -23,7 +23,7 @@ def test_eval_compares_float_onnx_and_kmodel(tmp_path, toolchain_ready):
     res = evaluate([ck, tmp_path / "out" / "model.onnx", tmp_path / "out" / "model.kmodel"], data, tmp_path / "ev",
                    log=lambda m: None)
     kinds = [m["kind"] for m in res["models"]]
-    assert kinds == ["float (torch)", "float (onnxruntime)", "uint8 kmodel (nncase simulator)"]
+    assert kinds == ["float (torch)", "float (onnxruntime)", "uint8 kmodel v5 (nncase simulator)"]
     assert res["images"] == 12
     assert res["models"][1]["top1_agreement_with_first"] == 100.0  # the same float model, two runtimes
     md = (tmp_path / "ev" / "eval.md").read_text()

@@ -355,7 +355,7 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
 @main.command()
 @click.option("--kmodel", type=click.Path(path_type=Path), default=Path("build/default/model.kmodel"), show_default=True,
               help="The model (from a build-kmodel output folder; its classes.txt and manifest.json are used too).")
-@click.option("--board", default="maix-bit-canmv", show_default=True, help="Board profile (which firmware API, memory, formats).")
+@click.option("--board", default="maix-bit", show_default=True, help="Board profile (which firmware API, memory, formats).")
 @click.option("--frames", type=click.Path(path_type=Path), help="Folder of images (in name order) or a video file the camera sees.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="LCD PNGs, uart.log, events.jsonl, console.log.")
 @click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
@@ -365,7 +365,8 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
 @click.option("--timeout", type=float, help="Stop the emulated board after this many seconds.")
 def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold, timeout):
     """Run firmware/ unmodified on an emulated board: camera frames from a folder, the KPU in the
-    nncase simulator, the LCD as PNGs, the UART as a log (and a pty with --uart)."""
+    v3 interpreter (kmodel v3) or nncase's simulator (v5), the LCD as PNGs, the UART as a log (and
+    a pty with --uart)."""
     from .boards import get_board
     from .emulator.host import emulate as run_emulator
 
@@ -381,7 +382,7 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
 
 
 @main.command("bench")
-@click.option("--board", default="maix-bit-canmv", show_default=True)
+@click.option("--board", default="maix-bit", show_default=True)
 @click.option("--kmodel", type=click.Path(path_type=Path), required=True,
               help="The model on the board (its build folder gives classes, input size and host references).")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Test split: per-species folders.")
@@ -403,11 +404,11 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
               timeout=timeout, log=_log)
     d = f.get("device", {})
     click.echo(f"device top-1 {d.get('top1', 0):.1f} %, top-5 {d.get('top5', 0):.1f} %; "
-               f"agreement with the simulator {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
+               f"top-1 agreement with the same kmodel on the host {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
 
 
 @main.command("install")
-@click.option("--board", default="maix-bit-canmv", show_default=True)
+@click.option("--board", default="maix-bit", show_default=True)
 @click.option("--kmodel", type=click.Path(path_type=Path), required=True, help="model.kmodel of a build-kmodel output folder.")
 @click.option("--port", help="Serial port (default: auto-detect).")
 @click.option("--to", "dest", default="/sd", show_default=True, help="Board folder: /sd or /flash.")

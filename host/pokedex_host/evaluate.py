@@ -46,6 +46,13 @@ def _model_size(path: Path) -> int:
         from .models.checkpoint import load_checkpoint
 
         return load_checkpoint(path).input_size
+    if s == ".kmodel":
+        from .kmodel import detect_file_version
+
+        if detect_file_version(path) == 3:  # the file says it itself
+            from .kmodel import v3
+
+            return v3.read(path).conv_layers[0].conv.registers.in_shape[1]
     m = path.with_name("manifest.json")
     if m.is_file():
         return int(json.loads(m.read_text())["input"]["shape"][2])
@@ -81,10 +88,18 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         out = onnx_float_logits(path, x, (0.0, 255.0) if folded else (0.0, 1.0))
         kind = "float (onnxruntime)"
     elif s == ".kmodel":
-        from .toolchain import simulate_parallel
+        from .kmodel import detect_file_version
 
-        out = simulate_parallel(path, x, workers=workers or os.cpu_count() or 1)
-        kind = "uint8 kmodel (nncase simulator)"
+        if detect_file_version(path) == 3:
+            from .kmodel.interp import run_batch
+
+            out = run_batch(path.read_bytes(), x, workers=workers or os.cpu_count() or 1)
+            kind = "uint8 kmodel v3 (v3 interpreter)"
+        else:
+            from .toolchain import simulate_parallel
+
+            out = simulate_parallel(path, x, workers=workers or os.cpu_count() or 1)
+            kind = "uint8 kmodel v5 (nncase simulator)"
     else:
         raise PokedexError(f"{path}: unknown model type", "pass a .pt checkpoint, an .onnx file or a .kmodel")
     return ModelRun(f"{path.parent.name}/{path.name}", kind, classes or list(range(1, out.shape[1] + 1)), out,
