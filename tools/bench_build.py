@@ -45,15 +45,20 @@ def main() -> None:
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t, mem, v = m["timings_s"], m["memory"], m["verification"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"model: {Path(a.model).name} ({m['classes']} classes, input {m['input']['shape']}), board {a.board}")
+    print(f"model: {Path(a.model).name} ({m['classes']} classes, input {m['input']['shape']}), board {a.board}, "
+          f"kmodel v{m['kmodel']['version']}")
     print(f"calibration images: {m['calibration']['count']}   verify images: {v['images'] if v else 0}")
     print("wall time (s):")
-    for k in ("export", "load_images", "compile", "verify", "total"):
+    for k in ("export", "load_images", "compile", "v3", "verify", "total"):
         if k in t:
             print(f"  {k:12s} {t[k]:7.1f}")
     if v:
         print(f"  simulator    {v['seconds']['simulator']:7.1f}  ({v['seconds']['simulator'] / max(v['images'], 1):.2f} s/image "
               f"over {v['seconds']['workers']} workers)")
+        if "v3_interpreter" in v["seconds"]:
+            n = max(v["images"], 1)
+            print(f"  v3 interp.   {v['seconds']['v3_interpreter']:7.1f}  ({v['seconds']['v3_interpreter'] / n:.2f} s/image "
+                  f"over {v['seconds']['workers']} threads)")
         print(f"  float (ORT)  {v['seconds']['float']:7.1f}")
     print(f"  end to end   {wall:7.1f}")
     print(f"peak RSS (MiB): host {host_peak:.0f}, largest compiler/simulator worker {child_peak:.0f}")
@@ -65,6 +70,9 @@ def main() -> None:
     if v:
         print(f"verification: cosine mean {v['cosine_mean']:.4f} min {v['cosine_min']:.4f}, "
               f"top-1 agreement {v['agreement_top1']:.1f} %")
+        if v.get("v3_vs_v5"):
+            c = v["v3_vs_v5"]
+            print(f"v3 vs v5 (interpreter vs simulator): {c['identical']}/{c['images']} images identical bit for bit")
 
 
 if __name__ == "__main__":
