@@ -1,4 +1,6 @@
-"""kmodel file formats (like esptool's ``bin_image``): detection, and the v3 reader.
+"""kmodel file formats (like esptool's ``bin_image``): detection here; ``v3`` (reader),
+``write_v3``, ``kpu`` + ``interp`` (the v3 interpreter), ``v5`` (reader) and ``from_nncase``
+(an nncase 1.9 v5 build re-emitted as v3).
 
 - v3 (nncase 0.1, what every MaixPy-v1 build loads): starts with the u32 3, arch 0.
 - v4 / v5 (nncase 0.2 / 1.x): start with ``LDMK`` (the C constant 'KMDL' stored little-endian),

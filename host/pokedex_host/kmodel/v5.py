@@ -14,7 +14,7 @@ The K210 module's ``.text`` carries each KPU convolution's hardware register blo
 (``kpu_layer_argument_t``, 12 x u64) packed at 4-byte alignment, in execution order; the
 addresses of weights, batch-norm and activation tables are zero there (filled in at load time),
 and the tables themselves live in the module's ``.rdata``. :func:`kpu_layers` finds the blocks;
-that is the first half of re-emitting a v5 model as kmodel v3 (issue "kmodel v3").
+``from_nncase`` uses them to re-emit the model as kmodel v3.
 """
 
 from __future__ import annotations
