@@ -308,3 +308,54 @@ def test_bad_files_are_refused_with_offset_and_reason():
     assert e.value.offset == 20
     with pytest.raises(KmodelFormatError, match="runs past the end|outside the file"):
         v3.parse(data[:200])
+
+
+def test_cpu_layers_follow_kpu_c():
+    """A chain through every CPU layer the interpreter runs, each output checked against kpu.c's
+    definition written out in numpy here."""
+    T = v3.LayerType
+    rng = np.random.default_rng(9)
+    conv, (w, h, c) = conv_layer(rng, (4, 4, 3), 4, kernel=1, src=0, dst=8, main_out=0)  # 64 u8 at 0
+    fc_w = rng.normal(0, 0.5, (3, 8)).astype(np.float32)
+    fc_b = rng.normal(0, 0.5, 3).astype(np.float32)
+    table = rng.integers(0, 256, 256, dtype=np.uint8)
+    F, G = 100, 2000  # float areas
+    layers = [
+        conv,
+        CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": F, "count": 64, "scale": 0.1, "bias": -6.0}),
+        CpuLayerSpec(T.SOFTMAX, {"flags": 0, "in": F, "out": G, "channels": 8}),
+        CpuLayerSpec(T.LOGISTIC, {"flags": 0, "in": F, "out": G + 100, "channels": 8}),
+        CpuLayerSpec(T.L2_NORMALIZATION, {"flags": 0, "in": F, "out": G + 200, "channels": 8}),
+        CpuLayerSpec(T.FULLY_CONNECTED, {"flags": 0, "in": F, "out": G + 300, "in_channels": 8, "out_channels": 3,
+                                         "act": 2}, fc_w.tobytes() + fc_b.tobytes()),
+        CpuLayerSpec(T.ADD, {"flags": 0, "in_a": F, "in_b": G + 200, "out": G + 400, "count": 8}),
+        CpuLayerSpec(T.QUANTIZE, {"flags": 0, "in": F, "out": G + 500, "count": 8, "scale": 0.05, "bias": -1.0}),
+        CpuLayerSpec(T.REQUANTIZE, {"flags": 0, "in": 0, "out": G + 600, "count": 64}, table.tobytes()),
+        CpuLayerSpec(T.K210_REMOVE_PADDING, {"flags": 0, "in": 0, "out": G + 700, "channels": 4}),
+        CpuLayerSpec(T.TENSORFLOW_FLATTEN, {"flags": 0, "in": F, "out": G + 800, "width": 4, "height": 2,
+                                            "channels": 2}),
+        CpuLayerSpec(T.GLOBAL_MAX_POOL2D, {"flags": 0, "in": F, "out": G + 900, "kernel_size": 16, "channels": 4}),
+        CpuLayerSpec(T.K210_UPLOAD, {"flags": 0, "in": 0, "kpu_out": 100, "width": 4, "height": 4, "channels": 4}),
+    ]
+    data = write(ModelSpec(layers, [(G, 32)], 4096))
+    it = Interpreter(data)
+    res = it.run(rng.integers(0, 256, (3, 4, 4), dtype=np.uint8), trace=True)
+    out = {name: y for _, name, y in res.trace}
+    q = out["K210_CONV"].reshape(-1)
+    x = (q[:8].astype(np.float32) * np.float32(0.1) + np.float32(-6.0)).astype(np.float32)
+    assert np.array_equal(out["DEQUANTIZE"][:8], x)
+    e = np.exp(x - max(np.float32(np.finfo(np.float32).tiny), x.max()))
+    np.testing.assert_allclose(out["SOFTMAX"], e / e.sum(), rtol=1e-6)
+    np.testing.assert_allclose(out["LOGISTIC"], 1 / (1 + np.exp(-x)), rtol=1e-6)
+    np.testing.assert_allclose(out["L2_NORMALIZATION"], x / np.sqrt((x * x).sum()), rtol=1e-6)
+    np.testing.assert_allclose(out["FULLY_CONNECTED"], np.clip(fc_w @ x + fc_b, 0, 6), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["ADD"], x + out["L2_NORMALIZATION"], rtol=1e-6)
+    want_q = np.clip(np.floor((x + 1.0) / 0.05 + 0.5), 0, 255)  # values here are never exact halves
+    assert out["QUANTIZE"].tolist() == want_q.astype(np.uint8).tolist()
+    assert out["REQUANTIZE"].tolist() == table[q].tolist()
+    assert out["K210_REMOVE_PADDING"].tolist() == q[::16][:4].tolist()
+    assert out["TENSORFLOW_FLATTEN"].shape == (2, 2, 4)
+    got = np.frombuffer(bytes(res.outputs[0]), "<f4")
+    assert np.array_equal(got, out["SOFTMAX"])
+    assert np.array_equal(out["GLOBAL_MAX_POOL2D"], out["DEQUANTIZE"].reshape(4, 16).max(1))
+    assert np.array_equal(out["K210_UPLOAD"], q.reshape(4, 4, 4))

@@ -197,23 +197,19 @@ class Interpreter:
             y = v.astype(np.uint8)
             self._write(lay, main, f["out"], y)
             return y
-        if t == T.GLOBAL_AVERAGE_POOL2D:
+        if t in (T.GLOBAL_AVERAGE_POOL2D, T.GLOBAL_MAX_POOL2D):
             k, ch = f["kernel_size"], f["channels"]
             if k == 0:
                 self._fail(lay, "kernel_size 0")
             x = self._read_f32(lay, main, f["in"], k * ch).reshape(ch, k)
-            acc = np.zeros(ch, np.float32)
-            with np.errstate(all="ignore"):
-                for i in range(k):  # left to right, in float32, as kpu.c sums
-                    acc = (acc + x[:, i]).astype(np.float32)
-                y = (acc / np.float32(k)).astype(np.float32)
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.GLOBAL_MAX_POOL2D:
-            k, ch = f["kernel_size"], f["channels"]
-            if k == 0:
-                self._fail(lay, "kernel_size 0")
-            y = self._read_f32(lay, main, f["in"], k * ch).reshape(ch, k).max(1)
+            if t == T.GLOBAL_MAX_POOL2D:
+                y = x.max(1)
+            else:
+                acc = np.zeros(ch, np.float32)
+                with np.errstate(all="ignore"):
+                    for i in range(k):  # left to right, in float32, as kpu.c sums
+                        acc = (acc + x[:, i]).astype(np.float32)
+                    y = (acc / np.float32(k)).astype(np.float32)
             self._write_f32(lay, main, f["out"], y)
             return y
         if t in (T.CONCAT, T.QUANTIZED_CONCAT):
