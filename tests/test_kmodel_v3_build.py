@@ -131,3 +131,19 @@ def test_kmodel_run_cli(tiny_v3_build, tmp_path):
     r = run("kmodel", "run", tiny_v3_build / "model.kmodel", *files, "--labels", tiny_v3_build / "classes.txt")
     assert r.exit_code == 0, r.output
     assert r.output.count("#") >= 2 * 3
+
+
+def test_a_corrupt_v3_is_refused_on_the_emulated_board(tiny_v3_build, tmp_path):
+    from pokedex_host.boards import get_board
+    from pokedex_host.emulator.host import emulate
+
+    bad = tmp_path / "build"
+    bad.mkdir()
+    data = bytearray((tiny_v3_build / "model.kmodel").read_bytes())
+    data[12:16] = (100000).to_bytes(4, "little")  # layers_length
+    (bad / "model.kmodel").write_bytes(bytes(data))
+    for f in ("classes.txt", "manifest.json"):
+        (bad / f).write_bytes((tiny_v3_build / f).read_bytes())
+    frames = make_dataset(tmp_path / "f", species=1, per_species=1, size=96) / "0001"
+    res = emulate(get_board("maix-bit"), bad / "model.kmodel", frames, tmp_path / "emu", log=lambda m: None)
+    assert "ERR_KMODEL_FORMAT" in res.console and "2003" in res.console and "layers_length" in res.console

@@ -41,6 +41,13 @@ def _kmodel_input(kmodel: Path) -> int:
     m = kmodel.with_name("manifest.json")
     if m.is_file():
         return int(json.loads(m.read_text())["input"]["shape"][2])
+    from ..kmodel import KmodelFormatError, detect_file_version, v3
+
+    try:
+        if kmodel.is_file() and detect_file_version(kmodel) == 3:  # a v3 says it itself
+            return v3.read(kmodel).conv_layers[0].conv.registers.in_shape[1]
+    except (KmodelFormatError, IndexError):
+        pass
     raise PokedexError(f"{kmodel} has no manifest.json beside it to say its input size",
                        "pass a model.kmodel from a build-kmodel output folder, or --input-size")
 

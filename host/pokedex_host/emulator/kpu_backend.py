@@ -15,7 +15,7 @@ from .state import board
 ERR_KMODEL_VERSION = 2002
 ERR_NO_MEM = 2006
 ERR_READ_FILE = 2005
-ERR_KMODEL_FORMAT = 2003  # the emulator's own: a v3 file the board would load and then misrun
+ERR_KMODEL_FORMAT = 2003  # MaixPy checks only that layer bodies are not empty; the emulator checks all
 
 
 class LoadedModel:
@@ -59,7 +59,7 @@ def load(model, allowed_versions, error) -> LoadedModel:
         try:
             interpreter = Interpreter(data, path=str(host))
         except KmodelFormatError as e:
-            raise error(ERR_KMODEL_FORMAT, "kmodel v3 is malformed (%s)" % e.reason)
+            raise error(ERR_KMODEL_FORMAT, "ERR_KMODEL_FORMAT: %s (at byte %d)" % (e.reason, e.offset))
         c, h, w = interpreter.input_shape
         wh = (w, h)
         runtime = len(data) + interpreter.model.main_mem_usage  # what kpu_load_kmodel keeps: file + main buffer
