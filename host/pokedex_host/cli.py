@@ -486,6 +486,10 @@ def kmodel_inspect(path):
         click.echo(f"  flags {m.flags}, main memory {m.main_mem_usage:,} B, outputs {list(m.outputs)}")
         layers = [(lay.conv.layer_offset, lay.conv.registers) for lay in m.conv_layers]
         click.echo("  layers: " + ", ".join(lay.name for lay in m.layers))
+        for lay in m.layers:
+            if lay.conv is None:
+                click.echo(f"   layer {lay.index} {lay.name}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float)
+                                                                            else f"{k} {v}" for k, v in lay.fields.items()))
     elif ver == 5:
         m = v5.parse(data, str(path))
         for mod in m.modules:
