@@ -83,7 +83,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path):
 def test_released_model_loads_and_matches_its_kmodel():
     import json
 
-    from pokedex_host.kmodel import v5
+    from pokedex_host.kmodel import v3, v5
 
     rel = Path(__file__).resolve().parent.parent / "models" / "releases" / "kpu_mobilenet_v1-075-128-v0"
     ck = load_checkpoint(rel / "model.pt")
@@ -91,10 +91,11 @@ def test_released_model_loads_and_matches_its_kmodel():
     model = ck.build()
     with torch.no_grad():
         assert model(torch.rand(1, 3, 128, 128)).shape == (1, 1025)
-    data = (rel / "model.kmodel").read_bytes()
-    assert len(v5.kpu_layers(data)) == 29
+    assert len(v3.read(rel / "model.kmodel").conv_layers) == 29  # v3 for stock MaixPy
+    assert len(v5.kpu_layers((rel / "model.v5.kmodel").read_bytes())) == 29
     m = json.loads((rel / "manifest.json").read_text())
     from pokedex_host.fsutil import sha256_file
 
-    assert m["files"]["model.kmodel"]["sha256"] == sha256_file(rel / "model.kmodel")
+    for f in ("model.kmodel", "model.v5.kmodel", "classes.txt"):
+        assert m["files"][f]["sha256"] == sha256_file(rel / f)
     assert m["memory"]["runtime_total"] <= 3_500_000
