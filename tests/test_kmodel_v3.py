@@ -222,6 +222,21 @@ def test_small_model_runs_and_the_float_tail_is_kpu_c():
     assert np.array_equal(it.run(x).outputs[0], res.outputs[0])  # runs are independent
 
 
+def test_layout_and_weight_loading_registers_must_fit_the_shapes():
+    data = bytearray(small_model())
+    m = v3.parse(bytes(data))
+    off = m.conv_layers[1].conv.layer_offset + 7 * 8  # kernel_calc_type_cfg: channel_switch_addr
+    good = struct.unpack_from("<Q", data, off)[0]
+    struct.pack_into("<Q", data, off, good + 1)
+    with pytest.raises(KmodelFormatError, match="channel_switch_addr is 9, but .* need 8"):
+        Interpreter(bytes(data))
+    struct.pack_into("<Q", data, off, good)
+    off5 = m.conv_layers[0].conv.layer_offset + 5 * 8  # kernel_load_cfg: para_size
+    struct.pack_into("<Q", data, off5, struct.unpack_from("<Q", data, off5)[0] & ~(((1 << 17) - 1) << 15))
+    with pytest.raises(KmodelFormatError, match="does not cover"):
+        Interpreter(bytes(data))
+
+
 def test_wrong_input_is_refused():
     it = Interpreter(small_model())
     with pytest.raises(KmodelFormatError, match="3x16x16"):

@@ -21,6 +21,16 @@ def random_act(rng: np.random.Generator) -> bytes:
                                      rng.integers(0, 24, 16), rng.integers(0, 256, 16)))
 
 
+def nw_of(c: int, out_c: int, kernel: int, depthwise: bool) -> int:
+    return out_c * kernel * kernel * (1 if depthwise else c)
+
+
+def layout_fields(w: int, h: int, ow: int, oh: int) -> dict:
+    li, lo = K.row_layout(w), K.row_layout(ow)
+    return {"channel_switch_addr": li.row_len * h, "row_switch_addr": li.row_len, "coef_group": li.groups,
+            "wb_channel_switch_addr": lo.row_len * oh, "wb_row_switch_addr": lo.row_len, "wb_group": lo.groups}
+
+
 def conv_layer(rng, in_whc, out_c, *, kernel=3, depthwise=False, pool=0, src=0, dst=0, main_out=None,
                pad_value=None) -> tuple[ConvLayerSpec, tuple[int, int, int]]:
     w, h, c = in_whc
@@ -35,8 +45,9 @@ def conv_layer(rng, in_whc, out_c, *, kernel=3, depthwise=False, pool=0, src=0, 
         "arg_w": int(rng.integers(-2**10, 2**10)), "shr_w": int(rng.integers(0, 8)),
         "arg_add": int(rng.integers(-2**20, 2**20)),
         "channel_byte_num": ow * oh - 1, "dma_total_byte": ow * oh * out_c - 1,
+        **layout_fields(w, h, ow, oh), "para_size": nw_of(c, out_c, kernel, depthwise),
     })
-    nw = out_c * kernel * kernel * (1 if depthwise else c)
+    nw = nw_of(c, out_c, kernel, depthwise)
     weights = rng.integers(0, 256, nw, dtype=np.uint8).tobytes()
     return ConvLayerSpec(regs, weights, random_bn(rng, out_c), random_act(rng), main_out), (ow, oh, out_c)
 

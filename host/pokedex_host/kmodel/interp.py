@@ -83,6 +83,17 @@ class Interpreter:
             self._fail(lay, f"a {iw}x{ih} input through pool type {args.pool_type} cannot give {ow}x{oh}")
         if args.depthwise and ic != oc:
             self._fail(lay, f"depthwise with {ic} -> {oc} channels")
+        # the registers that tell the KPU how its maps sit in SRAM must follow the map shapes (they do
+        # in every file we know, nncase 0.1's and 1.9's alike); else the hardware would read another layout
+        li, lo = K.row_layout(iw), K.row_layout(ow)
+        want = {"channel_switch_addr": li.row_len * ih, "row_switch_addr": li.row_len, "coef_group": li.groups,
+                "wb_channel_switch_addr": lo.row_len * oh, "wb_row_switch_addr": lo.row_len, "wb_group": lo.groups}
+        for name, v in want.items():
+            if f[name] != v:
+                self._fail(lay, f"{name} is {f[name]}, but a {iw}x{ih} -> {ow}x{oh} layer's maps need {v}")
+        ws, ps, lt = c.weights_size, f["para_size"], f["load_time"]
+        if not (ps * (lt + 1) >= ws > ps * lt):
+            self._fail(lay, f"weights are loaded in {lt + 1} part(s) of {ps} B, which does not cover {ws} B exactly")
         main_out = c.main_mem_out_address if c.flags & 1 else None
         if main_out is not None and f["dma_total_byte"] + 1 != ow * oh * oc:
             self._fail(lay, f"its main-memory output is {f['dma_total_byte'] + 1} B by the DMA registers but the "
