@@ -153,16 +153,19 @@ def encode_act(act: Activation) -> bytes:
 
 def round_shift(v: np.ndarray, shift) -> np.ndarray:
     """nncase's ``carry_shift<int64_t, true>``: shift right, rounding half to even, as written."""
-    if np.isscalar(shift) and shift <= 0:
-        return v
-    s = np.maximum(shift, 1)
+    if np.isscalar(shift):
+        if shift <= 0:
+            return v
+        s = shift
+    else:
+        s = np.maximum(shift, 1)
     integral = v >> s
-    frac = v & ((np.int64(1) << s) - 1)
+    frac = v - (integral << s)  # the dropped bits, 0 <= frac < 2^s
     half = np.int64(1) << (s - 1)
-    sign = np.where(v < 0, -1, 1)
-    out = np.where(frac < half, integral,
-                   np.where(frac > half, integral + sign, np.where(integral & 1, integral + sign, integral)))
-    return np.where(shift > 0, out, v)
+    up = (frac > half) | ((frac == half) & ((integral & 1) == 1))
+    sign = (v >> 63) | 1  # -1 for negative values, 1 otherwise
+    out = integral + up * sign
+    return out if np.isscalar(shift) else np.where(shift > 0, out, v)
 
 
 @dataclass(frozen=True)
@@ -234,32 +237,23 @@ def segment_index(v: np.ndarray, start_x: np.ndarray) -> np.ndarray:
 def bn_act(acc: np.ndarray, bn: BatchNorm, act: Activation) -> np.ndarray:
     v = ((acc * bn.mul[:, None, None]) >> bn.shift[:, None, None]) + bn.add[:, None, None]
     idx = segment_index(v, act.start_x)
-    out = np.empty(v.shape, np.int64)
-    # segments sharing (mul, shift) are computed together with scalar parameters
+    out = act.add[idx]  # segments with y_mul 0 are just their bias
+    # segments sharing (mul, shift) are computed together with scalar parameters, whole-array
+    # (selecting with np.where is cheaper than boolean indexing for the one or two groups tables have)
     groups: dict[tuple[int, int], list[int]] = {}
     for i in range(16):
-        groups.setdefault((int(act.mul[i]), int(act.shift[i])), []).append(i)
-    if len(groups) == 1:
-        masks = [None]
-    else:
-        gid = np.zeros(16, np.int64)
-        for g, segs in enumerate(groups.values()):
-            gid[segs] = g
-        seg_gid = gid[idx]
-        masks = [seg_gid == g for g in range(len(groups))]
-    for (mul, shift), mask in zip(groups, masks):
-        ii = idx if mask is None else idx[mask]
-        if ii.size == 0:
-            continue
-        if mul == 0:
-            y = act.add[ii]
+        if act.mul[i] != 0:
+            groups.setdefault((int(act.mul[i]), int(act.shift[i])), []).append(i)
+    if groups:
+        start = act.start_x[idx]
+    for (mul, shift), segs in groups.items():
+        y = round_shift((v - start) * mul, shift) + out
+        if len(segs) == 16:
+            out = y
         else:
-            vv = v if mask is None else v[mask]
-            y = round_shift((vv - act.start_x[ii]) * mul, shift) + act.add[ii]
-        if mask is None:
-            out[...] = y
-        else:
-            out[mask] = y
+            member = np.zeros(16, bool)
+            member[segs] = True
+            out = np.where(member[idx], y, out)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
