@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import SHARED
+from v3_fixtures import small_model
 from pokedex_host.boards import get_board
 from pokedex_host.cli import main
 from pokedex_host.errors import PokedexError
@@ -20,7 +21,7 @@ from pokedex_host.flash.plan import make_plan
 from pokedex_host.flash.ports import Port, pick_port
 
 V5 = b"LDMK\x05\x00\x00\x00" + bytes(range(256)) * 40
-V3 = b"\x03\x00\x00\x00" + b"\x00" * 4000
+V3 = small_model()
 
 
 def kflash_regex() -> str:
@@ -80,10 +81,14 @@ def test_plan_checks_regions(tmp_path):
     with pytest.raises(PokedexError) as e:
         make_plan(b, fw, None)
     assert "into the model region" in e.value.message
-    km.write_bytes(b"\x03\0\0\0" + b"\0" * (0xD00000 - 0x300000))
+    km.write_bytes(V5[:8] + b"\0" * (0xD00000 - 0x300000))
     with pytest.raises(PokedexError) as e:
         make_plan(b, None, km)
     assert "SPIFFS" in e.value.message and "SD card" in e.value.hint
+    km.write_bytes(V3[:12] + (100000).to_bytes(4, "little") + V3[16:])  # layers_length past the file
+    with pytest.raises(PokedexError) as e:
+        make_plan(b, None, km)
+    assert "broken kmodel v3" in e.value.message and "byte 12" in e.value.message
     km.write_bytes(b"not a model at all")
     with pytest.raises(PokedexError) as e:
         make_plan(b, None, km)

@@ -8,9 +8,9 @@ import struct
 
 import numpy as np
 import pytest
-from v3_fixtures import conv_layer, small_model
 
 from conftest import SHARED
+from v3_fixtures import conv_layer, small_model
 from pokedex_host.kmodel import KmodelFormatError
 from pokedex_host.kmodel import kpu as K
 from pokedex_host.kmodel import v3

@@ -46,6 +46,14 @@ def make_plan(board: Board, firmware: Path | None, kmodel: Path | None) -> Flash
             version = detect_version(data)
         except KmodelFormatError as e:
             raise PokedexError(f"{kmodel} is not a kmodel: {e.reason}", "pass the model.kmodel build-kmodel wrote") from e
+        if version == 3:  # check it whole before it goes to flash: the board would load a broken one and misrun
+            from ..kmodel.interp import Interpreter
+
+            try:
+                Interpreter(data, path=str(kmodel))
+            except KmodelFormatError as e:
+                raise PokedexError(f"{kmodel} is a broken kmodel v3 (byte {e.offset}: {e.reason})",
+                                   "rebuild it with build-kmodel; do not flash it") from e
         if not board.loads(version):
             warnings.append(f"{kmodel} is kmodel v{version}; {board.name} firmware loads only "
                             + ", ".join(f"v{v}" for v in board.firmware.kmodel_versions)
