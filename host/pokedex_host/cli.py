@@ -426,8 +426,14 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
     from .emulator.host import firmware_dir
     from .flash.ports import pick_port
 
+    from .flash.plan import check_kmodel
+
     b = get_board(board)
     kmodel = Path(kmodel)
+    if not kmodel.is_file():
+        raise PokedexError(f"kmodel {kmodel} does not exist", "pass the model.kmodel of a build-kmodel output folder")
+    for w in check_kmodel(b, kmodel, kmodel.read_bytes())[1]:
+        click.secho(f"WARNING: {w}", fg="yellow")
     fw = firmware_dir()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(b, input_size=model_size(kmodel), outputs=len(read_classes(kmodel)),

@@ -27,6 +27,29 @@ class FlashPlan:
         return "\n".join(rows)
 
 
+def check_kmodel(board: Board, kmodel: Path, data: bytes) -> tuple[int, list[str]]:
+    """The kmodel's version, and what to warn about putting it on ``board``; a file that is not a
+    kmodel, or a broken v3 (checked whole: the board would load it and misrun), is refused."""
+    try:
+        version = detect_version(data)
+    except KmodelFormatError as e:
+        raise PokedexError(f"{kmodel} is not a kmodel: {e.reason}", "pass the model.kmodel build-kmodel wrote") from e
+    if version == 3:
+        from ..kmodel.interp import Interpreter
+
+        try:
+            Interpreter(data, path=str(kmodel))
+        except KmodelFormatError as e:
+            raise PokedexError(f"{kmodel} is a broken kmodel v3 (byte {e.offset}: {e.reason})",
+                               "rebuild it with build-kmodel; do not put it on a board") from e
+    warnings = []
+    if not board.loads(version):
+        warnings.append(f"{kmodel} is kmodel v{version}; {board.name} firmware loads only "
+                        + ", ".join(f"v{v}" for v in board.firmware.kmodel_versions)
+                        + " (kpu.load will fail with ERR_KMODEL_VERSION)")
+    return version, warnings
+
+
 def make_plan(board: Board, firmware: Path | None, kmodel: Path | None) -> FlashPlan:
     entries, warnings, version = [], [], None
     fl = board.flash
@@ -42,22 +65,8 @@ def make_plan(board: Board, firmware: Path | None, kmodel: Path | None) -> Flash
         entries.append(FlashEntry(fl.firmware_address, Path(firmware).name, data, True))
     if kmodel is not None:
         data = _read(kmodel, "kmodel")
-        try:
-            version = detect_version(data)
-        except KmodelFormatError as e:
-            raise PokedexError(f"{kmodel} is not a kmodel: {e.reason}", "pass the model.kmodel build-kmodel wrote") from e
-        if version == 3:  # check it whole before it goes to flash: the board would load a broken one and misrun
-            from ..kmodel.interp import Interpreter
-
-            try:
-                Interpreter(data, path=str(kmodel))
-            except KmodelFormatError as e:
-                raise PokedexError(f"{kmodel} is a broken kmodel v3 (byte {e.offset}: {e.reason})",
-                                   "rebuild it with build-kmodel; do not flash it") from e
-        if not board.loads(version):
-            warnings.append(f"{kmodel} is kmodel v{version}; {board.name} firmware loads only "
-                            + ", ".join(f"v{v}" for v in board.firmware.kmodel_versions)
-                            + " (kpu.load will fail with ERR_KMODEL_VERSION)")
+        version, more = check_kmodel(board, kmodel, data)
+        warnings += more
         if fl.model_address % SECTOR:
             raise PokedexError(f"{board.path}: model_address 0x{fl.model_address:X} is not 4 KiB aligned")
         end = fl.model_address + len(data)
