@@ -268,7 +268,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                "conversion": conversion}
         with atomic_dir(opts.out) as stage:
             _write_artifacts(stage, tmp, kmodel, exported, ctx)
-    log(f"wrote {opts.out}/ (model.kmodel, classes.txt, manifest.json, report.md, budget.png)")
+    log(f"wrote {opts.out}/ (model.kmodel{' (v3), model.v5.kmodel' if fmt == 'v3' else ''}, classes.txt, "
+        "manifest.json, report.md, budget.png)")
     return BuildResult(Path(opts.out), verdict.fits, mem.as_dict(), ver.as_dict() if ver else None, warnings)
 
 
