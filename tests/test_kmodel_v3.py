@@ -374,3 +374,27 @@ def test_cpu_layers_follow_kpu_c():
     assert np.array_equal(got, out["SOFTMAX"])
     assert np.array_equal(out["GLOBAL_MAX_POOL2D"], out["DEQUANTIZE"].reshape(4, 16).max(1))
     assert np.array_equal(out["K210_UPLOAD"], q.reshape(4, 4, 4))
+
+
+@pytest.mark.skipif(not REF.is_dir(), reason="../shared reference data absent")
+@pytest.mark.parametrize("name", ["face_detect", "kpu_yolo", "face_mask_detect_5"])
+def test_writer_rewrites_kendrytes_files_byte_for_byte(name):
+    """Given the layers of a v3 file nncase 0.1 wrote, our writer lays them out to the same bytes:
+    the same alignments, padding, body sizes and header fields (max_start_address included)."""
+    from pokedex_host.kmodel.write_v3 import ConvLayerSpec
+
+    data = (REF / f"{name}.v3.kmodel").read_bytes()
+    m = v3.parse(data)
+    layers = []
+    for lay in m.layers:
+        if lay.conv is not None:
+            c = lay.conv
+            layers.append(ConvLayerSpec(c.registers.raw, data[c.weights_offset:c.weights_offset + c.weights_size],
+                                        data[c.bn_offset:c.bn_offset + c.bn_size],
+                                        data[c.act_offset:c.act_offset + c.ACT_SIZE],
+                                        c.main_mem_out_address if c.flags & 1 else None))
+        else:
+            fixed = struct.calcsize(v3._CPU_BODIES[lay.type][0])
+            layers.append(CpuLayerSpec(v3.LayerType(lay.type), lay.fields,
+                                       data[lay.body_offset + fixed:lay.body_offset + lay.body_size]))
+    assert write(ModelSpec(layers, list(m.outputs), m.main_mem_usage, m.flags)) == data
