@@ -147,3 +147,14 @@ def test_a_corrupt_v3_is_refused_on_the_emulated_board(tiny_v3_build, tmp_path):
     frames = make_dataset(tmp_path / "f", species=1, per_species=1, size=96) / "0001"
     res = emulate(get_board("maix-bit"), bad / "model.kmodel", frames, tmp_path / "emu", log=lambda m: None)
     assert "ERR_KMODEL_FORMAT" in res.console and "2003" in res.console and "layers_length" in res.console
+
+
+def test_v3_is_checked_even_without_verification(toolchain_ready, tiny_recipe, dataset, tmp_path):
+    out = tmp_path / "o"
+    r = run("build-kmodel", tiny_recipe, "--calibration", dataset, "--calibration-count", 4, "--verify-count", 0,
+            "--out", out)
+    assert r.exit_code == 0, r.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["verification"] is None
+    assert man["kmodel"]["v3_vs_v5"] == {"images": 2, "identical": 2, "max_abs_diff": 0.0}
+    assert "v3 check" in (out / "report.md").read_text()

@@ -81,6 +81,26 @@ def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> 
     return fmt
 
 
+def _check_v3(data: bytes, x: np.ndarray, simulated: np.ndarray, workers: int, log) -> tuple[dict, np.ndarray]:
+    """Run the v3 file on ``x`` in the v3 interpreter; it must equal the simulator's outputs on the
+    v5 file bit for bit, or the build fails. Returns the check's figures and the v3 outputs."""
+    from .kmodel.interp import run_batch
+    from .verify import same_outputs
+
+    t = time.time()
+    out = run_batch(data, x, workers=workers).reshape(simulated.shape)
+    check = same_outputs(out, simulated)
+    log(f"v3 check: {check['identical']}/{check['images']} images give the simulator's outputs bit for bit "
+        f"({time.time() - t:.1f} s in the v3 interpreter)")
+    if check["identical"] != check["images"]:
+        raise VerificationFailed(
+            f"the v3 file disagrees with nncase's simulator on {check['images'] - check['identical']} of "
+            f"{check['images']} images (largest difference {check['max_abs_diff']})",
+            "this is a bug in the v3 re-emitter: please report it with the build inputs; --format v5 builds "
+            "are unaffected")
+    return check, out
+
+
 def _as_v3(kmodel: Path, dump: Path, mem, log) -> tuple[Path, object, object]:
     """Re-emit the v5 build as v3; the memory figures become the v3 loader's (file + main memory)."""
     from dataclasses import replace
@@ -207,7 +227,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             msg += "\nlargest items:\n" + "\n".join(f"  {b:>12,} B  {w}" for w, b in verdict.biggest)
             raise BudgetExceeded(msg, "options:\n    - " + "\n    - ".join(verdict.options or ["shrink the model"]))
 
-        ver = None
+        ver, v3_check = None, None
         if opts.verify_count > 0 and len(hold):
             t = time.time()
             f_logits = onnx_float_logits(exported.onnx_path, hold.x, exported.input_range)
@@ -215,24 +235,11 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             t = time.time()
             k_logits = simulate_parallel(v5_kmodel, hold.x, workers=workers, nncase_version=board.nncase, workdir=tmp)
             t_sim = time.time() - t
-            v3_check, t_v3 = None, 0.0
+            t_v3 = 0.0
             if conversion is not None:
-                from .kmodel.interp import run_batch
-                from .verify import same_outputs
-
                 t = time.time()
-                v3_logits = run_batch(conversion.data, hold.x, workers=workers).reshape(k_logits.shape)
+                v3_check, k_logits = _check_v3(conversion.data, hold.x, k_logits, workers, log)
                 t_v3 = time.time() - t
-                v3_check = same_outputs(v3_logits, k_logits)
-                log(f"v3 check: {v3_check['identical']}/{v3_check['images']} images give the simulator's outputs "
-                    f"bit for bit ({t_v3:.1f} s in the v3 interpreter)")
-                if v3_check["identical"] != v3_check["images"]:
-                    raise VerificationFailed(
-                        f"the v3 file disagrees with nncase's simulator on {v3_check['images'] - v3_check['identical']} "
-                        f"of {v3_check['images']} images (largest difference {v3_check['max_abs_diff']})",
-                        "this is a bug in the v3 re-emitter: please report it with the build inputs; "
-                        "--format v5 builds are unaffected")
-                k_logits = v3_logits
             ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,
                           judge_agreement=exported.source_kind != "recipe")
             ver.v3_vs_v5 = v3_check
@@ -258,6 +265,14 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                 warnings.append("verification flagged: " + msg)
                 log(f"WARNING: {msg}")
 
+        if conversion is not None and ver is None:
+            # no verification asked for: still run two calibration images both ways, so that no v3
+            # file leaves here unchecked against the simulator
+            x = calib.x[:2]
+            k = simulate_parallel(v5_kmodel, x, workers=1, nncase_version=board.nncase, workdir=tmp)
+            v3_check = _check_v3(conversion.data, x, k, 1, log)[0]
+        elif ver is not None:
+            v3_check = ver.v3_vs_v5
         timings["total"] = time.time() - t_start
         ctx = {"board": board, "memory": mem, "verdict": verdict, "verification": ver, "lint": lint,
                "source": Path(opts.model), "export": exported, "input": input_spec.as_dict(),
@@ -265,7 +280,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
                "lint_disagreements": disagreements, "timings": timings,
                "reproducible": res.reproducible, "v5_kmodel": v5_kmodel if conversion is not None else None,
-               "conversion": conversion}
+               "conversion": conversion, "v3_check": v3_check}
         with atomic_dir(opts.out) as stage:
             _write_artifacts(stage, tmp, kmodel, exported, ctx)
     log(f"wrote {opts.out}/ (model.kmodel{' (v3), model.v5.kmodel' if fmt == 'v3' else ''}, classes.txt, "

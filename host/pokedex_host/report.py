@@ -69,7 +69,9 @@ def report_markdown(ctx: dict) -> str:
         f"- kmodel format: v{ctx['kmodel_version']} "
         + (f"(re-emitted from nncase {ctx['nncase']}'s v5 build, kept as model.v5.kmodel)"
            if ctx.get("conversion") is not None else f"(nncase {ctx['nncase']})")
-        + "; this firmware loads " + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions),
+        + "; this firmware loads " + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions)
+        + (f"\n- v3 check: the v3 file (our interpreter) gives the v5 file's simulator outputs bit for bit on "
+           f"{ctx['v3_check']['identical']} of {ctx['v3_check']['images']} images" if ctx.get("v3_check") else ""),
         f"- verdict: **{'fits' if v.fits else 'does not fit'}** — {format_size(v.ram_used)} of "
         f"{format_size(v.ram_budget)} ({ctx['budget_source']}); KPU SRAM peak {mem.kpu_peak:,} of {b.kpu_sram:,} B",
         f"- input: {ctx['input']['shape']} {ctx['input']['dtype']} {ctx['input']['channels']} "
@@ -154,7 +156,8 @@ def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
                    **({"re_emitted_from": "model.v5.kmodel",
                        "dequantize": [{"output": d.name, "scale": d.scale, "bias": d.bias}
                                       for d in ctx["conversion"].dequant],
-                       "main_mem_usage": ctx["conversion"].main_mem_usage}
+                       "main_mem_usage": ctx["conversion"].main_mem_usage,
+                       "v3_vs_v5": ctx.get("v3_check")}
                       if ctx.get("conversion") is not None else {})},
         "input": ctx["input"],
         "classes": len(ctx["export"].classes),
