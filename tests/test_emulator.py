@@ -3,7 +3,6 @@ LCD PNGs and UART lines out; the board's refusals and errors reproduced."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path

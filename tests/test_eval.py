@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import TINY_RECIPE, make_dataset
+from conftest import make_dataset
 from pokedex_host.evaluate import evaluate
 
 

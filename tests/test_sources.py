@@ -143,7 +143,6 @@ def test_npm_package_ingest(registry, tmp_path):
 def test_npm_download_resumes_and_checks_integrity(registry, tmp_path):
     from pokedex_host.dataset.npm import download
 
-    url = "http://127.0.0.1:{}/sprites-pkg/-/x.tgz"
     from pokedex_host.dataset import npm
 
     base = npm.registry()

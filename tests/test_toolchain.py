@@ -1,10 +1,6 @@
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pokedex_host.errors import PokedexError

@@ -309,7 +309,7 @@ def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, l
         res = train_student(cfg, resume=resume, log=_log)
     except KeyboardInterrupt:
         raise PokedexError(f"interrupted; {out}/last.pt holds the last finished epoch",
-                           f"continue with the same command plus --resume") from None
+                           "continue with the same command plus --resume") from None
     click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
 
 

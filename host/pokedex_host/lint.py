@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 KPU_MAX_CHANNELS = 1024
 KPU_MAX_WIDTH = 256  # measured: 256 stays on the KPU, 264 does not (nncase 1.9.0.20230322)

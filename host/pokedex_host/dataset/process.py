@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import PokedexError
-from ..fsutil import atomic_write_bytes, atomic_write_text
+from ..fsutil import atomic_write_bytes
 from ..species import all_species
 from .images import letterbox, to_rgb
 from .progress import Progress
