@@ -59,7 +59,6 @@ class Conversion:
     dequant: tuple[Dequant, ...]
     main_mem_usage: int
     output_shape: tuple[int, ...]
-    notes: tuple[str, ...]
 
 
 def _ops(path: Path) -> list[tuple[str, str]]:
@@ -98,7 +97,6 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
     dump = Path(dump)
     where = path or "kmodel"
     model = v5.parse(kmodel, path)
-    notes: list[str] = []
 
     main_ops = _ops(_find(dump, "stackvm", "main", "runtime_ops.txt"))
     calls = [n for k, n in main_ops if k == "Call"]
@@ -214,11 +212,11 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
             spatial = (w, h)
         elif spatial != (w, h) and reduce:
             raise ConversionError(f"{where}: outputs of different sizes ({spatial} and {(w, h)}) before the mean")
-        order.append((ci, c, scale, bias, name))
+        order.append((ci, c, scale, bias))
         dequant.append(Dequant(name, scale, bias))
         channels += c
     off = float_base
-    for ci, c, scale, bias, name in order:
+    for ci, c, scale, bias in order:
         w, h, _ = blocks[ci][1].out_shape
         layers.append(CpuLayerSpec(LayerType.DEQUANTIZE, {"flags": 0, "in": dl_addr[ci], "out": off,
                                                           "count": w * h * c, "scale": scale, "bias": bias}))
@@ -237,8 +235,4 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
         out_shape = (channels,) + ((spatial[1], spatial[0]) if spatial else ())
     spec = ModelSpec(layers, outputs, -(-end // 8) * 8)
     data = write(spec)
-    return Conversion(data, len(blocks), tuple(dequant), spec.main_mem_usage, out_shape, tuple(notes))
-
-
-def convert_files(kmodel: Path, dump: Path) -> Conversion:
-    return convert(Path(kmodel).read_bytes(), Path(dump), path=str(kmodel))
+    return Conversion(data, len(blocks), tuple(dequant), spec.main_mem_usage, out_shape)
