@@ -40,6 +40,21 @@ def _images(data: Path, size: int, count: int | None) -> tuple[np.ndarray, list[
     return x, [int(k) for k, _ in picks], [str(f) for _, f in picks]
 
 
+def kmodel_on_host(path: Path, x: np.ndarray, workers: int = 0) -> tuple[np.ndarray, str]:
+    """Outputs of a kmodel on the host, and how they were computed: a v3 in the v3 interpreter, a
+    v5 in nncase's simulator (both the exact bytes a board would run)."""
+    from .kmodel import detect_file_version
+
+    workers = workers or os.cpu_count() or 1
+    if detect_file_version(path) == 3:
+        from .kmodel.interp import run_batch
+
+        return run_batch(Path(path).read_bytes(), x, workers=workers), "v3 (v3 interpreter)"
+    from .toolchain import simulate_parallel
+
+    return simulate_parallel(path, x, workers=workers), "v5 (nncase simulator)"
+
+
 def _model_size(path: Path) -> int:
     s = path.suffix.lower()
     if s in (".pt", ".pth"):
@@ -52,7 +67,9 @@ def _model_size(path: Path) -> int:
         if detect_file_version(path) == 3:  # the file says it itself
             from .kmodel import v3
 
-            return v3.read(path).conv_layers[0].conv.registers.in_shape[1]
+            shape = v3.read(path).input_shape
+            if shape:
+                return shape[1]
     m = path.with_name("manifest.json")
     if m.is_file():
         return int(json.loads(m.read_text())["input"]["shape"][2])
@@ -88,18 +105,8 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         out = onnx_float_logits(path, x, (0.0, 255.0) if folded else (0.0, 1.0))
         kind = "float (onnxruntime)"
     elif s == ".kmodel":
-        from .kmodel import detect_file_version
-
-        if detect_file_version(path) == 3:
-            from .kmodel.interp import run_batch
-
-            out = run_batch(path.read_bytes(), x, workers=workers or os.cpu_count() or 1)
-            kind = "uint8 kmodel v3 (v3 interpreter)"
-        else:
-            from .toolchain import simulate_parallel
-
-            out = simulate_parallel(path, x, workers=workers or os.cpu_count() or 1)
-            kind = "uint8 kmodel v5 (nncase simulator)"
+        out, how = kmodel_on_host(path, x, workers)
+        kind = f"uint8 kmodel {how}"
     else:
         raise PokedexError(f"{path}: unknown model type", "pass a .pt checkpoint, an .onnx file or a .kmodel")
     return ModelRun(f"{path.parent.name}/{path.name}", kind, classes or list(range(1, out.shape[1] + 1)), out,

@@ -26,9 +26,7 @@ def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int
     """Float (onnxruntime) and host-kmodel ranks for the benched images, cached in OUT. The host
     kmodel is the same file as the board's: a v3 in the v3 interpreter, a v5 in nncase's simulator
     (both under the key "simulator"); no float ranks when the build folder has no model.onnx."""
-    import os
-
-    from ..kmodel import detect_file_version
+    from ..evaluate import kmodel_on_host
 
     cache = out / "host_reference.json"
     key = {"kmodel": sha256_file(kmodel), "files": [r["file"] for r in rows]}
@@ -41,15 +39,7 @@ def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int
     in_range = (0.0, 255.0) if manifest.get("export", {}).get("scale_folded") else (0.0, 1.0)
     onnx = kmodel.with_name("model.onnx")
     f_logits = onnx_float_logits(onnx, x, in_range) if onnx.is_file() else None
-    workers = workers or os.cpu_count() or 1
-    if detect_file_version(kmodel) == 3:
-        from ..kmodel.interp import run_batch
-
-        s_logits, how = run_batch(kmodel.read_bytes(), x, workers=workers), "v3 interpreter"
-    else:
-        from ..toolchain import simulate_parallel
-
-        s_logits, how = simulate_parallel(kmodel, x, workers=workers), "nncase simulator"
+    s_logits, how = kmodel_on_host(kmodel, x, workers)
     ref = {"key": key, "host_kmodel": how,
            "float": [[classes[i] for i in np.argsort(-v)[:5]] for v in f_logits] if f_logits is not None else None,
            "simulator": [[classes[i] for i in np.argsort(-v)[:5]] for v in s_logits]}

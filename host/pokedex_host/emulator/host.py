@@ -44,9 +44,10 @@ def _kmodel_input(kmodel: Path) -> int:
     from ..kmodel import KmodelFormatError, detect_file_version, v3
 
     try:
-        if kmodel.is_file() and detect_file_version(kmodel) == 3:  # a v3 says it itself
-            return v3.read(kmodel).conv_layers[0].conv.registers.in_shape[1]
-    except (KmodelFormatError, IndexError):
+        shape = v3.read(kmodel).input_shape if kmodel.is_file() and detect_file_version(kmodel) == 3 else None
+        if shape:  # a v3 says it itself
+            return shape[1]
+    except KmodelFormatError:
         pass
     raise PokedexError(f"{kmodel} has no manifest.json beside it to say its input size",
                        "pass a model.kmodel from a build-kmodel output folder, or --input-size")

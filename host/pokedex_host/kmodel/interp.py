@@ -107,11 +107,7 @@ class Interpreter:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of the u8 image the first layer reads."""
-        first = self._convs.get(0)
-        if first is None:
-            return (self.model.layers[0].fields["in_channels"], 1, 1)
-        w, h, c = first.in_shape
-        return (c, h, w)
+        return self.model.input_shape or (self.model.layers[0].fields["in_channels"], 1, 1)
 
     @property
     def output_dtype(self) -> np.dtype:
@@ -162,8 +158,7 @@ class Interpreter:
         return main[self._range(lay, main, addr, size, what)]
 
     def _read_f32(self, lay, main, addr, count, what="input") -> np.ndarray:
-        return self._read(lay, main, addr, 4 * count, what).view("<f4") if addr % 4 == 0 else \
-            np.frombuffer(self._read(lay, main, addr, 4 * count, what).tobytes(), "<f4")
+        return np.frombuffer(self._read(lay, main, addr, 4 * count, what).tobytes(), "<f4")
 
     def _write(self, lay, main, addr, raw: np.ndarray, what="output") -> None:
         main[self._range(lay, main, addr, raw.size, what)] = raw

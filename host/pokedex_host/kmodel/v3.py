@@ -189,6 +189,16 @@ class KmodelV3:
     def conv_layers(self) -> list[Layer]:
         return [lay for lay in self.layers if lay.type == LayerType.K210_CONV]
 
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the u8 image a first K210_CONV reads (what MaixPy checks
+        camera images against); None when the model starts with another layer."""
+        first = self.layers[0]
+        if first.conv is None:
+            return None
+        w, h, c = first.conv.registers.in_shape
+        return (c, h, w)
+
 
 # CPU layer bodies: field names of the fixed part (u32 unless noted), per kpu.h.
 _CPU_BODIES: dict[int, tuple[str, str]] = {
