@@ -35,3 +35,4 @@ def create_model(name: str, **kwargs):
 
 
 from . import kpu_mobilenet_v1  # noqa: E402,F401  (registers its family)
+from . import efficientnet_lite  # noqa: E402,F401  (teacher family)
