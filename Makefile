@@ -1,5 +1,5 @@
 # pokedex-k210 — the two commands a fresh clone needs:
-#   make kmodel   set everything up, then build the default model's kmodel for a Maix Bit
+#   make kmodel   set everything up, then build the newest released model's kmodel for a Maix Bit
 #   make test     set everything up, then run the test suite (what CI runs)
 # Both are idempotent: set-up steps re-run only when their pinned inputs change.
 
@@ -8,11 +8,14 @@ PY        := $(VENV)/bin/python
 HOST      := $(VENV)/bin/pokedex-host
 STAMP     := $(VENV)/.pokedex-setup
 BOARD     ?= maix-bit
-MODEL     ?= models/kpu_mobilenet_v1-075-224.toml
+MODEL     ?=
 OUT       ?= build/default
+DATA      ?= data
+SOURCE    ?= ../shared/data/pokemon
+RECIPE    ?= models/recipes/release-v1.toml
 PYTEST_ARGS ?=
 
-.PHONY: setup toolchain kmodel test test-all bench doctor clean
+.PHONY: setup toolchain kmodel data release test test-all bench doctor clean
 
 $(STAMP): pyproject.toml requirements/host.txt requirements/host-lock.txt
 	@py=$$(tools/find-python.sh 3.11) || exit 1; \
@@ -28,6 +31,17 @@ toolchain: $(STAMP)
 
 kmodel: setup
 	$(HOST) build-kmodel $(MODEL) --board $(BOARD) --out $(OUT)
+
+# the shared image set, ingested and split once (skipped when DATA/processed exists)
+$(DATA)/processed/yolo_dataset/split.csv: | $(STAMP)
+	$(HOST) data ingest $(SOURCE) --out $(DATA)
+	$(HOST) data process --data $(DATA)
+
+data: setup $(DATA)/processed/yolo_dataset/split.csv
+
+# teacher fine-tune + distillation + build + evaluation + release folder; resumable (run it again)
+release: data
+	nice $(HOST) release --recipe $(RECIPE) --data $(DATA)
 
 test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -17,7 +17,7 @@ from .errors import PokedexError
 from .fsutil import atomic_write_text
 from .plotting import save_png
 from .preprocess import load_image
-from .species import by_dex
+from .species import by_dex, generation
 
 
 @dataclass
@@ -122,6 +122,9 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
     x, labels, files = _images(data, size, count)
     log(f"eval: {len(labels)} images of {len(set(labels))} species at {size}px")
     y = np.array(labels)
+    from .dataset.preview import styles_for
+
+    styles = styles_for(files)
     results = {"images": len(labels), "species": len(set(labels)), "models": []}
     for n, mp in enumerate(models):
         r = run_model(Path(mp), x)
@@ -135,11 +138,21 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
             per_class.setdefault(lab, []).append(bool(pred == lab))
             if pred != lab:
                 confused[(lab, int(pred))] += 1
+        hit = ranks[:, 0] == y
+        by_gen: dict[int, list[bool]] = {}
+        for lab, h in zip(labels, hit):
+            by_gen.setdefault(generation(lab), []).append(bool(h))
         entry = {"model": str(mp), "kind": r.kind, "top1": top1, "top5": top5,
+                 "by_generation": {str(g): {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for g, v in sorted(by_gen.items())},
                  "images_per_s": len(labels) / max(r.seconds, 1e-9),
                  "per_class_top1": {str(k): 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
                  "most_confused": [{"label": a, "predicted": b, "count": n} for (a, b), n in confused.most_common(15)],
                  "predictions": [int(p) for p in ranks[:, 0]]}
+        if styles:
+            by_style: dict[str, list[bool]] = {}
+            for f, h in zip(files, hit):
+                by_style.setdefault(styles[f], []).append(bool(h))
+            entry["by_style"] = {k: {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for k, v in sorted(by_style.items())}
         results["models"].append(entry)
         log(f"  {r.name}: {r.kind}: top-1 {top1:.2f} %, top-5 {top5:.2f} % ({entry['images_per_s']:.1f} img/s)")
         _confusion_png(out / f"confusion_{n}_{Path(mp).stem}_{Path(mp).suffix[1:]}.png", labels,
@@ -171,6 +184,10 @@ def _confusion_png(path: Path, labels: list[int], preds: list[int]) -> None:
     save_png(fig, path)
 
 
+def _short(model: str) -> str:
+    return f"{Path(model).parent.name}/{Path(model).name}"
+
+
 def _markdown(r: dict) -> str:
     lines = ["# Evaluation", "", f"{r['images']} images of {r['species']} species.", "",
              "| model | kind | top-1 | top-5 | host img/s | top-1 agreement with the first |", "|---|---|---:|---:|---:|---:|"]
@@ -178,6 +195,19 @@ def _markdown(r: dict) -> str:
         agree = f"{e['top1_agreement_with_first']:.1f} %" if "top1_agreement_with_first" in e else "—"
         lines.append(f"| `{Path(e['model']).parent.name}/{Path(e['model']).name}` | {e['kind']} | {e['top1']:.2f} % | {e['top5']:.2f} % | "
                      f"{e['images_per_s']:.1f} | {agree} |")
+    first = r["models"][0]
+    gens = list(first["by_generation"])
+    lines += ["", "Top-1 by generation (images):", "", "| model | " + " | ".join(f"gen {g} ({first['by_generation'][g]['images']})" for g in gens) + " |",
+              "|---|" + "---:|" * len(gens)]
+    for e in r["models"]:
+        lines.append(f"| `{_short(e['model'])}` | " + " | ".join(f"{e['by_generation'][g]['top1']:.1f} %" for g in gens) + " |")
+    if "by_style" in first:
+        st = list(first["by_style"])
+        lines += ["", "Top-1 by source style:", "", "| style | images | " + " | ".join(f"`{_short(e['model'])}`" for e in r["models"]) + " |",
+                  "|---|---:|" + "---:|" * len(r["models"])]
+        for k in st:
+            lines.append(f"| {k} | {first['by_style'][k]['images']} | " + " | ".join(
+                f"{e['by_style'][k]['top1']:.1f} %" for e in r["models"]) + " |")
     for e in r["models"]:
         lines += ["", f"Most confused by `{Path(e['model']).parent.name}/{Path(e['model']).name}` (true → predicted):", ""]
         for c in e["most_confused"][:10]:

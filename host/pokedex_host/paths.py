@@ -57,3 +57,34 @@ def shared_dir() -> Path | None:
     if root is not None and (root.parent / "shared").is_dir():
         return root.parent / "shared"
     return None
+
+
+def firmware_dir() -> Path:
+    """The board scripts (``firmware/``): what install copies and the emulator runs."""
+    from .errors import PokedexError
+
+    if os.environ.get("POKEDEX_FIRMWARE_DIR"):
+        return Path(os.environ["POKEDEX_FIRMWARE_DIR"])
+    root = repo_root()
+    if root is None:
+        raise PokedexError("cannot find the firmware/ folder (run from a checkout)", "or set POKEDEX_FIRMWARE_DIR")
+    return root / "firmware"
+
+
+def newest_release() -> Path:
+    """``models/releases/<name>-vN/model.pt`` with the highest N: what the toolkit builds when no
+    model is named."""
+    import re
+
+    from .errors import PokedexError
+
+    root = models_dir() / "releases"
+    found = []
+    for d in root.glob("*-v*"):
+        m = re.search(r"-v(\d+)$", d.name)
+        if m and (d / "model.pt").is_file():
+            found.append((int(m.group(1)), d.name, d / "model.pt"))
+    if not found:
+        raise PokedexError(f"no released model under {root}",
+                           "name a model: pokedex-host build-kmodel MODEL (a .pt, .onnx or models/*.toml recipe)")
+    return max(found)[2]

