@@ -8,8 +8,10 @@ import sensor
 from machine import UART
 
 import pk_app
+import pk_card
 
 WHITE = (255, 255, 255)
+GREEN = (0, 220, 90)
 YELLOW = (255, 220, 0)
 GREY = (160, 160, 160)
 RED = (255, 64, 64)
@@ -58,9 +60,9 @@ def show_error(message):
                 y += 12
             lcd.display(img)
         else:
-            lcd.clear(BLACK)
-            lcd.draw_string(4, 4, "pokedex error", RED, BLACK)
-            lcd.draw_string(4, 24, message[:40], WHITE, BLACK)
+            lcd.clear(pk_app.LCD_BLACK)
+            lcd.draw_string(4, 4, "pokedex error", pk_app.LCD_RED, pk_app.LCD_BLACK)
+            lcd.draw_string(4, 24, message[:40], pk_app.LCD_WHITE, pk_app.LCD_BLACK)
             time.sleep_ms(1000)
 
 
@@ -84,6 +86,7 @@ def run():
     threshold = cfg.get("threshold", 0.5)
     weight = cfg.get("smoothing", 0.6)
     k = min(cfg.get("topk", 3), 5)
+    card_cfg = cfg.get("card")
     probs = [0.0] * n
     avg = [0.0] * n
     frame = 0
@@ -91,7 +94,20 @@ def run():
     last = time.ticks_ms()
     while True:
         img = sensor.snapshot()
-        x = img.resize(in_w, in_h) if resize else img
+        fw = img.width()
+        fh = img.height()
+        corners = None
+        if card_cfg:
+            # locate the card, then classify the art window (or the centre when no card is found)
+            corners = pk_card.find_card(img, card_cfg)
+            if corners:
+                box = pk_card.art_box(corners, card_cfg, fw, fh)
+            else:
+                box = pk_card.centre_box(fw, fh, card_cfg.get("centre", 224))
+            x = img.copy(roi=box).resize(in_w, in_h)
+        else:
+            box = (0, 0, fw, fh)
+            x = img.resize(in_w, in_h) if resize else img
         x.pix_to_ai()
         try:
             logits = kpu.run(x)
@@ -116,6 +132,15 @@ def run():
         if dt > 0:
             fps = 1000.0 / dt if fps == 0 else 0.8 * fps + 200.0 / dt
         best, conf = top[0]
+        if corners:
+            for i in range(4):
+                a = corners[i]
+                b = corners[(i + 1) % 4]
+                img.draw_line(int(a[0]), int(a[1]), int(b[0]), int(b[1]), color=GREEN, thickness=2)
+            img.draw_rectangle(box[0], box[1], box[2], box[3], color=YELLOW, thickness=1)
+        elif card_cfg:
+            img.draw_rectangle(box[0], box[1], box[2], box[3], color=GREY, thickness=1)
+            img.draw_string(fw - 76, 4, "no card", color=GREY, scale=1)
         if conf >= threshold:
             img.draw_string(4, 4, asciis[best], color=YELLOW, scale=2)
             img.draw_string(4, 26, "#%04d  %d%%" % (dex[best], int(conf * 100 + 0.5)), color=WHITE, scale=2)
@@ -128,13 +153,16 @@ def run():
             y += 14
         img.draw_string(4, y, "%.1f fps" % fps, color=GREY, scale=1)
         lcd.display(img)
-        line = "R\t%d\t%d\t%s\t%.3f\t%s\t%.1f\n" % (
+        line = "R\t%d\t%d\t%s\t%.3f\t%s\t%.1f\t%s\t%d,%d,%d,%d\t%s\n" % (
             frame,
             dex[best] if conf >= threshold else 0,
             names[best] if conf >= threshold else "unknown",
             conf,
             ",".join(["%d:%.3f" % (dex[i], c) for i, c in top]),
             fps,
+            "card" if corners else ("none" if card_cfg else "off"),
+            box[0], box[1], box[2], box[3],
+            ";".join(["%d,%d" % (int(p[0]), int(p[1])) for p in corners]) if corners else "-",
         )
         uart.write(line.encode("utf-8"))
         frame += 1

@@ -32,7 +32,7 @@ def _frames(folder: Path, n: int, size=(320, 240), seed=0) -> Path:
     return folder
 
 
-EXACT = {"camera": {"framesize": "QVGA", "window": [64, 64], "resize": False, "hmirror": False, "vflip": False},
+EXACT = {"camera": {"framesize": "QVGA", "window": [64, 64], "resize": False, "hmirror": False, "vflip": False}, "card": None,
          "smoothing": 0.0, "threshold": 0.0}
 
 

@@ -112,7 +112,7 @@ def test_maixpy_app_on_the_emulator_runs_the_v3_bytes(tiny_v3_build, tmp_path):
         q = rng.integers(0, 32, (30, 40, 3)).repeat(8, 0).repeat(8, 1)
         Image.fromarray(((q << 3) | (q >> 2)).astype(np.uint8)).save(frames / f"f{i}.png")
     exact = {"camera": {"framesize": "QVGA", "window": [128, 128], "resize": False, "hmirror": False,
-                        "vflip": False}, "smoothing": 0.0, "threshold": 0.0}
+                        "vflip": False}, "card": None, "smoothing": 0.0, "threshold": 0.0}
     res = emulate(get_board("maix-bit"), tiny_v3_build / "model.kmodel", frames, tmp_path / "emu",
                   config_overrides=exact, log=lambda m: None)
     assert res.exit_code == 0, res.console

@@ -6,17 +6,39 @@ import json
 from pathlib import Path
 
 from .boards import Board
+from .errors import PokedexError
 from .fsutil import atomic_write_text
 
 API_FOR_FAMILY = {"maixpy": "maixpy", "canmv": "canmv", "baremetal": None}
 
 
+# the card locator's settings (firmware/pk_card.py); the layout itself is dataset/cards.LAYOUT, the
+# one the training views and the card-frame benchmark are drawn with
+CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "aspect": [1.15, 1.75],
+                "min_height": 0.3, "mask_scale": 2, "strip": 4, "desk_k": 3.0, "desk_margin": 6}
+
+
+def card_config(board: Board, locate: bool = True) -> dict | None:
+    """The ``card`` section of pokedex.json: where the art window is on a card, how to find one,
+    and the centre crop (the profile's camera window) used when no card is found."""
+    if not locate:
+        return None
+    from .dataset.cards import LAYOUT
+
+    return {**CARD_LOCATOR, "art": list(LAYOUT.art), "margin": LAYOUT.crop_margin,
+            "centre": int(min(board.camera.window))}
+
+
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
-                threshold: float = 0.5, smoothing: float = 0.6, topk: int = 3, uart: dict | None = None) -> dict:
+                threshold: float = 0.5, smoothing: float = 0.6, topk: int = 3, uart: dict | None = None,
+                locate_card: bool = True) -> dict:
     api = API_FOR_FAMILY.get(board.firmware.family)
     if api is None:
-        raise ValueError(f"{board.name}: firmware family {board.firmware.family!r} does not run the MicroPython app")
-    window = list(board.camera.window)
+        raise PokedexError(f"{board.name}: firmware family {board.firmware.family!r} does not run the MicroPython app",
+                           "pick a MaixPy or CanMV profile (boards/*.toml) for the camera app")
+    # the card app takes the whole frame and crops in software (set_windowing would give the
+    # sensor's top-left corner on MaixPy-v1, not the centre)
+    window = None if locate_card else list(board.camera.window)
     return {
         "version": 1,
         "api": api,
@@ -31,6 +53,7 @@ def make_config(board: Board, *, input_size: int, outputs: int, model: str | int
         "topk": topk,
         "uart": uart or {"baud": board.firmware.uart_baud, "tx": None, "rx": None},
         "gc_heap_size": board.firmware.gc_heap_size,
+        "card": card_config(board, locate_card),
     }
 
 

@@ -65,7 +65,7 @@ def _classes_file(ctx, param, value):
 
 
 @main.command("build-kmodel")
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path), required=False)
 @click.option("--board", default="maix-bit", show_default=True, help="Board profile name (boards/*.toml) or path.")
 @click.option("--budget", callback=_size, help="RAM the model may use at run time; default: the profile's figure. " + SIZE_HELP)
 @click.option("--calibration", type=click.Path(path_type=Path),
@@ -91,9 +91,17 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
     """Compile MODEL (.pt checkpoint, ultralytics .pt, .onnx or models/*.toml recipe) to a K210 kmodel,
     prove it fits the board's RAM and KPU SRAM, and check it against the float model.
 
+    Without MODEL it builds the newest release (models/releases/*-vN/model.pt).
+
     Exit codes: 0 fits and verifies; 1 bad input or tool failure; 3 over budget; 4 lost more than --max-loss.
     """
     from .build import BuildOptions, build_kmodel
+
+    if model is None:
+        from .paths import newest_release
+
+        model = newest_release()
+        _log(f"no MODEL given: building the newest release, {model}")
 
     res = build_kmodel(BuildOptions(
         model=model, board=board, out=out, budget=budget, calibration=calibration, calibration_spec=calibration_set,
@@ -215,11 +223,15 @@ def data_preview(data_dir, out, count, strength, size, seed):
 @click.option("--strength", type=float, default=1.0, show_default=True)
 @click.option("--size", type=int, default=224, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def data_camera_set(data_dir, split, out, strength, size, seed):
+@click.option("--kind", type=click.Choice(["camera", "art", "card"]), default="camera", show_default=True,
+              help="camera: centred camera-like frames; art: the firmware's art-window crop of a card; "
+                   "card: QVGA frames of a card anywhere (+ no-card frames) with truth.jsonl.")
+@click.option("--limit", type=click.IntRange(1, 10**7), help="Only this many images, spread over the split.")
+def data_camera_set(data_dir, split, out, strength, size, seed, kind, limit):
     """Materialise a split as camera-realistic frames (a fixed, seeded test set)."""
     from .dataset.preview import camera_set
 
-    n = camera_set(data_dir, split, out, strength=strength, size=size, seed=seed)
+    n = camera_set(data_dir, split, out, strength=strength, size=size, seed=seed, kind=kind, limit=limit)
     click.echo(f"wrote {n} frames to {out}")
 
 
@@ -274,6 +286,37 @@ def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
     train_teacher(recipe, data, out, epochs=epochs, imgsz=imgsz, batch=batch, resume=resume, device=device, log=_log)
 
 
+@train.command("recipe")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("models/recipes/release-v1.toml"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/release-v1"), show_default=True,
+              help="Run folder: views/, teacher/, student/ (each resumable).")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Override the recipe's data folder.")
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["teacher", "student"]),
+              help="Run only these stages (default: all).")
+@click.option("--threads", type=click.IntRange(0, 256), help="torch threads (0 = torch's default).")
+def train_recipe_cmd(recipe, out, data_dir, stages, threads):
+    """Pretrained teacher fine-tune + online distillation into a KPU student, resumable per epoch
+    (run the same command again to continue)."""
+    import signal
+
+    from .train.recipe import Recipe, run_recipe
+
+    r = Recipe.load(recipe, data=str(data_dir) if data_dir else None, threads=threads)
+
+    def _term(signum, frame):  # SIGTERM ends like Ctrl-C: workers stopped, last epoch kept
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, _term)
+    try:
+        made = run_recipe(r, out, tuple(stages) or ("teacher", "student"), log=_log)
+    except KeyboardInterrupt:
+        raise PokedexError(f"interrupted; {out} holds every finished epoch", "run the same command to continue") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    click.echo("made: " + ", ".join(f"{k} {v}" for k, v in made.items()))
+
+
 @train.command("student")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"),
               show_default=True, help="An ImageFolder with train/ and validation/ of <dex:04d>/ folders.")
@@ -311,6 +354,40 @@ def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, l
         raise PokedexError(f"interrupted; {out}/last.pt holds the last finished epoch",
                            "continue with the same command plus --resume") from None
     click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
+
+
+@main.command("release")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("models/recipes/release-v1.toml"), show_default=True)
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=Path("runs/release-v1"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path),
+              default=Path("models/releases/kpu_mobilenet_v1-075-128-v1"), show_default=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--previous", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An earlier release folder to evaluate side by side (default: the newest one before OUT).")
+@click.option("--eval-count", type=click.IntRange(1, 10**7), help="Evaluate on this many images (default: all).")
+def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
+    """Train (recipe), build the kmodel, evaluate and write a release folder with its model card.
+    Resumable: run it again to continue."""
+    import signal
+
+    from .train.release import ReleaseOptions, make_release
+
+    if previous is None:
+        cands = sorted(p for p in (out.parent).glob("*-v*") if p.resolve() != out.resolve() and (p / "model.kmodel").exists())
+        previous = cands[-1] if cands else None
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, _term)
+    try:
+        make_release(ReleaseOptions(recipe=recipe, run=run_dir, out=out, data=data_dir, previous=previous,
+                                    eval_count=eval_count), log=_log)
+    except KeyboardInterrupt:
+        raise PokedexError(f"interrupted; {run_dir} keeps what is finished", "run the same command to continue") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @main.command()
@@ -407,6 +484,30 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
                f"top-1 agreement with the same kmodel on the host {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
 
 
+@main.command("bench-cards")
+@click.option("--board", default="maix-bit", show_default=True)
+@click.option("--kmodel", type=click.Path(path_type=Path), required=True,
+              help="model.kmodel of a release or build folder (classes.txt and manifest.json beside it).")
+@click.option("--set", "set_dir", type=click.Path(path_type=Path), required=True,
+              help="A card-frame set: `pokedex-host data camera-set --kind card --out DIR`.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--count", type=click.IntRange(1, 1_000_000), help="Frames to use (spread over the set).")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="The app's confidence threshold.")
+@click.option("--rect-threshold", type=int, help="Override the locator's find_rects threshold (sensitivity checks).")
+def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold):
+    """The camera app end to end on card frames in the emulator: card found, top-1, no-card
+    frames, and an estimate of the time per frame on a K210."""
+    from .bench.cards import bench_cards
+    from .boardconfig import card_config
+    from .boards import get_board
+
+    b = get_board(board)
+    over = None
+    if rect_threshold is not None:
+        over = {"card": {**card_config(b), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}}
+    bench_cards(b, kmodel, set_dir, out, threshold=threshold, count=count, config_overrides=over, log=_log)
+
+
 @main.command("install")
 @click.option("--board", default="maix-bit", show_default=True)
 @click.option("--kmodel", type=click.Path(path_type=Path), required=True, help="model.kmodel of a build-kmodel output folder.")
@@ -423,7 +524,7 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
     from .bench.transport import SerialTransport
     from .boardconfig import make_config, write_config
     from .boards import get_board
-    from .emulator.host import firmware_dir
+    from .paths import firmware_dir
     from .flash.ports import pick_port
 
     from .flash.plan import check_kmodel
@@ -441,6 +542,7 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
         write_config(Path(tmp) / "pokedex.json", cfg)
         files = [(fw / ("bench.py" if bench_app else "main.py"), f"{dest}/main.py"),
                  (fw / "pk_app.py", f"{dest}/pk_app.py"), (fw / "pk_proto.py", f"{dest}/pk_proto.py"),
+                 (fw / "pk_card.py", f"{dest}/pk_card.py"),
                  (Path(tmp) / "pokedex.json", f"{dest}/pokedex.json"),
                  (kmodel.with_name("classes.txt"), f"{dest}/classes.txt"), (kmodel, f"{dest}/model.kmodel")]
         for src, dst in files:

@@ -22,6 +22,69 @@ def _color(c):
     return tuple(int(v) for v in c[:3])
 
 
+class rect:
+    """A find_rects result: x(), y(), w(), h(), magnitude(), rect(), corners(); [0..4] = x, y, w, h, magnitude."""
+
+    __slots__ = ("_v", "_c")
+
+    def __init__(self, x, y, w, h, magnitude, corners):
+        self._v = (int(x), int(y), int(w), int(h), int(magnitude))
+        self._c = tuple((int(a), int(b)) for a, b in corners)
+
+    def x(self):
+        return self._v[0]
+
+    def y(self):
+        return self._v[1]
+
+    def w(self):
+        return self._v[2]
+
+    def h(self):
+        return self._v[3]
+
+    def magnitude(self):
+        return self._v[4]
+
+    def rect(self):
+        return self._v[:4]
+
+    def corners(self):
+        return self._c
+
+    def __getitem__(self, i):
+        return self._v[i]
+
+    def __len__(self):
+        return 5
+
+
+def _lab(a):
+    """L (0..100), A, B (-128..127) as ints, as imlib's RGB565 -> LAB tables (sRGB, D65)."""
+    import cv2 as _cv2
+
+    lab = _cv2.cvtColor(a.astype(_np.float32) / 255.0, _cv2.COLOR_RGB2LAB)
+    return _np.rint(lab).astype(_np.int32)
+
+
+class statistics:
+    """get_statistics() result: [l_|a_|b_]{mean, median, mode, stdev, min, max, lq, uq}()."""
+
+    def __init__(self, lab):
+        self._s = {}
+        for i, ch in enumerate("lab"):
+            v = lab[..., i].ravel()
+            q = _np.percentile(v, [25, 50, 75]) if v.size else [0, 0, 0]
+            vals, counts = _np.unique(v, return_counts=True)
+            self._s[ch] = {"mean": int(v.mean()) if v.size else 0, "median": int(q[1]),
+                           "mode": int(vals[counts.argmax()]) if v.size else 0, "stdev": int(v.std()) if v.size else 0,
+                           "min": int(v.min()) if v.size else 0, "max": int(v.max()) if v.size else 0,
+                           "lq": int(q[0]), "uq": int(q[2])}
+        for ch in "lab":
+            for k in ("mean", "median", "mode", "stdev", "min", "max", "lq", "uq"):
+                setattr(self, "%s_%s" % (ch, k), (lambda val: (lambda: val))(self._s[ch][k]))
+
+
 class Image:
     __slots__ = ("_a", "_ai")
 
@@ -64,16 +127,98 @@ class Image:
         self._a[y, x] = _color(color)
         return self
 
-    def copy(self, roi=None):
-        a = self._a
-        if roi is not None:
-            x, y, w, h = roi
-            a = a[y:y + h, x:x + w]
-        return Image._from_array(a.copy())
+    def _roi(self, roi):
+        """MaixPy's ROI rules (py_helper_arg_to_roi): None = the whole image; w or h < 1 is an
+        error, an ROI off the image is an error, anything else is clipped to the image."""
+        H, W = self._a.shape[:2]
+        if roi is None:
+            return 0, 0, W, H
+        x, y, w, h = (int(v) for v in roi)
+        if w < 1 or h < 1:
+            raise ValueError("Invalid ROI dimensions!")
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError("ROI does not overlap on the image!")
+        return x0, y0, x1 - x0, y1 - y0
+
+    def copy(self, roi=None, x_scale=1.0, y_scale=1.0, copy_to_fb=False):
+        """A new image of the ROI scaled by x_scale, y_scale, nearest neighbour (py_image_copy)."""
+        x, y, w, h = self._roi(roi)
+        ow, oh = int(w * x_scale), int(h * y_scale)
+        if ow < 1 or ow > 65535 or oh < 1 or oh > 65535:
+            raise ValueError("Invalid scale!")
+        sub = self._a[y:y + h, x:x + w]
+        if (ow, oh) != (w, h):
+            sub = sub[(_np.arange(oh) * h // oh)[:, None], (_np.arange(ow) * w // ow)[None, :]]
+        return Image._from_array(sub.copy())
 
     def resize(self, w, h):
-        im = _PIL.fromarray(self._a).resize((w, h), _PIL.BILINEAR)
-        return Image._from_array(_np.asarray(im))
+        """A new image (no pix_ai), as MaixPy's py_image_resize does for RGB565: the same size is
+        a copy; shrinking either side (w0 >= w or h0 > h) is nearest neighbour; enlarging both is
+        bilinear on the 5/6/5-bit channels."""
+        from pokedex_host.emulator.pixels import resize_rgb565
+
+        return Image._from_array(resize_rgb565(self._a, int(w), int(h)))
+
+    def find_rects(self, roi=None, threshold=1000):
+        """Quadrilaterals with strong edges (an approximation of MaixPy's imlib_find_rects: see
+        emulator/rects.py for what is and is not the same as the board)."""
+        from pokedex_host.emulator.rects import find_rects as _find
+
+        x, y, w, h = self._roi(roi)
+        threshold = int(threshold)
+        if threshold < 0:  # stored as uint32 on the board: a negative value lets nothing through
+            return []
+        return [rect(*r) for r in _find(self._a, (x, y, w, h), threshold)]
+
+    def gaussian(self, size, unsharp=False, mul=None, add=0.0, threshold=False, offset=0, invert=False, mask=None):
+        """In place: a (2 * size + 1)^2 binomial blur (unsharp, mul, add, threshold, mask are not
+        emulated and raise)."""
+        if unsharp or mul is not None or add or threshold or offset or invert or mask is not None:
+            raise NotImplementedError("emulator: gaussian() options other than size are not emulated")
+        import cv2 as _cv2
+
+        k = 2 * int(size) + 1
+        row = _np.array([1.0])
+        for _ in range(k - 1):
+            row = _np.convolve(row, [1.0, 1.0])
+        row /= row.sum()
+        b = _cv2.sepFilter2D(self._a.astype(_np.float32), -1, row, row, borderType=_cv2.BORDER_REPLICATE)
+        a = _np.clip(_np.rint(b), 0, 255).astype(_np.uint8)
+        r, g, bl = a[..., 0] >> 3, a[..., 1] >> 2, a[..., 2] >> 3  # stored as RGB565
+        self._a = _np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (bl << 3) | (bl >> 2)], -1).astype(_np.uint8)
+        return self
+
+    def get_statistics(self, thresholds=None, invert=False, roi=None, bins=None, l_bins=None, a_bins=None, b_bins=None):
+        if thresholds is not None:
+            raise NotImplementedError("emulator: get_statistics(thresholds=...) is not emulated")
+        x, y, w, h = self._roi(roi)
+        return statistics(_lab(self._a[y:y + h, x:x + w]))
+
+    def binary(self, thresholds, invert=False, zero=False, mask=None):
+        """In place: pixels inside any LAB threshold (l_lo, l_hi, a_lo, a_hi, b_lo, b_hi) become
+        white, the others black (inverted with invert=True)."""
+        if mask is not None or zero:
+            raise NotImplementedError("emulator: binary(zero=..., mask=...) is not emulated")
+        lab = _lab(self._a)
+        hit = _np.zeros(lab.shape[:2], bool)
+        for t in thresholds:
+            t = list(t) + [-128, 127, -128, 127][max(0, len(t) - 2):]
+            lo, hi = _np.array([min(t[0], t[1]), min(t[2], t[3]), min(t[4], t[5])]), \
+                _np.array([max(t[0], t[1]), max(t[2], t[3]), max(t[4], t[5])])
+            hit |= ((lab >= lo) & (lab <= hi)).all(-1)
+        if invert:
+            hit = ~hit
+        self._a = _np.where(hit[..., None], _np.uint8(255), _np.uint8(0)).repeat(3, -1).astype(_np.uint8)
+        return self
+
+    def draw_line(self, x0, y0=None, x1=None, y1=None, color=(255, 255, 255), thickness=1):
+        if y0 is None:  # one tuple (x0, y0, x1, y1)
+            x0, y0, x1, y1 = x0
+        im = _PIL.fromarray(self._a)
+        _Draw.Draw(im).line([int(x0), int(y0), int(x1), int(y1)], fill=_color(color), width=max(1, int(thickness)))
+        self._a = _np.asarray(im).copy()
+        return self
 
     def pix_to_ai(self):
         self._ai = self._a.transpose(2, 0, 1).copy()

@@ -1,0 +1,130 @@
+# pokedex-k210: find a card in the camera frame and the crop of its art window the classifier sees.
+# MaixPy-v1 image API on the CPU (find_rects on a reduced copy of the frame); MicroPython 1.11
+# syntax (no f-strings, no annotations). The card layout comes from pokedex.json ("card"), which
+# the host writes from the one layout the training views and the benchmark also use.
+
+
+def order_corners(pts):
+    """[TL, TR, BR, BL] of four (x, y) points of a card held upright (rotation under 45 deg)."""
+    p = sorted([(float(x), float(y)) for x, y in pts], key=lambda q: q[1])
+    top = sorted(p[:2])
+    bottom = sorted(p[2:])
+    return [top[0], top[1], bottom[1], bottom[0]]
+
+
+def _len(a, b):
+    return ((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) ** 0.5
+
+
+def card_shape(c):
+    """(width, height) in pixels of the quad c = [TL, TR, BR, BL]."""
+    w = (_len(c[0], c[1]) + _len(c[3], c[2])) / 2
+    h = (_len(c[0], c[3]) + _len(c[1], c[2])) / 2
+    return w, h
+
+
+def _card_like(rects, s, fh, cfg, best):
+    """The largest card-shaped quad among rects (scaled by s), or best."""
+    lo, hi = cfg.get("aspect", (1.15, 1.75))
+    area = 0.0
+    if best is not None:
+        w, h = card_shape(best)
+        area = w * h
+    for r in rects:
+        c = order_corners(r.corners())
+        w, h = card_shape(c)
+        if w < 2 or h < 2:
+            continue
+        a = h / w
+        if a < lo or a > hi or h * s < cfg.get("min_height", 0.3) * fh:
+            continue
+        if w * h * s * s > area:
+            area = w * h * s * s
+            best = [(x * s, y * s) for x, y in c]
+    return best
+
+
+def desk_threshold(img, cfg):
+    """A LAB threshold (l_lo, l_hi, a_lo, a_hi, b_lo, b_hi) for the desk: the median over the
+    frame's four border strips of their means, widened by k standard deviations plus a margin."""
+    w = img.width()
+    h = img.height()
+    m = cfg.get("strip", 6)
+    rois = ((0, 0, w, m), (0, h - m, w, m), (0, 0, m, h), (w - m, 0, m, h))
+    st = [img.get_statistics(roi=r) for r in rois]
+    k = cfg.get("desk_k", 3.0)
+    pad = cfg.get("desk_margin", 6)
+    out = []
+    for mean, sd in ((lambda t: t.l_mean(), lambda t: t.l_stdev()), (lambda t: t.a_mean(), lambda t: t.a_stdev()),
+                     (lambda t: t.b_mean(), lambda t: t.b_stdev())):
+        mu = sorted([mean(t) for t in st])
+        sg = sorted([sd(t) for t in st])
+        c = (mu[1] + mu[2]) / 2
+        d = k * (sg[1] + sg[2]) / 2 + pad
+        out.append(int(c - d))
+        out.append(int(c + d + 0.999))
+    return tuple(out)
+
+
+def find_card(img, cfg):
+    """[TL, TR, BR, BL] in frame pixels of the most card-like quad, or None.
+
+    Two looks at a copy reduced by cfg["scale"] (find_rects' cost grows with the pixel count):
+    the edges of a lightly blurred copy, and — reduced by cfg["mask_scale"] more — the outline of
+    what is not the desk (pixels outside the border strips' colour range, as a binary image). A candidate must have a card's aspect
+    (height / width within cfg["aspect"]) and be at least cfg["min_height"] of the frame tall;
+    the largest one wins."""
+    s = cfg.get("scale", 2)
+    fw = img.width()
+    fh = img.height()
+    small = img.resize(fw // s, fh // s) if s > 1 else img.copy()
+    blur = small.copy()
+    blur.gaussian(1)
+    best = _card_like(blur.find_rects(threshold=cfg.get("rect_threshold", 6000)), s, fh, cfg, None)
+    del blur
+    k = cfg.get("mask_scale", 2)  # the mask pass works on a further reduced copy: a clean outline needs few pixels
+    mask = small.resize(small.width() // k, small.height() // k) if k > 1 else small
+    del small
+    thr = desk_threshold(mask, cfg)
+    mask.binary([thr], invert=True)
+    best = _card_like(mask.find_rects(threshold=cfg.get("mask_threshold", 6000) // k), s * k, fh, cfg, best)
+    del mask
+    return best
+
+
+def _lerp(a, b, t):
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
+
+
+def art_quad(c, cfg):
+    """The art window of card c (TL, TR, BR, BL), grown by cfg["margin"] per side."""
+    x0, y0, x1, y1 = cfg["art"]
+    m = cfg.get("margin", 0.06)
+    mx = (x1 - x0) * m
+    my = (y1 - y0) * m
+    out = []
+    for u, v in ((x0 - mx, y0 - my), (x1 + mx, y0 - my), (x1 + mx, y1 + my), (x0 - mx, y1 + my)):
+        out.append(_lerp(_lerp(c[0], c[1], u), _lerp(c[3], c[2], u), v))
+    return out
+
+
+def clip_box(x0, y0, x1, y1, fw, fh, min_side=8):
+    """An integer (x, y, w, h) inside the frame, at least min_side on each side."""
+    x0 = max(0, min(fw - min_side, int(x0)))
+    y0 = max(0, min(fh - min_side, int(y0)))
+    x1 = max(x0 + min_side, min(fw, int(x1 + 0.999)))
+    y1 = max(y0 + min_side, min(fh, int(y1 + 0.999)))
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def art_box(c, cfg, fw, fh):
+    """The axis-aligned box around the art window of card c: what the classifier is fed."""
+    q = art_quad(c, cfg)
+    xs = [p[0] for p in q]
+    ys = [p[1] for p in q]
+    return clip_box(min(xs), min(ys), max(xs), max(ys), fw, fh)
+
+
+def centre_box(fw, fh, side):
+    side = min(side, fw, fh)
+    return ((fw - side) // 2, (fh - side) // 2, side, side)

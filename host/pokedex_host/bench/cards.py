@@ -1,0 +1,198 @@
+"""``pokedex-host bench-cards``: the camera app end to end on the project's card frames.
+
+The firmware (``firmware/main.py`` + ``pk_card.py``) runs unmodified on the emulated board over
+a card-frame set (``data camera-set --kind card``: QVGA frames of test-split species on cards, with
+``truth.jsonl`` giving species and corners, plus frames with no card). From its UART lines:
+
+- card found: the quad it reported overlaps the true card with IoU >= 0.5;
+- top-1: the answer it gave (after its confidence threshold) is the true species;
+- no card handled: on frames without a card it answered "no card" / "unknown";
+- an estimate of the time per frame each stage would take on a K210 (:func:`board_time_estimate`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PokedexError
+from ..fsutil import atomic_write_text
+
+
+def quad_iou(a, b) -> float:
+    """Intersection over union of two convex quads (4 x 2 points)."""
+    import cv2
+
+    pa, pb = np.asarray(a, np.float32).reshape(-1, 2), np.asarray(b, np.float32).reshape(-1, 2)
+    ha, hb = cv2.convexHull(pa), cv2.convexHull(pb)
+    inter, _ = cv2.intersectConvexConvex(ha, hb)
+    union = cv2.contourArea(ha) + cv2.contourArea(hb) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass
+class FrameResult:
+    file: str
+    dex: int  # truth, 0 = no card
+    answer: int  # the app's answer, 0 = unknown / no card
+    confidence: float
+    card: str  # "card" | "none" | "off"
+    box: tuple[int, int, int, int]
+    corners: list[tuple[float, float]] | None
+
+
+def parse_line(line: str) -> dict:
+    """A result line of firmware/main.py (docs/firmware.md)."""
+    f = line.rstrip("\n").split("\t")
+    if len(f) < 10 or f[0] != "R":
+        raise ValueError(f"not a card-app result line: {line[:80]!r}")
+    corners = None if f[9] == "-" else [tuple(float(v) for v in p.split(",")) for p in f[9].split(";")]
+    return {"frame": int(f[1]), "dex": int(f[2]), "name": f[3], "confidence": float(f[4]), "top": f[5],
+            "fps": float(f[6]), "card": f[7], "box": tuple(int(v) for v in f[8].split(",")), "corners": corners}
+
+
+def read_truth(set_dir: Path) -> list[dict]:
+    p = Path(set_dir) / "truth.jsonl"
+    if not p.is_file():
+        raise PokedexError(f"{p} does not exist",
+                           "make the set with `pokedex-host data camera-set --kind card --out DIR`")
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return sorted(rows, key=lambda r: Path(r["file"]).name)  # the emulated camera reads frames in name order
+
+
+def score(truth: list[dict], lines: list[dict]) -> tuple[dict, list[FrameResult]]:
+    if len(lines) != len(truth):
+        raise PokedexError(f"the emulated app answered {len(lines)} of {len(truth)} frames",
+                           "see console.log in the output folder")
+    res = []
+    for t, r in zip(truth, lines):
+        res.append(FrameResult(t["file"], t["dex"], r["dex"], r["confidence"], r["card"], r["box"], r["corners"]))
+    cards = [(t, r) for t, r in zip(truth, res) if t["dex"]]
+    empty = [r for t, r in zip(truth, res) if not t["dex"]]
+    found = [r.corners is not None and quad_iou(r.corners, t["corners"]) >= 0.5 for t, r in cards]
+    right = [r.answer == t["dex"] for t, r in cards]
+    m = {
+        "card_frames": len(cards), "no_card_frames": len(empty),
+        "card_found_pct": 100.0 * sum(found) / max(1, len(cards)),
+        "top1_pct": 100.0 * sum(right) / max(1, len(cards)),
+        "top1_when_found_pct": 100.0 * sum(a and b for a, b in zip(found, right)) / max(1, sum(found)),
+        "answered_unknown_on_cards_pct": 100.0 * sum(r.answer == 0 for _, r in cards) / max(1, len(cards)),
+        "no_card_handled_pct": 100.0 * sum(r.answer == 0 for r in empty) / max(1, len(empty)),
+        "false_card_on_empty_pct": 100.0 * sum(r.card == "card" for r in empty) / max(1, len(empty)),
+    }
+    return m, res
+
+
+def model_macs(kmodel: Path) -> int | None:
+    """Multiply-accumulates of the classifier, from the float model its build folder names."""
+    src = Path(kmodel).with_name("model.pt")  # a release folder
+    man = Path(kmodel).with_name("manifest.json")
+    if not src.is_file() and man.is_file():  # a build folder: the model it was built from
+        s = json.loads(man.read_text()).get("source")
+        src = Path(s.get("path", "")) if isinstance(s, dict) else Path("")
+    if not src.is_file() or src.suffix != ".pt":
+        return None
+    import torch
+
+    from ..models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(src)
+    model = ck.build()
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    hs = [mm.register_forward_hook(hook) for mm in model.modules()]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, ck.input_size, ck.input_size))
+    for h in hs:
+        h.remove()
+    return total
+
+
+# What the estimate rests on (docs/card-in-frame.md says where each figure comes from; only a
+# board can confirm them)
+KPU_GMAC_PER_S = 21.8  # MobileNetV1 1.0 at 320x240 (871 M MAC) at ~25 fps on MaixPy: effective rate
+CPU_HZ = 400e6
+CYCLES_PER_PIXEL = {  # RISC-V at 400 MHz, imlib's C loops (assumptions, see the docs)
+    "resize": 12,       # nearest neighbour, RGB565
+    "copy": 4,
+    "gaussian": 40,     # 3x3 on RGB565
+    "find_rects": 900,  # AprilTag quad detection without decoding
+    "statistics": 20,   # LAB histogram of the border strips
+    "binary": 15,       # LAB look-up and compare
+    "pix_to_ai": 6,
+    "lcd": 10,
+}
+MICROPYTHON_S_PER_LOOP = 6e-6  # one simple `for` iteration with a float operation in MicroPython
+
+
+def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale: int = 2, mask_scale: int = 2,
+                        strip: int = 4, crop: int = 128) -> dict:
+    """Milliseconds per frame for each stage of the card app (firmware/main.py + pk_card.py) on a
+    K210 at 400 MHz: an estimate from pixel counts and published speeds, not a measurement."""
+    fw, fh = frame
+    small = (fw // scale) * (fh // scale)
+    mask = small // (mask_scale * mask_scale)
+    strips = 2 * strip * (fw // scale // mask_scale + fh // scale // mask_scale)
+    c = CYCLES_PER_PIXEL
+
+    def t(px, what):
+        return 1e3 * px * c[what] / CPU_HZ
+
+    ms = {
+        "reduce the frame (resize)": t(fw * fh, "resize"),
+        "edge pass: copy + gaussian": t(small, "copy") + t(small, "gaussian"),
+        "edge pass: find_rects": t(small, "find_rects"),
+        "mask pass: resize + statistics + binary": t(small, "resize") + t(strips, "statistics") + t(mask, "binary"),
+        "mask pass: find_rects": t(mask, "find_rects"),
+        "crop + resize + pix_to_ai": t(crop * crop, "resize") + t(crop * crop, "pix_to_ai"),
+        "KPU": 1e3 * macs / (KPU_GMAC_PER_S * 1e9) if macs else float("nan"),
+        "softmax + smoothing + top-k (MicroPython)": 1e3 * outputs * 4 * MICROPYTHON_S_PER_LOOP,
+        "LCD": t(fw * fh, "lcd"),
+    }
+    ms["total"] = sum(v for v in ms.values() if v == v)
+    ms["fps"] = 1000.0 / ms["total"]
+    return ms
+
+
+def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: float = 0.5, count: int | None = None,
+                config_overrides: dict | None = None, log=print) -> dict:
+    from ..emulator.host import emulate
+
+    set_dir, out = Path(set_dir), Path(out)
+    truth = read_truth(set_dir)
+    if count:
+        step = max(1, len(truth) // count)
+        truth = truth[::step][:count]
+    frames = out / "frames"
+    if frames.exists():
+        for f in frames.iterdir():
+            f.unlink()
+    frames.mkdir(parents=True, exist_ok=True)
+    for t in truth:
+        os.symlink((set_dir / t["file"]).resolve(), frames / Path(t["file"]).name)
+    log(f"bench-cards: {len(truth)} frames ({sum(1 for t in truth if not t['dex'])} without a card) through "
+        f"firmware/main.py on the emulated {board.name}")
+    res = emulate(board, Path(kmodel), frames, out / "emulator", threshold=threshold, smoothing=0.0,
+                  config_overrides=config_overrides, log=log)
+    lines = [parse_line(line) for line in res.uart_lines]
+    metrics, per_frame = score(truth, lines)
+    classes = Path(kmodel).with_name("classes.txt")
+    outputs = sum(1 for line in classes.read_text().splitlines() if line.strip()) if classes.is_file() else 1025
+    est = board_time_estimate(model_macs(Path(kmodel)), outputs)
+    report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold,
+              **metrics, "board_ms_estimate": est}
+    atomic_write_text(out / "cards.json", json.dumps(report, indent=2))
+    atomic_write_text(out / "frames.jsonl", "".join(json.dumps(r.__dict__) + "\n" for r in per_frame))
+    log(f"card found (IoU >= 0.5) {metrics['card_found_pct']:.1f} %, top-1 {metrics['top1_pct']:.1f} % "
+        f"({metrics['top1_when_found_pct']:.1f} % when found), no card handled {metrics['no_card_handled_pct']:.1f} %; "
+        f"estimated on board {est['total']:.0f} ms/frame ({est['fps']:.1f} fps)")
+    return report
