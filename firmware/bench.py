@@ -76,14 +76,14 @@ def run():
         cfg, path = pk_app.load_config()
         kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"])
     except pk_app.AppError as e:
-        lcd.draw_string(4, 4, "bench error", (255, 64, 64), (0, 0, 0))
-        lcd.draw_string(4, 24, str(e)[:40], (255, 255, 255), (0, 0, 0))
+        lcd.draw_string(4, 4, "bench error", pk_app.LCD_RED, pk_app.LCD_BLACK)
+        lcd.draw_string(4, 24, str(e)[:40], pk_app.LCD_WHITE, pk_app.LCD_BLACK)
         print("pokedex bench: %s" % e)
         return
     uart = UART(UART.UARTHS if not (cfg.get("uart") or {}).get("tx") else UART.UART1,
                 (cfg.get("uart") or {}).get("baud", 115200), 8, 0, 1, timeout=1000, read_buf_len=8192)
     parser = pk_proto.Parser()
-    lcd.draw_string(4, 4, "pokedex bench ready", (255, 220, 0), (0, 0, 0))
+    lcd.draw_string(4, 4, "pokedex bench ready", pk_app.LCD_YELLOW, pk_app.LCD_BLACK)
     print("pokedex bench: ready, " + pk_app.memory_line())
 
     def send(ftype, seq, payload):

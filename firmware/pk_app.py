@@ -10,6 +10,12 @@ except ImportError:
 
 CONFIG_PATHS = ("/sd/pokedex.json", "/flash/pokedex.json")
 
+# lcd.draw_string / lcd.clear take RGB565 integers (a tuple is a TypeError on MaixPy-v1)
+LCD_WHITE = 0xFFFF
+LCD_BLACK = 0x0000
+LCD_RED = 0xFA08
+LCD_YELLOW = 0xFEA0
+
 
 class AppError(Exception):
     pass
@@ -143,7 +149,7 @@ def memory_line():
     gc.collect()
     line = "gc free %d" % gc.mem_free()
     try:
-        import utils
+        from Maix import utils  # MaixPy-v1 has no top-level utils
         line += ", heap free %d" % utils.heap_free()
     except (ImportError, AttributeError):
         pass

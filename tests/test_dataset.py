@@ -61,6 +61,7 @@ def messy(tmp_path: Path) -> Path:
     (d1 / "zero.png").write_bytes(b"")
     (d1 / "trunc.png").write_bytes((d1 / "img_0.png").read_bytes()[:80])
     (d1 / "not_image.jpg").write_text("hello")
+    Image.new("RGBA", (1, 1), (255, 0, 0, 255)).save(d1 / "dot.png")  # a 1x1 "image"
     (d2 / "png_named.jpg").write_bytes(_png_bytes((10, 20, 200, 255)))
     Image.new("CMYK", (20, 20), (0, 100, 100, 0)).save(d2 / "cmyk.jpg")
     Image.fromarray((np.arange(400, dtype=np.uint16).reshape(20, 20) * 150)).save(d2 / "deep16.png")
@@ -92,10 +93,10 @@ def test_ingest_reports_and_quarantines_bad_inputs_and_changes_nothing(messy, tm
     rep = ingest_folder(messy, data, log=logs.append, workers=1)
     assert _tree_hash(messy) == before  # the source is never modified
     probs = {Path(p.path).name: (p.problem, p.action) for p in rep.problems}
-    for bad in ("zero.png", "trunc.png", "not_image.jpg"):
+    for bad in ("zero.png", "trunc.png", "not_image.jpg", "dot.png"):
         assert "quarantined" in probs[bad][1]
         assert (data / "quarantine" / "src" / "0001" / bad).read_bytes() == (messy / "0001" / bad).read_bytes()
-    assert "zero-byte" in probs["zero.png"][0]
+    assert "zero-byte" in probs["zero.png"][0] and "too small: 1x1" in probs["dot.png"][0]
     assert "content is PNG" in probs["png_named.jpg"][0] and "stored as .png" in probs["png_named.jpg"][1]
     assert "CMYK" in probs["cmyk.jpg"][0] and "16-bit" in probs["deep16.png"][0]
     assert "palette" in probs["palette.gif"][0] and "grayscale" in probs["gray.png"][0]

@@ -14,7 +14,7 @@ FILES = sorted(FIRMWARE.glob("*.py"))
 # Modules a MaixPy-v1 build offers (firmware may import only these, or its own files).
 MAIXPY_MODULES = {"gc", "time", "utime", "math", "json", "ujson", "struct", "ustruct", "binascii", "ubinascii",
                   "sys", "os", "uos", "lcd", "sensor", "image", "KPU", "maix", "Maix", "machine", "fpioa_manager",
-                  "utils", "board", "micropython", "select", "uselect"}
+                  "board", "micropython", "select", "uselect"}
 
 
 def mpy_cross(src: Path, out: Path) -> subprocess.CompletedProcess:

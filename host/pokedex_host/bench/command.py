@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import threading
-import tty
 from pathlib import Path
 
 from ..boards import Board
@@ -34,6 +33,8 @@ def model_size(kmodel: Path) -> int:
 @contextlib.contextmanager
 def emulated_board(board: Board, kmodel: Path, out: Path, log=print):
     """An emulated board running bench.py behind a pty; yields the port path."""
+    import tty  # Unix-only: imported only when the emulator is used
+
     from ..emulator.host import emulate
 
     master, slave = os.openpty()

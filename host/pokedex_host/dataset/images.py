@@ -10,6 +10,9 @@ from PIL import Image
 
 from ..preprocess import BACKGROUND, open_checked, to_rgb  # noqa: F401  (to_rgb: one definition, reused here)
 
+# Under this many pixels on the short side an image cannot show a Pokémon; ingest reports it.
+# (The shared set's smallest real sprites, 40x30 box icons cropped to the Pokémon, are 14 px.)
+MIN_SIDE = 12
 FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tiff"}
 
 
@@ -46,6 +49,8 @@ def inspect(path: Path) -> ImageInfo:
         rotated = im.getexif().get(0x0112, 1) not in (1, None)
     if fmt not in FORMAT_EXT:
         raise ImageProblem(f"unsupported image format {fmt}")
+    if min(w, h) < MIN_SIDE:
+        raise ImageProblem(f"too small: {w}x{h} px (under {MIN_SIDE} px on the short side it cannot show a Pokémon)")
     notes = []
     if mode == "CMYK":
         notes.append("CMYK converted to RGB")

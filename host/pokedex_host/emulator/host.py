@@ -30,11 +30,7 @@ class EmulateResult:
     console: str
 
 
-def firmware_dir() -> Path:
-    root = paths.repo_root()
-    if root is None:
-        raise PokedexError("cannot find the firmware/ folder (run from a checkout)")
-    return root / "firmware"
+firmware_dir = paths.firmware_dir  # one definition (install must not import this module: termios)
 
 
 def _kmodel_input(kmodel: Path) -> int:

@@ -1,4 +1,5 @@
-"""Host version of MaixPy's ``utils``."""
+"""Host version of MaixPy's ``Maix.utils`` (there is no top-level ``utils`` on the board:
+``from Maix import utils``)."""
 
 from pokedex_host.emulator.state import board as _board
 

@@ -40,9 +40,16 @@ def _flush():
     b.lcd_count += 1
 
 
-def clear(color=(0, 0, 0)):
+def _int_color(c, what):
+    """lcd colours are RGB565 integers (py_lcd.c reads them with mp_obj_get_int): a tuple is a TypeError."""
+    if isinstance(c, bool) or not isinstance(c, int):
+        raise TypeError("can't convert %s to int (lcd.%s colour)" % (type(c).__name__, what))
+    return c & 0xFFFF
+
+
+def clear(color=0):
     _need()
-    _state["fb"][:] = _image._color(color)
+    _state["fb"][:] = _image._color(_int_color(color, "clear"))
 
 
 def display(img, roi=None, oft=None):
@@ -60,9 +67,11 @@ def display(img, roi=None, oft=None):
     _flush()
 
 
-def draw_string(x, y, text, color=(255, 255, 255), bg=(0, 0, 0)):
+def draw_string(x, y, text, color=0xFFFF, bg=0x0000):
     _need()
+    fg = _int_color(color, "draw_string")
+    _int_color(bg, "draw_string")
     tmp = _image.Image._from_array(_state["fb"])
-    tmp.draw_string(x, y, text, color=color, scale=1)
+    tmp.draw_string(x, y, text, color=fg, scale=1)
     _state["fb"] = tmp._a
     _flush()
