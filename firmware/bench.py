@@ -6,7 +6,6 @@ import time
 
 import image
 import lcd
-from machine import UART
 
 try:
     import ujson as json
@@ -80,8 +79,7 @@ def run():
         lcd.draw_string(4, 24, str(e)[:40], pk_app.LCD_WHITE, pk_app.LCD_BLACK)
         print("pokedex bench: %s" % e)
         return
-    uart = UART(UART.UARTHS if not (cfg.get("uart") or {}).get("tx") else UART.UART1,
-                (cfg.get("uart") or {}).get("baud", 115200), 8, 0, 1, timeout=1000, read_buf_len=8192)
+    uart = pk_app.open_uart(cfg, 8192)
     parser = pk_proto.Parser()
     lcd.draw_string(4, 4, "pokedex bench ready", pk_app.LCD_YELLOW, pk_app.LCD_BLACK)
     print("pokedex bench: ready, " + pk_app.memory_line())

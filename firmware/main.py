@@ -5,7 +5,6 @@ import time
 
 import lcd
 import sensor
-from machine import UART
 
 import pk_app
 import pk_card
@@ -16,17 +15,6 @@ YELLOW = (255, 220, 0)
 GREY = (160, 160, 160)
 RED = (255, 64, 64)
 BLACK = (0, 0, 0)
-
-
-def open_uart(cfg):
-    u = cfg.get("uart") or {}
-    baud = u.get("baud", 115200)
-    if u.get("tx") is not None and u.get("rx") is not None:
-        from fpioa_manager import fm
-        fm.register(u["tx"], fm.fpioa.UART1_TX, force=True)
-        fm.register(u["rx"], fm.fpioa.UART1_RX, force=True)
-        return UART(UART.UART1, baud, 8, 0, 1, timeout=1000, read_buf_len=4096)
-    return UART(UART.UARTHS, baud, 8, 0, 1, timeout=1000, read_buf_len=4096)
 
 
 def setup_camera(cam):
@@ -80,7 +68,7 @@ def run():
     print("pokedex: model loaded (%s), %s" % (cfg["api"], pk_app.memory_line()))
     cam = cfg.get("camera") or {}
     setup_camera(cam)
-    uart = open_uart(cfg)
+    uart = pk_app.open_uart(cfg, 4096)
     in_w, in_h = cfg["input"][0], cfg["input"][1]
     resize = cam.get("resize", False)
     threshold = cfg.get("threshold", 0.5)

@@ -59,9 +59,11 @@ def test_card_views_are_deterministic_and_show_the_art(tmp_path):
     assert a.shape == (64, 64, 3) and a.dtype == np.uint8 and (a == b).all()
     c = art_view(sp, np.random.default_rng(6), 64)
     assert not (a == c).all()
-    # the red sprite is in the middle of the crop, not lost at the edge
-    red = (a[..., 0].astype(int) - a[..., 1:].mean(-1)) > 60
-    assert red[16:48, 16:48].sum() > red.sum() * 0.5 > 0
+    # the sprite is in the middle of the crop, not lost at the edge: the same view of a blue
+    # sprite differs from the red one's where the sprite is
+    x[16:48, 20:44] = (30, 30, 200)
+    d = np.abs(art_view(sprite_from_rgb(x), np.random.default_rng(5), 64).astype(int) - a).sum(-1) > 60
+    assert d[16:48, 16:48].sum() > d.sum() * 0.5 > 0
 
 
 def _tiny(tmp_path: Path) -> Path:
@@ -107,3 +109,33 @@ def test_recipe_cli_and_bad_recipe(tmp_path):
     r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(_tiny(tmp_path)), "--out", str(tmp_path / "o"),
                                   "--data", str(tmp_path / "nowhere")])
     assert r.exit_code == 1 and "nowhere" in r.output and "data process" in r.output
+
+
+def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkeypatch):
+    import pokedex_host.build as build_mod
+    from pokedex_host import paths
+
+    rel = tmp_path / "models" / "releases"
+    for name in ("thing-v0", "thing-v2", "thing-v10", "other-v3"):
+        (rel / name).mkdir(parents=True)
+        (rel / name / "model.pt").write_bytes(b"x")
+    (rel / "broken-v11").mkdir()  # no model.pt: not a release
+    monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "models"))
+    assert paths.newest_release() == rel / "thing-v10" / "model.pt"
+    seen = {}
+
+    class Done(Exception):
+        pass
+
+    def fake_build(opts, log=print):
+        seen["opts"] = opts
+        raise Done
+
+    monkeypatch.setattr(build_mod, "build_kmodel", fake_build)
+    r = CliRunner().invoke(main, ["build-kmodel", "--budget", "6MB"])
+    assert isinstance(r.exception, Done), r.output
+    assert seen["opts"].model == rel / "thing-v10" / "model.pt" and seen["opts"].budget == 6_000_000
+    assert "newest release" in r.output
+    monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "empty"))
+    r = CliRunner().invoke(main, ["build-kmodel"])
+    assert r.exit_code == 1 and "no released model" in r.output

@@ -73,8 +73,8 @@ class StudentConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     camera_fraction: float = 0.5
-    kd_temperature: float = 2.0
-    kd_alpha: float = 0.9  # weight of the distillation term; 1 - alpha on the labels
+    kd_temperature: float = 1.0
+    kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha on the labels
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
 

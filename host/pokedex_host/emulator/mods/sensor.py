@@ -1,7 +1,7 @@
 """Host version of MaixPy's ``sensor``: frames from an image folder, as the OV2640 would give them.
 
 Each file becomes a QVGA (320x240) frame: scaled to cover and centre-cropped, reduced to RGB565
-precision (5/6/5 bits), then windowed (a centre crop, no scaling) like ``set_windowing``.
+precision (5/6/5 bits), then windowed like MaixPy-v1's ``set_windowing``: the top-left w x h.
 """
 
 import numpy as _np
@@ -44,11 +44,16 @@ def set_framesize(size):
 
 
 def set_windowing(roi):
+    """MaixPy-v1 (omv/sensor.c sensor_set_windowing): the OV2640 driver has no windowing hook,
+    only the DVP image size changes, so the frame is the sensor's top-left w x h — not the centre
+    (upstream issue sipeed/MaixPy-v1#191); w and h must be multiples of 8."""
     _need_reset()
     w, h = roi[-2], roi[-1]
     fw, fh = _SIZES[_state["size"]]
     if w > fw or h > fh:
         raise ValueError("sensor: window %dx%d is larger than the frame %dx%d" % (w, h, fw, fh))
+    if w % 8 or h % 8:
+        raise ValueError("sensor: window %dx%d: width and height must be multiples of 8" % (w, h))
     _state["window"] = (w, h)
 
 
@@ -122,10 +127,9 @@ def snapshot():
     b.frame_index += 1
     fw, fh = _SIZES[_state["size"]]
     a = _frame(path, fw, fh)
-    if _state["window"]:
+    if _state["window"]:  # the top-left corner (see set_windowing)
         w, h = _state["window"]
-        x, y = (fw - w) // 2, (fh - h) // 2
-        a = a[y:y + h, x:x + w]
+        a = a[:h, :w]
     if _state["hmirror"]:
         a = a[:, ::-1]
     if _state["vflip"]:
