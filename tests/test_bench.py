@@ -250,9 +250,9 @@ def test_copy_files_over_the_raw_repl(tmp_path):
         assert repl.put(src, "/sd/model.kmodel", progress=lambda a, b: progress.append(a)) == len(blob)
         assert (sd / "model.kmodel").read_bytes() == blob and progress[-1] == len(blob)
         assert repl.size("/sd/model.kmodel") == len(blob)
-        with pytest.raises(OSError) as e:
+        with pytest.raises(PokedexError) as e:  # the project's error with a hint, not a bare OSError
             repl.put(src, "/sd/no/such/dir/x.bin")
-        assert "x.bin" in str(e.value) and "FileNotFoundError" in str(e.value)
+        assert "x.bin" in str(e.value) and "FileNotFoundError" in str(e.value) and "/sd/no/such/dir" in e.value.hint
         repl.exit()
     finally:
         peer.alive = False

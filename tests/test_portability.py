@@ -24,3 +24,61 @@ def test_install_dry_run_and_bench_help_without_termios_or_tty():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "ok" in out.stdout, out.stdout + out.stderr
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(p.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def test_sigterm_ends_emulate_and_its_board_process(tmp_path):
+    """SIGTERM (timeout, CI, a service manager) ends the command and the emulated board it started."""
+    import signal
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(frames / f"f{i:04d}.png")
+    cli = ROOT / ".venv" / "bin" / "pokedex-host"
+    cmd = [str(cli) if cli.exists() else "pokedex-host", "emulate", "--kmodel", str(V0), "--frames", str(frames),
+           "--out", str(tmp_path / "emu")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    board = []
+    deadline = time.time() + 60
+    while time.time() < deadline and not board:
+        board = _children(p.pid)
+        time.sleep(0.2)
+    assert board, "the emulated board process never started"
+    while time.time() < deadline and not (tmp_path / "emu" / "lcd_0001.png").exists():
+        time.sleep(0.2)  # it is running frames
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=60)
+    time.sleep(0.5)
+    assert p.returncode == 1 and "stopped" in out and "Traceback" not in out, out
+    assert not any(_alive(b) for b in board), "the emulated board outlived the command"

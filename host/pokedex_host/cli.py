@@ -27,6 +27,29 @@ class _Group(click.Group):
             ctx.exit(e.exit_code)
 
 
+def _stoppable(what: str, hint: str):
+    """Run a command that starts helper processes so that SIGTERM ends it like Ctrl-C: the
+    KeyboardInterrupt unwinds through the code that owns each helper (emulated board, render
+    workers, compiler workers), which ends it, then the user gets ``what`` and ``hint``."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def cm():
+        def on_term(signum, frame):
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise PokedexError(what, hint) from None
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    return cm()
+
+
 def _log(msg: str) -> None:
     click.echo(msg, err=msg.startswith("WARNING") or msg.startswith("warning"))
 
@@ -298,22 +321,11 @@ def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
 def train_recipe_cmd(recipe, out, data_dir, stages, threads):
     """Pretrained teacher fine-tune + online distillation into a KPU student, resumable per epoch
     (run the same command again to continue)."""
-    import signal
-
     from .train.recipe import Recipe, run_recipe
 
     r = Recipe.load(recipe, data=str(data_dir) if data_dir else None, threads=threads)
-
-    def _term(signum, frame):  # SIGTERM ends like Ctrl-C: workers stopped, last epoch kept
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, _term)
-    try:
+    with _stoppable(f"interrupted; {out} holds every finished epoch", "run the same command to continue"):
         made = run_recipe(r, out, tuple(stages) or ("teacher", "student"), log=_log)
-    except KeyboardInterrupt:
-        raise PokedexError(f"interrupted; {out} holds every finished epoch", "run the same command to continue") from None
-    finally:
-        signal.signal(signal.SIGTERM, old)
     click.echo("made: " + ", ".join(f"{k} {v}" for k, v in made.items()))
 
 
@@ -369,25 +381,15 @@ def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, l
 def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
     """Train (recipe), build the kmodel, evaluate and write a release folder with its model card.
     Resumable: run it again to continue."""
-    import signal
-
     from .train.release import ReleaseOptions, make_release
 
     if previous is None:
         cands = sorted(p for p in (out.parent).glob("*-v*") if p.resolve() != out.resolve() and (p / "model.kmodel").exists())
         previous = cands[-1] if cands else None
 
-    def _term(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, _term)
-    try:
+    with _stoppable(f"interrupted; {run_dir} keeps what is finished", "run the same command to continue"):
         make_release(ReleaseOptions(recipe=recipe, run=run_dir, out=out, data=data_dir, previous=previous,
                                     eval_count=eval_count), log=_log)
-    except KeyboardInterrupt:
-        raise PokedexError(f"interrupted; {run_dir} keeps what is finished", "run the same command to continue") from None
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 @main.command()
@@ -447,8 +449,9 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
     from .boards import get_board
     from .emulator.host import emulate as run_emulator
 
-    res = run_emulator(get_board(board), kmodel, frames, out, script=script, uart_link=uart_link, threshold=threshold,
-                       smoothing=smoothing, timeout=timeout, log=_log)
+    with _stoppable(f"stopped; the emulated board has been shut down, {out} holds what it wrote", "run it again"):
+        res = run_emulator(get_board(board), kmodel, frames, out, script=script, uart_link=uart_link,
+                           threshold=threshold, smoothing=smoothing, timeout=timeout, log=_log)
     for line in res.console.strip().splitlines()[-15:]:
         click.echo(f"  board| {line}")
     for w in res.warnings:
@@ -477,8 +480,9 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
 
     if emulate and port:
         raise click.UsageError("--emulate and --port exclude each other")
-    f = bench(get_board(board), kmodel, data, out, port=port, emulate=emulate, baud=baud, count=count, resume=resume,
-              timeout=timeout, log=_log)
+    with _stoppable(f"stopped; {out} keeps every image measured so far", "continue with the same command plus --resume"):
+        f = bench(get_board(board), kmodel, data, out, port=port, emulate=emulate, baud=baud, count=count,
+                  resume=resume, timeout=timeout, log=_log)
     d = f.get("device", {})
     click.echo(f"device top-1 {d.get('top1', 0):.1f} %, top-5 {d.get('top5', 0):.1f} %; "
                f"top-1 agreement with the same kmodel on the host {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
@@ -505,7 +509,8 @@ def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshol
     over = None
     if rect_threshold is not None:
         over = {"card": {**card_config(b), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}}
-    bench_cards(b, kmodel, set_dir, out, threshold=threshold, count=count, config_overrides=over, log=_log)
+    with _stoppable("stopped; the emulated board has been shut down", "run it again"):
+        bench_cards(b, kmodel, set_dir, out, threshold=threshold, count=count, config_overrides=over, log=_log)
 
 
 @main.command("install")

@@ -82,7 +82,11 @@ class RawRepl:
                     progress(min(i + CHUNK, len(data)), len(data))
             self.exec("f.close()")
         except ReplExecError as e:
-            raise OSError(f"copying {local} to {remote} failed: {e.message}") from e
+            from ..errors import PokedexError
+
+            folder = remote.rsplit("/", 1)[0] or "/"
+            raise PokedexError(f"copying {local} to {remote} failed: {e.message}",
+                               f"check that {folder} exists on the board (an SD card for /sd), then run install again") from e
         return len(data)
 
     def size(self, remote: str) -> int:
