@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import make_dataset
+from conftest import ROOT, make_dataset
 from pokedex_host.cli import main
 from pokedex_host.errors import PokedexError
 from pokedex_host.models import create_model
@@ -139,3 +139,37 @@ def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkey
     monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "empty"))
     r = CliRunner().invoke(main, ["build-kmodel"])
     assert r.exit_code == 1 and "no released model" in r.output
+
+
+def test_model_card_puts_v0_beside_v1(tmp_path):
+    import csv
+
+    from pokedex_host.train.release import ReleaseOptions, model_card
+
+    run = tmp_path / "run"
+    for stage in ("teacher", "student"):
+        (run / stage).mkdir(parents=True)
+        with (run / stage / "metrics.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, ["epoch", "train_loss", "images_per_s", "seconds", "val_top1", "val_card_top1"])
+            w.writeheader()
+            w.writerow({"epoch": 1, "train_loss": 2.0, "images_per_s": 60, "seconds": 120, "val_top1": 50.0,
+                        "val_card_top1": 20.0})
+
+    def model(top1):
+        return {"top1": top1, "top5": top1 + 10, "by_generation": {"1": {"images": 10, "top1": top1}},
+                "by_style": {"art": {"images": 5, "top1": top1}},
+                "most_confused": [{"label": 25, "predicted": 26, "count": 3}]}
+
+    ev = {"images": 10, "species": 5, "models": [model(t) for t in (90.0, 70.0, 69.5, 55.0, 55.1)]}
+    manifest = {"memory": {"runtime_total": 2_810_924, "kmodel_bytes": 2_675_668, "data_bytes": 86_104,
+                           "input_bytes": 49_152, "kpu_sram_peak": 442_368, "kpu_layers": 29, "cpu_ops": ["DEQUANTIZE"]},
+                "budget": {"ram_budget": 3_500_000, "fits": True, "ram_headroom": 689_076},
+                "verification": {"images": 300, "agreement_top1": 97.0, "cosine_mean": 0.9996,
+                                 "v3_vs_v5": {"identical": 300}},
+                "timings_s": {"compile": 40.0, "verify": 80.0}}
+    o = ReleaseOptions(recipe=ROOT / "models/recipes/release-v1.toml", run=run, out=tmp_path / "x-v1",
+                       previous=tmp_path / "x-v0")
+    card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
+    assert "| **v1 kmodel v3** (uint8, as the board runs it) | 69.5 % |" in card
+    assert "| v0 kmodel v3 | 55.1 % |" in card and "300/300 test images" in card
+    assert "#0025 Pikachu → #0026 Raichu: 3" in card and "2,810,924 B" in card and "fits" in card

@@ -77,6 +77,7 @@ class StudentConfig:
     kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha on the labels
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
+    init: str = ""  # start from this checkpoint's weights (same family and shape), e.g. the previous release
 
 
 @dataclass
@@ -371,6 +372,17 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
     bf16 = _bf16_ok(dev)
     log(f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in {'bfloat16' if bf16 else 'float32'})")
     model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=1025)
+    if s_cfg.init:
+        init = load_checkpoint(Path(s_cfg.init))
+        if init.family != s_cfg.family or init.input_size != s_cfg.input:
+            raise PokedexError(f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's student "
+                               f"a {s_cfg.family} @{s_cfg.input}", "start from a checkpoint of the same family and input")
+        try:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.state_dict.items()})
+        except RuntimeError as e:
+            raise PokedexError(f"student init {s_cfg.init} does not fit the recipe's student: {str(e).splitlines()[0]}",
+                               "the width and class count must match") from e
+        log(f"distill: student starts from {s_cfg.init}")
     model = model.to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
     steps = len(train) // s_cfg.batch

@@ -181,6 +181,13 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
     for label, i in rows:
         a, b = pick(T, i), pick(C, i)
         lines.append(f"| {label} | {_row(a, 'top1')} | {_row(a, 'top5')} | {_row(b, 'top1')} | {_row(b, 'top5')} |")
+    lines += [
+        "",
+        "Not trained for this card (say why): a *plain student* (the same student and diet without the teacher) and a",
+        "*YOLOv3-tiny teacher* — on this 2-core CPU each costs as much as the whole recipe (YOLOv3-tiny trains at",
+        "~17 images/s at 224 px), and the session's budget went to the distillation itself. v0 is the student trained",
+        "without a teacher on sprites only.",
+    ]
     v = manifest.get("verification", {})
     lines += [
         "",
@@ -225,6 +232,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "",
         f"- teacher fine-tune: {len(t_rows)} epochs, {t_min:.1f} min "
         f"({_mean(t_rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {r.teacher.freeze_blocks} blocks;",
+        f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
