@@ -169,9 +169,12 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
 
     set_dir, out = Path(set_dir), Path(out)
     truth = read_truth(set_dir)
-    if count:
-        step = max(1, len(truth) // count)
-        truth = truth[::step][:count]
+    if count and count < len(truth):  # spread over the set, card and no-card frames in proportion
+        cards = [t for t in truth if t["dex"]]
+        empty = [t for t in truth if not t["dex"]]
+        n_empty = round(count * len(empty) / len(truth))
+        pick = [g[:: max(1, len(g) // n)][:n] for g, n in ((cards, count - n_empty), (empty, n_empty)) if n]
+        truth = sorted(sum(pick, []), key=lambda r: Path(r["file"]).name)
     frames = out / "frames"
     if frames.exists():
         for f in frames.iterdir():

@@ -138,6 +138,10 @@ def _row(e: dict | None, what: str) -> str:
     return f"{e[what]:.1f} %"
 
 
+def _pct(v) -> str:
+    return "—" if v is None or v != v else f"{v:.1f} %"
+
+
 def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> str:
     t_rows, s_rows = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
     t_min = sum(float(x["seconds"]) for x in t_rows) / 60
@@ -172,7 +176,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "## Accuracy (v0 beside v1, same images)",
         "",
         f"Full test split: {T['images']} images of {T['species']} species (sprites and artwork, held out by",
-        f"near-duplicate group). Card crops: the same {C['images']} test images drawn on synthetic cards, seen by a",
+        f"near-duplicate group). Card crops: {C['images']} of those test images drawn on synthetic cards, seen by a",
         "simulated OV2640 and cropped at the art window the way the firmware crops a located card",
         f"(`pokedex-host data camera-set --kind art --split test --size {r.student.input}`, seed 0).",
         "",
@@ -200,13 +204,13 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
     ]
     for g, e in pick(T, 2)["by_generation"].items():
         c = pick(C, 2)["by_generation"].get(g, {})
-        lines.append(f"| {g} | {e['images']} | {e['top1']:.1f} % | {c.get('top1', float('nan')):.1f} % |")
+        lines.append(f"| {g} | {e['images']} | {e['top1']:.1f} % | {_pct(c.get('top1'))} |")
     if "by_style" in pick(T, 2):
         lines += ["", "### By source style (top-1, v1 kmodel)", "", "| style | test images | test | card crops |",
                   "|---|---:|---:|---:|"]
         cs = pick(C, 2).get("by_style", {})
         for k, e in pick(T, 2)["by_style"].items():
-            lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % | {cs.get(k, {}).get('top1', float('nan')):.1f} % |")
+            lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % | {_pct(cs.get(k, {}).get('top1'))} |")
     from ..species import by_dex
 
     lines += ["", "### Most confused (v1 kmodel, card crops; true → predicted)", ""]
@@ -249,6 +253,9 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         for x in rows_:
             lines.append(f"| {stage} | {x['epoch']} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | "
                          f"{float(x['images_per_s']):.0f} |")
+    notes = run / "NOTES.md"  # what the run's history needs said (restarts, changed settings)
+    if notes.is_file():
+        lines += ["", "## Notes on this run", "", notes.read_text().strip()]
     lines += ["", "Data: the shared sprite/artwork set (docs/data.md); no 3D renders in the style of Pokémon HOME",
               "or Scarlet/Violet were ingested or trained on (they are reserved for evaluation).", ""]
     return "\n".join(lines)
