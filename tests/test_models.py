@@ -80,12 +80,19 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path):
         load_checkpoint(tmp_path / "evil.pt")
 
 
-def test_released_model_loads_and_matches_its_kmodel():
+RELEASES = sorted((Path(__file__).resolve().parent.parent / "models" / "releases").glob("*-v*"))
+
+
+def test_there_are_releases():
+    assert [r.name for r in RELEASES][:2] == ["kpu_mobilenet_v1-075-128-v0", "kpu_mobilenet_v1-075-128-v1"]
+
+
+@pytest.mark.parametrize("rel", RELEASES, ids=lambda p: p.name)
+def test_released_model_loads_and_matches_its_kmodel(rel):
     import json
 
     from pokedex_host.kmodel import v3, v5
 
-    rel = Path(__file__).resolve().parent.parent / "models" / "releases" / "kpu_mobilenet_v1-075-128-v0"
     ck = load_checkpoint(rel / "model.pt")
     assert ck.classes == list(range(1, 1026)) and ck.input_size == 128
     model = ck.build()
