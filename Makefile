@@ -29,8 +29,10 @@ setup: $(STAMP) toolchain
 toolchain: $(STAMP)
 	$(HOST) toolchain install
 
+# verification on the held-out test split when the data is there (else the calibration folder's rest)
 kmodel: setup
-	$(HOST) build-kmodel $(MODEL) --board $(BOARD) --out $(OUT)
+	$(HOST) build-kmodel $(MODEL) --board $(BOARD) --out $(OUT) \
+	  $(if $(wildcard $(DATA)/processed/classify/test),--verify-data $(DATA)/processed/classify/test)
 
 # the shared image set, ingested and split once (skipped when DATA/processed exists)
 $(DATA)/processed/yolo_dataset/split.csv: | $(STAMP)
