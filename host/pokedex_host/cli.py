@@ -383,8 +383,10 @@ def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
     Resumable: run it again to continue."""
     from .train.release import ReleaseOptions, make_release
 
-    if previous is None:
-        cands = sorted(p for p in (out.parent).glob("*-v*") if p.resolve() != out.resolve() and (p / "model.kmodel").exists())
+    if previous is None:  # the newest release other than the one being made
+        from .paths import releases
+
+        cands = [p for p in releases() if p.resolve() != out.resolve() and (p / "model.kmodel").exists()]
         previous = cands[-1] if cands else None
 
     with _stoppable(f"interrupted; {run_dir} keeps what is finished", "run the same command to continue"):

@@ -71,20 +71,25 @@ def firmware_dir() -> Path:
     return root / "firmware"
 
 
+def releases() -> list[Path]:
+    """Release folders ``models/releases/<name>-vN/`` that hold a ``model.pt``, oldest (lowest N) first."""
+    import re
+
+    found = []
+    for d in (models_dir() / "releases").glob("*-v*"):
+        m = re.search(r"-v(\d+)$", d.name)
+        if m and (d / "model.pt").is_file():
+            found.append((int(m.group(1)), d.name, d))
+    return [d for _, _, d in sorted(found)]
+
+
 def newest_release() -> Path:
     """``models/releases/<name>-vN/model.pt`` with the highest N: what the toolkit builds when no
     model is named."""
-    import re
-
     from .errors import PokedexError
 
-    root = models_dir() / "releases"
-    found = []
-    for d in root.glob("*-v*"):
-        m = re.search(r"-v(\d+)$", d.name)
-        if m and (d / "model.pt").is_file():
-            found.append((int(m.group(1)), d.name, d / "model.pt"))
+    found = releases()
     if not found:
-        raise PokedexError(f"no released model under {root}",
+        raise PokedexError(f"no released model under {models_dir() / 'releases'}",
                            "name a model: pokedex-host build-kmodel MODEL (a .pt, .onnx or models/*.toml recipe)")
-    return max(found)[2]
+    return found[-1] / "model.pt"

@@ -83,7 +83,8 @@ def _card(sprite: Image.Image, rng) -> Image.Image:
     return card
 
 
-def _perspective_coeffs(src, dst):
+def perspective_coeffs(src, dst):
+    """PIL PERSPECTIVE data mapping output (dst) points to input (src) points."""
     a = []
     for (x, y), (u, v) in zip(dst, src):
         a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
@@ -114,7 +115,7 @@ def camera_frame(sprite: Image.Image, rng: np.random.Generator, strength: float 
     w0, h0 = card.size
     src = [(0, 0), (w0, 0), (w0, h0), (0, h0)]
     dst = [(x + rng.uniform(-j, j) * w0, y + rng.uniform(-j, j) * h0) for x, y in src]
-    card = card.transform(card.size, Image.PERSPECTIVE, _perspective_coeffs(src, dst), Image.BICUBIC)
+    card = card.transform(card.size, Image.PERSPECTIVE, perspective_coeffs(src, dst), Image.BICUBIC)
     # centre on the art window at strength 0; drift towards anywhere at strength 1
     cx = W / 2 + rng.uniform(-0.25, 0.25) * W * s
     # aim at the art window's centre (155/420 of the card's height), drifting to the card's centre
@@ -175,9 +176,9 @@ def camera_frame(sprite: Image.Image, rng: np.random.Generator, strength: float 
         buf = io.BytesIO()
         Image.fromarray(a).save(buf, "JPEG", quality=int(_u(rng, 95, 30, s)))
         a = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    r, g, b = a[..., 0] >> 3, a[..., 1] >> 2, a[..., 2] >> 3
-    a = np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], -1).astype(np.uint8)
-    return Image.fromarray(a)
+    from ..emulator.pixels import to_rgb565
+
+    return Image.fromarray(to_rgb565(a))
 
 
 def curriculum(epoch: int, ramp_epochs: int, start: float = 0.0, end: float = 1.0) -> float:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..emulator.pixels import resize_rgb565, to_rgb565
+from .augment import crop_to_alpha, perspective_coeffs
+
 BORDER_COLOURS = [(236, 200, 64), (200, 200, 210), (230, 120, 90), (110, 170, 230), (140, 200, 120),
                   (190, 140, 210), (240, 170, 200), (170, 150, 120), (60, 60, 70)]
 
@@ -126,22 +129,6 @@ def render_card(sprite: Image.Image, rng: np.random.Generator, width: int = 252,
     return card
 
 
-def _perspective_coeffs(src, dst):
-    """PIL PERSPECTIVE data mapping output (dst) points to input (src) points."""
-    a = []
-    for (x, y), (u, v) in zip(dst, src):
-        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    return np.linalg.solve(np.array(a, np.float64), np.array(src, np.float64).reshape(8)).tolist()
-
-
-def warp_quad(img: Image.Image, quad: np.ndarray, out_w: int, out_h: int) -> Image.Image:
-    """The region of ``img`` inside ``quad`` (TL, TR, BR, BL) straightened to out_w x out_h."""
-    dst = [(0, 0), (out_w, 0), (out_w, out_h), (0, out_h)]
-    return img.transform((out_w, out_h), Image.PERSPECTIVE, _perspective_coeffs([tuple(p) for p in quad], dst),
-                         Image.BILINEAR)
-
-
 def place_card(card: Image.Image, frame: Image.Image, rng, height_frac: tuple[float, float],
                max_angle: float, persp: float, off_centre: float) -> np.ndarray:
     """Composite ``card`` into ``frame`` (RGBA, in place) scaled to a fraction of the frame's height,
@@ -162,7 +149,7 @@ def place_card(card: Image.Image, frame: Image.Image, rng, height_frac: tuple[fl
     centre = np.array([W / 2, H / 2]) + rng.uniform(-1, 1, 2) * room * off_centre
     corners = pts + centre
     src = [(0, 0), (card.width, 0), (card.width, card.height), (0, card.height)]
-    warped = card.transform((W, H), Image.PERSPECTIVE, _perspective_coeffs(src, [tuple(p) for p in corners]),
+    warped = card.transform((W, H), Image.PERSPECTIVE, perspective_coeffs(src, [tuple(p) for p in corners]),
                             Image.BICUBIC)
     frame.alpha_composite(warped)
     return corners
@@ -213,13 +200,6 @@ def camera_effects(img: Image.Image, rng: np.random.Generator, s: float = 1.0, o
         buf = io.BytesIO()
         Image.fromarray(a).save(buf, "JPEG", quality=int(rng.uniform(35, 95)))
         a = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    return to_rgb565_rgb888(a)
-
-
-def to_rgb565_rgb888(a: np.ndarray) -> np.ndarray:
-    """Round-trip through RGB565 as the sensor path and MaixPy's ``pix_to_ai`` do."""
-    from ..emulator.pixels import to_rgb565
-
     return to_rgb565(a)
 
 
@@ -229,8 +209,6 @@ def art_view(sprite: Image.Image, rng: np.random.Generator, size: int = 128, str
     cropped the way firmware/pk_card.py crops a located card — the bounding box of the art window
     plus margin, from corners off by the locator's typical error (~1.5 % of the card) — and
     resized to ``size`` with MaixPy's RGB565 ``resize``. uint8 size x size x 3."""
-    from ..emulator.pixels import resize_rgb565
-
     img, corners = card_frame(sprite, rng, strength=strength, layout=layout)
     err = rng.normal(0, 0.015, (4, 2)) * np.ptp(corners, axis=0)
     q = art_crop_quad(corners + err, layout)
@@ -251,12 +229,7 @@ def sprite_from_rgb(x: np.ndarray, tol: int = 12) -> Image.Image:
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     bg = np.isin(labels, edge[edge > 0]) & (white > 0)
     alpha = cv2.erode(np.where(bg, 0, 255).astype(np.uint8), np.ones((3, 3), np.uint8))
-    im = Image.fromarray(np.dstack([x, alpha]), "RGBA")
-    box = im.getchannel("A").getbbox()
-    if box is None:
-        return im
-    m = int(max(box[2] - box[0], box[3] - box[1]) * 0.04)
-    return im.crop((max(0, box[0] - m), max(0, box[1] - m), min(im.width, box[2] + m), min(im.height, box[3] + m)))
+    return crop_to_alpha(Image.fromarray(np.dstack([x, alpha]), "RGBA"))
 
 
 def card_frame(sprite: Image.Image | None, rng: np.random.Generator, width: int = 320, height: int = 240,

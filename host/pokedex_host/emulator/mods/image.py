@@ -184,9 +184,9 @@ class Image:
             row = _np.convolve(row, [1.0, 1.0])
         row /= row.sum()
         b = _cv2.sepFilter2D(self._a.astype(_np.float32), -1, row, row, borderType=_cv2.BORDER_REPLICATE)
-        a = _np.clip(_np.rint(b), 0, 255).astype(_np.uint8)
-        r, g, bl = a[..., 0] >> 3, a[..., 1] >> 2, a[..., 2] >> 3  # stored as RGB565
-        self._a = _np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (bl << 3) | (bl >> 2)], -1).astype(_np.uint8)
+        from pokedex_host.emulator.pixels import to_rgb565
+
+        self._a = to_rgb565(_np.clip(_np.rint(b), 0, 255).astype(_np.uint8))  # stored as RGB565
         return self
 
     def get_statistics(self, thresholds=None, invert=False, roi=None, bins=None, l_bins=None, a_bins=None, b_bins=None):

@@ -7,6 +7,7 @@ precision (5/6/5 bits), then windowed like MaixPy-v1's ``set_windowing``: the to
 import numpy as _np
 from PIL import Image as _PIL
 
+from pokedex_host.emulator.pixels import to_rgb565 as _to_rgb565
 from pokedex_host.emulator.state import EmulatorDone, board as _board
 import image as _image
 
@@ -99,11 +100,7 @@ def _frame(src, fw, fh):
     left, top = (nw - fw) // 2, (nh - fh) // 2
     a = _np.asarray(rgb.crop((left, top, left + fw, top + fh)), dtype=_np.uint8)
     # RGB565: 5 bits red, 6 green, 5 blue; the KPU path expands them back to 8 bits
-    r = (a[..., 0] >> 3).astype(_np.uint16)
-    g = (a[..., 1] >> 2).astype(_np.uint16)
-    bl = (a[..., 2] >> 3).astype(_np.uint16)
-    out = _np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (bl << 3) | (bl >> 2)], -1).astype(_np.uint8)
-    return out
+    return _to_rgb565(a)
 
 
 def snapshot():
