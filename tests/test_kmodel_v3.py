@@ -147,6 +147,32 @@ def test_pools(pool, want):
     assert K.pool(y, pool)[0].tolist() == want
 
 
+@pytest.mark.parametrize("pool", [5, 7])
+@pytest.mark.parametrize("kernel,depthwise", [(3, False), (1, False), (3, True)])
+def test_a_left_top_pool_computes_only_the_outputs_it_keeps(pool, kernel, depthwise):
+    # conv_layer computes every s-th output only; it must equal the whole layer then the pool,
+    # including odd sizes (the pool drops the last row / column)
+    rng = np.random.default_rng(pool + kernel)
+    c, out_c = 4, 4 if depthwise else 6
+    x = rng.integers(0, 256, (3, c, 9, 11), dtype=np.uint8)
+    w = rng.integers(0, 256, out_c * (1 if depthwise else c) * kernel * kernel, dtype=np.uint8)
+    args = K.ConvArgs(depthwise, kernel, pool, 7, -128, 0, 3, 1, -50)
+    bn = K.BatchNorm(rng.integers(2**10, 2**12, out_c), rng.integers(2, 6, out_c), rng.integers(-2**12, 2**12, out_c))
+    act = K.Activation(np.array([-(2**35), 0] + [2**20 + 1000 * i for i in range(14)]),
+                       np.array([0, 3] + [1] * 14), np.array([0, 4] + [0] * 14), np.array([0, 0] + [250] * 14))
+    kern = K.ConvKernel(w, args, c, out_c)
+    whole = K.pool(K.bn_act(K.conv(x, w, args, out_c), bn, act), pool)
+    assert np.array_equal(K.conv_layer(kern, x, bn, act), whole)
+    assert whole.shape == (3, out_c, 9 // K.POOL_STRIDE[pool], 11 // K.POOL_STRIDE[pool])
+
+
+def test_a_batch_gives_each_images_own_outputs():
+    it = Interpreter(small_model(seed=3))
+    x = np.random.default_rng(1).integers(0, 256, (5, *it.input_shape), dtype=np.uint8)
+    assert np.array_equal(it.run_many(x), np.stack([it.run_output(img) for img in x]))
+    assert np.array_equal(it.run_many(x[2:3])[0], it.run_output(x[2]))
+
+
 # -- writer <-> reader ---------------------------------------------------------------------------
 
 def test_writer_output_reads_back_field_for_field():

@@ -51,6 +51,8 @@ class BuildOptions:
     input_range01: bool = True
     classes: list[int] | None = None
     verify_data: Path | None = None  # held-out folder for verification (default: the rest of the calibration folder)
+    simulate_count: int = 16  # v3 builds: held-out images also run in nncase's simulator, compared bit for bit
+    verify_full: bool = False  # v3 builds: every held-out image through the simulator too
 
 
 @dataclass
@@ -81,24 +83,27 @@ def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> 
     return fmt
 
 
-def _check_v3(data: bytes, x: np.ndarray, simulated: np.ndarray, workers: int, log) -> tuple[dict, np.ndarray]:
-    """Run the v3 file on ``x`` in the v3 interpreter; it must equal the simulator's outputs on the
-    v5 file bit for bit, or the build fails. Returns the check's figures and the v3 outputs."""
+def _run_v3(data: bytes, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     from .kmodel.interp import run_batch
+
+    return run_batch(data, x).reshape(len(x), *shape)
+
+
+def _check_v3(v3_out: np.ndarray, simulated: np.ndarray, seconds: float, log) -> dict:
+    """The v3 interpreter's outputs must equal the simulator's on the v5 file bit for bit (the first
+    ``len(simulated)`` images), or the build fails. Returns the check's figures."""
     from .verify import same_outputs
 
-    t = time.time()
-    out = run_batch(data, x, workers=workers).reshape(simulated.shape)
-    check = same_outputs(out, simulated)
+    check = same_outputs(v3_out[:len(simulated)].reshape(simulated.shape), simulated)
     log(f"v3 check: {check['identical']}/{check['images']} images give the simulator's outputs bit for bit "
-        f"({time.time() - t:.1f} s in the v3 interpreter)")
+        f"({len(v3_out)} images in the v3 interpreter, {seconds:.1f} s)")
     if check["identical"] != check["images"]:
         raise VerificationFailed(
             f"the v3 file disagrees with nncase's simulator on {check['images'] - check['identical']} of "
             f"{check['images']} images (largest difference {check['max_abs_diff']})",
             "this is a bug in the v3 re-emitter: please report it with the build inputs; --format v5 builds "
             "are unaffected")
-    return check, out
+    return check
 
 
 def _as_v3(kmodel: Path, dump: Path, mem, log) -> tuple[Path, object, object]:
@@ -232,18 +237,29 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             t = time.time()
             f_logits = onnx_float_logits(exported.onnx_path, hold.x, exported.input_range)
             t_float = time.time() - t
-            t = time.time()
-            k_logits = simulate_parallel(v5_kmodel, hold.x, workers=workers, nncase_version=board.nncase, workdir=tmp)
-            t_sim = time.time() - t
             t_v3 = 0.0
             if conversion is not None:
+                # the v3 file is what the board runs: every held-out image goes through the v3
+                # interpreter; the simulator (on the v5 file) cross-checks a subset bit for bit
                 t = time.time()
-                v3_check, k_logits = _check_v3(conversion.data, hold.x, k_logits, workers, log)
+                k_v3 = _run_v3(conversion.data, hold.x, conversion.output_shape)
                 t_v3 = time.time() - t
+                n_sim = len(hold) if opts.verify_full else min(len(hold), opts.simulate_count)
+            else:
+                n_sim = len(hold)
+            t = time.time()
+            k_sim = simulate_parallel(v5_kmodel, hold.x[:n_sim], workers=workers, nncase_version=board.nncase,
+                                      workdir=tmp) if n_sim else None
+            t_sim = time.time() - t
+            if conversion is not None:
+                v3_check = _check_v3(k_v3, k_sim, t_v3, log) if k_sim is not None else None
+                k_logits = k_v3.reshape(len(hold), -1)
+            else:
+                k_logits = k_sim
             ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,
                           judge_agreement=exported.source_kind != "recipe")
             ver.v3_vs_v5 = v3_check
-            ver.seconds = {"float": t_float, "simulator": t_sim, "workers": workers}
+            ver.seconds = {"float": t_float, "simulator": t_sim, "simulated_images": n_sim, "workers": workers}
             if conversion is not None:
                 ver.seconds["v3_interpreter"] = t_v3
             if exported.source_kind == "recipe":
@@ -254,7 +270,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             k1 = "-" if ver.kmodel_top1 is None else f"{ver.kmodel_top1:.1f} %"
             log(f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
                 f"agreement {ver.agreement_top1:.1f} %; cosine mean {ver.cosine_mean:.4f} "
-                f"({t_sim:.1f} s in the simulator on {workers} workers)")
+                f"({t_sim:.1f} s in the simulator on {workers} workers for {n_sim} images"
+                f"{f', {t_v3:.1f} s in the v3 interpreter for {len(hold)}' if conversion is not None else ''})")
             if ver.flagged:
                 msg = (f"the kmodel lost {ver.loss_pp:.2f} pp of top-1" if ver.loss_pp is not None else
                        f"float and kmodel disagree on {100 - ver.agreement_top1:.1f} % of images")
@@ -270,7 +287,9 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             # file leaves here unchecked against the simulator
             x = calib.x[:2]
             k = simulate_parallel(v5_kmodel, x, workers=1, nncase_version=board.nncase, workdir=tmp)
-            v3_check = _check_v3(conversion.data, x, k, 1, log)[0]
+            t = time.time()
+            v3_out = _run_v3(conversion.data, x, conversion.output_shape)
+            v3_check = _check_v3(v3_out, k, time.time() - t, log)
         elif ver is not None:
             v3_check = ver.v3_vs_v5
         timings["total"] = time.time() - t_start

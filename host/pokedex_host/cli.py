@@ -96,7 +96,11 @@ def _classes_file(ctx, param, value):
 @click.option("--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/.")
 @click.option("--calibration-count", type=click.IntRange(1, 5000), help="Images for PTQ (default from the set: 128).")
 @click.option("--verify-count", type=click.IntRange(0, 100000), default=200, show_default=True,
-              help="Held-out images run through the float model and the simulator (0 = skip).")
+              help="Held-out images run through the float model and the kmodel (0 = skip).")
+@click.option("--simulate-count", type=click.IntRange(0, 100000), default=16, show_default=True,
+              help="v3 builds: how many of the held-out images nncase's simulator also runs, compared bit for bit "
+                   "with the v3 interpreter (which runs them all).")
+@click.option("--verify-full", is_flag=True, help="v3 builds: the simulator runs every held-out image too.")
 @click.option("--verify-data", type=click.Path(path_type=Path),
               help="Held-out folder for the check (e.g. DATA/processed/classify/test); default: the calibration folder's other images.")
 @click.option("--workers", type=click.IntRange(0, 256), default=0, help="Simulator processes (0 = one per core).")
@@ -109,8 +113,8 @@ def _classes_file(ctx, param, value):
               help="The float range the model was trained on (0-1: pixels/255, folded into the first conv).")
 @click.option("--classes", "classes", callback=_classes_file, type=click.Path(exists=True, dir_okay=False),
               help="For ONNX models: a file whose lines start with the dex number of each output.")
-def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibration_count, verify_count, verify_data,
-                     workers, out, fmt, threshold, max_loss, input_size, input_range, classes):
+def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibration_count, verify_count,
+                     simulate_count, verify_full, verify_data, workers, out, fmt, threshold, max_loss, input_size, input_range, classes):
     """Compile MODEL (.pt checkpoint, ultralytics .pt, .onnx or models/*.toml recipe) to a K210 kmodel,
     prove it fits the board's RAM and KPU SRAM, and check it against the float model.
 
@@ -130,7 +134,7 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
         model=model, board=board, out=out, budget=budget, calibration=calibration, calibration_spec=calibration_set,
         calibration_count=calibration_count, verify_count=verify_count, workers=workers, max_loss=max_loss,
         threshold=threshold, format=fmt, input_size=input_size, input_range01=(input_range == "0-1"),
-        classes=classes, verify_data=verify_data), log=_log)
+        classes=classes, verify_data=verify_data, simulate_count=simulate_count, verify_full=verify_full), log=_log)
     if res.warnings:
         click.secho(f"done with {len(res.warnings)} warning(s): see {res.out}/report.md", fg="yellow", err=True)
 

@@ -44,6 +44,7 @@ class _Conv:
     dst: int
     main_out: int | None
     main_bytes: int
+    kernel: K.ConvKernel
 
 
 @dataclass
@@ -102,7 +103,8 @@ class Interpreter:
         bn = K.decode_bn(self.data[c.bn_offset:c.bn_offset + c.bn_size], oc)
         act = K.decode_act(self.data[c.act_offset:c.act_offset + c.ACT_SIZE], c.act_offset)
         return _Conv(lay, args, weights, bn, act, (iw, ih, ic), (ow, oh, oc), f["image_src_addr"],
-                     f["image_dst_addr"], main_out, ow * oh * oc)
+                     f["image_dst_addr"], main_out, ow * oh * oc,
+                     K.ConvKernel(weights, args, ic, oc))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -116,55 +118,73 @@ class Interpreter:
 
     # -- running ------------------------------------------------------------------------------
     def run(self, image: np.ndarray, *, trace: bool = False) -> RunResult:
-        m = self.model
-        main = np.zeros(m.main_mem_usage + 8, np.uint8)  # + the DMA's rounding up to 8 bytes
-        ram = np.zeros(K.KPU_RAM_BYTES, np.uint8)
-        out_trace: list = []
-        first = m.layers[0]
-        if first.type == LayerType.K210_CONV:
-            cv = self._convs[0]
-            w, h, c = cv.in_shape
-            img = np.asarray(image)
-            if img.shape != (c, h, w) or img.dtype != np.uint8:
-                raise KmodelFormatError(first.body_offset, f"the model takes a u8 {c}x{h}x{w} (channels, height, "
-                                                           f"width) image, got {img.dtype} {img.shape}", self.path)
-            try:
-                K.upload(ram, cv.src, img, "input")
-            except K.KPURangeError as e:
-                self._fail(first, str(e))
-        else:
-            x = np.asarray(image, dtype="<f4").ravel()
-            self._write(first, main, first.fields["in"], x.view(np.uint8))
-        for lay in m.layers:
-            try:
-                res = self._step(lay, main, ram)
-            except K.KPURangeError as e:
-                self._fail(lay, str(e))
-            if trace and res is not None:
-                out_trace.append((lay.index, lay.name, res))
-        outs = [main[a:a + s].tobytes() for a, s in m.outputs]
-        return RunResult(outs, out_trace)
+        """One image (C, H, W) u8 -- or the float input of a FULLY_CONNECTED-first model."""
+        outs, tr = self._run(np.asarray(image)[None], trace)
+        return RunResult([o[0].tobytes() for o in outs], [(i, name, y[0]) for i, name, y in tr])
+
+    def run_many(self, images: np.ndarray, index: int = 0) -> np.ndarray:
+        """Output ``index`` of every image of a batch (N x C x H x W u8), as an (N, size) array of
+        the last layer's type. Each layer runs once for the whole batch (the same code as
+        :meth:`run`: every address and SRAM access is checked as for one image)."""
+        outs, _ = self._run(np.asarray(images), False)
+        return np.ascontiguousarray(outs[index]).view(self.output_dtype)
 
     def run_output(self, image: np.ndarray, index: int = 0) -> np.ndarray:
         """One output as an array of the last layer's type (what MaixPy's ``fmap[:]`` gives)."""
         return np.frombuffer(self.run(image).outputs[index], self.output_dtype).copy()
 
-    def _range(self, lay: Layer, main: np.ndarray, addr: int, size: int, what: str) -> slice:
+    def _run(self, images: np.ndarray, trace: bool) -> tuple[list[np.ndarray], list]:
+        m = self.model
+        n = len(images)
+        main = np.zeros((n, m.main_mem_usage + 8), np.uint8)  # + the DMA's rounding up to 8 bytes
+        ram = np.zeros((n, K.KPU_RAM_BYTES), np.uint8)
+        out_trace: list = []
+        first = m.layers[0]
+        if first.type == LayerType.K210_CONV:
+            cv = self._convs[0]
+            w, h, c = cv.in_shape
+            if images.shape[1:] != (c, h, w) or images.dtype != np.uint8:
+                raise KmodelFormatError(first.body_offset, f"the model takes a u8 {c}x{h}x{w} (channels, height, "
+                                                           f"width) image, got {images.dtype} {images.shape[1:]}",
+                                        self.path)
+            try:
+                K.upload(ram, cv.src, images, "input")
+            except K.KPURangeError as e:
+                self._fail(first, str(e))
+        else:
+            x = np.ascontiguousarray(images.reshape(n, -1), dtype="<f4")
+            self._write(first, main, first.fields["in"], x.view(np.uint8))
+        for lay in m.layers:
+            handler = _HANDLERS.get(lay.type)
+            if handler is None:
+                self._fail(lay, "this layer type is not implemented by the interpreter")
+            try:
+                res = handler(self, lay, lay.fields, main, ram)
+            except K.KPURangeError as e:
+                self._fail(lay, str(e))
+            if trace and res is not None:
+                out_trace.append((lay.index, lay.name, res))
+        return [main[:, a:a + s] for a, s in m.outputs], out_trace
+
+    # main memory: (N, bytes), one row per image; every range is checked against the file's size
+    def _range(self, lay: Layer, addr: int, size: int, what: str) -> slice:
         if addr < 0 or size < 0 or addr + size > self.model.main_mem_usage:
             self._fail(lay, f"{what} [{addr}, {addr + size}) is outside main memory ({self.model.main_mem_usage} B)")
         return slice(addr, addr + size)
 
     def _read(self, lay, main, addr, size, what="input") -> np.ndarray:
-        return main[self._range(lay, main, addr, size, what)]
+        return main[:, self._range(lay, addr, size, what)]
 
     def _read_f32(self, lay, main, addr, count, what="input") -> np.ndarray:
-        return np.frombuffer(self._read(lay, main, addr, 4 * count, what).tobytes(), "<f4")
+        return np.ascontiguousarray(self._read(lay, main, addr, 4 * count, what)).view("<f4")
 
     def _write(self, lay, main, addr, raw: np.ndarray, what="output") -> None:
-        main[self._range(lay, main, addr, raw.size, what)] = raw
+        raw = raw.reshape(len(main), -1)
+        main[:, self._range(lay, addr, raw.shape[1], what)] = raw
 
     def _write_f32(self, lay, main, addr, x: np.ndarray, what="output") -> None:
-        self._write(lay, main, addr, np.ascontiguousarray(x, dtype="<f4").view(np.uint8), what)
+        x = np.ascontiguousarray(x, dtype="<f4").reshape(len(main), -1)
+        self._write(lay, main, addr, x.view(np.uint8), what)
 
     def _body_extra(self, lay: Layer, start: int, size: int, what: str) -> bytes:
         if start + size > lay.body_size:
@@ -172,171 +192,204 @@ class Interpreter:
         o = lay.body_offset + start
         return self.data[o:o + size]
 
-    def _step(self, lay: Layer, main: np.ndarray, ram: np.ndarray):
-        T = LayerType
-        f = lay.fields
-        t = lay.type
-        if t == T.K210_CONV:
-            cv = self._convs[lay.index]
-            w, h, c = cv.in_shape
-            x = K.download(ram, cv.src, w, h, c, f"layer {lay.index} input")
-            acc = K.conv(x, cv.weights, cv.args, cv.out_shape[2])
-            y = K.pool(K.bn_act(acc, cv.bn, cv.act), cv.args.pool_type)
-            K.upload(ram, cv.dst, y, f"layer {lay.index} output")
-            if cv.main_out is not None:
-                self._write(lay, main, cv.main_out, y.reshape(-1), "main-memory output")
-            return y
-        if t == T.DEQUANTIZE:
-            q = self._read(lay, main, f["in"], f["count"]).astype(np.float32)
-            y = q * np.float32(f["scale"]) + np.float32(f["bias"])
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.QUANTIZE:
-            x = self._read_f32(lay, main, f["in"], f["count"])
+    # -- layers: one handler per v3 layer type (_HANDLERS below), each (self, layer, fields, main, ram)
+    def _k210_conv(self, lay, f, main, ram):
+        cv = self._convs[lay.index]
+        w, h, c = cv.in_shape
+        x = K.download(ram, cv.src, w, h, c, f"layer {lay.index} input")
+        y = K.conv_layer(cv.kernel, x, cv.bn, cv.act)
+        K.upload(ram, cv.dst, y, f"layer {lay.index} output")
+        if cv.main_out is not None:
+            self._write(lay, main, cv.main_out, y, "main-memory output")
+        return y
+
+    def _dequantize(self, lay, f, main, ram):
+        q = self._read(lay, main, f["in"], f["count"]).astype(np.float32)
+        y = q * np.float32(f["scale"]) + np.float32(f["bias"])
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _quantize(self, lay, f, main, ram):
+        x = self._read_f32(lay, main, f["in"], f["count"])
+        with np.errstate(all="ignore"):
+            inv = np.float32(1) / np.float32(f["scale"])
+            v = (x - np.float32(f["bias"])) * inv
+            v = np.where(np.isfinite(v), v, 0).astype(np.float32)
+            r = np.trunc(v)
+            r = r + np.where(np.abs(v - r) >= 0.5, np.sign(v), 0)  # C roundf: halves away from zero
+            v = np.clip(r, 0, 255)
+        y = v.astype(np.uint8)
+        self._write(lay, main, f["out"], y)
+        return y
+
+    def _global_pool(self, lay, f, main, ram):
+        k, ch = f["kernel_size"], f["channels"]
+        if k == 0:
+            self._fail(lay, "kernel_size 0")
+        x = self._read_f32(lay, main, f["in"], k * ch).reshape(-1, ch, k)
+        if lay.type == LayerType.GLOBAL_MAX_POOL2D:
+            y = x.max(2)
+        else:
+            acc = np.zeros(x.shape[:2], np.float32)
             with np.errstate(all="ignore"):
-                inv = np.float32(1) / np.float32(f["scale"])
-                v = (x - np.float32(f["bias"])) * inv
-                v = np.where(np.isfinite(v), v, 0).astype(np.float32)
-                r = np.trunc(v)
-                r = r + np.where(np.abs(v - r) >= 0.5, np.sign(v), 0)  # C roundf: halves away from zero
-                v = np.clip(r, 0, 255)
-            y = v.astype(np.uint8)
-            self._write(lay, main, f["out"], y)
-            return y
-        if t in (T.GLOBAL_AVERAGE_POOL2D, T.GLOBAL_MAX_POOL2D):
-            k, ch = f["kernel_size"], f["channels"]
-            if k == 0:
-                self._fail(lay, "kernel_size 0")
-            x = self._read_f32(lay, main, f["in"], k * ch).reshape(ch, k)
-            if t == T.GLOBAL_MAX_POOL2D:
-                y = x.max(1)
-            else:
-                acc = np.zeros(ch, np.float32)
-                with np.errstate(all="ignore"):
-                    for i in range(k):  # left to right, in float32, as kpu.c sums
-                        acc = (acc + x[:, i]).astype(np.float32)
-                    y = (acc / np.float32(k)).astype(np.float32)
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t in (T.CONCAT, T.QUANTIZED_CONCAT):
-            n = f["input_count"]
-            raw = self._body_extra(lay, 12, 8 * n, f"{n} input ranges")
-            dest = f["out"]
-            parts = []
-            for i in range(n):
-                start, size = struct.unpack_from("<2I", raw, 8 * i)
-                parts.append(self._read(lay, main, start, size, f"input {i}").copy())
-            for p in parts:
-                self._write(lay, main, dest, p)
-                dest += p.size
-            return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-        if t == T.ADD:
-            a = self._read_f32(lay, main, f["in_a"], f["count"])
-            b = self._read_f32(lay, main, f["in_b"], f["count"])
-            with np.errstate(all="ignore"):
-                y = (a + b).astype(np.float32)
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.SOFTMAX:
-            x = self._read_f32(lay, main, f["in"], f["channels"])
-            with np.errstate(all="ignore"):
-                mx = np.float32(max(np.finfo(np.float32).tiny, float(x.max()) if x.size else 0.0))  # kpu.c starts at FLT_MIN
-                e = np.exp(x - mx).astype(np.float32)
-                s = np.float32(0)
-                for v in e:
-                    s = np.float32(s + v)
-                y = (e / s).astype(np.float32)
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.LOGISTIC:
-            x = self._read_f32(lay, main, f["in"], f["channels"])
-            with np.errstate(all="ignore"):
-                y = (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.L2_NORMALIZATION:
-            x = self._read_f32(lay, main, f["in"], f["channels"])
-            with np.errstate(all="ignore"):
-                s = np.float32(0)
-                for v in x:
-                    s = np.float32(s + v * v)
-                s = np.float32(1) / np.sqrt(max(s, np.float32(1e-10)))
-                y = (x * s).astype(np.float32)
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.REQUANTIZE:
-            table = np.frombuffer(self._body_extra(lay, 16, 256, "the 256-byte table"), np.uint8)
-            y = table[self._read(lay, main, f["in"], f["count"])]
-            self._write(lay, main, f["out"], y)
-            return y
-        if t in (T.TENSORFLOW_FLATTEN, T.QUANTIZED_TENSORFLOW_FLATTEN):
-            w, h, c = f["width"], f["height"], f["channels"]
-            if t == T.TENSORFLOW_FLATTEN:
-                x = self._read_f32(lay, main, f["in"], w * h * c).reshape(c, h, w)
-                self._write_f32(lay, main, f["out"], x.transpose(1, 2, 0).ravel())
-            else:
-                x = self._read(lay, main, f["in"], w * h * c).reshape(c, h, w)
-                self._write(lay, main, f["out"], np.ascontiguousarray(x.transpose(1, 2, 0)).ravel())
-            return x
-        if t == T.FULLY_CONNECTED:
-            ic, oc = f["in_channels"], f["out_channels"]
-            raw = self._body_extra(lay, 24, 4 * (ic * oc + oc), "weights and bias")
-            wb = np.frombuffer(raw, "<f4")
-            wt, bias = wb[:ic * oc].reshape(oc, ic), wb[ic * oc:]
-            x = self._read_f32(lay, main, f["in"], ic)
-            acc = np.zeros(oc, np.float32)
-            with np.errstate(all="ignore"):
-                for i in range(ic):
-                    acc = (acc + x[i] * wt[:, i]).astype(np.float32)
-                y = (acc + bias).astype(np.float32)
-            if f["act"] == 1:
-                y = np.maximum(y, 0)
-            elif f["act"] == 2:
-                y = np.minimum(np.maximum(y, 0), 6)
-            elif f["act"] != 0:
-                self._fail(lay, f"activation {f['act']} is not linear (0), relu (1) or relu6 (2)")
-            self._write_f32(lay, main, f["out"], y)
-            return y
-        if t == T.K210_ADD_PADDING:
-            ch = f["channels"]
-            x = self._read(lay, main, f["in"], ch)
-            if not ch:
-                self._fail(lay, "0 channels")
-            fm = K.download(ram, f["kpu_out"], 4, 4, ch, f"layer {lay.index} output")
-            fm[:, 0, 0] = x  # only pixel (0, 0) of each 4x4 map is written, as kpu.c does
-            K.upload(ram, f["kpu_out"], fm)
-            return fm
-        if t == T.K210_REMOVE_PADDING:
-            ch = f["channels"]
-            x = self._read(lay, main, f["in"], 16 * ch if ch else 0)
-            y = x[::16][:ch].copy()
-            self._write(lay, main, f["out"], y)
-            return y
-        if t == T.K210_UPLOAD:
-            w, h, c = f["width"], f["height"], f["channels"]
-            if not (w and h and c):
-                self._fail(lay, f"empty {w}x{h}x{c} map")
-            x = self._read(lay, main, f["in"], w * h * c).reshape(c, h, w)
-            K.upload(ram, f["kpu_out"], x, f"layer {lay.index} output")
-            return x
-        self._fail(lay, "this layer type is not implemented by the interpreter")
+                for i in range(k):  # left to right, in float32, as kpu.c sums
+                    acc = (acc + x[:, :, i]).astype(np.float32)
+                y = (acc / np.float32(k)).astype(np.float32)
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _concat(self, lay, f, main, ram):
+        n = f["input_count"]
+        raw = self._body_extra(lay, 12, 8 * n, f"{n} input ranges")
+        dest = f["out"]
+        parts = []
+        for i in range(n):
+            start, size = struct.unpack_from("<2I", raw, 8 * i)
+            parts.append(self._read(lay, main, start, size, f"input {i}").copy())
+        for p in parts:
+            self._write(lay, main, dest, p)
+            dest += p.shape[1]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(main), 0), np.uint8)
+
+    def _add(self, lay, f, main, ram):
+        a = self._read_f32(lay, main, f["in_a"], f["count"])
+        b = self._read_f32(lay, main, f["in_b"], f["count"])
+        with np.errstate(all="ignore"):
+            y = (a + b).astype(np.float32)
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _softmax(self, lay, f, main, ram):
+        x = self._read_f32(lay, main, f["in"], f["channels"])
+        with np.errstate(all="ignore"):
+            tiny = np.float32(np.finfo(np.float32).tiny)  # kpu.c starts the max at FLT_MIN
+            mx = np.maximum(tiny, x.max(1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1), np.float32))
+            e = np.exp(x - mx).astype(np.float32)
+            s = np.zeros((len(x), 1), np.float32)
+            for i in range(e.shape[1]):  # left to right, in float32
+                s = (s + e[:, i:i + 1]).astype(np.float32)
+            y = (e / s).astype(np.float32)
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _logistic(self, lay, f, main, ram):
+        x = self._read_f32(lay, main, f["in"], f["channels"])
+        with np.errstate(all="ignore"):
+            y = (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _l2_normalization(self, lay, f, main, ram):
+        x = self._read_f32(lay, main, f["in"], f["channels"])
+        with np.errstate(all="ignore"):
+            s = np.zeros((len(x), 1), np.float32)
+            for i in range(x.shape[1]):
+                s = (s + x[:, i:i + 1] * x[:, i:i + 1]).astype(np.float32)
+            s = np.float32(1) / np.sqrt(np.maximum(s, np.float32(1e-10)))
+            y = (x * s).astype(np.float32)
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _requantize(self, lay, f, main, ram):
+        table = np.frombuffer(self._body_extra(lay, 16, 256, "the 256-byte table"), np.uint8)
+        y = table[self._read(lay, main, f["in"], f["count"])]
+        self._write(lay, main, f["out"], y)
+        return y
+
+    def _flatten(self, lay, f, main, ram):
+        w, h, c = f["width"], f["height"], f["channels"]
+        if lay.type == LayerType.TENSORFLOW_FLATTEN:
+            x = self._read_f32(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
+            self._write_f32(lay, main, f["out"], x.transpose(0, 2, 3, 1))
+        else:
+            x = self._read(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
+            self._write(lay, main, f["out"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        return x
+
+    def _fully_connected(self, lay, f, main, ram):
+        ic, oc = f["in_channels"], f["out_channels"]
+        raw = self._body_extra(lay, 24, 4 * (ic * oc + oc), "weights and bias")
+        wb = np.frombuffer(raw, "<f4")
+        wt, bias = wb[:ic * oc].reshape(oc, ic), wb[ic * oc:]
+        x = self._read_f32(lay, main, f["in"], ic)
+        acc = np.zeros((len(x), oc), np.float32)
+        with np.errstate(all="ignore"):
+            for i in range(ic):  # left to right, in float32, as kpu.c sums
+                acc = (acc + x[:, i:i + 1] * wt[:, i]).astype(np.float32)
+            y = (acc + bias).astype(np.float32)
+        if f["act"] == 1:
+            y = np.maximum(y, 0)
+        elif f["act"] == 2:
+            y = np.minimum(np.maximum(y, 0), 6)
+        elif f["act"] != 0:
+            self._fail(lay, f"activation {f['act']} is not linear (0), relu (1) or relu6 (2)")
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _add_padding(self, lay, f, main, ram):
+        ch = f["channels"]
+        if not ch:
+            self._fail(lay, "0 channels")
+        x = self._read(lay, main, f["in"], ch)
+        fm = K.download(ram, f["kpu_out"], 4, 4, ch, f"layer {lay.index} output")
+        fm[:, :, 0, 0] = x  # only pixel (0, 0) of each 4x4 map is written, as kpu.c does
+        K.upload(ram, f["kpu_out"], fm)
+        return fm
+
+    def _remove_padding(self, lay, f, main, ram):
+        ch = f["channels"]
+        x = self._read(lay, main, f["in"], 16 * ch if ch else 0)
+        y = x[:, ::16][:, :ch].copy()
+        self._write(lay, main, f["out"], y)
+        return y
+
+    def _upload(self, lay, f, main, ram):
+        w, h, c = f["width"], f["height"], f["channels"]
+        if not (w and h and c):
+            self._fail(lay, f"empty {w}x{h}x{c} map")
+        x = self._read(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
+        K.upload(ram, f["kpu_out"], x, f"layer {lay.index} output")
+        return x
+
+
+_HANDLERS = {
+    LayerType.K210_CONV: Interpreter._k210_conv,
+    LayerType.DEQUANTIZE: Interpreter._dequantize,
+    LayerType.QUANTIZE: Interpreter._quantize,
+    LayerType.GLOBAL_AVERAGE_POOL2D: Interpreter._global_pool,
+    LayerType.GLOBAL_MAX_POOL2D: Interpreter._global_pool,
+    LayerType.CONCAT: Interpreter._concat,
+    LayerType.QUANTIZED_CONCAT: Interpreter._concat,
+    LayerType.ADD: Interpreter._add,
+    LayerType.SOFTMAX: Interpreter._softmax,
+    LayerType.LOGISTIC: Interpreter._logistic,
+    LayerType.L2_NORMALIZATION: Interpreter._l2_normalization,
+    LayerType.REQUANTIZE: Interpreter._requantize,
+    LayerType.TENSORFLOW_FLATTEN: Interpreter._flatten,
+    LayerType.QUANTIZED_TENSORFLOW_FLATTEN: Interpreter._flatten,
+    LayerType.FULLY_CONNECTED: Interpreter._fully_connected,
+    LayerType.K210_ADD_PADDING: Interpreter._add_padding,
+    LayerType.K210_REMOVE_PADDING: Interpreter._remove_padding,
+    LayerType.K210_UPLOAD: Interpreter._upload,
+}
 
 
 def run(data: bytes, image: np.ndarray) -> list[bytes]:
     return Interpreter(data).run(image).outputs
 
 
-def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0) -> np.ndarray:
-    """Output ``index`` for every image of ``x`` (N x C x H x W u8), as an N x outputs array.
-
-    numpy releases the GIL inside its kernels, so threads share the work across cores."""
+def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0, batch: int = 32,
+              progress=None) -> np.ndarray:
+    """Output ``index`` for every image of ``x`` (N x C x H x W u8), as an N x outputs array,
+    ``batch`` images per pass (torch and the compiled activation use every core; ``workers`` is
+    kept for callers of the per-image version and ignored)."""
     it = Interpreter(data)
     n = len(x)
     if n == 0:
         return np.zeros((0, 0), it.output_dtype)
-    if workers <= 1 or n == 1:
-        return np.stack([it.run_output(img, index) for img in x])
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(lambda img: it.run_output(img, index), x)))
+    parts = []
+    for i in range(0, n, batch):
+        parts.append(it.run_many(x[i:i + batch], index))
+        if progress:
+            progress(len(parts[-1]))
+    return np.concatenate(parts)

@@ -60,41 +60,49 @@ def map_bytes(width: int, height: int, channels: int) -> int:
     return lay.row_len * height * blocks * LINE
 
 
-def _view(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str) -> tuple[np.ndarray, int]:
+def _view(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str) -> np.ndarray:
+    """A (N, blocks x groups, height, width) view of the maps at ``addr_line`` of N SRAM images."""
     start = addr_line * LINE
     size = map_bytes(width, height, channels)
-    if start + size > ram.size:
+    if start + size > ram.shape[-1]:
         raise KPURangeError(f"{what}: a {width}x{height}x{channels} map at KPU line {addr_line} "
                             f"({size} B) runs past the 2 MiB KPU SRAM")
+    n = ram.shape[0]
     lay = row_layout(width)
     blocks = -(-channels // lay.groups)
     if lay.groups == 1:
-        v = ram[start:start + blocks * height * lay.row_len * LINE].reshape(blocks, height, lay.row_len * LINE)
-        return v[:, :, :width], channels
+        v = ram[:, start:start + blocks * height * lay.row_len * LINE].reshape(n, blocks, height, lay.row_len * LINE)
+        return v[..., :width]
     # lines of `groups` slots of row_pitch bytes: [block, row, slot, byte] -> [block, slot, row, byte]
-    v = ram[start:start + blocks * height * LINE].reshape(blocks, height, lay.groups, lay.row_pitch)
-    return v.transpose(0, 2, 1, 3)[:, :, :, :width], channels
+    v = ram[:, start:start + blocks * height * LINE].reshape(n, blocks, height, lay.groups, lay.row_pitch)
+    return v.transpose(0, 1, 3, 2, 4)[..., :width]
 
 
 def download(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str = "KPU read") -> np.ndarray:
-    """The (channels, height, width) u8 map stored at ``addr_line``."""
-    v, c = _view(ram, addr_line, width, height, channels, what)
-    return np.ascontiguousarray(v.reshape(-1, height, width)[:c])
+    """The (channels, height, width) u8 map stored at ``addr_line`` -- or (N, channels, height,
+    width) when ``ram`` is a batch of N SRAM images (N x 2 MiB)."""
+    one = ram.ndim == 1
+    v = _view(ram[None] if one else ram, addr_line, width, height, channels, what)
+    out = np.ascontiguousarray(v.reshape(v.shape[0], -1, height, width)[:, :channels])
+    return out[0] if one else out
 
 
 def upload(ram: np.ndarray, addr_line: int, fmap: np.ndarray, what: str = "KPU write") -> None:
-    """Store a (channels, height, width) u8 map at ``addr_line`` in KPU SRAM layout."""
-    c, h, w = fmap.shape
-    v, _ = _view(ram, addr_line, w, h, c, what)
+    """Store a (channels, height, width) u8 map at ``addr_line`` in KPU SRAM layout (or a batch:
+    (N, channels, height, width) maps into N x 2 MiB)."""
+    if ram.ndim == 1:
+        ram, fmap = ram[None], fmap[None]
+    n, c, h, w = fmap.shape
+    v = _view(ram, addr_line, w, h, c, what)
     lay = row_layout(w)
     if lay.groups == 1:
-        v[:c] = fmap
+        v[:, :c] = fmap
         return
     whole = c // lay.groups  # blocks whose slots are all used
     if whole:
-        v[:whole] = fmap[:whole * lay.groups].reshape(whole, lay.groups, h, w)
+        v[:, :whole] = fmap[:, :whole * lay.groups].reshape(n, whole, lay.groups, h, w)
     for ch in range(whole * lay.groups, c):  # a partial last block: the other slots keep their bytes
-        v[ch // lay.groups, ch % lay.groups] = fmap[ch]
+        v[:, ch // lay.groups, ch % lay.groups] = fmap[:, ch]
 
 
 @dataclass(frozen=True)
@@ -189,72 +197,107 @@ class ConvArgs:
                    s(f["arg_x"], 24), f["shr_x"], s(f["arg_w"], 24), f["shr_w"], s(f["arg_add"], 40))
 
 
+class ConvKernel:
+    """One KPU convolution layer's arithmetic, prepared once (weights as int8 offsets, per-channel
+    constants) and run on batches: ``acc(x)`` gives the 36-bit accumulators, ``x -> kernel(x, bn,
+    act)`` the u8 outputs before the pool. ``x`` is (N, C, H, W) u8.
+
+    The sums are exact integers: depthwise taps in int64 (compiled loops, ``_kernels``), full
+    convolutions as int8 x int8 -> int32 matrix products of ``x - 128`` and ``w - 128`` (|sum| <
+    2^14 x 9216 < 2^31; torch ``_int_mm``), the offsets added back in int64:
+    sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
+
+    def __init__(self, weights: np.ndarray, args: ConvArgs, in_channels: int, out_channels: int):
+        self.args, self.c, self.oc, k = args, in_channels, out_channels, args.kernel
+        w = np.asarray(weights, np.uint8)
+        if args.depthwise:
+            self.w = w.reshape(in_channels, k, k).astype(np.int32)
+            sw = self.w.reshape(in_channels, -1).sum(1, dtype=np.int64)
+            self.cw = ((args.arg_w * sw) >> args.shift_w) + args.arg_add
+        else:
+            kk = in_channels * k * k
+            w2 = w.reshape(out_channels, kk)
+            self.w8 = np.ascontiguousarray((w2 ^ 0x80).view(np.int8).T)  # (K, OC): w - 128
+            sw = w2.astype(np.int64).sum(1)
+            self.cw = 128 * sw - 16384 * kk + ((args.arg_w * sw) >> args.shift_w) + args.arg_add * in_channels
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        p = self.args.kernel // 2
+        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=self.args.pad_value) if p else x
+
+    def _products(self, x: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(N, L, OC) int32 offset products and (N, L) int64 input sums of a full convolution at
+        every ``stride``-th pixel, with the output's height and width."""
+        import torch
+
+        n, c = x.shape[:2]
+        k = self.args.kernel
+        if k == 1:
+            xs = x[:, :, ::stride, ::stride]
+            h, w = xs.shape[2:]
+            cols = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
+        else:  # (n, c*k*k, h*w), channel-major like the weights
+            t = torch.nn.functional.unfold(torch.from_numpy(self._padded(x)).float(), k, stride=stride)
+            h, w = -(-x.shape[2] // stride), -(-x.shape[3] // stride)
+            cols = np.ascontiguousarray(t.to(torch.uint8).numpy().transpose(0, 2, 1)).reshape(n * h * w, -1)
+        prod = torch._int_mm(torch.from_numpy((cols ^ 0x80).view(np.int8)), torch.from_numpy(self.w8)).numpy()
+        xs = cols.sum(1, dtype=np.int64)
+        return prod.reshape(n, h * w, self.oc), xs.reshape(n, h * w), h, w
+
+    def acc(self, x: np.ndarray, stride: int = 1) -> np.ndarray:
+        """(N, OC, ceil(H / stride), ceil(W / stride)) int64 accumulators at every ``stride``-th
+        row and column (a left-top pool after the layer keeps only those)."""
+        from . import _kernels
+
+        a = self.args
+        if a.depthwise:
+            return _kernels.dw_acc(self._padded(x), self.w, stride, a.arg_x, a.shift_x, self.cw)
+        prod, xs, h, w = self._products(x, stride)
+        return _kernels.full_acc(prod, xs, a.arg_x, a.shift_x, self.cw).transpose(0, 2, 1).reshape(-1, self.oc, h, w)
+
+    def __call__(self, x: np.ndarray, bn: "BatchNorm", act: "Activation", stride: int = 1) -> np.ndarray:
+        """u8 outputs (batch norm and activation applied) at every ``stride``-th row and column."""
+        from . import _kernels
+
+        a = self.args
+        tables = _tables(bn, act)
+        if a.depthwise:
+            return _kernels.dw_bn_act(self._padded(x), self.w, stride, a.arg_x, a.shift_x, self.cw, *tables)
+        prod, xs, h, w = self._products(x, stride)
+        y = _kernels.full_bn_act(prod, xs, a.arg_x, a.shift_x, self.cw, *tables)
+        return y.transpose(0, 2, 1).reshape(-1, self.oc, h, w)
+
+
+def _tables(bn: "BatchNorm", act: "Activation") -> tuple[np.ndarray, ...]:
+    start = np.asarray(act.start_x, np.int64)
+    return (*(np.ascontiguousarray(t, dtype=np.int64) for t in (bn.mul, bn.shift, bn.add, start, act.mul, act.shift,
+                                                                 act.add)), bool(np.all(np.diff(start) >= 0)))
+
+
 def conv(x: np.ndarray, weights: np.ndarray, args: ConvArgs, out_channels: int) -> np.ndarray:
-    """The KPU's 36-bit accumulator for every output (out_channels, H, W), before batch norm."""
-    c, h, w = x.shape
-    k = args.kernel
-    p = k // 2
-    xp = np.pad(x, ((0, 0), (p, p), (p, p)), constant_values=args.pad_value) if p else x
-    if args.depthwise:
-        # at most 9 products < 2^16 per output: int32 holds them
-        wt = weights.reshape(c, k, k).astype(np.int32)
-        acc = np.zeros((c, h, w), np.int32)
-        sx = np.zeros((c, h, w), np.int32)
-        for ky in range(k):
-            for kx in range(k):
-                tap = xp[:, ky:ky + h, kx:kx + w].astype(np.int32)
-                acc += tap * wt[:, ky, kx][:, None, None]
-                sx += tap
-        acc = acc.astype(np.int64)
-        sx = sx.astype(np.int64)
-        sw = wt.astype(np.int64).reshape(c, -1).sum(1)[:, None, None]
-        g_ic = 1
-    else:
-        cols = np.empty((c, k, k, h, w), np.float64)
-        for ky in range(k):
-            for kx in range(k):
-                cols[:, ky, kx] = xp[:, ky:ky + h, kx:kx + w]
-        cols = cols.reshape(c * k * k, h * w)
-        wt = weights.reshape(out_channels, c * k * k).astype(np.float64)
-        # products < 2^16 and at most 1024*9 of them: float64 sums stay exact integers
-        acc = (wt @ cols).astype(np.int64).reshape(out_channels, h, w)
-        sx = cols.sum(0).astype(np.int64).reshape(1, h, w)
-        sw = wt.sum(1).astype(np.int64)[:, None, None]
-        g_ic = c
-    return acc + ((args.arg_x * sx) >> args.shift_x) + ((args.arg_w * sw) >> args.shift_w) + args.arg_add * g_ic
+    """The KPU's 36-bit accumulator for every output, before batch norm: (out_channels, H, W) for a
+    (C, H, W) input, (N, out_channels, H, W) for a batch."""
+    one = x.ndim == 3
+    xb = np.asarray(x[None] if one else x, np.uint8)
+    out = ConvKernel(weights, args, xb.shape[1], out_channels).acc(xb)
+    return out[0] if one else out
 
 
 def segment_index(v: np.ndarray, start_x: np.ndarray) -> np.ndarray:
     """Index of the last activation segment with ``v > start_x`` (0 when there is none)."""
-    if np.all(np.diff(start_x) >= 0):
-        return np.maximum(np.searchsorted(start_x, v, side="left") - 1, 0)
-    idx = np.zeros(v.shape, np.int64)  # an unsorted table: scan it as the hardware description reads
+    idx = np.zeros(v.shape, np.int64)  # the table is scanned as the hardware description reads it
     for i in range(16):
         idx = np.where(v > start_x[i], i, idx)
     return idx
 
 
 def bn_act(acc: np.ndarray, bn: BatchNorm, act: Activation) -> np.ndarray:
-    v = ((acc * bn.mul[:, None, None]) >> bn.shift[:, None, None]) + bn.add[:, None, None]
-    idx = segment_index(v, act.start_x)
-    out = act.add[idx]  # segments with y_mul 0 are just their bias
-    # segments sharing (mul, shift) are computed together with scalar parameters, whole-array
-    # (selecting with np.where is cheaper than boolean indexing for the one or two groups tables have)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i in range(16):
-        if act.mul[i] != 0:
-            groups.setdefault((int(act.mul[i]), int(act.shift[i])), []).append(i)
-    if groups:
-        start = act.start_x[idx]
-    for (mul, shift), segs in groups.items():
-        y = round_shift((v - start) * mul, shift) + out
-        if len(segs) == 16:
-            out = y
-        else:
-            member = np.zeros(16, bool)
-            member[segs] = True
-            out = np.where(member[idx], y, out)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    """Batch norm then the activation table, per output channel (axis -3), as u8."""
+    from ._kernels import bn_act_u8
+
+    shape = acc.shape
+    a = np.ascontiguousarray(acc, dtype=np.int64).reshape(-1, shape[-3], shape[-2] * shape[-1])
+    return bn_act_u8(a, *_tables(bn, act)).reshape(shape)
 
 
 POOL_STRIDE = {0: 1, 1: 2, 2: 2, 3: 4, 4: 4, 5: 2, 6: 2, 7: 4, 8: 1, 9: 1}
@@ -262,29 +305,41 @@ POOL_SIZE = {0: 1, 1: 2, 2: 2, 3: 4, 4: 4, 5: 2, 6: 2, 7: 4, 8: 2, 9: 2}
 
 
 def pool(y: np.ndarray, pool_type: int) -> np.ndarray:
-    c, h, w = y.shape
+    """The fused pool over the last two axes of (..., H, W) u8 maps."""
+    h, w = y.shape[-2:]
     s, f = POOL_STRIDE[pool_type], POOL_SIZE[pool_type]
     oh, ow = h // s, w // s
     if pool_type == 0:
         return y
     if pool_type in (5, 7):  # left-top: the window's first pixel
-        return np.ascontiguousarray(y[:, :oh * s:s, :ow * s:s])
+        return np.ascontiguousarray(y[..., :oh * s:s, :ow * s:s])
     if pool_type == 6:  # right-top: row 0, column 1 of the window
-        out = np.zeros((c, oh, ow), np.uint8)
+        out = np.zeros((*y.shape[:-2], oh, ow), np.uint8)
         cols = np.arange(ow) * s + 1
         ok = cols < w
-        out[:, :, ok] = y[:, :oh * s:s, :][:, :, cols[ok]]
+        out[..., ok] = y[..., :oh * s:s, :][..., cols[ok]]
         return out
     yy = (np.arange(oh) * s)[:, None] + np.arange(f)[None, :]  # (oh, f)
     xx = (np.arange(ow) * s)[:, None] + np.arange(f)[None, :]
     if pool_type in (1, 3, 9):  # max; outside the map counts as 0 (u8's lowest)
-        pad = np.pad(y, ((0, 0), (0, f), (0, f)))
-        win = pad[:, yy[:, None, :, None], xx[None, :, None, :]]  # (c, oh, ow, f, f)
-        return win.max(axis=(3, 4)).astype(np.uint8)
+        pad = np.pad(y, [(0, 0)] * (y.ndim - 2) + [(0, f), (0, f)])
+        win = pad[..., yy[:, None, :, None], xx[None, :, None, :]]  # (..., oh, ow, f, f)
+        return win.max(axis=(-2, -1)).astype(np.uint8)
     # mean: indices clamped to the map, integer sum divided by f*f (truncating)
     yc, xc = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
-    win = y[:, yc[:, None, :, None], xc[None, :, None, :]].astype(np.uint32)
-    return (win.sum(axis=(3, 4)) // (f * f)).astype(np.uint8)
+    win = y[..., yc[:, None, :, None], xc[None, :, None, :]].astype(np.uint32)
+    return (win.sum(axis=(-2, -1)) // (f * f)).astype(np.uint8)
+
+
+def conv_layer(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm, act: Activation) -> np.ndarray:
+    """A whole KPU layer on (N, C, H, W) u8: convolution, batch norm, activation, pool. A left-top
+    pool keeps every s-th output of the row and column, so only those are computed."""
+    pt = kernel.args.pool_type
+    if pt in (5, 7):
+        s = POOL_STRIDE[pt]
+        h, w = x.shape[-2:]
+        return np.ascontiguousarray(kernel(x, bn, act, stride=s)[..., :h // s, :w // s])
+    return pool(kernel(x, bn, act), pt)
 
 
 def pooled_size(size: int, pool_type: int) -> int:

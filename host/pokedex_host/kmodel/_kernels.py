@@ -1,0 +1,148 @@
+"""The KPU layer's integer pipeline as compiled loops (numba), for the v3 interpreter's speed.
+
+In numpy, batch norm and the activation table cost a dozen int64 passes over every output of
+every layer; here each output is one pass: the convolution's sums, the KPU's offsets, batch norm,
+the activation segment, clamping. The arithmetic is kpu.py's (its docstring states it), element
+for element; int64 wraps the same way in numba and numpy, and the tests compare these kernels
+with direct loops and the interpreter with nncase's simulator bit for bit.
+
+Shapes: N images, C channels, L = H x W pixels. Per-channel constants come in as ``cw`` (the
+weight-sum terms, fixed per layer) and the batch-norm / activation tables as int64 arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def _round_shift(v, s):
+    """nncase's carry_shift<int64, Banker=true>, as written (see kpu.round_shift); branch-free,
+    since the segment (and so the shift) of neighbouring outputs differs at random."""
+    s1 = max(s, 1)
+    integral = v >> s1
+    frac = v - (integral << s1)
+    half = np.int64(1) << (s1 - 1)
+    up = np.int64(frac > half) | (np.int64(frac == half) & (integral & 1))
+    r = integral + up * ((v >> 63) | 1)
+    return r if s > 0 else v
+
+
+@njit(cache=True, inline="always")
+def _segment(v, start, ordered):
+    """The last segment with v > start (0 when none)."""
+    if ordered:  # ascending starts (every table nncase writes): count, without branches
+        cnt = 0
+        for j in range(16):
+            cnt += v > start[j]
+        return cnt - 1 if cnt > 0 else 0
+    seg = 0
+    for j in range(16):  # scanned in table order
+        if v > start[j]:
+            seg = j
+    return seg
+
+
+@njit(cache=True, inline="always")
+def _bn_act(acc, m, sh, ad, start, amul, ashift, aadd, ordered):
+    v = ((acc * m) >> sh) + ad
+    if ordered and v <= start[2]:
+        # segment 0 or 1 (below / above zero in nncase's tables: most outputs, and which one is a
+        # coin toss): both computed and selected, so no branch is mispredicted
+        y0 = _round_shift((v - start[0]) * amul[0], ashift[0]) + aadd[0]
+        y1 = _round_shift((v - start[1]) * amul[1], ashift[1]) + aadd[1]
+        y = y1 if v > start[1] else y0
+    else:
+        seg = _segment(v, start, ordered)
+        y = _round_shift((v - start[seg]) * amul[seg], ashift[seg]) + aadd[seg]
+    return 0 if y < 0 else (255 if y > 255 else y)
+
+
+@njit(cache=True, parallel=True)
+def bn_act_u8(acc, mul, shift, add, start, amul, ashift, aadd, ordered):
+    """(N, C, L) int64 accumulators -> (N, C, L) u8."""
+    n, c, length = acc.shape
+    out = np.empty((n, c, length), np.uint8)
+    for nc in prange(n * c):
+        b, ch = nc // c, nc % c
+        for i in range(length):
+            out[b, ch, i] = _bn_act(acc[b, ch, i], mul[ch], shift[ch], add[ch], start, amul, ashift, aadd, ordered)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _dw_acc(xp, w, k, b, ch, y, x, arg_x, shift_x, cwc):
+    s = np.int64(0)
+    sx = np.int64(0)
+    for ky in range(k):
+        for kx in range(k):
+            v = np.int64(xp[b, ch, y + ky, x + kx])
+            s += v * w[ch, ky, kx]
+            sx += v
+    return s + ((arg_x * sx) >> shift_x) + cwc
+
+
+@njit(cache=True, parallel=True)
+def dw_acc(xp, w, stride, arg_x, shift_x, cw):
+    """Depthwise k x k over padded (N, C, H + k - 1, W + k - 1) u8, at every ``stride``-th row
+    and column -> (N, C, ceil(H / stride), ceil(W / stride)) int64."""
+    n, c, hp, wp = xp.shape
+    k = w.shape[1]
+    h, wd = (hp - k) // stride + 1, (wp - k) // stride + 1
+    out = np.empty((n, c, h, wd), np.int64)
+    for nc in prange(n * c):
+        b, ch = nc // c, nc % c
+        for y in range(h):
+            for x in range(wd):
+                out[b, ch, y, x] = _dw_acc(xp, w, k, b, ch, y * stride, x * stride, arg_x, shift_x, cw[ch])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def dw_bn_act(xp, w, stride, arg_x, shift_x, cw, mul, shift, add, start, amul, ashift, aadd, ordered):
+    """dw_acc + batch norm + activation -> u8."""
+    n, c, hp, wp = xp.shape
+    k = w.shape[1]
+    h, wd = (hp - k) // stride + 1, (wp - k) // stride + 1
+    out = np.empty((n, c, h, wd), np.uint8)
+    for nc in prange(n * c):
+        b, ch = nc // c, nc % c
+        m, sh, ad, cwc = mul[ch], shift[ch], add[ch], cw[ch]
+        for y in range(h):
+            for x in range(wd):
+                a = _dw_acc(xp, w, k, b, ch, y * stride, x * stride, arg_x, shift_x, cwc)
+                out[b, ch, y, x] = _bn_act(a, m, sh, ad, start, amul, ashift, aadd, ordered)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def full_acc(prod, xs, arg_x, shift_x, cw):
+    """A full convolution's accumulators from its offset products: ``prod`` (N, L, C) int32 are
+    sum((x - 128)(w - 128)), ``xs`` (N, L) int64 the sums of x; ``cw`` holds the per-channel rest
+    (128 sum(w) - 128^2 K and the KPU's weight and add terms). -> (N, L, C) int64, channels last
+    like ``prod`` (writing channel-planar here would be a strided write per output)."""
+    n, length, c = prod.shape
+    out = np.empty((n, length, c), np.int64)
+    for bi in prange(n * length):
+        b, i = bi // length, bi % length
+        sx = xs[b, i]
+        base = 128 * sx + ((arg_x * sx) >> shift_x)
+        for ch in range(c):
+            out[b, i, ch] = np.int64(prod[b, i, ch]) + base + cw[ch]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def full_bn_act(prod, xs, arg_x, shift_x, cw, mul, shift, add, start, amul, ashift, aadd, ordered):
+    """full_acc + batch norm + activation -> (N, L, C) u8."""
+    n, length, c = prod.shape
+    out = np.empty((n, length, c), np.uint8)
+    for bi in prange(n * length):
+        b, i = bi // length, bi % length
+        sx = xs[b, i]
+        base = 128 * sx + ((arg_x * sx) >> shift_x)
+        for ch in range(c):
+            a = np.int64(prod[b, i, ch]) + base + cw[ch]
+            out[b, i, ch] = _bn_act(a, mul[ch], shift[ch], add[ch], start, amul, ashift, aadd, ordered)
+    return out
