@@ -12,7 +12,7 @@ MODEL     ?=
 OUT       ?= build/default
 DATA      ?= data
 SOURCE    ?= ../shared/data/pokemon
-RECIPE    ?= models/recipes/release-v1.toml
+RECIPE    ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup toolchain kmodel data release test test-all bench doctor clean
@@ -43,7 +43,7 @@ data: setup $(DATA)/processed/yolo_dataset/split.csv
 
 # teacher fine-tune + distillation + build + evaluation + release folder; resumable (run it again)
 release: data
-	nice $(HOST) release --recipe $(RECIPE) --data $(DATA)
+	nice $(HOST) release $(if $(RECIPE),--recipe $(RECIPE)) --data $(DATA)
 
 test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

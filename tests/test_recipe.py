@@ -173,3 +173,23 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert "| **v1 kmodel v3** (uint8, as the board runs it) | 69.5 % |" in card
     assert "| v0 kmodel v3 | 55.1 % |" in card and "300/300 test images" in card
     assert "#0025 Pikachu → #0026 Raichu: 3" in card and "2,810,924 B" in card and "fits" in card
+
+
+def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():
+    from pokedex_host.paths import newest_recipe, recipes
+    from pokedex_host.train.release import release_paths
+
+    run, out = release_paths(ROOT / "models/recipes/release-v1.toml")
+    assert run == Path("runs/release-v1")
+    assert out.resolve() == (ROOT / "models/releases/kpu_mobilenet_v1-075-128-v1").resolve() and out.is_dir()
+    versions = [int(p.stem.rsplit("-v", 1)[1]) for p in recipes()]
+    assert versions == sorted(versions) and newest_recipe().stem == f"release-v{versions[-1]}"
+
+
+def test_a_recipe_without_a_version_in_its_name_is_refused(tmp_path):
+    from pokedex_host.train.release import release_paths
+
+    f = tmp_path / "mine.toml"
+    f.write_text((ROOT / "models/recipes/release-v1.toml").read_text())
+    with pytest.raises(PokedexError, match="release-vN.toml"):
+        release_paths(f)

@@ -315,9 +315,9 @@ def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
 
 @train.command("recipe")
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("models/recipes/release-v1.toml"), show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/release-v1"), show_default=True,
-              help="Run folder: views/, teacher/, student/ (each resumable).")
+              help="Default: the newest models/recipes/release-vN.toml.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run folder: views/, teacher/, student/ (each resumable); default runs/<recipe name>.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Override the recipe's data folder.")
 @click.option("--stage", "stages", multiple=True, type=click.Choice(["teacher", "student"]),
               help="Run only these stages (default: all).")
@@ -325,8 +325,11 @@ def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
 def train_recipe_cmd(recipe, out, data_dir, stages, threads):
     """Pretrained teacher fine-tune + online distillation into a KPU student, resumable per epoch
     (run the same command again to continue)."""
+    from .paths import newest_recipe
     from .train.recipe import Recipe, run_recipe
 
+    recipe = recipe or newest_recipe()
+    out = out or Path("runs") / recipe.stem
     r = Recipe.load(recipe, data=str(data_dir) if data_dir else None, threads=threads)
     with _stoppable(f"interrupted; {out} holds every finished epoch", "run the same command to continue"):
         made = run_recipe(r, out, tuple(stages) or ("teacher", "student"), log=_log)
@@ -374,10 +377,10 @@ def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, l
 
 @main.command("release")
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("models/recipes/release-v1.toml"), show_default=True)
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=Path("runs/release-v1"), show_default=True)
+              help="Default: the newest models/recipes/release-vN.toml.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Run folder (default runs/release-vN).")
 @click.option("--out", type=click.Path(path_type=Path),
-              default=Path("models/releases/kpu_mobilenet_v1-075-128-v1"), show_default=True)
+              help="Release folder (default models/releases/<family>-<width>-<input>-vN).")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--previous", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An earlier release folder to evaluate side by side (default: the newest one before OUT).")
@@ -385,13 +388,17 @@ def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, l
 def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
     """Train (recipe), build the kmodel, evaluate and write a release folder with its model card.
     Resumable: run it again to continue."""
-    from .train.release import ReleaseOptions, make_release
+    from .paths import newest_recipe, releases
+    from .train.release import ReleaseOptions, make_release, release_paths
 
+    recipe = recipe or newest_recipe()
+    if run_dir is None or out is None:
+        d_run, d_out = release_paths(recipe)
+        run_dir, out = run_dir or d_run, out or d_out
     if previous is None:  # the newest release other than the one being made
-        from .paths import releases
-
         cands = [p for p in releases() if p.resolve() != out.resolve() and (p / "model.kmodel").exists()]
         previous = cands[-1] if cands else None
+    _log(f"release: recipe {recipe}, run {run_dir}, out {out}" + (f", compared with {previous}" if previous else ""))
 
     with _stoppable(f"interrupted; {run_dir} keeps what is finished", "run the same command to continue"):
         make_release(ReleaseOptions(recipe=recipe, run=run_dir, out=out, data=data_dir, previous=previous,

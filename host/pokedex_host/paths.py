@@ -73,14 +73,35 @@ def firmware_dir() -> Path:
 
 def releases() -> list[Path]:
     """Release folders ``models/releases/<name>-vN/`` that hold a ``model.pt``, oldest (lowest N) first."""
+    return _by_version([d for d in (models_dir() / "releases").glob("*-v*") if (d / "model.pt").is_file()],
+                       r"-v(\d+)$")
+
+
+def _by_version(paths, pattern: str) -> list[Path]:
     import re
 
     found = []
-    for d in (models_dir() / "releases").glob("*-v*"):
-        m = re.search(r"-v(\d+)$", d.name)
-        if m and (d / "model.pt").is_file():
+    for d in paths:
+        m = re.search(pattern, d.name)
+        if m:
             found.append((int(m.group(1)), d.name, d))
     return [d for _, _, d in sorted(found)]
+
+
+def recipes() -> list[Path]:
+    """Release recipes ``models/recipes/release-vN.toml``, lowest N first."""
+    return _by_version((models_dir() / "recipes").glob("release-v*.toml"), r"^release-v(\d+)\.toml$")
+
+
+def newest_recipe() -> Path:
+    """The recipe ``make release`` and ``pokedex-host release`` run when none is named."""
+    from .errors import PokedexError
+
+    found = recipes()
+    if not found:
+        raise PokedexError(f"no release recipe under {models_dir() / 'recipes'}",
+                           "name one: pokedex-host release --recipe FILE.toml")
+    return found[-1]
 
 
 def newest_release() -> Path:

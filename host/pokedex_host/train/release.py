@@ -40,6 +40,23 @@ class ReleaseOptions:
     eval_count: int | None = None  # None: the whole split
 
 
+def release_paths(recipe: Path) -> tuple[Path, Path]:
+    """(run folder, release folder) of a recipe ``release-vN.toml``: ``runs/release-vN`` and
+    ``models/releases/<student family>-<width x 100>-<input>-vN``."""
+    import re
+
+    from ..paths import models_dir
+    from .recipe import Recipe
+
+    m = re.search(r"-v(\d+)$", Path(recipe).stem)
+    if not m:
+        raise PokedexError(f"cannot tell the release version from the recipe's name {Path(recipe).name}",
+                           "name it release-vN.toml, or pass --run and --out")
+    s = Recipe.load(recipe).student
+    name = f"{s.family}-{int(round(s.width * 100)):03d}-{s.input}-v{m.group(1)}"
+    return Path("runs") / Path(recipe).stem, models_dir() / "releases" / name
+
+
 def _fresh(out: Path, *inputs: Path) -> bool:
     return out.exists() and all(out.stat().st_mtime >= p.stat().st_mtime for p in inputs if p.exists())
 
