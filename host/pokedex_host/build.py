@@ -308,7 +308,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
 
 
 def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedModel, ctx: dict) -> None:
-    from .report import budget_png, report_markdown, write_manifest
+    from .artifact import write_manifest
+    from .report import budget_png, report_markdown
 
     shutil.copyfile(kmodel, stage / "model.kmodel")
     if ctx.get("v5_kmodel") is not None:  # what the v3 file was re-emitted from, for CanMV and for checking

@@ -537,7 +537,7 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
     """Copy the app, pokedex.json, classes.txt and the model onto the board over the raw REPL."""
     import tempfile
 
-    from .bench.command import model_size, read_classes
+    from .artifact import BuildArtifact
     from .bench.repl import RawRepl
     from .bench.transport import SerialTransport
     from .boardconfig import make_config, write_config
@@ -554,15 +554,18 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
     for w in check_kmodel(b, kmodel, kmodel.read_bytes())[1]:
         click.secho(f"WARNING: {w}", fg="yellow")
     fw = firmware_dir()
+    art = BuildArtifact.load(kmodel)
+    if not art.classes_file.is_file():
+        raise PokedexError(f"{art.classes_file} is missing", "pass the model.kmodel of a build-kmodel output folder")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_config(b, input_size=model_size(kmodel), outputs=len(read_classes(kmodel)),
+        cfg = make_config(b, input_size=art.input_size, outputs=len(art.classes),
                           model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt")
         write_config(Path(tmp) / "pokedex.json", cfg)
         files = [(fw / ("bench.py" if bench_app else "main.py"), f"{dest}/main.py"),
                  (fw / "pk_app.py", f"{dest}/pk_app.py"), (fw / "pk_proto.py", f"{dest}/pk_proto.py"),
                  (fw / "pk_card.py", f"{dest}/pk_card.py"),
                  (Path(tmp) / "pokedex.json", f"{dest}/pokedex.json"),
-                 (kmodel.with_name("classes.txt"), f"{dest}/classes.txt"), (kmodel, f"{dest}/model.kmodel")]
+                 (art.classes_file, f"{dest}/classes.txt"), (kmodel, f"{dest}/model.kmodel")]
         for src, dst in files:
             click.echo(f"{src} -> {dst} ({src.stat().st_size:,} B)")
         if dry_run:
@@ -652,12 +655,12 @@ def kmodel_run(path, images, labels, top):
     c, h, w = it.input_shape
     if h != w:
         raise PokedexError(f"{path}: input {w}x{h} is not square", "this command feeds square model inputs")
-    labels = labels or path.with_name("classes.txt")
-    names = []
-    if labels.is_file():
-        for line in labels.read_text(encoding="utf-8").splitlines():
-            parts = line.split("\t")
-            names.append(f"#{parts[0]} {parts[1]}" if len(parts) > 1 else line)
+    from .artifact import BuildArtifact
+    from .species import read_classes_txt
+
+    if labels is None and BuildArtifact.exists(path):
+        labels = BuildArtifact.load(path).classes_file
+    names = [f"#{dex:04d} {name}" for dex, name in read_classes_txt(labels)] if labels and labels.is_file() else []
     for img in images:
         try:
             x = load_image(img, h)

@@ -70,9 +70,11 @@ def _model_size(path: Path) -> int:
             shape = v3.read(path).input_shape
             if shape:
                 return shape[1]
-    m = path.with_name("manifest.json")
-    if m.is_file():
-        return int(json.loads(m.read_text())["input"]["shape"][2])
+    from .artifact import BuildArtifact
+
+    art = BuildArtifact.find(path)
+    if art is not None:
+        return art.input_size
     if s == ".onnx":
         import onnx
 
@@ -94,15 +96,14 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         with torch.no_grad():
             out = torch.cat([model(torch.from_numpy(x[i:i + 64]).float() / 255) for i in range(0, len(x), 64)]).numpy()
         return ModelRun(f"{path.parent.name}/{path.name}", "float (torch)", ck.classes, out, time.time() - t)
-    classes_file = path.with_name("classes.txt")
-    classes = [int(line.split()[0]) for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if classes_file.is_file() else None
+    from .artifact import BuildArtifact
+
+    art = BuildArtifact.find(path)
+    classes = art.classes if art is not None else None
     if s == ".onnx":
         from .export import onnx_float_logits
 
-        m = path.with_name("manifest.json")
-        folded = json.loads(m.read_text()).get("export", {}).get("scale_folded") if m.is_file() else False
-        out = onnx_float_logits(path, x, (0.0, 255.0) if folded else (0.0, 1.0))
+        out = onnx_float_logits(path, x, art.input_range if art is not None else (0.0, 1.0))
         kind = "float (onnxruntime)"
     elif s == ".kmodel":
         out, how = kmodel_on_host(path, x, workers)

@@ -1,13 +1,11 @@
-"""The build's human report (Markdown + a PNG of the memory budget) and its manifest."""
+"""The build's human report (Markdown + a PNG of the memory budget); the manifest is artifact.py's."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
-from . import __version__, paths
-from .fsutil import atomic_write_text, sha256_file
+from . import paths
 from .sizes import format_size
 
 
@@ -138,43 +136,3 @@ def report_markdown(ctx: dict) -> str:
     lines.append("")
     return "\n".join(lines)
 
-
-def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
-    b, mem = ctx["board"], ctx["memory"]
-    ver = ctx["verification"]
-    manifest = {
-        "format": "pokedex-k210/kmodel-artifact",
-        "version": 1,
-        "tool": {"name": "pokedex-host", "version": __version__, "git": git_revision()},
-        "source": {"path": str(ctx["source"]), "kind": ctx["export"].source_kind,
-                   "sha256": sha256_file(ctx["source"])},
-        "board": {"name": b.name, "profile_sha256": sha256_file(b.path), "firmware": b.firmware.family,
-                  "flavour": b.firmware.flavour, "loads_kmodel_versions": list(b.firmware.kmodel_versions)},
-        "kmodel": {"version": ctx["kmodel_version"], "compiler": f"nncase {ctx['nncase']}", "target": "k210",
-                   "quantization": "uint8 PTQ", "loads_on_board_firmware": b.loads(ctx["kmodel_version"]),
-                   "reproducible": ctx["reproducible"],
-                   **({"re_emitted_from": "model.v5.kmodel",
-                       "dequantize": [{"output": d.name, "scale": d.scale, "bias": d.bias}
-                                      for d in ctx["conversion"].dequant],
-                       "main_mem_usage": ctx["conversion"].main_mem_usage,
-                       "v3_vs_v5": ctx.get("v3_check")}
-                      if ctx.get("conversion") is not None else {})},
-        "input": ctx["input"],
-        "classes": len(ctx["export"].classes),
-        "memory": mem.as_dict(),
-        "budget": {"bytes": ctx["verdict"].ram_budget, "source": ctx["budget_source"], **ctx["verdict"].as_dict()},
-        "calibration": {"source": ctx["calibration"].source, "count": len(ctx["calibration"]),
-                        "seed": ctx["calibration_seed"], "files": ctx["calibration"].files,
-                        "rejected": ctx["calibration"].rejected},
-        "verification": ver.as_dict() if ver is not None else None,
-        "lint": {"kpu_convs": len(ctx["lint"].kpu_convs),
-                 "cpu_fallbacks": [{"node": e.node, "op": e.op, "reason": e.reason, "fix": e.fix}
-                                   for e in ctx["lint"].cpu_fallbacks],
-                 "disagreements_with_compiler": ctx["lint_disagreements"]},
-        "export": {"simplifier": ctx["export"].simplifier, "scale_folded": ctx["export"].scale_folded,
-                   "notes": ctx["export"].notes},
-        "warnings": ctx["warnings"],
-        "timings_s": ctx["timings"],
-        "files": {f: {"sha256": sha256_file(out / f), "bytes": (out / f).stat().st_size} for f in files},
-    }
-    return atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

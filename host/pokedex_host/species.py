@@ -51,6 +51,27 @@ def classes_txt(dex_list: list[int]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def read_classes_txt(path) -> list[tuple[int, str]]:
+    """(dex, name) per model output from a classes.txt (the format :func:`classes_txt` writes;
+    a line may hold only the dex number)."""
+    from pathlib import Path
+
+    from .errors import PokedexError
+
+    rows = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        try:
+            dex = int(parts[0].split()[0])
+        except (ValueError, IndexError):
+            raise PokedexError(f"{path}:{i}: {line[:40]!r} does not start with a dex number",
+                               "each line is dex<TAB>name<TAB>ascii (docs/specs/classes-txt.md)") from None
+        rows.append((dex, parts[1] if len(parts) > 1 else f"#{dex:04d}"))
+    return rows
+
+
 # first national-dex number of each generation (I..IX), and one past the last
 GENERATION_STARTS = (1, 152, 252, 387, 494, 650, 722, 810, 906, 1026)
 

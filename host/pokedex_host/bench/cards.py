@@ -89,12 +89,11 @@ def score(truth: list[dict], lines: list[dict]) -> tuple[dict, list[FrameResult]
 
 def model_macs(kmodel: Path) -> int | None:
     """Multiply-accumulates of the classifier, from the float model its build folder names."""
-    src = Path(kmodel).with_name("model.pt")  # a release folder
-    man = Path(kmodel).with_name("manifest.json")
-    if not src.is_file() and man.is_file():  # a build folder: the model it was built from
-        s = json.loads(man.read_text()).get("source")
-        src = Path(s.get("path", "")) if isinstance(s, dict) else Path("")
-    if not src.is_file() or src.suffix != ".pt":
+    from ..artifact import BuildArtifact
+
+    art = BuildArtifact.find(Path(kmodel))
+    src = art.float_model if art is not None else None
+    if src is None or src.suffix != ".pt":
         return None
     import torch
 
@@ -188,8 +187,10 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
                   config_overrides=config_overrides, log=log)
     lines = [parse_line(line) for line in res.uart_lines]
     metrics, per_frame = score(truth, lines)
-    classes = Path(kmodel).with_name("classes.txt")
-    outputs = sum(1 for line in classes.read_text().splitlines() if line.strip()) if classes.is_file() else 1025
+    from ..artifact import BuildArtifact
+
+    art = BuildArtifact.find(Path(kmodel))
+    outputs = len(art.classes) if art is not None and art.classes else 1025
     est = board_time_estimate(model_macs(Path(kmodel)), outputs)
     report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold,
               **metrics, "board_ms_estimate": est}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from pathlib import Path
 
+from ..artifact import BuildArtifact
 from ..boards import Board
 from ..errors import PokedexError
 from .client import BenchClient
@@ -17,17 +17,14 @@ from .transport import SerialTransport
 
 
 def read_classes(kmodel: Path) -> list[int]:
-    p = kmodel.with_name("classes.txt")
-    if not p.is_file():
-        raise PokedexError(f"{p} is missing", "pass the model.kmodel of a build-kmodel output folder")
-    return [int(line.split("\t")[0]) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    art = BuildArtifact.load(kmodel)
+    if not art.classes_file.is_file():
+        raise PokedexError(f"{art.classes_file} is missing", "pass the model.kmodel of a build-kmodel output folder")
+    return art.classes
 
 
 def model_size(kmodel: Path) -> int:
-    m = kmodel.with_name("manifest.json")
-    if not m.is_file():
-        raise PokedexError(f"{m} is missing", "pass the model.kmodel of a build-kmodel output folder")
-    return int(json.loads(m.read_text())["input"]["shape"][2])
+    return BuildArtifact.load(kmodel).input_size
 
 
 @contextlib.contextmanager

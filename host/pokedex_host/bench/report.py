@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import BuildArtifact
 from ..export import onnx_float_logits
 from ..fsutil import atomic_write_text, sha256_file
 from ..plotting import save_png
@@ -35,10 +36,8 @@ def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int
         if c.get("key") == key:
             return c
     x = np.stack([load_image(Path(data) / r["file"], size) for r in rows])
-    manifest = json.loads(kmodel.with_name("manifest.json").read_text())
-    in_range = (0.0, 255.0) if manifest.get("export", {}).get("scale_folded") else (0.0, 1.0)
-    onnx = kmodel.with_name("model.onnx")
-    f_logits = onnx_float_logits(onnx, x, in_range) if onnx.is_file() else None
+    art = BuildArtifact.load(kmodel)
+    f_logits = onnx_float_logits(art.onnx, x, art.input_range) if art.onnx is not None else None
     s_logits, how = kmodel_on_host(kmodel, x, workers)
     ref = {"key": key, "host_kmodel": how,
            "float": [[classes[i] for i in np.argsort(-v)[:5]] for v in f_logits] if f_logits is not None else None,

@@ -34,9 +34,11 @@ firmware_dir = paths.firmware_dir  # one definition (install must not import thi
 
 
 def _kmodel_input(kmodel: Path) -> int:
-    m = kmodel.with_name("manifest.json")
-    if m.is_file():
-        return int(json.loads(m.read_text())["input"]["shape"][2])
+    from ..artifact import BuildArtifact
+
+    art = BuildArtifact.find(kmodel)
+    if art is not None:
+        return art.input_size
     from ..kmodel import KmodelFormatError, detect_file_version, v3
 
     try:
@@ -68,13 +70,17 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
         if not kmodel.is_file():
             raise PokedexError(f"kmodel {kmodel} does not exist", "run `make kmodel` or pass --kmodel FILE")
         shutil.copyfile(kmodel, sd / "model.kmodel")
-        if kmodel.with_name("manifest.json").is_file():
-            shutil.copyfile(kmodel.with_name("manifest.json"), sd / "manifest.json")
-        labels = labels or kmodel.with_name("classes.txt")
+        from ..artifact import BuildArtifact
+
+        art = BuildArtifact.find(kmodel)
+        if labels is None and art is not None and art.classes_file.is_file():
+            labels = art.classes_file
         input_size = input_size or _kmodel_input(kmodel)
     if labels is not None and Path(labels).is_file():
+        from ..species import read_classes_txt
+
         shutil.copyfile(labels, sd / "classes.txt")
-        outputs = sum(1 for line in Path(labels).read_text(encoding="utf-8").splitlines() if line.strip())
+        outputs = len(read_classes_txt(labels))
     if frames is not None and not Path(frames).exists():
         raise PokedexError(f"frames {frames} do not exist", "pass a folder of images or a video file")
     cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",

@@ -4,7 +4,6 @@ kmodel v5 in the nncase simulator through the compiler worker."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +62,13 @@ def load(model, allowed_versions, error) -> LoadedModel:
         c, h, w = interpreter.input_shape
         wh = (w, h)
         runtime = len(data) + interpreter.model.main_mem_usage  # what kpu_load_kmodel keeps: file + main buffer
-    manifest = host.with_name("manifest.json")
-    if manifest.is_file():
-        m = json.loads(manifest.read_text())
-        runtime = int(m.get("memory", {}).get("runtime_total", runtime))
-        shape = m.get("input", {}).get("shape")
-        if shape and version != 3:
-            wh = (int(shape[3]), int(shape[2]))
+    from ..artifact import BuildArtifact
+
+    art = BuildArtifact.find(host)
+    if art is not None:
+        runtime = art.runtime_bytes or runtime
+        if version != 3:
+            wh = (art.input_size, art.input_size)
     if runtime > b.model_ram:
         b.event("kpu_load_refused", reason="no memory", needs=runtime, has=b.model_ram)
         raise error(ERR_NO_MEM, "ERR_NO_MEM: memory not enough")

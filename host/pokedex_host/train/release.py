@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -95,7 +96,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
         sets[split] = d
     # 3. kmodel
     build = o.run / "build"
-    if not _fresh(build / "manifest.json", student):
+    if not _fresh(build / MANIFEST, student):
         build_kmodel(BuildOptions(model=student, board=o.board, out=build, calibration=sets["validation"],
                                   calibration_count=o.calibration_count, verify_count=o.verify_count,
                                   verify_data=split_dir / "test"), log=log)
@@ -106,7 +107,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     evals = {}
     for name, data in (("test", split_dir / "test"), ("cards", sets["test"])):
         d = o.run / f"eval-{name}"
-        if not _fresh(d / "eval.json", build / "manifest.json", student):
+        if not _fresh(d / "eval.json", build / MANIFEST, student):
             log(f"evaluating {len(models)} models on {data}")
             evaluate(models, data, d, count=o.eval_count, log=log)
         evals[name] = json.loads((d / "eval.json").read_text())
@@ -114,7 +115,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     _half_checkpoint(student, out / "model.pt")
-    for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", "manifest.json", "report.md", "budget.png"):
+    for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", MANIFEST, "report.md", "budget.png"):
         if (build / f).exists():
             shutil.copyfile(build / f, out / f)
     for stage in ("teacher", "student"):
@@ -122,7 +123,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     for name in evals:
         shutil.copyfile(o.run / f"eval-{name}" / "eval.md", out / f"eval-{name}.md")
     shutil.copyfile(o.recipe, out / "recipe.toml")
-    card = model_card(o, r, evals, json.loads((build / "manifest.json").read_text()), o.run)
+    card = model_card(o, r, evals, BuildArtifact.load(build).manifest, o.run)
     atomic_write_text(out / "README.md", card)
     log(f"release written to {out} ({(time.time() - t_all) / 60:.1f} min for the steps that ran)")
     return out
