@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark build-kmodel: wall time and peak memory per stage, and the kmodel/RAM figures.
 
-Default: the 1025-class MobileNetV1 a0.75 @224 recipe, the default calibration set, a 200-image
-simulator check on one worker per core. Prints figures; asserts nothing (targets in the issue:
-compile < 45 s, 200-image check < 90 s on 2 cores).
+Default: the 1025-class MobileNetV1 a0.75 @224 recipe, the default calibration set, 200 held-out
+images through the v3 interpreter (16 of them also through nncase's simulator, compared bit for
+bit). Then the v3 interpreter's own speed on the newest release (128 px) and on the 224 px build.
+Prints figures; asserts nothing (targets: default build + 200-image verification <= 90 s end to
+end on 2 cores; interpreter >= 100 images/s at 128 px).
 
     python tools/bench_build.py [--model M] [--board B] [--verify-count N] [--calibration-count N]
 """
@@ -11,7 +13,6 @@ compile < 45 s, 200-image check < 90 s on 2 cores).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -23,7 +24,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
+from pokedex_host.artifact import BuildArtifact  # noqa: E402
 from pokedex_host.build import BuildOptions, build_kmodel  # noqa: E402
+from pokedex_host.paths import newest_release  # noqa: E402
+
+
+def interpreter_speed(kmodel: Path, n: int) -> tuple[int, float]:
+    """(input size, images/s) of the v3 interpreter on ``n`` random images (after a warm-up batch)."""
+    import numpy as np
+
+    from pokedex_host.kmodel.interp import Interpreter, run_batch
+
+    data = kmodel.read_bytes()
+    shape = Interpreter(data).input_shape
+    x = np.random.default_rng(0).integers(0, 256, (n, *shape), dtype=np.uint8)
+    run_batch(data, x[:8])
+    t = time.time()
+    run_batch(data, x)
+    return shape[1], n / (time.time() - t)
 
 
 def main() -> None:
@@ -33,6 +51,7 @@ def main() -> None:
     ap.add_argument("--verify-count", type=int, default=200)
     ap.add_argument("--calibration-count", type=int, default=None)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--interp-images", type=int, default=256, help="images per interpreter speed figure")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
@@ -40,7 +59,12 @@ def main() -> None:
         build_kmodel(BuildOptions(model=Path(a.model), board=a.board, out=out, verify_count=a.verify_count,
                                   calibration_count=a.calibration_count, workers=a.workers), log=lambda m: None)
         wall = time.time() - t0
-        m = json.loads((out / "manifest.json").read_text())
+        m = BuildArtifact.load(out).manifest
+        speeds = []
+        if m["kmodel"]["version"] == 3:
+            rel = newest_release().with_name("model.kmodel")
+            for path in ([rel] if rel.is_file() else []) + [out / "model.kmodel"]:
+                speeds.append((path, *interpreter_speed(path, a.interp_images)))
     host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t, mem, v = m["timings_s"], m["memory"], m["verification"]
@@ -53,12 +77,13 @@ def main() -> None:
         if k in t:
             print(f"  {k:12s} {t[k]:7.1f}")
     if v:
-        print(f"  simulator    {v['seconds']['simulator']:7.1f}  ({v['seconds']['simulator'] / max(v['images'], 1):.2f} s/image "
-              f"over {v['seconds']['workers']} workers)")
+        n_sim = v["seconds"].get("simulated_images", v["images"])
+        print(f"  simulator    {v['seconds']['simulator']:7.1f}  ({n_sim} images, "
+              f"{v['seconds']['simulator'] / max(n_sim, 1):.2f} s/image over {v['seconds']['workers']} workers)")
         if "v3_interpreter" in v["seconds"]:
             n = max(v["images"], 1)
-            print(f"  v3 interp.   {v['seconds']['v3_interpreter']:7.1f}  ({v['seconds']['v3_interpreter'] / n:.2f} s/image "
-                  f"over {v['seconds']['workers']} threads)")
+            print(f"  v3 interp.   {v['seconds']['v3_interpreter']:7.1f}  ({n} images, "
+                  f"{n / max(v['seconds']['v3_interpreter'], 1e-9):.0f} images/s)")
         print(f"  float (ORT)  {v['seconds']['float']:7.1f}")
     print(f"  end to end   {wall:7.1f}")
     print(f"peak RSS (MiB): host {host_peak:.0f}, largest compiler/simulator worker {child_peak:.0f}")
@@ -73,6 +98,9 @@ def main() -> None:
         if v.get("v3_vs_v5"):
             c = v["v3_vs_v5"]
             print(f"v3 vs v5 (interpreter vs simulator): {c['identical']}/{c['images']} images identical bit for bit")
+    for path, size, ips in speeds:
+        print(f"v3 interpreter: {ips:6.1f} images/s at {size} px ({path.parent.name}/{path.name}, "
+              f"{a.interp_images} images, batches of 32)")
 
 
 if __name__ == "__main__":
