@@ -537,7 +537,7 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
     """Copy the app, pokedex.json, classes.txt and the model onto the board over the raw REPL."""
     import tempfile
 
-    from .artifact import BuildArtifact
+    from .build.artifact import BuildArtifact
     from .bench.repl import RawRepl
     from .bench.transport import SerialTransport
     from .boardconfig import make_config, write_config
@@ -655,7 +655,7 @@ def kmodel_run(path, images, labels, top):
     c, h, w = it.input_shape
     if h != w:
         raise PokedexError(f"{path}: input {w}x{h} is not square", "this command feeds square model inputs")
-    from .artifact import BuildArtifact
+    from .build.artifact import BuildArtifact
     from .species import read_classes_txt
 
     if labels is None and BuildArtifact.exists(path):
@@ -709,7 +709,7 @@ def distill(teacher, data_dir, out, width, input_size, epochs, temperature, alph
 def shrink(board, budget, classes, widths, inputs, dry_run, data_dir, out, epochs):
     """Find the largest KPU student that compiles within the budget (asking the compiler), then train it."""
     from .boards import get_board
-    from .budget import resolve_budget
+    from .build.budget import resolve_budget
     from .train.shrink import choose, evaluate_candidates
 
     b = get_board(board)

@@ -89,7 +89,7 @@ def score(truth: list[dict], lines: list[dict]) -> tuple[dict, list[FrameResult]
 
 def model_macs(kmodel: Path) -> int | None:
     """Multiply-accumulates of the classifier, from the float model its build folder names."""
-    from ..artifact import BuildArtifact
+    from ..build.artifact import BuildArtifact
 
     art = BuildArtifact.find(Path(kmodel))
     src = art.float_model if art is not None else None
@@ -187,7 +187,7 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
                   config_overrides=config_overrides, log=log)
     lines = [parse_line(line) for line in res.uart_lines]
     metrics, per_frame = score(truth, lines)
-    from ..artifact import BuildArtifact
+    from ..build.artifact import BuildArtifact
 
     art = BuildArtifact.find(Path(kmodel))
     outputs = len(art.classes) if art is not None and art.classes else 1025

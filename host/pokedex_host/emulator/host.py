@@ -34,7 +34,7 @@ firmware_dir = paths.firmware_dir  # one definition (install must not import thi
 
 
 def _kmodel_input(kmodel: Path) -> int:
-    from ..artifact import BuildArtifact
+    from ..build.artifact import BuildArtifact
 
     art = BuildArtifact.find(kmodel)
     if art is not None:
@@ -70,7 +70,7 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
         if not kmodel.is_file():
             raise PokedexError(f"kmodel {kmodel} does not exist", "run `make kmodel` or pass --kmodel FILE")
         shutil.copyfile(kmodel, sd / "model.kmodel")
-        from ..artifact import BuildArtifact
+        from ..build.artifact import BuildArtifact
 
         art = BuildArtifact.find(kmodel)
         if labels is None and art is not None and art.classes_file.is_file():

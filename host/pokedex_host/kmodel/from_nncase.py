@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PokedexError
-from ..memory import Buffer, parse_sched
+from ..build.memory import Buffer, parse_sched
 from . import v5
 from .v3 import LayerType
 from .write_v3 import ConvLayerSpec, CpuLayerSpec, ModelSpec, write

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import MANIFEST, BuildArtifact
+from ..build.artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 

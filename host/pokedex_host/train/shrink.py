@@ -1,10 +1,12 @@
 """``pokedex-host shrink``: which student sizes fit a board, asked of the compiler, not guessed.
 
-For each candidate (width multiplier x input size) a seeded, untrained student is exported and
-compiled with nncase 1.9 (two synthetic calibration frames: memory does not depend on weights),
-and its run-time RAM and KPU SRAM peak are read from the compiler's schedule. The table is
-printed; the largest candidate that fits (most parameters, then the larger input) is the one
-``shrink`` trains unless ``--dry-run``.
+For each candidate (width multiplier x input size) a seeded, untrained student goes through the
+same stages as ``build-kmodel`` (``build/pipeline.py``: export, lint, compile with nncase 1.9 on
+two synthetic calibration frames -- memory does not depend on weights --, the measurement of the
+file the board loads, v3 re-emission included) and the same verdict (``build/budget.judge``), so
+shrink and build-kmodel cannot disagree about what fits. The table is printed; the largest
+candidate that fits (most parameters, then the larger input) is the one ``shrink`` trains unless
+``--dry-run``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import numpy as np
 
 from ..boards import Board
 from ..errors import PokedexError
-from ..lint import lint_model
-from ..memory import read_memory
 
 
 @dataclass
@@ -35,14 +35,17 @@ class Candidate:
 
 
 def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: list[int], classes: int,
-                        family: str = "kpu_mobilenet_v1", log=print) -> list[Candidate]:
-    import onnx
+                        family: str = "kpu_mobilenet_v1", fmt: str | None = None, log=print) -> list[Candidate]:
     import torch
 
-    from ..export import export_model
+    from ..build.budget import Budget, judge
+    from ..build.export import export_model
+    from ..build.pipeline import compile_stage, lint_stage, measure_stage
     from ..models import create_model
-    from ..toolchain import CompileRequest, ToolchainError, Worker
+    from ..toolchain import Worker
 
+    fmt = fmt or board.firmware.default_format
+    quiet = lambda m: None  # noqa: E731
     out: list[Candidate] = []
     with tempfile.TemporaryDirectory(prefix="pokedex-shrink-") as tmp_s, Worker(board.nncase) as w:
         tmp = Path(tmp_s)
@@ -59,29 +62,24 @@ def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: 
                 c = Candidate(width, size, sum(p.numel() for p in model.parameters()))
                 recipe = d / "r.toml"
                 recipe.write_text(f'family = "{family}"\n[config]\nwidth = {width}\ninput = {size}\nclasses = {classes}\n')
-                ex = export_model(recipe, d, log=lambda m: None)
-                lint = lint_model(onnx.load(str(ex.onnx_path)), board.kpu_sram)
-                c.cpu_layers = len(lint.cpu_fallbacks)
-                if lint.kpu_over:
-                    c.why = f"KPU SRAM: {lint.kpu_over[0].node} needs {lint.kpu_over[0].kpu_bytes:,} B"
-                    out.append(c)
-                    log(_row(c))
-                    continue
-                np.save(d / "c.npy", np.random.default_rng(0).integers(0, 256, (2, 3, size, size), dtype=np.uint8))
                 try:
-                    w.compile(CompileRequest(ex.onnx_path, d / "m.kmodel", d / "c.npy", d / "dump", (1, 3, size, size),
-                                             ex.input_range, log=d / "log"))
-                except ToolchainError as e:
-                    c.why = "compile failed: " + e.message[:80]
+                    ex = export_model(recipe, d, log=quiet)
+                    lint = lint_stage(ex, board, quiet)
+                    c.cpu_layers = len(lint.cpu_fallbacks)
+                    np.save(d / "c.npy", np.random.default_rng(0).integers(0, 256, (2, 3, size, size), dtype=np.uint8))
+                    meas = measure_stage(compile_stage(board, ex, d / "c.npy", d, f"width {width} @ {size}", w=w),
+                                         fmt, quiet)
+                except PokedexError as e:  # what build-kmodel would stop with
+                    c.why = str(e).splitlines()[0].replace(f"{d}/", "")[:110]
                     out.append(c)
                     log(_row(c))
                     continue
-                mem = read_memory(d / "dump", d / "m.kmodel")
+                mem = meas.memory
+                verdict = judge(mem, lint, board, Budget(budget, "shrink"))
                 c.ram, c.kpu_peak, c.kmodel_bytes = mem.runtime_total, mem.kpu_peak, mem.kmodel_bytes
-                c.fits = c.ram <= budget and c.kpu_peak <= board.kpu_sram and not c.cpu_layers
+                c.fits = verdict.fits
                 if not c.fits:
-                    c.why = (f"RAM {c.ram:,} > {budget:,}" if c.ram > budget else
-                             f"{c.cpu_layers} layers off the KPU" if c.cpu_layers else "KPU SRAM")
+                    c.why = "; ".join(verdict.problems)[:110]
                 out.append(c)
                 log(_row(c))
     return out

@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from . import calibration as calib_mod
-from .boards import Board, get_board
+from ..boards import Board, get_board
 from .budget import judge, resolve_budget
-from .errors import BudgetExceeded, PokedexError, VerificationFailed
+from ..errors import BudgetExceeded, PokedexError, VerificationFailed
 from .export import ExportedModel, export_model, onnx_float_logits
-from .fsutil import atomic_dir, atomic_write_text
-from .lint import compare_with_compiler, lint_model
-from .memory import read_memory
-from .preprocess import InputSpec
-from .species import classes_txt
-from .toolchain import CompileRequest, ToolchainError, Worker, simulate_parallel
-from .toolchain import env as tc_env
+from ..fsutil import atomic_dir, atomic_write_text
+from .lint import LintReport, compare_with_compiler, lint_model
+from .memory import MemoryReport, read_memory
+from ..preprocess import InputSpec
+from ..species import classes_txt
+from ..toolchain import CompileRequest, ToolchainError, Worker, simulate_parallel
+from ..toolchain import env as tc_env
 from .verify import compare
 
 KMODEL_VERSION = {"v3": 3, "v5": 5}
@@ -84,7 +84,7 @@ def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> 
 
 
 def _run_v3(data: bytes, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    from .kmodel.interp import run_batch
+    from ..kmodel.interp import run_batch
 
     return run_batch(data, x).reshape(len(x), *shape)
 
@@ -110,7 +110,7 @@ def _as_v3(kmodel: Path, dump: Path, mem, log) -> tuple[Path, object, object]:
     """Re-emit the v5 build as v3; the memory figures become the v3 loader's (file + main memory)."""
     from dataclasses import replace
 
-    from .kmodel.from_nncase import convert
+    from ..kmodel.from_nncase import convert
 
     conv = convert(kmodel.read_bytes(), dump, path=str(kmodel))
     out = kmodel.with_name("model.v3.kmodel")
@@ -124,6 +124,86 @@ def _as_v3(kmodel: Path, dump: Path, mem, log) -> tuple[Path, object, object]:
     log(f"kmodel v3: {len(conv.data):,} B, {conv.kpu_layers} KPU layers re-emitted from nncase's build; "
         f"main memory {conv.main_mem_usage:,} B")
     return out, conv, mem3
+
+
+# -- stages shared by build-kmodel and shrink ---------------------------------------------------
+def lint_stage(exported: ExportedModel, board: Board, log=print) -> LintReport:
+    """Which layers the KPU runs; stops (BudgetExceeded) when a layer's maps cannot fit KPU SRAM."""
+    import onnx
+
+    lint = lint_model(onnx.load(str(exported.onnx_path)), board.kpu_sram)
+    log(f"lint: {len(lint.kpu_convs)} convs on the KPU, {len(lint.cpu_fallbacks)} layers off it")
+    for e in lint.cpu_fallbacks:
+        log(f"  CPU: {e.node} ({e.op}): {e.reason}; fix: {e.fix}")
+    if lint.kpu_over:
+        rows = "\n".join(f"  {e.node}: {e.kpu_bytes:,} B ({'x'.join(map(str, e.shape_in[1:]))} -> "
+                         f"{'x'.join(map(str, e.shape_out[1:]))})" for e in lint.kpu_over)
+        raise BudgetExceeded(
+            f"{len(lint.kpu_over)} layer(s) need more than the {board.kpu_sram:,} B KPU SRAM for their input + "
+            f"output maps; nncase would stop with 'Allocator has ran out of memory':\n{rows}",
+            lint.kpu_over[0].fix,
+        )
+    return lint
+
+
+@dataclass
+class Compiled:
+    kmodel: Path  # the v5 file nncase wrote
+    dump: Path  # nncase's dump folder (schedules, runtime ops)
+    bytes: int
+    reproducible: bool
+
+
+def compile_stage(board: Board, exported: ExportedModel, calibration_npy: Path, tmp: Path, what: str,
+                  w: Worker | None = None) -> Compiled:
+    """nncase 1.9 (in its own process, ``w`` when one is already running) -> model.kmodel (v5) in
+    ``tmp``; its failures become the project's errors with the op or layer named."""
+    import contextlib
+
+    import onnx
+
+    kmodel, log_file, dump = tmp / "model.kmodel", tmp / "compile.log", tmp / "dump"
+    try:
+        with (contextlib.nullcontext(w) if w is not None else Worker(board.nncase)) as worker:
+            res = worker.compile(CompileRequest(
+                onnx=exported.onnx_path, out=kmodel, calibration=calibration_npy, dump_dir=dump,
+                input_shape=(1, 3, exported.input_size, exported.input_size), input_range=exported.input_range,
+                log=log_file))
+    except ToolchainError as e:
+        tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
+        m = re.search(r"Not supported ONNX opcode: (\w+)", str(e))
+        if m:
+            nodes = [n.name or n.output[0] for n in onnx.load(str(exported.onnx_path)).graph.node
+                     if n.op_type == m.group(1)]
+            raise PokedexError(
+                f"{what}: nncase 1.9 cannot import the ONNX op {m.group(1)} (node{'s' if len(nodes) > 1 else ''} "
+                f"{', '.join(nodes[:5]) or '?'})",
+                f"replace {m.group(1)} with ops nncase 1.9 imports (Conv, Clip/Relu, Add, Concat, pools, "
+                "ReduceMean, Gemm...): see docs/kpu-rules.md") from e
+        if "ran out of memory" in str(e):
+            raise BudgetExceeded(f"nncase could not place a layer's maps in the {board.kpu_sram:,} B KPU SRAM: {e.message}",
+                                 "lower the input size or the channels at the largest resolution") from e
+        raise PokedexError(f"{what}: {e.message}\n{tail}",
+                           "an op nncase 1.9 cannot import or compile: see the KPU lint above and compile.log") from e
+    return Compiled(kmodel, dump, res.bytes, res.reproducible)
+
+
+@dataclass
+class Measured:
+    kmodel: Path  # the file the board loads (v3 re-emitted, or the v5 file)
+    v5_kmodel: Path
+    conversion: object | None  # the v3 re-emission (kmodel/from_nncase.Conversion), None for v5
+    memory: MemoryReport  # run-time RAM of *that* file, as its loader allocates it
+
+
+def measure_stage(comp: Compiled, fmt: str, log=print) -> Measured:
+    """Memory from the compiler's schedule; for v3, the file re-emitted and measured as the v3
+    loader allocates it."""
+    mem = read_memory(comp.dump, comp.kmodel)
+    if fmt == "v3":
+        kmodel, conversion, mem = _as_v3(comp.kmodel, comp.dump, mem, log)
+        return Measured(kmodel, comp.kmodel, conversion, mem)
+    return Measured(comp.kmodel, comp.kmodel, None, mem)
 
 
 def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
@@ -152,20 +232,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         timings["export"] = time.time() - t
         log(f"exported {opts.model} -> ONNX {exported.input_size}x{exported.input_size}, "
             f"{len(exported.classes)} classes; {exported.simplifier}")
-        import onnx
-
-        lint = lint_model(onnx.load(str(exported.onnx_path)), board.kpu_sram)
-        log(f"lint: {len(lint.kpu_convs)} convs on the KPU, {len(lint.cpu_fallbacks)} layers off it")
-        for e in lint.cpu_fallbacks:
-            log(f"  CPU: {e.node} ({e.op}): {e.reason}; fix: {e.fix}")
-        if lint.kpu_over:
-            rows = "\n".join(f"  {e.node}: {e.kpu_bytes:,} B ({'x'.join(map(str, e.shape_in[1:]))} -> "
-                             f"{'x'.join(map(str, e.shape_out[1:]))})" for e in lint.kpu_over)
-            raise BudgetExceeded(
-                f"{len(lint.kpu_over)} layer(s) need more than the {board.kpu_sram:,} B KPU SRAM for their input + "
-                f"output maps; nncase would stop with 'Allocator has ran out of memory':\n{rows}",
-                lint.kpu_over[0].fix,
-            )
+        lint = lint_stage(exported, board, log)
 
         input_spec = InputSpec(exported.input_size)
         t = time.time()
@@ -179,43 +246,19 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         calib_npy = tmp / "calibration.npy"
         np.save(calib_npy, calib.x)
 
-        kmodel = tmp / "model.kmodel"
-        log_file = tmp / "compile.log"
         t = time.time()
-        try:
-            with Worker(board.nncase) as w:
-                res = w.compile(CompileRequest(
-                    onnx=exported.onnx_path, out=kmodel, calibration=calib_npy, dump_dir=tmp / "dump",
-                    input_shape=(1, 3, exported.input_size, exported.input_size), input_range=exported.input_range,
-                    log=log_file))
-        except ToolchainError as e:
-            tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
-            m = re.search(r"Not supported ONNX opcode: (\w+)", str(e))
-            if m:
-                nodes = [n.name or n.output[0] for n in onnx.load(str(exported.onnx_path)).graph.node
-                         if n.op_type == m.group(1)]
-                raise PokedexError(
-                    f"{opts.model}: nncase 1.9 cannot import the ONNX op {m.group(1)} (node{'s' if len(nodes) > 1 else ''} "
-                    f"{', '.join(nodes[:5]) or '?'})",
-                    f"replace {m.group(1)} with ops nncase 1.9 imports (Conv, Clip/Relu, Add, Concat, pools, "
-                    "ReduceMean, Gemm...): see docs/kpu-rules.md") from e
-            if "ran out of memory" in str(e):
-                raise BudgetExceeded(f"nncase could not place a layer's maps in the {board.kpu_sram:,} B KPU SRAM: {e.message}",
-                                     "lower the input size or the channels at the largest resolution") from e
-            raise PokedexError(f"{opts.model}: {e.message}\n{tail}",
-                               "an op nncase 1.9 cannot import or compile: see the KPU lint above and compile.log") from e
+        comp = compile_stage(board, exported, calib_npy, tmp, str(opts.model), w=None)
         timings["compile"] = time.time() - t
-        if not res.reproducible:
+        if not comp.reproducible:
             warnings.append("the compiler ran with address randomisation on (not Linux, or refused): nncase 1.9 "
                             "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes")
-        log(f"compiled in {timings['compile']:.1f} s: {res.bytes:,} B kmodel")
-        mem = read_memory(tmp / "dump", kmodel)
-        v5_kmodel, conversion = kmodel, None
+        log(f"compiled in {timings['compile']:.1f} s: {comp.bytes:,} B kmodel")
+        t = time.time()
+        meas = measure_stage(comp, fmt, log)
         if fmt == "v3":
-            t = time.time()
-            kmodel, conversion, mem = _as_v3(v5_kmodel, tmp / "dump", mem, log)
             timings["v3"] = time.time() - t
-        disagreements = compare_with_compiler(lint, tmp / "dump")
+        kmodel, v5_kmodel, conversion, mem = meas.kmodel, meas.v5_kmodel, meas.conversion, meas.memory
+        disagreements = compare_with_compiler(lint, comp.dump)
         for d in disagreements:
             log(f"WARNING: lint/compiler disagreement: {d}")
         for c in mem.crosscheck:
@@ -298,7 +341,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                "calibration": calib, "holdout": hold, "calibration_seed": spec.seed, "warnings": warnings,
                "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
                "lint_disagreements": disagreements, "timings": timings,
-               "reproducible": res.reproducible, "v5_kmodel": v5_kmodel if conversion is not None else None,
+               "reproducible": comp.reproducible, "v5_kmodel": v5_kmodel if conversion is not None else None,
                "conversion": conversion, "v3_check": v3_check}
         with atomic_dir(opts.out) as stage:
             _write_artifacts(stage, tmp, kmodel, exported, ctx)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PokedexError
+from ..errors import PokedexError
 
 _BUF_RE = re.compile(
     r"^%(\d+)\((.*)\)\s*:\s*<(\w+) \[([\d,]*)\] (\d+) bytes of \[[\d,]*\]>\s*@(\w+)\[(\d+), (\d+)\]"

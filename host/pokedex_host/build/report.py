@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import paths
-from .sizes import format_size
+from .. import paths
+from ..sizes import format_size
 
 
 def git_revision() -> str | None:
@@ -25,7 +25,7 @@ def git_revision() -> str | None:
 
 
 def budget_png(path: Path, mem, verdict, board_name: str) -> None:
-    from .plotting import pyplot, save_png
+    from ..plotting import pyplot, save_png
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 1]})

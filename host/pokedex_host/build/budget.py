@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .boards import Board
+from ..boards import Board
 from .lint import LintReport
 from .memory import MemoryReport
-from .sizes import format_size, short_size
+from ..sizes import format_size, short_size
 
 
 @dataclass

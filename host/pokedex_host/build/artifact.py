@@ -16,8 +16,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PokedexError
-from .fsutil import atomic_write_text
+from ..errors import PokedexError
+from ..fsutil import atomic_write_text
 
 MANIFEST = "manifest.json"
 FORMAT = "pokedex-k210/kmodel-artifact"
@@ -77,7 +77,7 @@ class BuildArtifact:
     @classmethod
     def load(cls, path: Path) -> "BuildArtifact":
         """The artifact of ``path`` (the folder, or any file in it such as its model.kmodel)."""
-        from .species import read_classes_txt
+        from ..species import read_classes_txt
 
         folder = cls.folder_of(path)
         mf = folder / MANIFEST
@@ -116,8 +116,8 @@ class BuildArtifact:
 
 def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
     """``manifest.json`` of a build being staged in ``out``, from build-kmodel's typed results."""
-    from . import __version__
-    from .fsutil import sha256_file
+    from .. import __version__
+    from ..fsutil import sha256_file
     from .report import git_revision
 
     b, mem = ctx["board"], ctx["memory"]

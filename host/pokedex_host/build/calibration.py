@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .errors import PokedexError
-from .preprocess import IMAGE_SUFFIXES, BadImage, is_image_file, load_image
+from .. import paths
+from ..errors import PokedexError
+from ..preprocess import IMAGE_SUFFIXES, BadImage, is_image_file, load_image
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import PokedexError
-from .fsutil import atomic_write_bytes
+from ..errors import PokedexError
+from ..fsutil import atomic_write_bytes
 
 OPSET = 11  # what nncase 1.9's ONNX importer is tested with here
 
@@ -41,7 +41,7 @@ class ExportedModel:
 
 
 def _load_recipe(path: Path):
-    from .models import create_model
+    from ..models import create_model
     import torch
 
     try:
@@ -75,7 +75,7 @@ def ultralytics_env() -> None:
     """ultralytics fully offline, its settings and fonts under the project's cache."""
     import os
 
-    from . import paths
+    from .. import paths
 
     cfg = paths.cache_dir() / "ultralytics"
     cfg.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def load_torch_model(path: Path, log=print):
     if is_ultralytics(path):
         model, size, n = load_ultralytics(path, log)
         return model, size, list(range(1, n + 1)), "ultralytics"
-    from .models.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
     return ck.build(), ck.input_size, ck.classes, "checkpoint"
