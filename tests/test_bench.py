@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_dataset
-from pokedex_host.bench import protocol as proto
-from pokedex_host.bench.client import BenchClient
-from pokedex_host.bench.command import bench, read_classes
-from pokedex_host.bench.harness import link_seconds_per_image, load_done, run_bench, select_items
-from pokedex_host.bench.transport import FaultyTransport, SerialTransport
+from pokedex_host.device import protocol as proto
+from pokedex_host.device.client import BenchClient
+from pokedex_host.device.bench import bench, read_classes
+from pokedex_host.device.harness import link_seconds_per_image, load_done, run_bench, select_items
+from pokedex_host.device.transport import FaultyTransport, SerialTransport
 from pokedex_host.boards import get_board
 from pokedex_host.emulator.host import emulate
 from pokedex_host.errors import PokedexError
@@ -231,7 +231,7 @@ class _FakeRawRepl(threading.Thread):
 
 
 def test_copy_files_over_the_raw_repl(tmp_path):
-    from pokedex_host.bench.repl import RawRepl
+    from pokedex_host.device.repl import RawRepl
 
     master, slave = os.openpty()
     tty.setraw(master)

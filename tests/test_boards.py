@@ -51,3 +51,32 @@ def test_broken_profile_names_the_file(tmp_path: Path):
     with pytest.raises(PokedexError) as e:
         load_board_file(p)
     assert str(p) in e.value.message and "missing" in e.value.message
+
+
+def test_every_firmware_family_row_is_complete_and_every_profile_names_one():
+    from pokedex_host.boards import available_boards, get_board
+    from pokedex_host.emulator.run import MODS
+    from pokedex_host.families import FAMILIES
+    from pokedex_host.paths import firmware_dir
+
+    for fam in FAMILIES.values():
+        for f in fam.app_files:  # install copies them
+            assert (firmware_dir() / f).is_file(), (fam.name, f)
+        for m in fam.emulator_modules:  # the app imports them on this family; the emulator must have them
+            assert (MODS / f"{m}.py").is_file(), (fam.name, m)
+        assert (fam.api is None) == (not fam.app_files)
+    for name in available_boards():
+        b = get_board(name)
+        assert b.firmware.family in FAMILIES
+        assert set(b.firmware.kmodel_versions) <= set(FAMILIES[b.firmware.family].kmodel_versions)
+
+
+def test_a_profile_with_an_unknown_family_is_refused(tmp_path):
+    from pokedex_host.boards import available_boards, get_board
+
+    src = available_boards()["maix-bit"].read_text().replace('family = "maixpy"', 'family = "micropython-esp"')
+    p = tmp_path / "odd.toml"
+    p.write_text(src)
+    with pytest.raises(PokedexError, match="micropython-esp") as e:
+        get_board(str(p))
+    assert "odd.toml" in str(e.value)

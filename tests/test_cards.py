@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, make_dataset
-from pokedex_host.bench.cards import board_time_estimate, parse_line, quad_iou, score
+from pokedex_host.emulator.bench_cards import board_time_estimate, parse_line, quad_iou, score
 from pokedex_host.boardconfig import CARD_LOCATOR
 from pokedex_host.dataset.cards import LAYOUT, art_crop_quad, card_frame, sprite_from_rgb
 
@@ -155,7 +155,7 @@ def test_scoring_and_line_parsing():
 def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
     """bench-cards on a generated card set: every frame answered, the classifier fed the crop the
     UART line reports (checked against the v3 interpreter on that crop)."""
-    from pokedex_host.bench.cards import bench_cards
+    from pokedex_host.emulator.bench_cards import bench_cards
     from pokedex_host.boards import get_board
     from pokedex_host.dataset.ingest import ingest_folder
     from pokedex_host.dataset.preview import camera_set

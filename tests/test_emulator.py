@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pokedex_host.bench import protocol as proto
+from pokedex_host.device import protocol as proto
 from pokedex_host.boards import get_board, load_board_file
 from pokedex_host.emulator.host import emulate
 

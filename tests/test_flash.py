@@ -15,10 +15,10 @@ from v3_fixtures import small_model
 from pokedex_host.boards import get_board
 from pokedex_host.cli import main
 from pokedex_host.errors import PokedexError
-from pokedex_host.flash.flasher import flash_with_fallback
-from pokedex_host.flash.kfpkg import FlashEntry, build_kfpkg, flash_list_json, parse_like_kflash, read_kfpkg
-from pokedex_host.flash.plan import make_plan
-from pokedex_host.flash.ports import Port, pick_port
+from pokedex_host.device.flasher import flash_with_fallback
+from pokedex_host.device.kfpkg import FlashEntry, build_kfpkg, flash_list_json, parse_like_kflash, read_kfpkg
+from pokedex_host.device.flash_plan import make_plan
+from pokedex_host.device.ports import Port, pick_port
 
 V5 = b"LDMK\x05\x00\x00\x00" + bytes(range(256)) * 40
 V3 = small_model()

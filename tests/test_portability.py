@@ -19,7 +19,7 @@ def test_install_dry_run_and_bench_help_without_termios_or_tty():
         "assert 'pk_card.py' in r.output and 'main.py' in r.output\n"
         "r = CliRunner().invoke(main, ['bench', '--help'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "import pokedex_host.bench.command\n"
+        "import pokedex_host.device.bench\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

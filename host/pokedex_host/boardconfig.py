@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 
 from .boards import Board
-from .errors import PokedexError
 from .fsutil import atomic_write_text
-
-API_FOR_FAMILY = {"maixpy": "maixpy", "canmv": "canmv", "baremetal": None}
 
 
 # the card locator's settings (firmware/pk_card.py); the layout itself is dataset/cards.LAYOUT, the
@@ -32,10 +29,9 @@ def card_config(board: Board, locate: bool = True) -> dict | None:
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
                 threshold: float = 0.5, smoothing: float = 0.6, topk: int = 3, uart: dict | None = None,
                 locate_card: bool = True) -> dict:
-    api = API_FOR_FAMILY.get(board.firmware.family)
-    if api is None:
-        raise PokedexError(f"{board.name}: firmware family {board.firmware.family!r} does not run the MicroPython app",
-                           "pick a MaixPy or CanMV profile (boards/*.toml) for the camera app")
+    from .families import app_family
+
+    api = app_family(board.firmware.family, board.name).api
     # the card app takes the whole frame and crops in software (set_windowing would give the
     # sensor's top-left corner on MaixPy-v1, not the centre)
     window = None if locate_card else list(board.camera.window)

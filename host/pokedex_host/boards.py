@@ -92,6 +92,17 @@ def load_board_file(path: Path) -> Board:
         cam = _need(raw, "camera", where)
         comp = _need(raw, "compiler", where)
         default_format = _need(fw, "default_format", where)
+        fam_name = _need(fw, "family", where)
+        from .families import FAMILIES
+
+        if fam_name not in FAMILIES:
+            raise PokedexError(f"{where}: firmware family {fam_name!r} is not one of {', '.join(FAMILIES)}",
+                               "families are the rows of host/pokedex_host/families.py")
+        fam = FAMILIES[fam_name]
+        versions = tuple(int(v) for v in _need(fw, "kmodel_versions", where))
+        if not set(versions) <= set(fam.kmodel_versions):
+            raise PokedexError(f"{where}: kmodel_versions {list(versions)} but {fam_name} firmware loads "
+                               f"{list(fam.kmodel_versions)}", "fix [firmware] kmodel_versions")
         if default_format not in _FORMATS:
             raise PokedexError(f"{where}: default_format {default_format!r} is not one of {_FORMATS}")
         fs = tuple(fl.get("filesystem") or ()) or None
@@ -107,11 +118,11 @@ def load_board_file(path: Path) -> Board:
             camera_sensor=b.get("camera", "ov2640"),
             usb_serial=tuple(b.get("usb_serial", ())),
             firmware=FirmwareProfile(
-                family=_need(fw, "family", where),
+                family=fam_name,
                 flavour=_need(fw, "flavour", where),
                 image=_need(fw, "image", where),
                 source=fw.get("source", ""),
-                kmodel_versions=tuple(int(v) for v in _need(fw, "kmodel_versions", where)),
+                kmodel_versions=versions,
                 default_format=default_format,
                 gc_heap_size=parse_size(fw.get("gc_heap_size", 0), what=f"{where} gc_heap_size", allow_zero=True),
                 model_ram=parse_size(_need(fw, "model_ram", where), what=f"{where} model_ram"),

@@ -416,10 +416,10 @@ def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
 def flash(board, firmware, kmodel, port, baud, out, dry_run):
     """Pack firmware and/or kmodel into a .kfpkg and flash it with kflash."""
     from .boards import get_board
-    from .flash.flasher import flash_with_fallback, kflash_command
-    from .flash.kfpkg import build_kfpkg, flash_list_json
-    from .flash.plan import make_plan
-    from .flash.ports import pick_port
+    from .device.flasher import flash_with_fallback, kflash_command
+    from .device.kfpkg import build_kfpkg, flash_list_json
+    from .device.flash_plan import make_plan
+    from .device.ports import pick_port
 
     b = get_board(board)
     plan = make_plan(b, firmware, kmodel)
@@ -488,7 +488,7 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT.")
 def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, resume):
     """Measure accuracy and latency on the board (or the emulator) over the framed serial protocol."""
-    from .bench.command import bench
+    from .device.bench import bench
     from .boards import get_board
 
     if emulate and port:
@@ -514,7 +514,7 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
 def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold):
     """The camera app end to end on card frames in the emulator: card found, top-1, no-card
     frames, and an estimate of the time per frame on a K210."""
-    from .bench.cards import bench_cards
+    from .emulator.bench_cards import bench_cards
     from .boardconfig import card_config
     from .boards import get_board
 
@@ -535,51 +535,14 @@ def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshol
 @click.option("--dry-run", is_flag=True, help="List what would be copied.")
 def install(board, kmodel, port, dest, bench_app, dry_run):
     """Copy the app, pokedex.json, classes.txt and the model onto the board over the raw REPL."""
-    import tempfile
-
-    from .build.artifact import BuildArtifact
-    from .bench.repl import RawRepl
-    from .bench.transport import SerialTransport
-    from .boardconfig import make_config, write_config
     from .boards import get_board
-    from .paths import firmware_dir
-    from .flash.ports import pick_port
+    from .device.install import install as do_install
 
-    from .flash.plan import check_kmodel
+    def echo(msg, nl=True):
+        click.secho(msg, fg="yellow" if msg.startswith("WARNING") else None, nl=nl)
 
-    b = get_board(board)
-    kmodel = Path(kmodel)
-    if not kmodel.is_file():
-        raise PokedexError(f"kmodel {kmodel} does not exist", "pass the model.kmodel of a build-kmodel output folder")
-    for w in check_kmodel(b, kmodel, kmodel.read_bytes())[1]:
-        click.secho(f"WARNING: {w}", fg="yellow")
-    fw = firmware_dir()
-    art = BuildArtifact.load(kmodel)
-    if not art.classes_file.is_file():
-        raise PokedexError(f"{art.classes_file} is missing", "pass the model.kmodel of a build-kmodel output folder")
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_config(b, input_size=art.input_size, outputs=len(art.classes),
-                          model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt")
-        write_config(Path(tmp) / "pokedex.json", cfg)
-        files = [(fw / ("bench.py" if bench_app else "main.py"), f"{dest}/main.py"),
-                 (fw / "pk_app.py", f"{dest}/pk_app.py"), (fw / "pk_proto.py", f"{dest}/pk_proto.py"),
-                 (fw / "pk_card.py", f"{dest}/pk_card.py"),
-                 (Path(tmp) / "pokedex.json", f"{dest}/pokedex.json"),
-                 (art.classes_file, f"{dest}/classes.txt"), (kmodel, f"{dest}/model.kmodel")]
-        for src, dst in files:
-            click.echo(f"{src} -> {dst} ({src.stat().st_size:,} B)")
-        if dry_run:
-            return
-        t = SerialTransport(pick_port(port), b.firmware.uart_baud)
-        try:
-            repl = RawRepl(t)
-            for src, dst in files:
-                repl.put(src, dst, progress=lambda a, n: click.echo(f"\r  {a:,}/{n:,} B", nl=False))
-                click.echo("")
-            repl.exit()
-        finally:
-            t.close()
-    click.secho("installed; reset the board to start main.py", fg="green")
+    if do_install(get_board(board), Path(kmodel), port, dest, bench_app, dry_run, echo=echo):
+        click.secho("installed; reset the board to start main.py", fg="green")
 
 
 @main.command("eval")

@@ -12,7 +12,7 @@ from ..boards import Board
 from ..errors import PokedexError
 from .client import BenchClient
 from .harness import link_seconds_per_image, load_done, run_bench, select_items
-from .report import build_report, host_reference
+from .bench_report import build_report, host_reference
 from .transport import SerialTransport
 
 
@@ -64,7 +64,7 @@ def bench(board: Board, kmodel: Path, data: Path, out: Path, *, port: str | None
     ctx = emulated_board(board, kmodel, out, log) if emulate else contextlib.nullcontext(port)
     with ctx as dev:
         if dev is None:
-            from ..flash.ports import pick_port
+            from .ports import pick_port
 
             dev = pick_port(None)
         t = SerialTransport(dev, baud)
