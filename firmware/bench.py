@@ -29,7 +29,38 @@ def make_image(fmt, w, h, data):
     return img
 
 
-def handle(kpu, cfg, ftype, seq, payload, send):
+class Upload:
+    """The pixels of the next INFER, sent in CHUNK frames (each acknowledged on its own, so a
+    damaged chunk costs one chunk, not the image). One buffer, reused while the size stays."""
+
+    def __init__(self):
+        self.buf = None
+        self.total = 0
+
+    def chunk(self, payload):
+        if len(payload) < 8:
+            return None
+        off, total = pk_proto.chunk_header(payload)
+        n = len(payload) - 8
+        if total > pk_proto.MAX_PAYLOAD or off + n > total:
+            return None
+        if self.buf is None or self.total != total:
+            self.buf = None
+            gc.collect()
+            self.buf = bytearray(total)
+            self.total = total
+        self.buf[off:off + n] = memoryview(payload)[8:]
+        return off, off + n
+
+
+def handle(kpu, cfg, ftype, seq, payload, send, upload=None):
+    if ftype == pk_proto.CHUNK:
+        got = upload.chunk(payload) if upload is not None else None
+        if got is None:
+            send(pk_proto.ERROR, seq, pk_proto.error_payload(pk_proto.E_FRAME, "bad CHUNK"))
+        else:
+            send(pk_proto.CHUNK_OK, seq, pk_proto.chunk_ok_payload(got[0], got[1]))
+        return
     if ftype == pk_proto.HELLO:
         info = {"proto": pk_proto.VERSION, "api": cfg["api"], "input": cfg["input"], "outputs": cfg["outputs"],
                 "model": cfg["model"]}
@@ -49,10 +80,20 @@ def handle(kpu, cfg, ftype, seq, payload, send):
             send(pk_proto.ERROR, seq, pk_proto.error_payload(
                 pk_proto.E_SIZE, "image %dx%d, model input %dx%d" % (w, h, cfg["input"][0], cfg["input"][1])))
             return
-        if fmt != 0 or len(payload) != 6 + 3 * w * h:
+        if len(payload) == 6:
+            if upload is None or upload.total != 3 * w * h:
+                send(pk_proto.ERROR, seq, pk_proto.error_payload(
+                    pk_proto.E_UPLOAD, "no %d-byte upload for a %dx%d image" % (3 * w * h, w, h)))
+                return
+            pixels = memoryview(upload.buf)  # sent before in CHUNK frames
+        elif len(payload) == 6 + 3 * w * h:
+            pixels = memoryview(payload)[6:]
+        else:
+            pixels = None
+        if fmt != 0 or pixels is None:
             send(pk_proto.ERROR, seq, pk_proto.error_payload(pk_proto.E_FORMAT, "format %d with %d bytes" % (fmt, len(payload))))
             return
-        img = make_image(fmt, w, h, memoryview(payload)[6:])
+        img = make_image(fmt, w, h, pixels)
         img.pix_to_ai()
         t1 = time.ticks_us()
         try:
@@ -87,19 +128,25 @@ def run():
     def send(ftype, seq, payload):
         uart.write(pk_proto.encode(ftype, seq, payload))
 
+    upload = Upload()
     last = time.ticks_ms()
     while True:
         data = uart.read(4096)
         if not data:
-            # a frame cut short by a lost byte would wait forever: drop it after 500 ms of silence
-            if parser.pending() and time.ticks_diff(time.ticks_ms(), last) > 500:
-                parser.reset()
+            # a frame cut short by a lost byte would wait forever: after 200 ms of silence drop it
+            # and NAK it, so the host resends at once instead of waiting out its timeout
+            if parser.pending() and time.ticks_diff(time.ticks_ms(), last) > 200:
+                seq = parser.reset()
+                if seq is not None:
+                    send(pk_proto.NAK, seq, b"")
             time.sleep_ms(1)
             continue
         last = time.ticks_ms()
         for ftype, seq, payload in parser.feed(data):
-            handle(kpu, cfg, ftype, seq, payload, send)
+            handle(kpu, cfg, ftype, seq, payload, send, upload)
             gc.collect()
+        for seq in parser.take_naks():  # arrived whole but damaged: ask for it again now
+            send(pk_proto.NAK, seq, b"")
 
 
 run()

@@ -1,4 +1,4 @@
-# pokedex-k210 bench wire protocol, version 1 (docs/specs/wire-protocol.md).
+# pokedex-k210 bench wire protocol, version 2 (docs/specs/wire-protocol.md).
 # MicroPython 1.11 syntax: no f-strings, no annotations. Shared by spec with the host harness.
 try:
     import ustruct as struct
@@ -15,7 +15,7 @@ except ImportError:
 
 MAGIC0 = 0xA5
 MAGIC1 = 0x5A
-VERSION = 1
+VERSION = 2
 HEADER = 10
 MAX_PAYLOAD = 262144
 
@@ -25,13 +25,18 @@ INFER = 0x02
 RESULT = 0x82
 PING = 0x03
 PONG = 0x83
+CHUNK = 0x04
+CHUNK_OK = 0x84
+NAK = 0x7E
 ERROR = 0x7F
+CHUNK_MAX = 4096
 
 E_FRAME = 1
 E_SIZE = 2
 E_KPU = 3
 E_FORMAT = 4
 E_MODEL = 5
+E_UPLOAD = 6
 
 _TABLE = None
 
@@ -74,10 +79,27 @@ class Parser:
         self.max_payload = max_payload
         self.dropped = 0
         self.bad_frames = 0
+        self.naks = []  # sequence numbers of frames that arrived whole but damaged (CRC)
 
     def reset(self):
+        """Drop a partial frame; returns its sequence number when its header was whole (to NAK)."""
+        seq = self.pending_seq()
         self.dropped += len(self.buf)
         self.buf = bytearray()
+        return seq
+
+    def pending_seq(self):
+        buf = self.buf
+        if len(buf) >= HEADER and buf[0] == MAGIC0 and buf[1] == MAGIC1:
+            ver, ftype, seq, length = struct.unpack_from("<BBHI", buf, 2)
+            if ver == VERSION and length <= self.max_payload:
+                return seq
+        return None
+
+    def take_naks(self):
+        out = self.naks
+        self.naks = []
+        return out
 
     def feed(self, data):
         if data:
@@ -121,6 +143,7 @@ class Parser:
             (crc,) = struct.unpack_from("<I", buf, HEADER + length)
             if crc32(body) != crc:
                 self.bad_frames += 1
+                self.naks.append(seq)
                 self._skip(1)
                 buf = self.buf
                 continue
@@ -137,3 +160,12 @@ def result_payload(top, kpu_us, total_us):
 
 def error_payload(code, message):
     return struct.pack("<H", code) + message.encode("utf-8")
+
+
+def chunk_header(payload):
+    """(offset, total) of a CHUNK payload: u32 offset, u32 total, then the bytes."""
+    return struct.unpack_from("<II", payload, 0)
+
+
+def chunk_ok_payload(start, end):
+    return struct.pack("<II", start, end)

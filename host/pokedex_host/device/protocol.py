@@ -1,4 +1,4 @@
-"""Bench wire protocol v1, host side, written from docs/specs/wire-protocol.md (the firmware has
+"""Bench wire protocol v2, host side, written from docs/specs/wire-protocol.md (the firmware has
 its own implementation of the same text; they share nothing else)."""
 
 from __future__ import annotations
@@ -8,11 +8,14 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\xa5\x5a"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<2sBBHI")
 MAX_PAYLOAD = 262_144
 
 HELLO, HELLO_OK, INFER, RESULT, PING, PONG, ERROR = 0x01, 0x81, 0x02, 0x82, 0x03, 0x83, 0x7F
+CHUNK, CHUNK_OK, NAK = 0x04, 0x84, 0x7E
+CHUNK_MAX = 4096  # bytes of pixels per CHUNK frame
+E_FRAME, E_SIZE, E_KPU, E_FORMAT, E_MODEL, E_UPLOAD = 1, 2, 3, 4, 5, 6
 FORMAT_RGB_PLANAR = 0
 
 
@@ -39,6 +42,23 @@ class Decoder:
         self.max_payload = max_payload
         self.skipped = 0
         self.bad = 0
+        self.damaged: list[int] = []  # sequence numbers of frames that arrived whole but failed their CRC
+
+    def pending_seq(self) -> int | None:
+        """The sequence number of a frame whose header has arrived but not the rest."""
+        if len(self.buf) >= HEADER.size and self.buf[:2] == MAGIC:
+            _, ver, _, seq, length = HEADER.unpack_from(self.buf)
+            if ver == VERSION and length <= self.max_payload:
+                return seq
+        return None
+
+    def drop_partial(self) -> None:
+        self.skipped += len(self.buf)
+        self.buf.clear()
+
+    def take_damaged(self) -> list[int]:
+        out, self.damaged = self.damaged, []
+        return out
 
     def feed(self, data: bytes) -> list[Frame]:
         self.buf += data
@@ -66,16 +86,29 @@ class Decoder:
             (crc,) = struct.unpack_from("<I", self.buf, HEADER.size + length)
             if zlib.crc32(self.buf[: HEADER.size + length]) & 0xFFFFFFFF != crc:
                 self.bad += 1
+                self.damaged.append(seq)
                 del self.buf[:1]
                 continue
             out.append(Frame(ftype, seq, bytes(self.buf[HEADER.size: HEADER.size + length])))
             del self.buf[:total]
 
 
-def infer_payload(planar_rgb: bytes, width: int, height: int, topk: int = 5) -> bytes:
+def infer_payload(planar_rgb: bytes | None, width: int, height: int, topk: int = 5) -> bytes:
+    """INFER: the image header, then the pixels -- or nothing, when they were sent in CHUNKs."""
+    head = struct.pack("<BHHB", FORMAT_RGB_PLANAR, width, height, topk)
+    if planar_rgb is None:
+        return head
     if len(planar_rgb) != 3 * width * height:
         raise ValueError("expected %d bytes of planar RGB, got %d" % (3 * width * height, len(planar_rgb)))
-    return struct.pack("<BHHB", FORMAT_RGB_PLANAR, width, height, topk) + planar_rgb
+    return head + planar_rgb
+
+
+def chunk_payload(data: bytes, offset: int, total: int) -> bytes:
+    return struct.pack("<II", offset, total) + data
+
+
+def parse_chunk_ok(payload: bytes) -> tuple[int, int]:
+    return struct.unpack_from("<II", payload)
 
 
 @dataclass(frozen=True)
