@@ -142,11 +142,12 @@ def run():
             time.sleep_ms(1)
             continue
         last = time.ticks_ms()
-        for ftype, seq, payload in parser.feed(data):
-            handle(kpu, cfg, ftype, seq, payload, send, upload)
-            gc.collect()
+        frames = parser.feed(data)
         for seq in parser.take_naks():  # arrived whole but damaged: ask for it again now
             send(pk_proto.NAK, seq, b"")
+        for ftype, seq, payload in frames:
+            handle(kpu, cfg, ftype, seq, payload, send, upload)
+            gc.collect()
 
 
 run()

@@ -147,7 +147,8 @@ def topk(values, k):
 
 def open_uart(cfg, read_buf_len):
     """UART1 on the pins pokedex.json names (routed with fm.register first: without it UART1
-    sends nothing), else UARTHS, which is also the REPL."""
+    sends nothing), else UARTHS, which is also the REPL (print() shares the wire). ``read``
+    waits at most timeout_char (10 ms) and returns None when nothing came: callers poll."""
     from machine import UART
     u = cfg.get("uart") or {}
     baud = u.get("baud", 115200)
@@ -155,8 +156,8 @@ def open_uart(cfg, read_buf_len):
         from fpioa_manager import fm
         fm.register(u["tx"], fm.fpioa.UART1_TX, force=True)
         fm.register(u["rx"], fm.fpioa.UART1_RX, force=True)
-        return UART(UART.UART1, baud, 8, 0, 1, timeout=1000, read_buf_len=read_buf_len)
-    return UART(UART.UARTHS, baud, 8, 0, 1, timeout=1000, read_buf_len=read_buf_len)
+        return UART(UART.UART1, baud, 8, 0, 1, read_buf_len=read_buf_len)
+    return UART(UART.UARTHS, baud, 8, 0, 1, read_buf_len=read_buf_len)
 
 
 def memory_line():

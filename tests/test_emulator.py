@@ -121,23 +121,26 @@ def test_bench_server_over_a_pty_survives_garbage(tiny_build, tmp_path):
         time.sleep(0.05)
     port = serial.Serial(str(link), 115200, timeout=0.2)
     dec = proto.Decoder()
+    seen = []
 
     def ask(frame: bytes, want: int, seconds=30.0):
         port.write(frame)
         end = time.time() + seconds
         while time.time() < end:
             for f in dec.feed(port.read(4096)):
+                seen.append(f)
                 if f.type in (want, proto.ERROR):
                     return f
         raise AssertionError("no answer")
 
     hello = ask(b"\x00garbage\xa5\x5a\x07" + proto.encode(proto.HELLO, 1), proto.HELLO_OK)
-    assert hello.seq == 1 and b'"proto": 1' in hello.payload
+    assert hello.seq == 1 and b'"proto": 2' in hello.payload
     corrupt = bytearray(proto.encode(proto.PING, 2, b"abc"))
-    corrupt[-1] ^= 0xFF  # bad CRC: ignored by the board
+    corrupt[-1] ^= 0xFF  # bad CRC: the board NAKs it (seq 2) and carries on
     oversize = proto.encode(proto.PING, 3, b"")[:6] + (10**9).to_bytes(4, "little")  # length over the maximum
     pong = ask(bytes(corrupt) + oversize + proto.encode(proto.PING, 4, b"xyz"), proto.PONG)
     assert (pong.seq, pong.payload) == (4, b"xyz")
+    assert [f.seq for f in seen if f.type == proto.NAK] == [2]
     img = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
     r = ask(proto.encode(proto.INFER, 5, proto.infer_payload(img.tobytes(), 64, 64, 3)), proto.RESULT, 120)
     res = proto.parse_result(r.payload)
@@ -160,3 +163,73 @@ def test_frames_from_a_video_file(tiny_build, tmp_path):
     w.release()
     res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", video, tmp_path / "emu", log=lambda m: None)
     assert res.exit_code == 0 and res.frames == 3 and len(res.uart_lines) == 3
+
+
+def _run_script(tmp_path, code: str, **kw):
+    fw = tmp_path / "fw"
+    fw.mkdir(exist_ok=True)
+    (fw / "main.py").write_text(code)
+    return emulate(get_board("maix-bit"), None, None, tmp_path / "emu", firmware=fw, log=lambda m: None, **kw)
+
+
+def test_image_stand_in_is_rgb565_and_pix_to_ai_returns_none(tmp_path):
+    res = _run_script(tmp_path, (
+        "import image\n"
+        "img = image.Image(size=(2, 1))\n"
+        "img.set_pixel(0, 0, (255, 3, 7))\n"
+        "img.set_pixel(1, 0, (100, 130, 200))\n"
+        "print('PIX', img.get_pixel(0, 0), img.get_pixel(1, 0), img.pix_to_ai())\n"))
+    assert res.exit_code == 0, res.console
+    # 5/6/5 bits kept and expanded back: 255 -> 255, 3 -> 0, 7 -> 0; 100 -> 99, 130 -> 130, 200 -> 206
+    assert "PIX (255, 0, 0) (99, 130, 206) None" in res.console
+
+
+def test_uart_stand_in_waits_timeout_char_and_unrouted_uart1_sends_nothing(tmp_path):
+    res = _run_script(tmp_path, (
+        "import time\n"
+        "from machine import UART\n"
+        "u = UART(UART.UART1, 115200, 8, 0, 1, timeout=1000, read_buf_len=64)\n"  # no fm.register
+        "u.write(b'lost')\n"
+        "h = UART(UART.UARTHS, 115200, 8, 0, 1, timeout=1000, read_buf_len=64)\n"
+        "t = time.ticks_ms()\n"
+        "r = h.read(16)\n"
+        "print('READ', r, time.ticks_diff(time.ticks_ms(), t) < 500)\n"))
+    assert res.exit_code == 0, res.console
+    assert "READ None True" in res.console  # returns None after timeout_char, not after timeout=1000
+    assert any("fm.register" in w for w in res.warnings)
+    assert b"lost" not in (tmp_path / "emu" / "uart.log").read_bytes()
+
+
+def test_print_shares_the_wire_once_the_app_talks_over_uarths(tmp_path):
+    import serial
+
+    link = tmp_path / "wire"
+    got = bytearray()
+    done = threading.Event()
+
+    def reader():
+        for _ in range(200):
+            if link.exists():
+                break
+            time.sleep(0.05)
+        port = serial.Serial(str(link), 115200, timeout=0.1)
+        try:
+            while not done.is_set():
+                got.extend(port.read(4096))
+        except serial.SerialException:  # the emulated board ended: its end of the wire is gone
+            pass
+        port.close()
+
+    th = threading.Thread(target=reader)
+    th.start()
+    res = _run_script(tmp_path, (
+        "import time\nfrom machine import UART\n"
+        "time.sleep_ms(300)\n"
+        "u = UART(UART.UARTHS, 115200)\n"
+        "u.write(b'FRAME')\n"
+        "print('pokedex bench: ready')\n"
+        "time.sleep_ms(300)\n"), uart_link=link)
+    done.set()
+    th.join()
+    assert res.exit_code == 0, res.console
+    assert b"FRAME" in got and b"pokedex bench: ready\r\n" in got

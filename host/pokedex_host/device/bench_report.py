@@ -30,12 +30,17 @@ def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int
     from ..evaluate import kmodel_on_host
 
     cache = out / "host_reference.json"
-    key = {"kmodel": sha256_file(kmodel), "files": [r["file"] for r in rows]}
+    key = {"kmodel": sha256_file(kmodel), "files": [r["file"] for r in rows], "input": "rgb565"}
     if cache.exists():
         c = json.loads(cache.read_text())
         if c.get("key") == key:
             return c
     x = np.stack([load_image(Path(data) / r["file"], size) for r in rows])
+    # the bench server builds its image with set_pixel on an RGB565 image.Image: the KPU gets
+    # 5/6/5-bit colour, so the host reference does too (device = host means the same input)
+    from ..emulator.pixels import to_rgb565
+
+    x = np.ascontiguousarray(to_rgb565(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2))
     art = BuildArtifact.load(kmodel)
     f_logits = onnx_float_logits(art.onnx, x, art.input_range) if art.onnx is not None else None
     s_logits, how = kmodel_on_host(kmodel, x, workers)

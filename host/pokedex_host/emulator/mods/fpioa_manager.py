@@ -1,4 +1,5 @@
-"""Host version of MaixPy's ``fpioa_manager`` (pin function routing: recorded, no effect)."""
+"""Host version of MaixPy's ``fpioa_manager``: pin function routing, recorded. UART1/2 send and
+receive only once their TX/RX functions are routed to a pin (machine.UART checks ``routed``)."""
 
 from pokedex_host.emulator.state import board as _board
 
@@ -16,11 +17,18 @@ class _Fpioa:
 class _FM:
     fpioa = _Fpioa()
 
+    def __init__(self):
+        self.pins = {}  # pin -> function
+
     def register(self, pin, function, force=False):
+        self.pins[int(pin)] = int(function)
         _board().event("fpioa", pin=pin, function=function)
 
     def unregister(self, pin):
-        pass
+        self.pins.pop(int(pin), None)
+
+    def routed(self, function):
+        return int(function) in self.pins.values()
 
 
 fm = _FM()

@@ -124,7 +124,10 @@ class Image:
         return tuple(int(v) for v in self._a[y, x])
 
     def set_pixel(self, x, y, color):
-        self._a[y, x] = _color(color)
+        """The image is RGB565: an (r, g, b) keeps 5/6/5 bits (py_image_set_pixel packs it)."""
+        r, g, b = _color(color)
+        r, g, b = r >> 3, g >> 2, b >> 3
+        self._a[y, x] = ((r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2))
         return self
 
     def _roi(self, roi):
@@ -221,8 +224,9 @@ class Image:
         return self
 
     def pix_to_ai(self):
+        """Fills the planar RGB888 buffer the KPU reads; returns None (py_image_pix_to_ai)."""
         self._ai = self._a.transpose(2, 0, 1).copy()
-        return self
+        return None
 
     def draw_rectangle(self, x, y, w, h, color=(255, 255, 255), thickness=1, fill=False):
         im = _PIL.fromarray(self._a)
