@@ -375,7 +375,6 @@ def test_cpu_layers_follow_kpu_c():
         CpuLayerSpec(T.K210_REMOVE_PADDING, {"flags": 0, "in": 0, "out": G + 700, "channels": 4}),
         CpuLayerSpec(T.TENSORFLOW_FLATTEN, {"flags": 0, "in": F, "out": G + 800, "width": 4, "height": 2,
                                             "channels": 2}),
-        CpuLayerSpec(T.GLOBAL_MAX_POOL2D, {"flags": 0, "in": F, "out": G + 900, "kernel_size": 16, "channels": 4}),
         CpuLayerSpec(T.K210_UPLOAD, {"flags": 0, "in": 0, "kpu_out": 100, "width": 4, "height": 4, "channels": 4}),
     ]
     data = write(ModelSpec(layers, [(G, 32)], 4096))
@@ -398,7 +397,10 @@ def test_cpu_layers_follow_kpu_c():
     assert out["TENSORFLOW_FLATTEN"].shape == (2, 2, 4)
     got = np.frombuffer(bytes(res.outputs[0]), "<f4")
     assert np.array_equal(got, out["SOFTMAX"])
-    assert np.array_equal(out["GLOBAL_MAX_POOL2D"], out["DEQUANTIZE"].reshape(4, 16).max(1))
+    gmp = write(ModelSpec([conv, CpuLayerSpec(T.GLOBAL_MAX_POOL2D, {"flags": 0, "in": 0, "out": 64, "kernel_size": 16,
+                                                                     "channels": 4})], [(64, 16)], 128))
+    with pytest.raises(KmodelFormatError, match="kpu.c .* has no handler"):  # neither the SDK nor MaixPy runs it
+        Interpreter(gmp).run(np.zeros((3, 4, 4), np.uint8))
     assert np.array_equal(out["K210_UPLOAD"], q.reshape(4, 4, 4))
 
 
@@ -424,3 +426,79 @@ def test_writer_rewrites_kendrytes_files_byte_for_byte(name):
             layers.append(CpuLayerSpec(v3.LayerType(lay.type), lay.fields,
                                        data[lay.body_offset + fixed:lay.body_offset + lay.body_size]))
     assert write(ModelSpec(layers, list(m.outputs), m.main_mem_usage, m.flags)) == data
+
+
+def test_fmaf_rounds_once():
+    from fractions import Fraction
+
+    from pokedex_host.kmodel.interp import fmaf
+
+    rng = np.random.default_rng(4)
+    q = np.arange(256, dtype=np.uint8)
+    for _ in range(40):
+        scale = np.float32(rng.uniform(-1, 1) * 2.0 ** rng.integers(-12, 4))
+        bias = np.float32(rng.uniform(-1, 1) * 2.0 ** rng.integers(-12, 10))
+        got = fmaf(q, scale, bias)
+        for v in (0, 1, 7, 128, 255, int(rng.integers(0, 256))):
+            exact = Fraction(v) * Fraction(float(scale)) + Fraction(float(bias))
+            # the float32 nearest to the exact value (ties to even)
+            lo = np.float32(float(exact))
+            cands = [lo, np.nextafter(lo, np.float32(np.inf)), np.nextafter(lo, np.float32(-np.inf))]
+            best = min(cands, key=lambda c: (abs(Fraction(float(c)) - exact), int(np.float32(c).view(np.uint32)) & 1))
+            assert got[v] == best, (v, scale, bias)
+    # a tie that double rounding gets wrong: p + c lands halfway between two float32s in float64
+    a, b = np.uint8(3), np.float32(1 + 2.0 ** -22)
+    c = np.float32(2.0 ** -23 * 3 * 0.5 + 2.0 ** -50)  # hand-picked tiny term below float64's rounding of the sum
+    r = fmaf(np.array([a]), b, c)[0]
+    exact = Fraction(3) * Fraction(float(b)) + Fraction(float(c))
+    assert abs(Fraction(float(r)) - exact) <= abs(Fraction(float(np.nextafter(r, np.float32(np.inf)))) - exact)
+    assert abs(Fraction(float(r)) - exact) <= abs(Fraction(float(np.nextafter(r, np.float32(-np.inf)))) - exact)
+
+
+def test_maixpy_runtime_differs_where_maixpy_does():
+    T = v3.LayerType
+    rng = np.random.default_rng(2)
+    conv, _ = conv_layer(rng, (7, 7, 3), 8, kernel=1, src=0, dst=8, main_out=0)  # 7x7x8 u8 at 0
+    layers = [conv,
+              CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 400, "count": 392, "scale": 0.1037,
+                                          "bias": -13.37}),
+              CpuLayerSpec(T.GLOBAL_AVERAGE_POOL2D, {"flags": 0, "in": 400, "out": 2000, "kernel_size": 49,
+                                                     "channels": 8})]
+    data = write(ModelSpec(layers, [(2000, 32)], 4096))
+    x = rng.integers(0, 256, (64, 3, 7, 7), dtype=np.uint8)
+    sdk = Interpreter(data).run_many(x)
+    mx = Interpreter(data, runtime="maixpy").run_many(x)
+    assert not np.array_equal(sdk, mx)  # 1/49 is not exact: the two runtimes differ in the last bits
+    np.testing.assert_allclose(sdk, mx, rtol=1e-5)
+    q = Interpreter(data).run(x[0], trace=True).trace[0][2].reshape(-1).astype(np.float32)
+    pooled = (q * np.float32(0.1037) + np.float32(-13.37)).reshape(8, 49)
+    acc = np.zeros(8, np.float32)
+    for i in range(49):
+        acc = (acc + pooled[:, i]).astype(np.float32)
+    assert np.array_equal(sdk[0], acc / np.float32(49))
+    with pytest.raises(ValueError):
+        Interpreter(data, runtime="canmv")
+    big = data + bytes(6 * 2**20)
+    with pytest.raises(KmodelFormatError, match="6,291,456"):
+        Interpreter(big, runtime="maixpy")
+
+
+def test_maixpy_runtime_refuses_a_main_memory_conv_that_raises_the_interrupt():
+    from dataclasses import replace as _replace
+
+    rng = np.random.default_rng(3)
+    conv, _ = conv_layer(rng, (4, 4, 3), 4, kernel=1, src=0, dst=8, main_out=0)
+    regs = list(conv.registers)
+    regs[0] |= 1  # int_en
+    data = write(ModelSpec([_replace(conv, registers=tuple(regs))], [(0, 64)], 64))
+    Interpreter(data)  # the SDK's runtime runs it
+    with pytest.raises(KmodelFormatError, match="int_en"):
+        Interpreter(data, runtime="maixpy")
+
+
+def test_a_conv_output_dma_rounded_to_8_bytes_must_stay_in_main_memory():
+    rng = np.random.default_rng(8)
+    conv, _ = conv_layer(rng, (3, 3, 3), 3, kernel=1, src=0, dst=8, main_out=0)  # a 27-byte map
+    Interpreter(write(ModelSpec([conv], [(0, 27)], 32)))  # kpu.c's DMA writes 32 bytes: fits
+    with pytest.raises(KmodelFormatError, match=r"\[0, 32\)"):
+        Interpreter(write(ModelSpec([conv], [(0, 27)], 27)))

@@ -22,6 +22,7 @@ class FirmwareFamily:
     app_files: tuple[str, ...]  # firmware/ files install copies (main.py is the camera app or bench.py)
     emulator_modules: tuple[str, ...]  # stand-ins under emulator/mods the app imports on this family
     runtime: str  # whose KPU runtime, for the docs and error messages
+    v3_runtime: str | None  # the v3 interpreter's mode that matches it (kmodel/interp.RUNTIMES); None: no v3
 
 
 _APP = ("pk_app.py", "pk_proto.py", "pk_card.py")
@@ -30,13 +31,14 @@ _MAIXPY_MODS = ("sensor", "image", "lcd", "machine", "fpioa_manager", "Maix")
 FAMILIES: dict[str, FirmwareFamily] = {
     "maixpy": FirmwareFamily(
         "maixpy", "maixpy", (3,), "import KPU as kpu; kpu.load(path or flash address); kpu.forward(task, img); fmap[:]",
-        _APP, (*_MAIXPY_MODS, "KPU"), "MaixPy-v1's KPU library (binary, kmodel v3 as kpu.c of the K210 SDK)"),
+        _APP, (*_MAIXPY_MODS, "KPU"), "MaixPy-v1's KPU library (binary; kmodel v3 like kpu.c of the K210 SDK, "
+        "with a fused multiply-add in DEQUANTIZE and x (1/k) in GLOBAL_AVERAGE_POOL2D)", "maixpy"),
     "canmv": FirmwareFamily(
         "canmv", "canmv", (5,), "from maix import KPU; KPU().load_kmodel(path); run_with_output(img, getlist=True)",
-        _APP, (*_MAIXPY_MODS, "maix"), "nncase's runtime compiled into CanMV (feat/kpu)"),
+        _APP, (*_MAIXPY_MODS, "maix"), "nncase's runtime compiled into CanMV (feat/kpu)", None),
     "baremetal": FirmwareFamily(
         "baremetal", None, (3, 5), "C: kpu_load_kmodel / kpu_run_kmodel (K210 SDK) or nncase's runtime", (), (),
-        "your own C program"),
+        "your own C program (kpu.c of the K210 SDK for v3)", "sdk"),
 }
 
 

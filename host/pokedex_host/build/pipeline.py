@@ -83,10 +83,29 @@ def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> 
     return fmt
 
 
-def _run_v3(data: bytes, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _run_v3(data: bytes, x: np.ndarray, shape: tuple[int, ...], runtime: str = "sdk") -> np.ndarray:
     from ..kmodel.interp import run_batch
 
-    return run_batch(data, x).reshape(len(x), *shape)
+    return run_batch(data, x, runtime=runtime).reshape(len(x), *shape)
+
+
+def _board_runtime(board: Board, sdk_out: np.ndarray, data: bytes, x: np.ndarray, shape, log) -> tuple[np.ndarray, dict | None]:
+    """The v3 outputs as the board's own runtime computes them (MaixPy's KPU library differs from
+    kpu.c in two float steps), with how far they are from the SDK's (= the simulator's)."""
+    from ..families import family
+
+    rt = family(board.firmware.family).v3_runtime
+    if rt in (None, "sdk"):
+        return sdk_out, None
+    out = _run_v3(data, x, shape, rt)
+    a, b = out.reshape(len(x), -1), sdk_out.reshape(len(x), -1)
+    same = int(sum(np.array_equal(p, q) for p, q in zip(a, b)))
+    fig = {"runtime": rt, "images": len(x), "identical": same,
+           "top1_agreement": float(100.0 * np.mean(a.argmax(1) == b.argmax(1))) if len(x) else 100.0,
+           "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max()) if len(x) else 0.0}
+    log(f"{rt} runtime (the board's): {same}/{len(x)} images identical to the SDK's, top-1 agreement "
+        f"{fig['top1_agreement']:.1f} %, largest difference {fig['max_abs_diff']:.2e}")
+    return out, fig
 
 
 def _check_v3(v3_out: np.ndarray, simulated: np.ndarray, seconds: float, log) -> dict:
@@ -196,12 +215,20 @@ class Measured:
     memory: MemoryReport  # run-time RAM of *that* file, as its loader allocates it
 
 
-def measure_stage(comp: Compiled, fmt: str, log=print) -> Measured:
+def measure_stage(comp: Compiled, fmt: str, log=print, board: Board | None = None) -> Measured:
     """Memory from the compiler's schedule; for v3, the file re-emitted and measured as the v3
-    loader allocates it."""
+    loader allocates it, and loaded the way the board's runtime loads it (MaixPy's kpu.load
+    refuses files over 6 MiB and main-memory convolutions that raise the interrupt)."""
     mem = read_memory(comp.dump, comp.kmodel)
     if fmt == "v3":
         kmodel, conversion, mem = _as_v3(comp.kmodel, comp.dump, mem, log)
+        if board is not None:
+            from ..families import family
+            from ..kmodel.interp import Interpreter
+
+            rt = family(board.firmware.family).v3_runtime
+            if rt is not None:
+                Interpreter(conversion.data, path=str(kmodel), runtime=rt)
         return Measured(kmodel, comp.kmodel, conversion, mem)
     return Measured(comp.kmodel, comp.kmodel, None, mem)
 
@@ -254,7 +281,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                             "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes")
         log(f"compiled in {timings['compile']:.1f} s: {comp.bytes:,} B kmodel")
         t = time.time()
-        meas = measure_stage(comp, fmt, log)
+        meas = measure_stage(comp, fmt, log, board)
         if fmt == "v3":
             timings["v3"] = time.time() - t
         kmodel, v5_kmodel, conversion, mem = meas.kmodel, meas.v5_kmodel, meas.conversion, meas.memory
@@ -296,7 +323,10 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             t_sim = time.time() - t
             if conversion is not None:
                 v3_check = _check_v3(k_v3, k_sim, t_v3, log) if k_sim is not None else None
-                k_logits = k_v3.reshape(len(hold), -1)
+                k_board, board_fig = _board_runtime(board, k_v3, conversion.data, hold.x, conversion.output_shape, log)
+                if v3_check is not None and board_fig is not None:
+                    v3_check["board_runtime"] = board_fig
+                k_logits = k_board.reshape(len(hold), -1)
             else:
                 k_logits = k_sim
             ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,

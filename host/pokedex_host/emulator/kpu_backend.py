@@ -28,8 +28,10 @@ class LoadedModel:
         self.runtime_bytes = runtime_bytes
 
 
-def load(model, allowed_versions, error) -> LoadedModel:
-    """Resolve, read and check a model; ``error(code, text)`` builds the firmware's exception."""
+def load(model, allowed_versions, error, v3_runtime: str = "sdk") -> LoadedModel:
+    """Resolve, read and check a model; ``error(code, text)`` builds the firmware's exception.
+    ``v3_runtime``: whose v3 CPU layers (``kmodel/interp.RUNTIMES``): MaixPy's KPU module passes
+    "maixpy"."""
     b = board()
     if isinstance(model, int):
         if model not in b.flash_map:
@@ -56,7 +58,7 @@ def load(model, allowed_versions, error) -> LoadedModel:
         from ..kmodel.interp import Interpreter
 
         try:
-            interpreter = Interpreter(data, path=str(host))
+            interpreter = Interpreter(data, path=str(host), runtime=v3_runtime)
         except KmodelFormatError as e:
             raise error(ERR_KMODEL_FORMAT, "ERR_KMODEL_FORMAT: %s (at byte %d)" % (e.reason, e.offset))
         c, h, w = interpreter.input_shape

@@ -53,21 +53,59 @@ class RunResult:
     trace: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (layer, name, output)
 
 
-class Interpreter:
-    """A parsed, checked kmodel v3 ready to run; decode once, run many times."""
+RUNTIMES = ("sdk", "maixpy")
+MAIXPY_MAX_FILE = 6 * 2**20  # kpu.load refuses larger files
 
-    def __init__(self, data: bytes, model: KmodelV3 | None = None, path: str | None = None):
+
+def fmaf(a: np.ndarray, b: float, c: float) -> np.ndarray:
+    """float32 fused multiply-add, a * b + c rounded once (C's fmaf), for u8 ``a``.
+
+    a * b is exact in float64 (8 x 24 significant bits); the sum's rounding error comes from
+    TwoSum, so the one case where rounding to float64 then to float32 differs from rounding once
+    (the float64 sum sits exactly halfway between two float32s) is resolved by the error's sign."""
+    p = np.asarray(a, np.float64) * np.float64(np.float32(b))
+    cc = np.float64(np.float32(c))
+    s = p + cc
+    bb = s - p
+    err = (p - (s - bb)) + (cc - bb)
+    r = s.astype(np.float32)
+    rd = r.astype(np.float64)
+    other = np.where(rd < s, np.nextafter(r, np.float32(np.inf)), np.nextafter(r, np.float32(-np.inf))).astype(np.float64)
+    tie = (rd != s) & (np.abs(s - rd) == np.abs(other - s)) & (err != 0)
+    up = np.maximum(rd, other)
+    down = np.minimum(rd, other)
+    return np.where(tie, np.where(err > 0, up, down), rd).astype(np.float32)
+
+
+class Interpreter:
+    """A parsed, checked kmodel v3 ready to run; decode once, run many times.
+
+    ``runtime`` picks whose CPU layers: ``"sdk"`` is kpu.c of the K210 SDK (what nncase's
+    simulator matches), ``"maixpy"`` MaixPy-v1's KPU library: DEQUANTIZE with a fused
+    multiply-add, GLOBAL_AVERAGE_POOL2D as sum x (1 / k), files up to 6 MiB, and a convolution
+    that writes to main memory must not raise the KPU interrupt (int_en = 0)."""
+
+    def __init__(self, data: bytes, model: KmodelV3 | None = None, path: str | None = None, runtime: str = "sdk"):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime {runtime!r} is not one of {RUNTIMES}")
+        self.runtime = runtime
         self.data = bytes(data)
         self.path = path
         self.model = model or parse(self.data, path)
         m = self.model
+        if runtime == "maixpy" and len(self.data) > MAIXPY_MAX_FILE:
+            raise KmodelFormatError(0, f"the file is {len(self.data):,} B; MaixPy's kpu.load refuses files over "
+                                       f"{MAIXPY_MAX_FILE:,} B", self.path)
         if m.layers[0].type != LayerType.K210_CONV and m.layers[0].type != LayerType.FULLY_CONNECTED:
             self._fail(m.layers[0], "the first layer must be K210_CONV (image input) or FULLY_CONNECTED (float "
                                     "input): the SDK's kpu_run_kmodel refuses anything else")
         self._convs: dict[int, _Conv] = {}
         for lay in m.layers:
             if lay.type == LayerType.K210_CONV:
-                self._convs[lay.index] = self._decode_conv(lay)
+                self._convs[lay.index] = cv = self._decode_conv(lay)
+                if runtime == "maixpy" and cv.main_out is not None and lay.conv.registers.fields["int_en"]:
+                    self._fail(lay, "it writes to main memory with int_en = 1; MaixPy's runtime needs int_en = 0 "
+                                    "there (the interrupt would fire before the DMA of its output)")
 
     # -- helpers ------------------------------------------------------------------------------
     def _fail(self, lay: Layer, why: str):
@@ -99,6 +137,11 @@ class Interpreter:
         if main_out is not None and f["dma_total_byte"] + 1 != ow * oh * oc:
             self._fail(lay, f"its main-memory output is {f['dma_total_byte'] + 1} B by the DMA registers but the "
                             f"map is {ow}x{oh}x{oc} = {ow * oh * oc} B")
+        if main_out is not None:
+            dma = (f["dma_total_byte"] + 8) // 8 * 8  # kpu.c's DMA moves whole 8-byte words
+            if main_out + dma > self.model.main_mem_usage:
+                self._fail(lay, f"its output DMA writes [{main_out}, {main_out + dma}) (the map rounded up to 8 B), "
+                                f"past main memory ({self.model.main_mem_usage} B)")
         weights = np.frombuffer(self.data, np.uint8, c.weights_size, c.weights_offset)
         bn = K.decode_bn(self.data[c.bn_offset:c.bn_offset + c.bn_size], oc)
         act = K.decode_act(self.data[c.act_offset:c.act_offset + c.ACT_SIZE], c.act_offset)
@@ -157,6 +200,9 @@ class Interpreter:
         for lay in m.layers:
             handler = _HANDLERS.get(lay.type)
             if handler is None:
+                if lay.type in _NOT_IN_KPU_C:
+                    self._fail(lay, "kpu.c (the K210 SDK's v3 runtime, and MaixPy's) has no handler for this layer type: "
+                                    "the board refuses the file")
                 self._fail(lay, "this layer type is not implemented by the interpreter")
             try:
                 res = handler(self, lay, lay.fields, main, ram)
@@ -204,8 +250,11 @@ class Interpreter:
         return y
 
     def _dequantize(self, lay, f, main, ram):
-        q = self._read(lay, main, f["in"], f["count"]).astype(np.float32)
-        y = q * np.float32(f["scale"]) + np.float32(f["bias"])
+        q = self._read(lay, main, f["in"], f["count"])
+        if self.runtime == "maixpy":
+            y = fmaf(q, f["scale"], f["bias"])  # MaixPy's library computes it as one fused multiply-add
+        else:
+            y = q.astype(np.float32) * np.float32(f["scale"]) + np.float32(f["bias"])
         self._write_f32(lay, main, f["out"], y)
         return y
 
@@ -222,18 +271,18 @@ class Interpreter:
         self._write(lay, main, f["out"], y)
         return y
 
-    def _global_pool(self, lay, f, main, ram):
+    def _global_average_pool(self, lay, f, main, ram):
         k, ch = f["kernel_size"], f["channels"]
         if k == 0:
             self._fail(lay, "kernel_size 0")
         x = self._read_f32(lay, main, f["in"], k * ch).reshape(-1, ch, k)
-        if lay.type == LayerType.GLOBAL_MAX_POOL2D:
-            y = x.max(2)
-        else:
-            acc = np.zeros(x.shape[:2], np.float32)
-            with np.errstate(all="ignore"):
-                for i in range(k):  # left to right, in float32, as kpu.c sums
-                    acc = (acc + x[:, :, i]).astype(np.float32)
+        acc = np.zeros(x.shape[:2], np.float32)
+        with np.errstate(all="ignore"):
+            for i in range(k):  # left to right, in float32, as kpu.c sums
+                acc = (acc + x[:, :, i]).astype(np.float32)
+            if self.runtime == "maixpy":  # sum x (1.0f / k): not the SDK's division unless k is a power of 2
+                y = (acc * (np.float32(1) / np.float32(k))).astype(np.float32)
+            else:
                 y = (acc / np.float32(k)).astype(np.float32)
         self._write_f32(lay, main, f["out"], y)
         return y
@@ -298,12 +347,8 @@ class Interpreter:
 
     def _flatten(self, lay, f, main, ram):
         w, h, c = f["width"], f["height"], f["channels"]
-        if lay.type == LayerType.TENSORFLOW_FLATTEN:
-            x = self._read_f32(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
-            self._write_f32(lay, main, f["out"], x.transpose(0, 2, 3, 1))
-        else:
-            x = self._read(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
-            self._write(lay, main, f["out"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        x = self._read_f32(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
+        self._write_f32(lay, main, f["out"], x.transpose(0, 2, 3, 1))
         return x
 
     def _fully_connected(self, lay, f, main, ram):
@@ -352,12 +397,15 @@ class Interpreter:
         return x
 
 
+# v3 layer types the reader knows but kpu.c's ai_step does not run (docs/kpu-c-reading.md)
+_NOT_IN_KPU_C = {LayerType.GLOBAL_MAX_POOL2D, LayerType.QUANTIZED_GLOBAL_MAX_POOL2D,
+                 LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D, LayerType.QUANTIZED_TENSORFLOW_FLATTEN}
+
 _HANDLERS = {
     LayerType.K210_CONV: Interpreter._k210_conv,
     LayerType.DEQUANTIZE: Interpreter._dequantize,
     LayerType.QUANTIZE: Interpreter._quantize,
-    LayerType.GLOBAL_AVERAGE_POOL2D: Interpreter._global_pool,
-    LayerType.GLOBAL_MAX_POOL2D: Interpreter._global_pool,
+    LayerType.GLOBAL_AVERAGE_POOL2D: Interpreter._global_average_pool,
     LayerType.CONCAT: Interpreter._concat,
     LayerType.QUANTIZED_CONCAT: Interpreter._concat,
     LayerType.ADD: Interpreter._add,
@@ -366,7 +414,6 @@ _HANDLERS = {
     LayerType.L2_NORMALIZATION: Interpreter._l2_normalization,
     LayerType.REQUANTIZE: Interpreter._requantize,
     LayerType.TENSORFLOW_FLATTEN: Interpreter._flatten,
-    LayerType.QUANTIZED_TENSORFLOW_FLATTEN: Interpreter._flatten,
     LayerType.FULLY_CONNECTED: Interpreter._fully_connected,
     LayerType.K210_ADD_PADDING: Interpreter._add_padding,
     LayerType.K210_REMOVE_PADDING: Interpreter._remove_padding,
@@ -379,11 +426,11 @@ def run(data: bytes, image: np.ndarray) -> list[bytes]:
 
 
 def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0, batch: int = 32,
-              progress=None) -> np.ndarray:
+              progress=None, runtime: str = "sdk") -> np.ndarray:
     """Output ``index`` for every image of ``x`` (N x C x H x W u8), as an N x outputs array,
     ``batch`` images per pass (torch and the compiled activation use every core; ``workers`` is
     kept for callers of the per-image version and ignored)."""
-    it = Interpreter(data)
+    it = Interpreter(data, runtime=runtime)
     n = len(x)
     if n == 0:
         return np.zeros((0, 0), it.output_dtype)

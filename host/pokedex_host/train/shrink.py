@@ -68,7 +68,7 @@ def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: 
                     c.cpu_layers = len(lint.cpu_fallbacks)
                     np.save(d / "c.npy", np.random.default_rng(0).integers(0, 256, (2, 3, size, size), dtype=np.uint8))
                     meas = measure_stage(compile_stage(board, ex, d / "c.npy", d, f"width {width} @ {size}", w=w),
-                                         fmt, quiet)
+                                         fmt, quiet, board)
                 except PokedexError as e:  # what build-kmodel would stop with
                     c.why = str(e).splitlines()[0].replace(f"{d}/", "")[:110]
                     out.append(c)

@@ -48,7 +48,7 @@ def load(model):
     if len(_loaded) >= 5:
         raise _err(2010, "ERR_MODELS_FULL: we only support load 5 models in the same time")
     versions = tuple(v for v in _board().kmodel_versions if v in (3, 4))
-    m = _kb.load(model, versions, _err)
+    m = _kb.load(model, versions, _err, v3_runtime="maixpy")  # MaixPy-v1's own KPU library
     net = kpu_net()
     net._m, net._model = m, model
     _loaded.append(net)
