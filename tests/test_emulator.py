@@ -233,3 +233,27 @@ def test_print_shares_the_wire_once_the_app_talks_over_uarths(tmp_path):
     th.join()
     assert res.exit_code == 0, res.console
     assert b"FRAME" in got and b"pokedex bench: ready\r\n" in got
+
+
+def test_gc_heap_accounts_the_big_allocations_and_raises_memoryerror(tmp_path):
+    # the 224 px bench plan: one upload buffer, one image and its pix_ai fit the 512 KB heap ...
+    res = _run_script(tmp_path, (
+        "import gc, image\n"
+        "free0 = gc.mem_free()\n"
+        "up = bytearray(3 * 224 * 224)\n"
+        "img = image.Image(size=(224, 224))\n"
+        "img.pix_to_ai()\n"
+        "print('PLAN', free0 - gc.mem_free())\n"
+        "try:\n"
+        "    more = [bytearray(3 * 224 * 224), bytearray(3 * 224 * 224)]  # ... the payload held twice more does not\n"
+        "    print('NO ERROR')\n"
+        "except MemoryError as e:\n"
+        "    print('MEMORYERROR', e)\n"
+        "del up, img\n"
+        "gc.collect()\n"
+        "print('BACK', gc.mem_free() == free0)\n"))
+    assert res.exit_code == 0, res.console
+    plan = 150528 + 224 * 224 * 2 + 256 * 224 * 3  # upload + RGB565 image + pix_ai with w rounded up to 64
+    assert f"PLAN {plan}" in res.console
+    assert "MEMORYERROR memory allocation failed, allocating 150528 bytes" in res.console
+    assert "BACK True" in res.console

@@ -39,8 +39,8 @@ def _gc_module(board) -> types.ModuleType:
     m = types.ModuleType("gc")
     for k in ("collect", "enable", "disable", "isenabled"):
         setattr(m, k, getattr(_real_gc, k))
-    m.mem_free = lambda: board.gc_heap * 3 // 4
-    m.mem_alloc = lambda: board.gc_heap // 4
+    m.mem_free = lambda: max(0, board.heap_free())
+    m.mem_alloc = lambda: board.heap_base + board.heap_live
     m.threshold = lambda *a: -1
     return m
 
@@ -67,7 +67,22 @@ class _FirmwareLoader(importlib.machinery.SourceFileLoader):
 
     def exec_module(self, module):
         module.open = self.board.open
+        module.bytearray = _heap_bytearray(self.board)
         super().exec_module(module)
+
+
+def _heap_bytearray(board):
+    """The firmware's ``bytearray``: a large one (1 KiB or more when made) takes GC heap, as on the
+    board (an upload buffer, a frame's bytes); growth by extend is not counted."""
+
+    class bytearray_(bytearray):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            if len(self) >= 1024:
+                board.heap_alloc(self, len(self), "bytearray")
+
+    bytearray_.__name__ = bytearray_.__qualname__ = "bytearray"
+    return bytearray_
 
 
 def _on_term(signum, frame):
@@ -90,7 +105,7 @@ def main() -> int:
     sys.meta_path.insert(0, _FirmwareFinder(firmware, board))
     script = firmware / cfg.get("script", "main.py")
     code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
-    glb = {"__name__": "__main__", "__file__": str(script), "open": board.open}
+    glb = {"__name__": "__main__", "__file__": str(script), "open": board.open, "bytearray": _heap_bytearray(board)}
     rc = 0
     try:
         exec(code, glb)

@@ -21,6 +21,11 @@ class Board:
         self.model_ram = int(cfg["model_ram"])
         self.kmodel_versions = tuple(cfg["kmodel_versions"])
         self.gc_heap = int(cfg.get("gc_heap_size") or 512 * 1024)
+        # the GC heap's big blocks (images, pix_ai buffers, large bytearrays) are accounted; the
+        # firmware's own small objects are a fixed share (an approximation: a board's figure differs)
+        self.heap_base = self.gc_heap // 8
+        self.heap_live = 0
+        self.heap_peak = 0
         src = Path(cfg["frames"]) if cfg.get("frames") else None
         self.video = None
         if src is not None and src.is_file():  # a video file: frames decoded one by one
@@ -45,6 +50,24 @@ class Board:
     def event(self, kind: str, **data) -> None:
         self.events.write(json.dumps({"event": kind, **data}) + "\n")
         self.events.flush()
+
+    def heap_free(self) -> int:
+        return self.gc_heap - self.heap_base - self.heap_live
+
+    def heap_alloc(self, owner, nbytes: int, what: str) -> None:
+        """Take ``nbytes`` of the GC heap for ``owner`` until it is garbage; MemoryError (as
+        MicroPython words it) when the heap has not that much free."""
+        import weakref
+
+        if nbytes > self.heap_free():
+            self.event("memory_error", bytes=nbytes, what=what, free=self.heap_free())
+            raise MemoryError("memory allocation failed, allocating %d bytes" % nbytes)
+        self.heap_live += nbytes
+        self.heap_peak = max(self.heap_peak, self.heap_live)
+        weakref.finalize(owner, self._heap_release, nbytes)
+
+    def _heap_release(self, nbytes: int) -> None:
+        self.heap_live -= nbytes
 
     def warn(self, msg: str) -> None:
         if msg not in self.warnings:
@@ -87,6 +110,13 @@ def board() -> Board:
     if _BOARD is None:
         raise RuntimeError("emulator not started")
     return _BOARD
+
+
+def heap_alloc(owner, nbytes: int, what: str) -> None:
+    """Account GC heap on the running board (stand-ins used outside an emulator run, as in unit
+    tests of the image module, account nothing)."""
+    if _BOARD is not None:
+        _BOARD.heap_alloc(owner, nbytes, what)
 
 
 def start(cfg: dict) -> Board:

@@ -10,6 +10,7 @@ from PIL import ImageDraw as _Draw
 from PIL import ImageFont as _Font
 
 from pokedex_host.emulator.state import board as _board
+from pokedex_host.emulator.state import heap_alloc as _heap_alloc
 
 RGB565 = 2
 GRAYSCALE = 1
@@ -86,7 +87,11 @@ class statistics:
 
 
 class Image:
-    __slots__ = ("_a", "_ai")
+    """An RGB565 image. Images made by the firmware (``Image(size=...)``, ``copy``, ``resize``)
+    and their ``pix_to_ai`` buffers take GC heap (MemoryError when it is short); camera frames
+    live in the frame buffer, with their pix_ai filled by the sensor driver."""
+
+    __slots__ = ("_a", "_ai", "_heap", "__weakref__")
 
     def __init__(self, path=None, size=None, copy_to_fb=False):
         if path is not None:
@@ -100,12 +105,17 @@ class Image:
         else:
             raise ValueError("image.Image needs a path or size=(w, h)")
         self._ai = None
+        self._heap = True
+        _heap_alloc(self, self._a.shape[0] * self._a.shape[1] * 2, "image")
 
     @classmethod
-    def _from_array(cls, a, ai=False):
+    def _from_array(cls, a, ai=False, heap=True):
         obj = cls.__new__(cls)
         obj._a = _np.ascontiguousarray(a, dtype=_np.uint8)
         obj._ai = obj._a.transpose(2, 0, 1).copy() if ai else None
+        obj._heap = heap
+        if heap:
+            _heap_alloc(obj, obj._a.shape[0] * obj._a.shape[1] * 2, "image")
         return obj
 
     def width(self):
@@ -224,7 +234,11 @@ class Image:
         return self
 
     def pix_to_ai(self):
-        """Fills the planar RGB888 buffer the KPU reads; returns None (py_image_pix_to_ai)."""
+        """Fills the planar RGB888 buffer the KPU reads; returns None (py_image_pix_to_ai). For an
+        image the firmware made, the buffer is (w rounded up to 64) x h x 3 bytes of GC heap."""
+        if self._ai is None and self._heap:
+            h, w = self._a.shape[:2]
+            _heap_alloc(self, (w + 63) // 64 * 64 * h * 3, "pix_ai")
         self._ai = self._a.transpose(2, 0, 1).copy()
         return None
 

@@ -71,7 +71,7 @@ def draw_string(x, y, text, color=0xFFFF, bg=0x0000):
     _need()
     fg = _int_color(color, "draw_string")
     _int_color(bg, "draw_string")
-    tmp = _image.Image._from_array(_state["fb"])
+    tmp = _image.Image._from_array(_state["fb"], heap=False)  # the LCD's own buffer
     tmp.draw_string(x, y, text, color=fg, scale=1)
     _state["fb"] = tmp._a
     _flush()

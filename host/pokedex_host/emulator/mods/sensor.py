@@ -135,4 +135,4 @@ def snapshot():
         g = (a.astype(_np.uint16).sum(-1) // 3).astype(_np.uint8)
         a = _np.stack([g, g, g], -1)
     b.event("frame", index=b.frame_index - 1, file=name)
-    return _image.Image._from_array(a, ai=True)
+    return _image.Image._from_array(a, ai=True, heap=False)  # the frame buffer, not the GC heap
