@@ -257,3 +257,19 @@ def test_gc_heap_accounts_the_big_allocations_and_raises_memoryerror(tmp_path):
     assert f"PLAN {plan}" in res.console
     assert "MEMORYERROR memory allocation failed, allocating 150528 bytes" in res.console
     assert "BACK True" in res.console
+
+
+def test_kpu_forward_fmap_slice_is_a_tuple(tiny_v3_build, tmp_path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "main.py").write_text(
+        "import KPU as kpu, image\n"
+        "t = kpu.load('/sd/model.kmodel')\n"
+        "img = image.Image(size=(128, 128))\n"
+        "img.pix_to_ai()\n"
+        "out = kpu.forward(t, img)[:]\n"
+        "print('FMAP', type(out).__name__, len(out))\n")
+    res = emulate(get_board("maix-bit"), tiny_v3_build / "model.kmodel", None, tmp_path / "emu", firmware=fw,
+                  log=lambda m: None)
+    assert res.exit_code == 0, res.console
+    assert "FMAP tuple 1025" in res.console

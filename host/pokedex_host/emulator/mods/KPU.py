@@ -34,6 +34,8 @@ class _Fmap:
         self._v = values
 
     def __getitem__(self, i):
+        if isinstance(i, slice):  # MaixPy's fmap[:] is a tuple of floats
+            return tuple(self._v[i])
         return self._v[i]
 
     def __len__(self):
