@@ -10,11 +10,12 @@ except ImportError:
 
 CONFIG_PATHS = ("/sd/pokedex.json", "/flash/pokedex.json")
 
-# lcd.draw_string / lcd.clear take RGB565 integers (a tuple is a TypeError on MaixPy-v1)
+# lcd.draw_string takes integer colours (a tuple is a TypeError on MaixPy-v1), in MaixPy's
+# byte-swapped RGB565: these are lcd.h's WHITE, BLACK, RED, YELLOW (lcd.RED == 0x00F8)
 LCD_WHITE = 0xFFFF
 LCD_BLACK = 0x0000
-LCD_RED = 0xFA08
-LCD_YELLOW = 0xFEA0
+LCD_RED = 0x00F8
+LCD_YELLOW = 0xE0FF
 
 
 class AppError(Exception):

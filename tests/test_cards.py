@@ -80,8 +80,10 @@ def test_resize_copy_binary_statistics_like_maixpy(image_mod):
     img = image_mod.Image._from_array(a)
     small = img.resize(30, 20)  # shrinking RGB565: nearest neighbour, a new image
     assert small is not img and (small._a == a[::2, ::2]).all()
-    big = img.resize(120, 80)  # enlarging both sides: bilinear, values stay RGB565
-    assert big._a.shape == (80, 120, 3) and ((big._a[..., 0] & 7) == (big._a[..., 0] >> 5)).all()
+    big = img.resize(120, 80)  # enlarging both sides: bilinear, values stay RGB565 (MaixPy's 5 -> 8 table)
+    from pokedex_host.emulator.pixels import RB528
+
+    assert big._a.shape == (80, 120, 3) and np.isin(big._a[..., 0], RB528).all()
     part = img.copy(roi=(10, 5, 20, 10))
     assert (part._a == a[5:15, 10:30]).all()
     assert img.copy(roi=(10, 5, 20, 10), x_scale=0.5, y_scale=0.5)._a.shape == (5, 10, 3)
@@ -188,3 +190,15 @@ def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
         xs = np.arange(128) * bw // 128
         inp = np.ascontiguousarray(crop[ys][:, xs].transpose(2, 0, 1).astype(np.uint8))
         assert int(it.run_output(inp).argmax()) + 1 == x["dex"]
+
+
+def test_rgb565_tables_and_integer_colours_are_maixpys():
+    from pokedex_host.emulator.pixels import G628, G826, RB528, RB825, int_color, rgb_to_int, to_rgb565
+
+    assert RB825[[0, 4, 5, 255]].tolist() == [0, 0, 1, 31] and G826[[0, 2, 3, 255]].tolist() == [0, 0, 1, 63]
+    assert RB528[[0, 1, 3, 31]].tolist() == [0, 8, 25, 255] and G628[[0, 1, 63]].tolist() == [0, 4, 255]
+    assert int_color(0x00F8) == (255, 0, 0) and int_color(0xE0FF) == (255, 255, 0)  # lcd.RED, lcd.YELLOW
+    assert rgb_to_int(255, 0, 0) == 0x00F8 and rgb_to_int(0, 0, 255) == 0x1F00  # lcd.BLUE
+    a = np.arange(256, dtype=np.uint8)[:, None].repeat(3, 1)
+    once = to_rgb565(a)
+    assert (to_rgb565(once) == once).all()  # stored values are fixed points

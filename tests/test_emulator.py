@@ -166,8 +166,13 @@ def test_frames_from_a_video_file(tiny_build, tmp_path):
 
 
 def _run_script(tmp_path, code: str, **kw):
+    import shutil
+
+    from pokedex_host.paths import firmware_dir
+
     fw = tmp_path / "fw"
     fw.mkdir(exist_ok=True)
+    shutil.copyfile(firmware_dir() / "pk_app.py", fw / "pk_app.py")  # the app's helpers, as on the board
     (fw / "main.py").write_text(code)
     return emulate(get_board("maix-bit"), None, None, tmp_path / "emu", firmware=fw, log=lambda m: None, **kw)
 
@@ -180,8 +185,8 @@ def test_image_stand_in_is_rgb565_and_pix_to_ai_returns_none(tmp_path):
         "img.set_pixel(1, 0, (100, 130, 200))\n"
         "print('PIX', img.get_pixel(0, 0), img.get_pixel(1, 0), img.pix_to_ai())\n"))
     assert res.exit_code == 0, res.console
-    # 5/6/5 bits kept and expanded back: 255 -> 255, 3 -> 0, 7 -> 0; 100 -> 99, 130 -> 130, 200 -> 206
-    assert "PIX (255, 0, 0) (99, 130, 206) None" in res.console
+    # 5/6/5 bits through MaixPy's rounding tables and back: g 3 -> 1 -> 4, b 7 -> 1 -> 8, b 200 -> 24 -> 197
+    assert "PIX (255, 4, 8) (99, 130, 197) None" in res.console
 
 
 def test_uart_stand_in_waits_timeout_char_and_unrouted_uart1_sends_nothing(tmp_path):
@@ -273,3 +278,24 @@ def test_kpu_forward_fmap_slice_is_a_tuple(tiny_v3_build, tmp_path):
                   log=lambda m: None)
     assert res.exit_code == 0, res.console
     assert "FMAP tuple 1025" in res.console
+
+
+def test_lcd_integer_colours_are_maixpys_byte_swapped_rgb565(tmp_path):
+    from PIL import Image as PILImage
+
+    res = _run_script(tmp_path, (
+        "import lcd\n"
+        "import pk_app\n"
+        "lcd.init()\n"
+        "lcd.clear(pk_app.LCD_RED)\n"
+        "lcd.clear((0, 0, 255))\n"  # py_lcd_clear takes a tuple too
+        "lcd.clear(lcd.YELLOW)\n"
+        "try:\n"
+        "    lcd.draw_string(0, 0, 'x', (255, 0, 0), 0)\n"
+        "except TypeError:\n"
+        "    print('TUPLE REFUSED')\n"))
+    assert res.exit_code == 0, res.console
+    assert "TUPLE REFUSED" in res.console
+    shots = sorted((tmp_path / "emu").glob("lcd_*.png"))
+    px = [tuple(np.asarray(PILImage.open(p))[120, 160]) for p in shots[:3]]
+    assert px == [(255, 0, 0), (0, 0, 255), (255, 255, 0)]  # lcd.RED is red, pk_app's constant too

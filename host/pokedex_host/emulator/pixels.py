@@ -6,10 +6,37 @@ from __future__ import annotations
 import numpy as np
 
 
+# MaixPy-v1's conversion tables (omv/img/rgb2rgb_tab.c): 8 -> 5/6 bits and back, each rounding to
+# the nearest level (not truncation and bit replication)
+_I = np.arange(256)
+RB825 = ((2 * _I * 31 + 255) // 510).astype(np.uint8)
+G826 = ((2 * _I * 63 + 255) // 510).astype(np.uint8)
+RB528 = ((2 * np.arange(32) * 255 + 31) // 62).astype(np.uint8)
+G628 = ((2 * np.arange(64) * 255 + 63) // 126).astype(np.uint8)
+
+
+def expand565(r5: np.ndarray, g6: np.ndarray, b5: np.ndarray) -> np.ndarray:
+    """5/6/5-bit channels to RGB888 as the board expands them (pix_to_ai, the LCD)."""
+    return np.stack([RB528[r5], G628[g6], RB528[b5]], -1)
+
+
 def to_rgb565(a: np.ndarray) -> np.ndarray:
-    """uint8 RGB888 reduced to RGB565 precision and expanded back (how frames reach the KPU)."""
-    r, g, b = a[..., 0] >> 3, a[..., 1] >> 2, a[..., 2] >> 3
-    return np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], -1).astype(np.uint8)
+    """uint8 RGB888 reduced to RGB565 and expanded back, with MaixPy's tables: what an (r, g, b)
+    colour or a camera pixel becomes by the time the KPU reads it."""
+    return expand565(RB825[a[..., 0]], G826[a[..., 1]], RB825[a[..., 2]])
+
+
+def int_color(c: int) -> tuple[int, int, int]:
+    """An integer colour as MaixPy takes it (lcd.RED = 0x00F8): OpenMV's RGB565 with its two bytes
+    swapped (imlib's COLOR_R5_G6_B5_TO_RGB565), as 8-bit (r, g, b)."""
+    v = ((c & 0xFF) << 8) | ((c >> 8) & 0xFF)
+    return int(RB528[(v >> 11) & 0x1F]), int(G628[(v >> 5) & 0x3F]), int(RB528[v & 0x1F])
+
+
+def rgb_to_int(r: int, g: int, b: int) -> int:
+    """(r, g, b) to MaixPy's integer colour (the inverse of :func:`int_color`)."""
+    v = (int(RB825[r]) << 11) | (int(G826[g]) << 5) | int(RB825[b])
+    return ((v & 0xFF) << 8) | (v >> 8)
 
 
 def resize_rgb565(a: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -31,5 +58,4 @@ def resize_rgb565(a: np.ndarray, w: int, h: int) -> np.ndarray:
     top = q[y0][:, x0] * (1 - wx) + q[y0][:, x1] * wx
     bot = q[y1][:, x0] * (1 - wx) + q[y1][:, x1] * wx
     v = (top * (1 - wy) + bot * wy).astype(np.int32)
-    r, g, b = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], -1).astype(np.uint8)
+    return expand565(v[..., 0], v[..., 1], v[..., 2])

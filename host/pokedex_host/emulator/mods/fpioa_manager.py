@@ -5,12 +5,13 @@ from pokedex_host.emulator.state import board as _board
 
 
 class _Fpioa:
-    UART1_TX = 18
-    UART1_RX = 19
-    UART2_TX = 20
-    UART2_RX = 21
-    UARTHS_TX = 4
-    UARTHS_RX = 5
+    # fpioa function numbers of the K210 SDK (fpioa.h), as MaixPy exposes them
+    UARTHS_RX = 18
+    UARTHS_TX = 19
+    UART1_RX = 64
+    UART1_TX = 65
+    UART2_RX = 66
+    UART2_TX = 67
     GPIOHS0 = 24
 
 
@@ -20,7 +21,7 @@ class _FM:
     def __init__(self):
         self.pins = {}  # pin -> function
 
-    def register(self, pin, function, force=False):
+    def register(self, pin, function, force=True):
         self.pins[int(pin)] = int(function)
         _board().event("fpioa", pin=pin, function=function)
 

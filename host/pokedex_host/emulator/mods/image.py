@@ -18,8 +18,12 @@ _FONT = _Font.load_default_imagefont()
 
 
 def _color(c):
-    if isinstance(c, int):  # RGB565 packed
-        return ((c >> 11) & 0x1F) << 3, ((c >> 5) & 0x3F) << 2, (c & 0x1F) << 3
+    """A colour argument as 8-bit (r, g, b): an integer is MaixPy's byte-swapped RGB565 (lcd.RED is
+    0x00F8); a tuple is taken as given (set_pixel reduces it to the image's 5/6/5 bits)."""
+    if isinstance(c, int):
+        from pokedex_host.emulator.pixels import int_color
+
+        return int_color(c)
     return tuple(int(v) for v in c[:3])
 
 
@@ -134,10 +138,12 @@ class Image:
         return tuple(int(v) for v in self._a[y, x])
 
     def set_pixel(self, x, y, color):
-        """The image is RGB565: an (r, g, b) keeps 5/6/5 bits (py_image_set_pixel packs it)."""
-        r, g, b = _color(color)
-        r, g, b = r >> 3, g >> 2, b >> 3
-        self._a[y, x] = ((r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2))
+        """The image is RGB565: an (r, g, b) keeps 5/6/5 bits, rounded through MaixPy's tables
+        (py_image_set_pixel); stored here as the 8-bit values the board expands them to."""
+        from pokedex_host.emulator.pixels import to_rgb565
+
+        c = _np.clip(_np.array(_color(color), _np.int64), 0, 255).astype(_np.uint8)
+        self._a[y, x] = to_rgb565(c)
         return self
 
     def _roi(self, roi):

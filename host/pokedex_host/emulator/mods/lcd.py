@@ -9,6 +9,11 @@ import image as _image
 _W, _H = 320, 240
 _state = {"init": False, "fb": None}
 
+# lcd.h's colour constants: RGB565 with the two bytes swapped (what the LCD driver sends as is)
+BLACK, NAVY, DARKGREEN, DARKCYAN, MAROON, PURPLE, OLIVE = 0x0000, 0x0F00, 0xE003, 0xEF03, 0x0078, 0x0F78, 0xE07B
+LIGHTGREY, DARKGREY, BLUE, GREEN, CYAN, RED, MAGENTA = 0x18C6, 0xEF7B, 0x1F00, 0xE007, 0xFF07, 0x00F8, 0x1FF8
+YELLOW, WHITE, ORANGE, GREENYELLOW, PINK = 0xE0FF, 0xFFFF, 0x20FD, 0xE5AF, 0x1FF8
+
 
 def init(freq=15000000, color=(0, 0, 0), type=1, invert=False, lcd_type=0):
     _state["init"] = True
@@ -41,15 +46,24 @@ def _flush():
 
 
 def _int_color(c, what):
-    """lcd colours are RGB565 integers (py_lcd.c reads them with mp_obj_get_int): a tuple is a TypeError."""
+    """lcd.draw_string's colours are integers (py_lcd.c reads them with mp_obj_get_int): a tuple is
+    a TypeError. The integer is RGB565 with its bytes swapped, like lcd.RED (0x00F8)."""
     if isinstance(c, bool) or not isinstance(c, int):
         raise TypeError("can't convert %s to int (lcd.%s colour)" % (type(c).__name__, what))
     return c & 0xFFFF
 
 
 def clear(color=0):
+    """An integer (byte-swapped RGB565) or an (r, g, b) tuple (py_lcd_clear converts it)."""
     _need()
-    _state["fb"][:] = _image._color(_int_color(color, "clear"))
+    if isinstance(color, (tuple, list)):
+        from pokedex_host.emulator.pixels import to_rgb565
+
+        rgb = to_rgb565(_np.clip(_np.array(color[:3], _np.int64), 0, 255).astype(_np.uint8))
+    else:
+        rgb = _image._color(_int_color(color, "clear"))
+    _state["fb"][:] = rgb
+    _flush()  # the panel shows it at once
 
 
 def display(img, roi=None, oft=None):

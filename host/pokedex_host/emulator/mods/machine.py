@@ -32,30 +32,31 @@ class UART:
     nothing until fm.register routed their TX/RX pins. UARTHS is also the REPL: print() and
     tracebacks go out on the same wire."""
 
-    UART1 = 1
-    UART2 = 2
-    UART3 = 3
-    UARTHS = 0
+    UART1 = 0  # machine_uart.c's numbering (the SDK's UART_DEVICE_1..3, then UARTHS)
+    UART2 = 1
+    UART3 = 2
+    UARTHS = 4
 
     def __init__(self, uart, baudrate=115200, bits=8, parity=None, stop=1, timeout=0, read_buf_len=128,
                  timeout_char=10):
         import sys
 
-        if uart not in (0, 1, 2, 3):
+        if uart not in (0, 1, 2, 4):
             raise ValueError("UART(%s) does not exist" % uart)
         self._timeout_char = max(0, int(timeout_char))
         self._uart = uart
         self._dead = False  # a UART whose pins were never routed: nothing leaves the chip
         self._fd = _board().uart_fd
-        if uart in (1, 2):
+        if uart in (UART.UART1, UART.UART2):
             from fpioa_manager import fm
 
-            tx, rx = ((fm.fpioa.UART1_TX, fm.fpioa.UART1_RX) if uart == 1 else (fm.fpioa.UART2_TX, fm.fpioa.UART2_RX))
+            tx, rx = ((fm.fpioa.UART1_TX, fm.fpioa.UART1_RX) if uart == UART.UART1
+                      else (fm.fpioa.UART2_TX, fm.fpioa.UART2_RX))
             if not (fm.routed(tx) and fm.routed(rx)):
                 _board().warn("UART%d created before fm.register routed its TX/RX pins: it sends and receives "
                               "nothing on a board" % uart)
                 self._fd, self._dead = None, True
-        if uart == 0 and self._fd is not None and not isinstance(sys.stdout, _Tee):
+        if uart == UART.UARTHS and self._fd is not None and not isinstance(sys.stdout, _Tee):
             sys.stdout = _Tee(sys.stdout, self._fd)
             sys.stderr = _Tee(sys.stderr, self._fd)
         _board().event("uart_open", uart=uart, baud=baudrate)
