@@ -124,13 +124,14 @@ def snapshot():
     b.frame_index += 1
     fw, fh = _SIZES[_state["size"]]
     a = _frame(path, fw, fh)
-    if _state["window"]:  # the top-left corner (see set_windowing)
-        w, h = _state["window"]
-        a = a[:h, :w]
+    # the OV2640 mirrors / flips in the sensor (REG04), before the DVP takes its window
     if _state["hmirror"]:
         a = a[:, ::-1]
     if _state["vflip"]:
         a = a[::-1]
+    if _state["window"]:  # the top-left corner (see set_windowing)
+        w, h = _state["window"]
+        a = a[:h, :w]
     if _state["format"] == GRAYSCALE:
         g = (a.astype(_np.uint16).sum(-1) // 3).astype(_np.uint8)
         a = _np.stack([g, g, g], -1)
