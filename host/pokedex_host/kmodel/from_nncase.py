@@ -104,7 +104,11 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
         raise ConversionError(
             f"{where}: nncase split the KPU graph into {len(calls)} functions ({', '.join(calls)}) with CPU steps "
             "between them; a v3 file is one KPU program",
-            "use an input of 128 px or more (nncase pads maps under 4x4 on the CPU) or build --format v5")
+            "nncase runs maps smaller than 4x4 through CPU pads between KPU functions, which the v3 re-emitter "
+            "cannot express yet: that happens below 128 px input for this project's students, and for any "
+            "classifier that pools globally before its head (the head's 1x1 maps). Keep the maps at 4x4 or "
+            "more until the last KPU layer (put the global pool after the head, as this project's students "
+            "do), or build --format v5 for CanMV")
     if main_ops[0][0] != "Call":
         raise ConversionError(f"{where}: the graph starts with a CPU step ({main_ops[0][0]} {main_ops[0][1]}) before "
                               "the KPU; v3 feeds the image straight to the first KPU layer",
