@@ -82,3 +82,32 @@ def test_sigterm_ends_emulate_and_its_board_process(tmp_path):
     time.sleep(0.5)
     assert p.returncode == 1 and "stopped" in out and "Traceback" not in out, out
     assert not any(_alive(b) for b in board), "the emulated board outlived the command"
+
+
+def test_sigterm_ends_bench_emulate_and_its_board_process(tmp_path):
+    """The same for ``bench --emulate``: the emulated board behind the pty must not outlive it."""
+    import signal
+    import time
+
+    from conftest import make_dataset
+
+    data = tmp_path / "test"
+    make_dataset(data, species=20, per_species=10, seed=3)
+    cli = ROOT / ".venv" / "bin" / "pokedex-host"
+    cmd = [str(cli) if cli.exists() else "pokedex-host", "bench", "--emulate", "--board", "maix-bit",
+           "--kmodel", str(V0), "--data", str(data), "--out", str(tmp_path / "b")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    board = []
+    deadline = time.time() + 90
+    while time.time() < deadline and not board:
+        board = _children(p.pid)
+        time.sleep(0.2)
+    assert board, "the emulated board process never started"
+    results = tmp_path / "b" / "results.jsonl"
+    while time.time() < deadline and not (results.exists() and results.read_text().count("\n") >= 2):
+        time.sleep(0.2)  # it is measuring images
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=60)
+    time.sleep(0.5)
+    assert p.returncode == 1 and "--resume" in out and "Traceback" not in out, out
+    assert not any(_alive(b) for b in board), "the emulated board outlived bench"
