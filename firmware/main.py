@@ -61,7 +61,7 @@ def run():
         cfg, path = pk_app.load_config()
         n = cfg["outputs"]
         dex, names, asciis = pk_app.load_labels(cfg["labels"], n)
-        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"])
+        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"], cfg.get("model_size"))
     except pk_app.AppError as e:
         show_error(str(e))
         return

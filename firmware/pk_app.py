@@ -71,7 +71,7 @@ def load_labels(path, outputs):
 class KPUAdapter:
     """One interface over MaixPy's KPU module (kmodel v3) and CanMV's maix.KPU (kmodel v5)."""
 
-    def __init__(self, api, model):
+    def __init__(self, api, model, size=None):
         self.api = api
         self.task = None
         self.k = None
@@ -86,7 +86,10 @@ class KPUAdapter:
             from maix import KPU
             self.k = KPU()
             try:
-                self.k.load_kmodel(model)
+                if isinstance(model, int):  # a flash address: CanMV needs the size too
+                    self.k.load_kmodel(model, size)
+                else:
+                    self.k.load_kmodel(model)
             except Exception as e:
                 raise AppError("model %s: %s" % (model, e))
         else:

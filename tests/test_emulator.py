@@ -299,3 +299,27 @@ def test_lcd_integer_colours_are_maixpys_byte_swapped_rgb565(tmp_path):
     shots = sorted((tmp_path / "emu").glob("lcd_*.png"))
     px = [tuple(np.asarray(PILImage.open(p))[120, 160]) for p in shots[:3]]
     assert px == [(255, 0, 0), (0, 0, 255), (255, 255, 0)]  # lcd.RED is red, pk_app's constant too
+
+
+def test_canmv_load_kmodel_from_an_address_needs_the_size(tmp_path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "main.py").write_text(
+        "from maix import KPU\n"
+        "try:\n"
+        "    KPU().load_kmodel(0x300000)\n"
+        "except TypeError as e:\n"
+        "    print('NEEDS SIZE', e)\n")
+    res = emulate(get_board("maix-bit-canmv"), None, None, tmp_path / "emu", firmware=fw, log=lambda m: None)
+    assert res.exit_code == 0 and "NEEDS SIZE" in res.console, res.console
+
+
+def test_a_config_naming_a_flash_address_carries_the_model_size():
+    from pokedex_host.boardconfig import make_config
+    from pokedex_host.errors import PokedexError
+
+    b = get_board("maix-bit-canmv")
+    cfg = make_config(b, input_size=128, outputs=1025, model=0x300000, model_size=2_675_136)
+    assert cfg["model_size"] == 2_675_136
+    with pytest.raises(PokedexError, match="size"):
+        make_config(b, input_size=128, outputs=1025, model=0x300000)

@@ -28,10 +28,15 @@ def card_config(board: Board, locate: bool = True) -> dict | None:
 
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
                 threshold: float = 0.5, smoothing: float = 0.6, topk: int = 3, uart: dict | None = None,
-                locate_card: bool = True) -> dict:
+                locate_card: bool = True, model_size: int | None = None) -> dict:
     from .families import app_family
 
     api = app_family(board.firmware.family, board.name).api
+    if isinstance(model, int) and not model_size:
+        from .errors import PokedexError
+
+        raise PokedexError(f"model at flash address 0x{model:X} without its size",
+                           "pass model_size (bytes of the kmodel): CanMV's load_kmodel(address, size) needs it")
     # the card app takes the whole frame and crops in software (set_windowing would give the
     # sensor's top-left corner on MaixPy-v1, not the centre)
     window = None if locate_card else list(board.camera.window)
@@ -39,6 +44,7 @@ def make_config(board: Board, *, input_size: int, outputs: int, model: str | int
         "version": 1,
         "api": api,
         "model": model,
+        "model_size": model_size if isinstance(model, int) else None,
         "labels": labels,
         "outputs": outputs,
         "input": [input_size, input_size],

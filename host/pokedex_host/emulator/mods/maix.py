@@ -15,6 +15,10 @@ class KPU:
         self._m = None
 
     def load_kmodel(self, path_or_addr, size=None):
+        """A path, or a flash address and the model's size (py_kpu_load_kmodel reads ``size``
+        bytes from flash: an address alone is an error)."""
+        if isinstance(path_or_addr, int) and size is None:
+            raise TypeError("kpu: load_kmodel(address, size): a flash address needs the model size in bytes")
         versions = tuple(v for v in _board().kmodel_versions if v == 5)
         self._m = _kb.load(path_or_addr, versions, _err)
         return True
