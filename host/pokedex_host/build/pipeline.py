@@ -233,6 +233,82 @@ def measure_stage(comp: Compiled, fmt: str, log=print, board: Board | None = Non
     return Measured(comp.kmodel, comp.kmodel, None, mem)
 
 
+def judge_stage(mem: MemoryReport, lint: LintReport, board: Board, budget, exported: ExportedModel, log=print):
+    """``budget.judge`` on the measured file; stops (BudgetExceeded, with the largest items and the
+    options) when it does not fit."""
+    cfg = None
+    if exported.torch_model is not None and hasattr(exported.torch_model, "config"):
+        cfg = dict(exported.torch_model.config)
+    verdict = judge(mem, lint, board, budget, family_config=cfg)
+    log(f"run-time RAM {mem.runtime_total:,} B of {verdict.ram_budget:,} B "
+        f"(kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
+        f"{mem.output_bytes:,}); KPU SRAM peak {mem.kpu_peak:,} B")
+    if not verdict.fits:
+        msg = "the model does not fit " + board.name + ":\n  " + "\n  ".join(verdict.problems)
+        msg += "\nlargest items:\n" + "\n".join(f"  {b:>12,} B  {w}" for w, b in verdict.biggest)
+        raise BudgetExceeded(msg, "options:\n    - " + "\n    - ".join(verdict.options or ["shrink the model"]))
+    return verdict
+
+
+def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measured, board: Board, workers: int,
+                 tmp: Path, warnings: list[str], log=print):
+    """Float (onnxruntime) vs the kmodel on the held-out images: for v3 every image through the v3
+    interpreter (as the board's runtime computes it) and ``simulate_count`` of them through
+    nncase's simulator too, bit for bit; for v5 the simulator. Returns (Verification, seconds);
+    stops (VerificationFailed) past ``max_loss``."""
+    conversion = meas.conversion
+    t = time.time()
+    f_logits = onnx_float_logits(exported.onnx_path, hold.x, exported.input_range)
+    t_float = time.time() - t
+    t_v3 = 0.0
+    if conversion is not None:
+        t = time.time()
+        k_v3 = _run_v3(conversion.data, hold.x, conversion.output_shape)
+        t_v3 = time.time() - t
+        n_sim = len(hold) if opts.verify_full else min(len(hold), opts.simulate_count)
+    else:
+        n_sim = len(hold)
+    t = time.time()
+    k_sim = simulate_parallel(meas.v5_kmodel, hold.x[:n_sim], workers=workers, nncase_version=board.nncase,
+                              workdir=tmp) if n_sim else None
+    t_sim = time.time() - t
+    v3_check = None
+    if conversion is not None:
+        v3_check = _check_v3(k_v3, k_sim, t_v3, log) if k_sim is not None else None
+        k_board, board_fig = _board_runtime(board, k_v3, conversion.data, hold.x, conversion.output_shape, log)
+        if v3_check is not None and board_fig is not None:
+            v3_check["board_runtime"] = board_fig
+        k_logits = k_board.reshape(len(hold), -1)
+    else:
+        k_logits = k_sim
+    ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,
+                  judge_agreement=exported.source_kind != "recipe")
+    ver.v3_vs_v5 = v3_check
+    ver.seconds = {"float": t_float, "simulator": t_sim, "simulated_images": n_sim, "workers": workers}
+    if conversion is not None:
+        ver.seconds["v3_interpreter"] = t_v3
+    if exported.source_kind == "recipe":
+        ver.notes.append("seeded random weights: near-tied logits make top-1 agreement a weak signal; "
+                         "the cosine of logits is the fidelity figure here")
+    f1 = "-" if ver.float_top1 is None else f"{ver.float_top1:.1f} %"
+    k1 = "-" if ver.kmodel_top1 is None else f"{ver.kmodel_top1:.1f} %"
+    log(f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
+        f"agreement {ver.agreement_top1:.1f} %; cosine mean {ver.cosine_mean:.4f} "
+        f"({t_sim:.1f} s in the simulator on {workers} workers for {n_sim} images"
+        f"{f', {t_v3:.1f} s in the v3 interpreter for {len(hold)}' if conversion is not None else ''})")
+    if ver.flagged:
+        msg = (f"the kmodel lost {ver.loss_pp:.2f} pp of top-1" if ver.loss_pp is not None else
+               f"float and kmodel disagree on {100 - ver.agreement_top1:.1f} % of images")
+        msg += f" (threshold {opts.threshold} pp)"
+        lost = ver.loss_pp if ver.loss_pp is not None else 100 - ver.agreement_top1
+        if opts.max_loss is not None and lost > opts.max_loss:
+            raise VerificationFailed(msg + f", over --max-loss {opts.max_loss}",
+                                     "calibrate with more images of the kind the camera sees (--calibration DIR)")
+        warnings.append("verification flagged: " + msg)
+        log(f"WARNING: {msg}")
+    return ver, t_float + t_sim + t_v3
+
+
 def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
     t_start = time.time()
     timings: dict[str, float] = {}
@@ -290,72 +366,13 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             log(f"WARNING: lint/compiler disagreement: {d}")
         for c in mem.crosscheck:
             log(f"WARNING: memory cross-check: {c}")
-        cfg = None
-        if exported.torch_model is not None and hasattr(exported.torch_model, "config"):
-            cfg = dict(exported.torch_model.config)
-        verdict = judge(mem, lint, board, budget, family_config=cfg)
-        log(f"run-time RAM {mem.runtime_total:,} B of {verdict.ram_budget:,} B "
-            f"(kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
-            f"{mem.output_bytes:,}); KPU SRAM peak {mem.kpu_peak:,} B")
-        if not verdict.fits:
-            msg = "the model does not fit " + board.name + ":\n  " + "\n  ".join(verdict.problems)
-            msg += "\nlargest items:\n" + "\n".join(f"  {b:>12,} B  {w}" for w, b in verdict.biggest)
-            raise BudgetExceeded(msg, "options:\n    - " + "\n    - ".join(verdict.options or ["shrink the model"]))
-
+        verdict = judge_stage(mem, lint, board, budget, exported, log)
         ver, v3_check = None, None
         if opts.verify_count > 0 and len(hold):
-            t = time.time()
-            f_logits = onnx_float_logits(exported.onnx_path, hold.x, exported.input_range)
-            t_float = time.time() - t
-            t_v3 = 0.0
-            if conversion is not None:
-                # the v3 file is what the board runs: every held-out image goes through the v3
-                # interpreter; the simulator (on the v5 file) cross-checks a subset bit for bit
-                t = time.time()
-                k_v3 = _run_v3(conversion.data, hold.x, conversion.output_shape)
-                t_v3 = time.time() - t
-                n_sim = len(hold) if opts.verify_full else min(len(hold), opts.simulate_count)
-            else:
-                n_sim = len(hold)
-            t = time.time()
-            k_sim = simulate_parallel(v5_kmodel, hold.x[:n_sim], workers=workers, nncase_version=board.nncase,
-                                      workdir=tmp) if n_sim else None
-            t_sim = time.time() - t
-            if conversion is not None:
-                v3_check = _check_v3(k_v3, k_sim, t_v3, log) if k_sim is not None else None
-                k_board, board_fig = _board_runtime(board, k_v3, conversion.data, hold.x, conversion.output_shape, log)
-                if v3_check is not None and board_fig is not None:
-                    v3_check["board_runtime"] = board_fig
-                k_logits = k_board.reshape(len(hold), -1)
-            else:
-                k_logits = k_sim
-            ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,
-                          judge_agreement=exported.source_kind != "recipe")
-            ver.v3_vs_v5 = v3_check
-            ver.seconds = {"float": t_float, "simulator": t_sim, "simulated_images": n_sim, "workers": workers}
-            if conversion is not None:
-                ver.seconds["v3_interpreter"] = t_v3
-            if exported.source_kind == "recipe":
-                ver.notes.append("seeded random weights: near-tied logits make top-1 agreement a weak signal; "
-                                 "the cosine of logits is the fidelity figure here")
-            timings["verify"] = t_float + t_sim + t_v3
-            f1 = "-" if ver.float_top1 is None else f"{ver.float_top1:.1f} %"
-            k1 = "-" if ver.kmodel_top1 is None else f"{ver.kmodel_top1:.1f} %"
-            log(f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
-                f"agreement {ver.agreement_top1:.1f} %; cosine mean {ver.cosine_mean:.4f} "
-                f"({t_sim:.1f} s in the simulator on {workers} workers for {n_sim} images"
-                f"{f', {t_v3:.1f} s in the v3 interpreter for {len(hold)}' if conversion is not None else ''})")
-            if ver.flagged:
-                msg = (f"the kmodel lost {ver.loss_pp:.2f} pp of top-1" if ver.loss_pp is not None else
-                       f"float and kmodel disagree on {100 - ver.agreement_top1:.1f} % of images")
-                msg += f" (threshold {opts.threshold} pp)"
-                if opts.max_loss is not None and (ver.loss_pp if ver.loss_pp is not None else 100 - ver.agreement_top1) > opts.max_loss:
-                    raise VerificationFailed(msg + f", over --max-loss {opts.max_loss}",
-                                             "calibrate with more images of the kind the camera sees (--calibration DIR)")
-                warnings.append("verification flagged: " + msg)
-                log(f"WARNING: {msg}")
-
-        if conversion is not None and ver is None:
+            ver, seconds = verify_stage(opts, exported, hold, meas, board, workers, tmp, warnings, log)
+            timings["verify"] = seconds
+            v3_check = ver.v3_vs_v5
+        elif conversion is not None:
             # no verification asked for: still run two calibration images both ways, so that no v3
             # file leaves here unchecked against the simulator
             x = calib.x[:2]
@@ -363,8 +380,6 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             t = time.time()
             v3_out = _run_v3(conversion.data, x, conversion.output_shape)
             v3_check = _check_v3(v3_out, k, time.time() - t, log)
-        elif ver is not None:
-            v3_check = ver.v3_vs_v5
         timings["total"] = time.time() - t_start
         ctx = {"board": board, "memory": mem, "verdict": verdict, "verification": ver, "lint": lint,
                "source": Path(opts.model), "export": exported, "input": input_spec.as_dict(),
