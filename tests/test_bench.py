@@ -319,3 +319,40 @@ def test_copy_files_over_the_raw_repl(tmp_path):
         t.close()
         os.close(master)
         os.close(slave)
+
+
+def test_a_pulled_cable_ends_install_with_the_file_and_the_way_back(tmp_path):
+    from pokedex_host.device.install import install
+    from pokedex_host.paths import releases
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    sd = tmp_path / "sd"
+    sd.mkdir()
+    peer = _FakeRawRepl(master, sd)
+    peer.start()
+    state = {"writes": 0, "master": master}
+
+    class Pulled(SerialTransport):
+        def write(self, data):
+            state["writes"] += 1
+            if state["writes"] == 25:  # mid-copy: the far end of the wire goes away
+                peer.alive = False
+                os.close(state["master"])
+                state["master"] = None
+            super().write(data)
+
+    t = Pulled(os.ttyname(slave))
+    try:
+        with pytest.raises(PokedexError) as e:
+            install(get_board("maix-bit"), releases()[0] / "model.kmodel", None, "/sd", False, False,
+                    echo=lambda m, nl=True: None, transport=t)
+    finally:
+        t.close()
+        if state["master"] is not None:
+            os.close(state["master"])
+        os.close(slave)
+    assert "copying" in e.value.message and " to /sd/" in e.value.message  # names the file it was on
+    assert "install again" in e.value.hint
+    assert type(e.value.__cause__).__name__ in ("TransportError", "ReplExecError")

@@ -69,4 +69,6 @@ def flash_with_fallback(port: str, bauds: tuple[int, ...], board: str, file: Pat
             meaning, fix = why or ("kflash failed", "see the message above")
             raise PokedexError(f"flashing failed at {baud} baud: {msg.splitlines()[0][:200]} — {meaning}",
                                f"try {fix}") from e
-    raise PokedexError("flashing failed at every baud rate: " + "; ".join(f"{a.baud}: {a.error}" for a in attempts))
+    raise PokedexError(f"flashing {file} to {port} failed at every baud rate: "
+                       + "; ".join(f"{a.baud}: {a.error}" for a in attempts),
+                       "check the cable and the port, then run flash again (kflash writes the whole package again)")

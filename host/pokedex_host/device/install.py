@@ -30,8 +30,9 @@ def _print(msg: str, nl: bool = True) -> None:
 
 
 def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: bool, dry_run: bool,
-            echo=_print) -> bool:
-    """Copy everything; returns False on a dry run (nothing copied). ``echo(msg, nl=True)``."""
+            echo=_print, transport=None) -> bool:
+    """Copy everything; returns False on a dry run (nothing copied). ``echo(msg, nl=True)``;
+    ``transport``: an open link to use instead of the serial port (tests)."""
     from ..boardconfig import make_config, write_config
     from .flash_plan import check_kmodel
     from .ports import pick_port
@@ -55,7 +56,7 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
             echo(f"{src} -> {dst} ({src.stat().st_size:,} B)")
         if dry_run:
             return False
-        t = SerialTransport(pick_port(port), board.firmware.uart_baud)
+        t = transport or SerialTransport(pick_port(port), board.firmware.uart_baud)
         try:
             repl = RawRepl(t)
             for src, dst in files:

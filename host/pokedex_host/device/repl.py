@@ -87,6 +87,11 @@ class RawRepl:
             folder = remote.rsplit("/", 1)[0] or "/"
             raise PokedexError(f"copying {local} to {remote} failed: {e.message}",
                                f"check that {folder} exists on the board (an SD card for /sd), then run install again") from e
+        except TransportError as e:  # the port went away (cable pulled, board reset into the bootloader)
+            from ..errors import PokedexError
+
+            raise PokedexError(f"copying {local} to {remote} stopped: {e.message}",
+                               "plug the board back in and run install again (it copies every file again)") from e
         return len(data)
 
     def size(self, remote: str) -> int:
