@@ -51,7 +51,7 @@ class BenchClient:
         return self.seq
 
     def _wire_seconds(self, n: int) -> float:
-        baud = getattr(self.t, "baud", None) or getattr(getattr(self.t, "inner", None), "baud", None)
+        baud = getattr(self.t, "baud", None)
         return n * 10 / baud if baud else 0.0
 
     def request(self, ftype: int, payload: bytes, want: int, timeout: float | None = None) -> proto.Frame:

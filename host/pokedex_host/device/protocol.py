@@ -44,14 +44,6 @@ class Decoder:
         self.bad = 0
         self.damaged: list[int] = []  # sequence numbers of frames that arrived whole but failed their CRC
 
-    def pending_seq(self) -> int | None:
-        """The sequence number of a frame whose header has arrived but not the rest."""
-        if len(self.buf) >= HEADER.size and self.buf[:2] == MAGIC:
-            _, ver, _, seq, length = HEADER.unpack_from(self.buf)
-            if ver == VERSION and length <= self.max_payload:
-                return seq
-        return None
-
     def drop_partial(self) -> None:
         self.skipped += len(self.buf)
         self.buf.clear()

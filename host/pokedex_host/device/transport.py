@@ -105,6 +105,7 @@ class FaultyTransport:
                  byte_out: float = 0.0, text_in: float = 0.0):
         self.inner = inner
         self.name = f"faulty({inner.name})"
+        self.baud = getattr(inner, "baud", None)
         self.rng = random.Random(seed)
         self.drop, self.corrupt = drop, corrupt
         self.byte_in, self.byte_out, self.text_in = byte_in, byte_out, text_in

@@ -15,6 +15,11 @@ RB528 = ((2 * np.arange(32) * 255 + 31) // 62).astype(np.uint8)
 G628 = ((2 * np.arange(64) * 255 + 63) // 126).astype(np.uint8)
 
 
+# 8 bits -> 5/6 -> 8: what one channel value becomes on the board
+RB_ROUND_TRIP = RB528[RB825]
+G_ROUND_TRIP = G628[G826]
+
+
 def expand565(r5: np.ndarray, g6: np.ndarray, b5: np.ndarray) -> np.ndarray:
     """5/6/5-bit channels to RGB888 as the board expands them (pix_to_ai, the LCD)."""
     return np.stack([RB528[r5], G628[g6], RB528[b5]], -1)
@@ -23,7 +28,7 @@ def expand565(r5: np.ndarray, g6: np.ndarray, b5: np.ndarray) -> np.ndarray:
 def to_rgb565(a: np.ndarray) -> np.ndarray:
     """uint8 RGB888 reduced to RGB565 and expanded back, with MaixPy's tables: what an (r, g, b)
     colour or a camera pixel becomes by the time the KPU reads it."""
-    return expand565(RB825[a[..., 0]], G826[a[..., 1]], RB825[a[..., 2]])
+    return np.stack([RB_ROUND_TRIP[a[..., 0]], G_ROUND_TRIP[a[..., 1]], RB_ROUND_TRIP[a[..., 2]]], -1)
 
 
 def int_color(c: int) -> tuple[int, int, int]:

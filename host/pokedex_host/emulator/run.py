@@ -67,7 +67,7 @@ class _FirmwareLoader(importlib.machinery.SourceFileLoader):
 
     def exec_module(self, module):
         module.open = self.board.open
-        module.bytearray = _heap_bytearray(self.board)
+        module.bytearray = self.board.bytearray_type
         super().exec_module(module)
 
 
@@ -102,10 +102,11 @@ def main() -> int:
     sys.modules["ubinascii"] = binascii
     sys.path.insert(0, str(MODS))
     firmware = Path(cfg["firmware"])
+    board.bytearray_type = _heap_bytearray(board)  # the firmware's bytearray (one class, every module)
     sys.meta_path.insert(0, _FirmwareFinder(firmware, board))
     script = firmware / cfg.get("script", "main.py")
     code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
-    glb = {"__name__": "__main__", "__file__": str(script), "open": board.open, "bytearray": _heap_bytearray(board)}
+    glb = {"__name__": "__main__", "__file__": str(script), "open": board.open, "bytearray": board.bytearray_type}
     rc = 0
     try:
         exec(code, glb)

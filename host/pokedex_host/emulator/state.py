@@ -26,6 +26,7 @@ class Board:
         self.heap_base = self.gc_heap // 8
         self.heap_live = 0
         self.heap_peak = 0
+        self.bytearray_type = bytearray  # run.py gives the firmware one that takes heap
         src = Path(cfg["frames"]) if cfg.get("frames") else None
         self.video = None
         if src is not None and src.is_file():  # a video file: frames decoded one by one

@@ -116,6 +116,13 @@ def dw_bn_act(xp, w, stride, arg_x, shift_x, cw, mul, shift, add, start, amul, a
     return out
 
 
+@njit(cache=True, inline="always")
+def _full_base(xs, b, i, arg_x, shift_x):
+    """The per-pixel part of a full convolution's accumulator: 128 sum(x) + the KPU's x term."""
+    sx = xs[b, i]
+    return 128 * sx + ((arg_x * sx) >> shift_x)
+
+
 @njit(cache=True, parallel=True)
 def full_acc(prod, xs, arg_x, shift_x, cw):
     """A full convolution's accumulators from its offset products: ``prod`` (N, L, C) int32 are
@@ -126,8 +133,7 @@ def full_acc(prod, xs, arg_x, shift_x, cw):
     out = np.empty((n, length, c), np.int64)
     for bi in prange(n * length):
         b, i = bi // length, bi % length
-        sx = xs[b, i]
-        base = 128 * sx + ((arg_x * sx) >> shift_x)
+        base = _full_base(xs, b, i, arg_x, shift_x)
         for ch in range(c):
             out[b, i, ch] = np.int64(prod[b, i, ch]) + base + cw[ch]
     return out
@@ -140,8 +146,7 @@ def full_bn_act(prod, xs, arg_x, shift_x, cw, mul, shift, add, start, amul, ashi
     out = np.empty((n, length, c), np.uint8)
     for bi in prange(n * length):
         b, i = bi // length, bi % length
-        sx = xs[b, i]
-        base = 128 * sx + ((arg_x * sx) >> shift_x)
+        base = _full_base(xs, b, i, arg_x, shift_x)
         for ch in range(c):
             a = np.int64(prod[b, i, ch]) + base + cw[ch]
             out[b, i, ch] = _bn_act(a, mul[ch], shift[ch], add[ch], start, amul, ashift, aadd, ordered)

@@ -147,7 +147,7 @@ class Interpreter:
         act = K.decode_act(self.data[c.act_offset:c.act_offset + c.ACT_SIZE], c.act_offset)
         return _Conv(lay, args, weights, bn, act, (iw, ih, ic), (ow, oh, oc), f["image_src_addr"],
                      f["image_dst_addr"], main_out, ow * oh * oc,
-                     K.ConvKernel(weights, args, ic, oc))
+                     K.ConvKernel(weights, args, ic, oc, bn, act))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -243,7 +243,7 @@ class Interpreter:
         cv = self._convs[lay.index]
         w, h, c = cv.in_shape
         x = K.download(ram, cv.src, w, h, c, f"layer {lay.index} input")
-        y = K.conv_layer(cv.kernel, x, cv.bn, cv.act)
+        y = K.conv_layer(cv.kernel, x)
         K.upload(ram, cv.dst, y, f"layer {lay.index} output")
         if cv.main_out is not None:
             self._write(lay, main, cv.main_out, y, "main-memory output")

@@ -207,8 +207,11 @@ class ConvKernel:
     2^14 x 9216 < 2^31; torch ``_int_mm``), the offsets added back in int64:
     sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
 
-    def __init__(self, weights: np.ndarray, args: ConvArgs, in_channels: int, out_channels: int):
+    def __init__(self, weights: np.ndarray, args: ConvArgs, in_channels: int, out_channels: int,
+                 bn: "BatchNorm | None" = None, act: "Activation | None" = None):
         self.args, self.c, self.oc, k = args, in_channels, out_channels, args.kernel
+        # a layer's batch-norm and activation tables, as the kernels take them, prepared once
+        self.tables = _tables(bn, act) if bn is not None and act is not None else None
         w = np.asarray(weights, np.uint8)
         if args.depthwise:
             self.w = w.reshape(in_channels, k, k).astype(np.int32)
@@ -255,12 +258,14 @@ class ConvKernel:
         prod, xs, h, w = self._products(x, stride)
         return _kernels.full_acc(prod, xs, a.arg_x, a.shift_x, self.cw).transpose(0, 2, 1).reshape(-1, self.oc, h, w)
 
-    def __call__(self, x: np.ndarray, bn: "BatchNorm", act: "Activation", stride: int = 1) -> np.ndarray:
-        """u8 outputs (batch norm and activation applied) at every ``stride``-th row and column."""
+    def __call__(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
+                 stride: int = 1) -> np.ndarray:
+        """u8 outputs (batch norm and activation applied) at every ``stride``-th row and column;
+        ``bn``, ``act`` default to the layer's own (given when the kernel was made)."""
         from . import _kernels
 
         a = self.args
-        tables = _tables(bn, act)
+        tables = self.tables if bn is None else _tables(bn, act)
         if a.depthwise:
             return _kernels.dw_bn_act(self._padded(x), self.w, stride, a.arg_x, a.shift_x, self.cw, *tables)
         prod, xs, h, w = self._products(x, stride)
@@ -281,14 +286,6 @@ def conv(x: np.ndarray, weights: np.ndarray, args: ConvArgs, out_channels: int) 
     xb = np.asarray(x[None] if one else x, np.uint8)
     out = ConvKernel(weights, args, xb.shape[1], out_channels).acc(xb)
     return out[0] if one else out
-
-
-def segment_index(v: np.ndarray, start_x: np.ndarray) -> np.ndarray:
-    """Index of the last activation segment with ``v > start_x`` (0 when there is none)."""
-    idx = np.zeros(v.shape, np.int64)  # the table is scanned as the hardware description reads it
-    for i in range(16):
-        idx = np.where(v > start_x[i], i, idx)
-    return idx
 
 
 def bn_act(acc: np.ndarray, bn: BatchNorm, act: Activation) -> np.ndarray:
@@ -331,7 +328,7 @@ def pool(y: np.ndarray, pool_type: int) -> np.ndarray:
     return (win.sum(axis=(-2, -1)) // (f * f)).astype(np.uint8)
 
 
-def conv_layer(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm, act: Activation) -> np.ndarray:
+def conv_layer(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None, act: Activation | None = None) -> np.ndarray:
     """A whole KPU layer on (N, C, H, W) u8: convolution, batch norm, activation, pool. A left-top
     pool keeps every s-th output of the row and column, so only those are computed."""
     pt = kernel.args.pool_type

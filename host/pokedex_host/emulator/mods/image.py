@@ -140,10 +140,10 @@ class Image:
     def set_pixel(self, x, y, color):
         """The image is RGB565: an (r, g, b) keeps 5/6/5 bits, rounded through MaixPy's tables
         (py_image_set_pixel); stored here as the 8-bit values the board expands them to."""
-        from pokedex_host.emulator.pixels import to_rgb565
+        from pokedex_host.emulator.pixels import G_ROUND_TRIP, RB_ROUND_TRIP
 
-        c = _np.clip(_np.array(_color(color), _np.int64), 0, 255).astype(_np.uint8)
-        self._a[y, x] = to_rgb565(c)
+        r, g, b = (min(255, max(0, v)) for v in _color(color))
+        self._a[y, x] = (RB_ROUND_TRIP[r], G_ROUND_TRIP[g], RB_ROUND_TRIP[b])
         return self
 
     def _roi(self, roi):
