@@ -290,9 +290,8 @@ class _FakeRawRepl(threading.Thread):
                 _os.write(self.fd, b"OK" + out.getvalue().encode() + b"\x04" + err.encode() + b"\x04>")
 
 
-def test_copy_files_over_the_raw_repl(tmp_path):
-    from pokedex_host.device.repl import RawRepl
-
+def _raw_repl_on_a_pty(tmp_path):
+    """(peer, master fd, slave fd, the peer's /sd folder): a board-side raw REPL behind a pty."""
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
@@ -300,6 +299,13 @@ def test_copy_files_over_the_raw_repl(tmp_path):
     sd.mkdir()
     peer = _FakeRawRepl(master, sd)
     peer.start()
+    return peer, master, slave, sd
+
+
+def test_copy_files_over_the_raw_repl(tmp_path):
+    from pokedex_host.device.repl import RawRepl
+
+    peer, master, slave, sd = _raw_repl_on_a_pty(tmp_path)
     t = SerialTransport(os.ttyname(slave))
     try:
         repl = RawRepl(t, timeout=5)
@@ -325,13 +331,7 @@ def test_a_pulled_cable_ends_install_with_the_file_and_the_way_back(tmp_path):
     from pokedex_host.device.install import install
     from pokedex_host.paths import releases
 
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    sd = tmp_path / "sd"
-    sd.mkdir()
-    peer = _FakeRawRepl(master, sd)
-    peer.start()
+    peer, master, slave, _ = _raw_repl_on_a_pty(tmp_path)
     state = {"writes": 0, "master": master}
 
     class Pulled(SerialTransport):
