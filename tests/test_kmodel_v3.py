@@ -502,3 +502,20 @@ def test_a_conv_output_dma_rounded_to_8_bytes_must_stay_in_main_memory():
     Interpreter(write(ModelSpec([conv], [(0, 27)], 32)))  # kpu.c's DMA writes 32 bytes: fits
     with pytest.raises(KmodelFormatError, match=r"\[0, 32\)"):
         Interpreter(write(ModelSpec([conv], [(0, 27)], 27)))
+
+
+def test_quantize_rounds_exact_halves_away_from_zero_as_kpu_c_does():
+    """kpu.c's roundf; nncase rounds halves to even, which the build's v3 check can ask for to tell
+    the two apart. The constant comes the way the v3 re-emitter makes pad values: 0 * byte + bias."""
+    T = v3.LayerType
+    rng = np.random.default_rng(3)
+    conv, _ = conv_layer(rng, (4, 4, 3), 4, kernel=1, src=0, dst=8, main_out=0)
+    layers = [conv,
+              CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 64, "count": 4, "scale": 0.0, "bias": 2.5}),
+              CpuLayerSpec(T.QUANTIZE, {"flags": 0, "in": 64, "out": 96, "count": 4, "scale": 1.0, "bias": 0.0})]
+    data = write(ModelSpec(layers, [(96, 4)], 128))
+    x = rng.integers(0, 256, (1, 3, 4, 4), dtype=np.uint8)
+    assert Interpreter(data).run_many(x).tolist() == [[3, 3, 3, 3]]
+    assert Interpreter(data, quantize_ties="even").run_many(x).tolist() == [[2, 2, 2, 2]]
+    with pytest.raises(ValueError, match="quantize_ties"):
+        Interpreter(data, quantize_ties="up")

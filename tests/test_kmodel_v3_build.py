@@ -92,17 +92,22 @@ def test_v3_equals_v5_on_300_held_out_images(toolchain_ready, tmp_path):
     assert (a.argmax(1) == b.argmax(1)).all()
 
 
-def test_v3_is_refused_for_a_model_nncase_splits(toolchain_ready, dataset, tmp_path):
-    # 64 px: the last maps are 2x2, which nncase 1.9 pads on the CPU between KPU functions
+def test_a_model_nncase_splits_builds_as_v3(toolchain_ready, dataset, tmp_path):
+    # 64 px: the last maps are 2x2, which nncase 1.9 slices and pads on the CPU between five KPU
+    # functions; the v3 file gathers those maps with CONCAT and sends them back with K210_UPLOAD
     tiny64 = tmp_path / "tiny64.toml"
     tiny64.write_text(TINY_RECIPE)
+    out = tmp_path / "o"
     r = run("build-kmodel", tiny64, "--format", "v3", "--calibration", dataset, "--calibration-count", 4,
-            "--verify-count", 0, "--out", tmp_path / "o")
-    assert r.exit_code == 1
-    assert "functions" in r.output and "128 px" in r.output and "--format v5" in r.output
-    assert not (tmp_path / "o").exists()
-
-
+            "--verify-count", 6, "--simulate-count", 6, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "in 5 KPU function(s)" in r.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kmodel"]["v3_vs_v5"]["identical"] == man["kmodel"]["v3_vs_v5"]["images"] == 6
+    names = [lay.name for lay in v3.read(out / "model.kmodel").layers]
+    assert names.count("K210_UPLOAD") == 4 and names[0] == "K210_CONV" and names[-1] == "GLOBAL_AVERAGE_POOL2D"
+    first_upload = names.index("K210_UPLOAD")
+    assert "CONCAT" in names[:first_upload] and names[first_upload + 1] == "K210_CONV"
 
 
 def test_maixpy_app_on_the_emulator_runs_the_v3_bytes(tiny_v3_build, tmp_path):

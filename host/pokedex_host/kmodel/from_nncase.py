@@ -3,19 +3,27 @@
 nncase 1.9 has already done the hard part for the KPU: quantised the weights and computed each
 convolution's register block, batch-norm and activation tables. They are all inside the v5 file:
 
-- the register blocks in the ``k210`` module's ``.text`` (:func:`v5.kpu_layers`), in execution order;
+- the register blocks in the ``k210`` module's ``.text`` (:func:`v5.kpu_layers`), function after
+  function, in execution order;
 - the weights / batch-norm / activation tables in its ``.rdata``, at the ``@rdata[start, end]``
-  ranges the schedule (``dump/codegen/k210_0.sched``) gives for the constants of each conv;
-- which convolutions copy their output to main memory (a ``KPUDownload`` after them in the K210
-  function's op list) and where (the ``@output`` range of that download);
-- the output dequantisation: the ``stackvm`` module's program pushes each ``Dequantize``'s scale
-  and bias as two ``LDC_R4`` immediates just before the ``TENSOR DEQUANTIZE`` (u8 -> f32) op.
+  ranges the schedules (``dump/codegen/k210_N.sched``) give for the constants of each conv;
+- which convolutions copy their output to main memory (a ``KPUDownload`` after them) and which
+  function output that copy is;
+- everything the CPU does between and after the KPU functions: the ``stackvm`` module's program,
+  decoded by :mod:`.stackvm` (calls, quantise, dequantise, slices, pads, copies, means, adds).
 
-The v3 model is then: the KPU convolutions (the input uploaded where the first one reads it), one
-``DEQUANTIZE`` per downloaded output written side by side (that is the concatenation), and a float
-``GLOBAL_AVERAGE_POOL2D`` when the graph ends with a spatial ``ReduceMean``. Graphs of any other
-shape are refused with the reason (for instance nncase splitting the KPU graph into several
-functions with CPU pads between them, which it does for maps under 4x4).
+The v3 file is a list of layers in which KPU convolutions and CPU layers interleave, all CPU
+layers working in one main-memory buffer. :func:`convert` runs the stackvm program symbolically
+over a shadow of its memory: every element nncase would compute is tracked as *where its value
+comes from* (a byte a KPU conv downloaded, that byte dequantised, a float a v3 layer wrote, or a
+constant). Slices, pads and copies only move those descriptions around; a v3 layer is emitted only
+where a value must exist in memory: the bytes a KPU function uploads (``CONCAT`` gathers them,
+``K210_UPLOAD`` sends them), the floats a mean or an add reads (``DEQUANTIZE``, ``CONCAT``), the
+means (``GLOBAL_AVERAGE_POOL2D``), sums (``ADD``), quantised floats (``QUANTIZE``), a quantise of
+a dequantised byte that is not the identity (``REQUANTIZE``), and the model's outputs. Constants
+(a pad's zero point) come from a ``REQUANTIZE`` whose table is that one value.
+
+What v3 cannot express is refused, naming nncase's op and the layer it came from.
 """
 
 from __future__ import annotations
@@ -25,19 +33,22 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PokedexError
+import numpy as np
+
 from ..build.memory import Buffer, parse_sched
-from . import v5
+from ..errors import PokedexError
+from . import stackvm, v5
+from .stackvm import Operand
 from .v3 import LayerType
 from .write_v3 import ConvLayerSpec, CpuLayerSpec, ModelSpec, write
 
-_DEQUANT_RE = re.compile(rb"\x05(.{4})\x05(.{4})\x5e\x0b\x00\x04\x09", re.DOTALL)
 _OP_RE = re.compile(r"^\[(\w+)\]\s*(.*)$")
+ALIGN = 8  # every region: the DMA writes whole u64 words, and floats are read as words
 
 
 class ConversionError(PokedexError):
-    def __init__(self, message: str, hint: str = "build --format v5 for this model, or change it so that "
-                                                 "nncase keeps the whole network in one KPU function"):
+    def __init__(self, message: str, hint: str = "build --format v5 for this model (CanMV loads it), or change the "
+                                                 "layer named above"):
         super().__init__(message, hint)
 
 
@@ -59,6 +70,9 @@ class Conversion:
     dequant: tuple[Dequant, ...]
     main_mem_usage: int
     output_shape: tuple[int, ...]
+    kpu_functions: int = 1
+    cpu_layers: tuple[tuple[str, str], ...] = ()  # (v3 layer type, what it does), in order
+    notes: tuple[str, ...] = ()
 
 
 def _ops(path: Path) -> list[tuple[str, str]]:
@@ -86,157 +100,481 @@ def _sched(dump: Path, name: str) -> list[Buffer]:
     raise ConversionError(f"{dump}: no {name}.sched", "rebuild; build-kmodel keeps it under <out>/compiler/")
 
 
-def dequant_params(data: bytes, model: v5.KmodelV5) -> list[tuple[float, float]]:
-    """(scale, bias) of every u8 -> f32 Dequantize in the stackvm program, in program order."""
-    text = model.module("stackvm").section(".text")
-    body = data[text.offset:text.offset + text.size]
-    return [(struct.unpack("<f", m.group(1))[0], struct.unpack("<f", m.group(2))[0]) for m in _DEQUANT_RE.finditer(body)]
+# ------------------------------------------------------------------------------ the KPU functions
+@dataclass
+class _KFunction:
+    name: str
+    convs: list[ConvLayerSpec]  # main_mem_out filled in when the function is called
+    shapes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]  # (in, out) (w, h, c) per conv
+    image_src: int  # KPU line the first conv reads its input from
+    downloads: list[int]  # conv index of each function output, in output order
 
 
+def _k210_functions(kmodel: bytes, model: v5.KmodelV5, dump: Path, names: list[str], where: str) -> list[_KFunction]:
+    blocks = v5.kpu_layers(kmodel, model)
+    rdata = model.module("k210").section(".rdata")
+    out, used = [], 0
+    for fn in names:
+        k_ops = _ops(_find(dump, "k210", fn, "runtime_ops.txt"))
+        if not k_ops or k_ops[0][0] != "KPUUpload" or any(k == "KPUUpload" for k, _ in k_ops[1:]):
+            raise ConversionError(f"{where}: KPU function {fn} must start with the single upload of its input; got "
+                                  + ", ".join(k for k, _ in k_ops[:4]))
+        bad = sorted({k for k, _ in k_ops if k not in ("KPUUpload", "KPUConv2D", "KPUDownload")})
+        if bad:
+            raise ConversionError(f"{where}: KPU function {fn} has ops v3 cannot express: {', '.join(bad)}")
+        conv_names, dl_conv = [], []
+        for k, n in k_ops[1:]:
+            if k == "KPUConv2D":
+                conv_names.append(n)
+            elif k == "KPUDownload":
+                if not conv_names:
+                    raise ConversionError(f"{where}: {fn}: a download before any KPU conv")
+                dl_conv.append(len(conv_names) - 1)
+        mine = blocks[used:used + len(conv_names)]
+        used += len(conv_names)
+        if len(mine) != len(conv_names):
+            raise ConversionError(f"{where}: found {len(blocks)} KPU register blocks but the compiler lists more "
+                                  f"KPU convolutions ({fn}: {len(conv_names)})", "report this with the build folder")
+        k_bufs = sorted(_sched(dump, fn), key=lambda b: b.id)
+        consts, pending = [], {}
+        for b in k_bufs:
+            if b.segment == "rdata":
+                if b.name.endswith("/act"):
+                    pending["act"] = b
+                elif b.dtype == "u64":
+                    pending["bn"] = b
+                elif b.dtype == "u8":
+                    pending["weights"] = b
+            elif b.segment in ("unknown", "kpu") and b.name in conv_names and not b.name.endswith("/act"):
+                if set(pending) != {"act", "bn", "weights"}:
+                    raise ConversionError(f"{where}: could not find the weights / batch norm / activation of "
+                                          f"{b.name} in the schedule of {fn}")
+                consts.append(pending)
+                pending = {}
+        if len(consts) != len(mine):
+            raise ConversionError(f"{where}: the schedule of {fn} gives tables for {len(consts)} convolutions, the "
+                                  f"file has {len(mine)} register blocks for it")
+        # function outputs in the order of their @output offsets; the downloads come in that order
+        dl_bufs = sorted((b for b in k_bufs if b.segment == "output"), key=lambda b: b.start)
+        if len(dl_bufs) != len(dl_conv):
+            raise ConversionError(f"{where}: {fn} has {len(dl_conv)} downloads but {len(dl_bufs)} outputs")
+
+        def blob(b: Buffer) -> bytes:
+            if b.end > rdata.size:
+                raise ConversionError(f"{where}: {b.name} @rdata[{b.start}, {b.end}) is past the K210 .rdata "
+                                      f"({rdata.size} B)")
+            return kmodel[rdata.offset + b.start:rdata.offset + b.start + b.bytes]
+
+        convs = [ConvLayerSpec(regs.raw, blob(c["weights"]), blob(c["bn"]), blob(c["act"]), None)
+                 for (_, regs), c in zip(mine, consts)]
+        shapes = [(regs.in_shape, regs.out_shape) for _, regs in mine]
+        out.append(_KFunction(fn, convs, shapes, mine[0][1].fields["image_src_addr"], dl_conv))
+    if used != len(blocks):
+        raise ConversionError(f"{where}: found {len(blocks)} KPU register blocks but the compiler lists {used} "
+                              "KPU convolutions", "report this with the build folder")
+    return out
+
+
+# ------------------------------------------------------------------------- symbolic values
+# what an element of the stackvm's memory holds
+EMPTY, BYTE, U8C, DEQ, FLOAT, F32C, INNER = 0, 1, 2, 3, 4, 5, -1
+_U8_KINDS, _F32_KINDS = (BYTE, U8C), (DEQ, FLOAT, F32C)
+
+
+@dataclass
+class _Vals:
+    """Element descriptions of a tensor: kind, a (v3 address or u8 constant), b (param id or float)."""
+    kind: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+    @property
+    def shape(self):
+        return self.kind.shape
+
+    def flat(self) -> _Vals:
+        return _Vals(self.kind.reshape(-1), self.a.reshape(-1), self.b.reshape(-1))
+
+    def map(self, f) -> _Vals:
+        return _Vals(f(self.kind), f(self.a), f(self.b))
+
+
+class _Shadow:
+    """The stackvm's input, output and data pools, one description per element's first byte."""
+
+    def __init__(self):
+        self.pools: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _pool(self, loc: str, size: int):
+        k, a, b = self.pools.get(loc, (np.zeros(0, np.int8), np.zeros(0, np.int64), np.zeros(0, np.float64)))
+        if len(k) < size:
+            n = max(size, 2 * len(k))
+            k = np.concatenate([k, np.zeros(n - len(k), np.int8)])
+            a = np.concatenate([a, np.zeros(n - len(a), np.int64)])
+            b = np.concatenate([b, np.zeros(n - len(b), np.float64)])
+            self.pools[loc] = (k, a, b)
+        return self.pools[loc]
+
+    @staticmethod
+    def addresses(op: Operand) -> np.ndarray:
+        idx = np.indices(op.shape, dtype=np.int64) if op.shape else np.zeros((0,), np.int64)
+        off = sum(i * s for i, s in zip(idx, op.strides)) if op.shape else np.zeros((), np.int64)
+        return op.buffer.offset + op.itemsize * np.asarray(off, np.int64)
+
+    def read(self, op: Operand, what: str) -> _Vals:
+        adr = self.addresses(op)
+        k, a, b = self._pool(op.buffer.location, int(adr.max()) + op.itemsize if adr.size else 0)
+        kind = k[adr]
+        if (kind == EMPTY).any() or (kind == INNER).any():
+            raise ConversionError(f"{what} reads {op.buffer.location} bytes no earlier step wrote "
+                                  f"(offset {op.buffer.offset}, shape {list(op.shape)})",
+                                  "report this with the build folder; build --format v5 meanwhile")
+        want = _U8_KINDS if op.dtype == "u8" else _F32_KINDS
+        if not np.isin(kind, want).all():
+            raise ConversionError(f"{what} reads {op.dtype} where another type was written")
+        return _Vals(kind.copy(), a[adr].copy(), b[adr].copy())
+
+    def write(self, op: Operand, v: _Vals) -> None:
+        adr = self.addresses(op)
+        if adr.shape != v.shape:
+            raise ConversionError(f"internal: writing {v.shape} values to a {adr.shape} operand")
+        k, a, b = self._pool(op.buffer.location, int(adr.max()) + op.itemsize if adr.size else 0)
+        for j in range(1, op.itemsize):
+            k[adr + j] = INNER
+        k[adr], a[adr], b[adr] = v.kind, v.a, v.b
+
+
+# ------------------------------------------------------------------------------- the emitter
+def _f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def _sim_quantize(x: np.ndarray, inv_scale: float, zp: float) -> np.ndarray:
+    """nncase's quantise as its simulator computes it: x * (1/scale) + zero point in single
+    precision, rounded half to even, clamped to 0..255."""
+    with np.errstate(all="ignore"):
+        v = np.asarray(x, np.float32) * _f32(inv_scale) + _f32(zp)
+        return np.clip(np.rint(v), 0, 255).astype(np.uint8)
+
+
+def _sim_dequantize(q: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    return (np.asarray(q, np.float32) * _f32(scale) + _f32(bias)).astype(np.float32)
+
+
+def _runs(*keys: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of the maximal runs over which all ``keys`` are constant."""
+    n = len(keys[0])
+    if n == 0:
+        return []
+    change = np.zeros(n, bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    starts = np.flatnonzero(change)
+    return list(zip(starts.tolist(), np.append(starts[1:], n).tolist()))
+
+
+def _ranges(addr: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """(start, bytes) of the maximal runs of consecutive elements of ``size`` bytes."""
+    if len(addr) == 0:
+        return []
+    brk = np.flatnonzero(np.diff(addr) != size) + 1
+    starts = np.concatenate([[0], brk])
+    ends = np.concatenate([brk, [len(addr)]])
+    return [(int(addr[s]), int(e - s) * size) for s, e in zip(starts, ends)]
+
+
+class _Emitter:
+    def __init__(self):
+        self.layers: list = []
+        self.cpu: list[tuple[str, str]] = []
+        self.top = 0
+        self.params: list[tuple[float, float]] = []  # dequantisation (scale, bias) by id
+        self.pools: dict[int, tuple[int, int]] = {}  # constant byte -> (address, length)
+
+    def alloc(self, n: int) -> int:
+        at = self.top
+        self.top += -(-max(n, 1) // ALIGN) * ALIGN
+        return at
+
+    def cpu_layer(self, t: LayerType, fields: dict, extra: bytes = b"", what: str = "") -> None:
+        self.layers.append(CpuLayerSpec(t, {"flags": 0, **fields}, extra))
+        self.cpu.append((t.name, what))
+
+    def param(self, scale: float, bias: float) -> int:
+        key = (float(_f32(scale)), float(_f32(bias)))
+        if key not in self.params:
+            self.params.append(key)
+        return self.params.index(key)
+
+    # -- materialise descriptions as bytes / floats in main memory
+    def const_pool(self, value: int, n: int) -> int:
+        have = self.pools.get(value)
+        if have and have[1] >= n:
+            return have[0]
+        at = self.alloc(n)
+        self.cpu_layer(LayerType.REQUANTIZE, {"in": at, "out": at, "count": n}, bytes([value]) * 256,
+                       f"{n} bytes of the constant {value}")
+        self.pools[value] = (at, n)
+        return at
+
+    def dense_u8(self, v: _Vals, what: str) -> int:
+        v = v.flat()
+        n = len(v.kind)
+        if (v.kind == BYTE).all():
+            if n and (v.a == v.a[0] + np.arange(n)).all():
+                return int(v.a[0])
+            if n > 1 and (v.a == v.a[0] + 16 * np.arange(n)).all():
+                out = self.alloc(n)
+                self.cpu_layer(LayerType.K210_REMOVE_PADDING, {"in": int(v.a[0]), "out": out, "channels": n},
+                               what=f"{what}: pixel (0, 0) of {n} 4x4 maps")
+                return out
+        ranges = []
+        for s, e in _runs(v.kind, np.where(v.kind == U8C, v.a, -1)):
+            if v.kind[s] == U8C:
+                ranges.append(("c", int(v.a[s]), e - s))
+            else:
+                ranges += [("b", a, size) for a, size in _ranges(v.a[s:e], 1)]
+        for kind, val, size in ranges:
+            if kind == "c":
+                self.const_pool(val, max(size for k, x, size in ranges if k == "c" and x == val))
+        out = self.alloc(n)
+        body = b"".join(struct.pack("<2I", self.pools[x][0] if k == "c" else x, size) for k, x, size in ranges)
+        self.cpu_layer(LayerType.CONCAT, {"out": out, "input_count": len(ranges)}, body,
+                       f"{what}: gather {n} bytes from {len(ranges)} ranges")
+        return out
+
+    def dense_f32(self, v: _Vals, what: str) -> int:
+        v = v.flat()
+        n = len(v.kind)
+        if (v.kind == FLOAT).all() and n and (v.a == v.a[0] + 4 * np.arange(n)).all():
+            return int(v.a[0])
+        dest = self.alloc(4 * n)
+        for s, e in _runs(v.kind, np.where(v.kind == DEQ, v.b, 0), np.where(v.kind == F32C, v.b, 0)):
+            k = v.kind[s]
+            if k == DEQ:
+                scale, bias = self.params[int(v.b[s])]
+                src = self.dense_u8(_Vals(np.full(e - s, BYTE, np.int8), v.a[s:e], np.zeros(e - s)), what)
+                self.cpu_layer(LayerType.DEQUANTIZE, {"in": src, "out": dest + 4 * s, "count": e - s,
+                                                      "scale": scale, "bias": bias}, what=f"{what}: {e - s} values")
+            elif k == FLOAT:
+                ranges = _ranges(v.a[s:e], 4)
+                self.cpu_layer(LayerType.CONCAT, {"out": dest + 4 * s, "input_count": len(ranges)},
+                               b"".join(struct.pack("<2I", a, size) for a, size in ranges),
+                               f"{what}: gather {e - s} floats")
+            else:  # a constant float: 0 * any byte + value
+                self.cpu_layer(LayerType.DEQUANTIZE, {"in": dest, "out": dest + 4 * s, "count": e - s,
+                                                      "scale": 0.0, "bias": float(v.b[s])},
+                               what=f"{what}: {e - s} x the constant {float(v.b[s])}")
+        return dest
+
+
+def _v3_quantize(inv_scale: float, zp: float) -> tuple[float, float]:
+    """kpu.c's QUANTIZE computes roundf((x - bias) * (1.f / scale)): choose a scale whose
+    reciprocal is nncase's 1/scale to the bit, and the bias that moves the zero point."""
+    s = _f32(inv_scale)
+    scale = _f32(1) / s
+    for _ in range(64):
+        r = _f32(1) / scale
+        if r == s:
+            break
+        scale = np.nextafter(scale, np.inf if r > s else -np.inf, dtype=np.float32)
+    else:
+        raise ConversionError(f"no single-precision scale has 1/scale = {float(s)!r}")
+    return float(scale), float(_f32(-_f32(zp) * scale)) if zp else 0.0
+
+
+# --------------------------------------------------------------------------------- convert
 def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion:
     dump = Path(dump)
     where = path or "kmodel"
     model = v5.parse(kmodel, path)
+    text = model.module("stackvm").section(".text")
+    ops = stackvm.decode(kmodel[text.offset:text.offset + text.size])
+    names = _ops(_find(dump, "stackvm", "main", "runtime_ops.txt"))
+    named = len(names) == len(ops)  # nncase lists one runtime op per TENSOR instruction
 
-    main_ops = _ops(_find(dump, "stackvm", "main", "runtime_ops.txt"))
-    calls = [n for k, n in main_ops if k == "Call"]
-    if len(calls) != 1:
-        raise ConversionError(
-            f"{where}: nncase split the KPU graph into {len(calls)} functions ({', '.join(calls)}) with CPU steps "
-            "between them; a v3 file is one KPU program",
-            "nncase runs maps smaller than 4x4 through CPU pads between KPU functions, which the v3 re-emitter "
-            "cannot express yet: that happens below 128 px input for this project's students, and for any "
-            "classifier that pools globally before its head (the head's 1x1 maps). Keep the maps at 4x4 or "
-            "more until the last KPU layer (put the global pool after the head, as this project's students "
-            "do), or build --format v5 for CanMV")
-    if main_ops[0][0] != "Call":
-        raise ConversionError(f"{where}: the graph starts with a CPU step ({main_ops[0][0]} {main_ops[0][1]}) before "
-                              "the KPU; v3 feeds the image straight to the first KPU layer",
+    def label(i: int) -> str:
+        return f"{names[i][0]} {names[i][1]}" if named else f"{ops[i].kind} (op {i + 1} of the CPU program)"
+
+    k210_index = [i for i, m in enumerate(model.modules) if m.type == "k210"]
+    call_fns = sorted({o.params["function"] for o in ops if o.kind == "CALL"})
+    if not call_fns or not k210_index:
+        raise ConversionError(f"{where}: the model has no KPU function")
+    fns = _k210_functions(kmodel, model, dump, [f"k210_{i}" for i in range(max(call_fns) + 1)], where)
+    if not ops or ops[0].kind != "CALL" or ops[0].inputs[0].buffer.location != "input":
+        first = label(0) if ops else "nothing"
+        raise ConversionError(f"{where}: the graph starts with a CPU step ({first}) before the KPU; v3 feeds the "
+                              "image straight to the first KPU layer",
                               "feed u8 pixels 0..255 (the default input range) or build --format v5")
-    tail = main_ops[1:]
-    deq_names = [n for k, n in tail if k == "Dequantize"]
-    others = [(k, n) for k, n in tail if k not in ("Dequantize", "Reduce", "Concat")]
-    if others:
-        raise ConversionError(f"{where}: CPU steps after the KPU that v3 has no layer for here: "
-                              + ", ".join(f"{k} {n}" for k, n in others))
-    reduce = [n for k, n in tail if k == "Reduce"]
-    if len(reduce) > 1 or (reduce and tail[-1][0] != "Reduce"):
-        raise ConversionError(f"{where}: expected at most one ReduceMean, at the end; got {tail}")
-    if reduce and "reduce_mean" not in reduce[0]:
-        raise ConversionError(f"{where}: the final reduction {reduce[0]} is not a mean")
 
-    fn = calls[0]
-    k_ops = _ops(_find(dump, "k210", fn, "runtime_ops.txt"))
-    if not k_ops or k_ops[0][0] != "KPUUpload" or any(k == "KPUUpload" for k, _ in k_ops[1:]):
-        raise ConversionError(f"{where}: the KPU function must start with the single upload of the image; got "
-                              + ", ".join(k for k, _ in k_ops[:4]))
-    bad = [k for k, _ in k_ops if k not in ("KPUUpload", "KPUConv2D", "KPUDownload")]
-    if bad:
-        raise ConversionError(f"{where}: KPU function ops v3 cannot express: {', '.join(sorted(set(bad)))}")
-    conv_names: list[str] = []
-    downloads: list[int] = []  # index of the conv each download copies out
-    for k, n in k_ops[1:]:
-        if k == "KPUConv2D":
-            conv_names.append(n)
-        elif k == "KPUDownload":
-            if not conv_names:
-                raise ConversionError(f"{where}: a download before any KPU conv")
-            downloads.append(len(conv_names) - 1)
+    em = _Emitter()
+    sh = _Shadow()
+    dequant: list[Dequant] = []
+    notes: list[str] = []
+    for i, o in enumerate(ops):
+        what = label(i)
+        if not o.decoded:
+            raise ConversionError(f"{where}: {what}: v3 has no layer for nncase's {o.kind} on the CPU")
+        if o.kind == "CALL":
+            if o.params["module"] not in k210_index:
+                raise ConversionError(f"{where}: {what} calls module {o.params['module']}, not the K210 module")
+            fn = fns[o.params["function"]]
+            if len(o.inputs) != 1:
+                raise ConversionError(f"{where}: {what}: a KPU function with {len(o.inputs)} inputs")
+            (w, h, c), _ = fn.shapes[0]
+            src = o.inputs[0]
+            if tuple(src.shape) != (1, c, h, w) or src.dtype != "u8":
+                raise ConversionError(f"{where}: {what} uploads a {src.dtype} {list(src.shape)} map, its first conv "
+                                      f"reads [1, {c}, {h}, {w}]")
+            if src.buffer.location == "input":
+                if i != 0:
+                    raise ConversionError(f"{where}: {what} reads the image again; v3 sends it to the KPU once")
+            else:
+                addr = em.dense_u8(sh.read(src, what), what)
+                em.cpu_layer(LayerType.K210_UPLOAD, {"in": addr, "kpu_out": fn.image_src, "width": w, "height": h,
+                                                     "channels": c}, what=f"{what}: {c}x{h}x{w} to the KPU")
+            if len(o.outputs) != len(fn.downloads):
+                raise ConversionError(f"{where}: {what} takes {len(o.outputs)} outputs, {fn.name} downloads "
+                                      f"{len(fn.downloads)}")
+            outs = {}
+            for j, ci in enumerate(fn.downloads):
+                ow, oh, oc = fn.shapes[ci][1]
+                outs[ci] = (em.alloc(ow * oh * oc), o.outputs[j], (ow, oh, oc))
+            for ci, spec in enumerate(fn.convs):
+                addr = outs[ci][0] if ci in outs else None
+                em.layers.append(ConvLayerSpec(spec.registers, spec.weights, spec.bn, spec.act, addr))
+            for addr, dst, (ow, oh, oc) in outs.values():
+                if tuple(dst.shape) != (1, oc, oh, ow):
+                    raise ConversionError(f"{where}: {what} output {list(dst.shape)} is not the conv's {oc}x{oh}x{ow}")
+                n = oc * oh * ow
+                sh.write(dst, _Vals(np.full(dst.shape, BYTE, np.int8), (addr + np.arange(n)).reshape(dst.shape),
+                                    np.zeros(dst.shape)))
+        elif o.kind == "DEQUANTIZE":
+            src, dst = o.inputs[0], o.outputs[0]
+            if (src.dtype, dst.dtype) != ("u8", "f32"):
+                raise ConversionError(f"{where}: {what}: dequantise {src.dtype} -> {dst.dtype}; v3 has u8 -> f32")
+            v = sh.read(src, what)
+            scale, bias = o.params["scale"], o.params["bias"]
+            dequant.append(Dequant(names[i][1] if named else what, scale, bias))
+            p = em.param(scale, bias)
+            const = _sim_dequantize(np.where(v.kind == U8C, v.a, 0), scale, bias).astype(np.float64)
+            sh.write(dst, _Vals(np.where(v.kind == BYTE, DEQ, F32C).astype(np.int8), v.a,
+                                np.where(v.kind == BYTE, p, const)))
+        elif o.kind == "QUANTIZE":
+            src, dst = o.inputs[0], o.outputs[0]
+            if (src.dtype, dst.dtype) != ("f32", "u8"):
+                raise ConversionError(f"{where}: {what}: quantise {src.dtype} -> {dst.dtype}; the KPU takes u8")
+            inv, zp = o.params["scale"], o.params["bias"]
+            v = sh.read(src, what).flat()
+            out = _Vals(np.full(v.kind.shape, BYTE, np.int8), v.a.copy(), np.zeros(v.kind.shape))
+            c = v.kind == F32C
+            out.kind[c], out.a[c] = U8C, _sim_quantize(v.b[c], inv, zp)
+            for p in np.unique(v.b[v.kind == DEQ]).astype(int):
+                m = (v.kind == DEQ) & (v.b == p)
+                table = _sim_quantize(_sim_dequantize(np.arange(256), *em.params[p]), inv, zp)
+                if not (table == np.arange(256)).all():  # not a round trip: one table lookup per byte
+                    src_at = em.dense_u8(_Vals(np.full(m.sum(), BYTE, np.int8), v.a[m], np.zeros(m.sum())), what)
+                    at = em.alloc(int(m.sum()))
+                    em.cpu_layer(LayerType.REQUANTIZE, {"in": src_at, "out": at, "count": int(m.sum())},
+                                 table.tobytes(), f"{what}: {int(m.sum())} bytes to the next scale")
+                    out.a[m] = at + np.arange(m.sum())
+            f = v.kind == FLOAT
+            if f.any():
+                src_at = em.dense_f32(v.map(lambda x: x[f]), what)
+                at = em.alloc(int(f.sum()))
+                scale, bias = _v3_quantize(inv, zp)
+                em.cpu_layer(LayerType.QUANTIZE, {"in": src_at, "out": at, "count": int(f.sum()), "scale": scale,
+                                                  "bias": bias}, what=f"{what}: {int(f.sum())} values")
+                out.a[f] = at + np.arange(f.sum())
+                if zp:
+                    notes.append(f"{what}: zero point {zp} moved into QUANTIZE's bias (kpu.c subtracts it before "
+                                 "scaling; nncase adds it after)")
+            sh.write(dst, out.map(lambda x: x.reshape(dst.shape)))
+        elif o.kind in ("COPY", "SLICE", "PAD"):
+            src, dst = o.inputs[0], o.outputs[0]
+            v = sh.read(src, what)
+            if o.kind == "SLICE":
+                sl = tuple(slice(b, e, s) for b, e, s in zip(o.params["begin"], o.params["end"], o.params["step"]))
+                v = v.map(lambda x: x[sl])
+            elif o.kind == "PAD":
+                v = _pad(v, o, src.dtype, where, what)
+            if v.shape != tuple(dst.shape):
+                raise ConversionError(f"{where}: {what} makes {list(v.shape)}, its output is {list(dst.shape)}")
+            sh.write(dst, v)
+        elif o.kind == "REDUCE":
+            src, dst = o.inputs[0], o.outputs[0]
+            rank = len(src.shape)
+            if (o.params["op"] != "mean" or src.dtype != "f32" or rank < 3 or o.params["axes"] != (rank - 2, rank - 1)
+                    or o.params["init"][1] != 0 or any(d != 1 for d in src.shape[:-3])):
+                raise ConversionError(f"{where}: {what}: a {o.params['op']} over axes {list(o.params['axes'])} of "
+                                      f"{src.dtype} {list(src.shape)}; v3 has the float mean over H and W "
+                                      "(GLOBAL_AVERAGE_POOL2D)",
+                                      "use a global average pool, or build --format v5"
+                                      + ("; kpu.c has no global max pool" if o.params["op"] == "max" else ""))
+            ch, k = src.shape[-3], src.shape[-2] * src.shape[-1]
+            at = em.dense_f32(sh.read(src, what), what)
+            out = em.alloc(4 * ch)
+            em.cpu_layer(LayerType.GLOBAL_AVERAGE_POOL2D, {"in": at, "out": out, "kernel_size": k, "channels": ch},
+                         what=f"{what}: {ch} channels of {k}")
+            sh.write(dst, _Vals(np.full(dst.shape, FLOAT, np.int8), (out + 4 * np.arange(ch)).reshape(dst.shape),
+                                np.zeros(dst.shape)))
+        elif o.kind == "BINARY":
+            a, b = o.inputs
+            dst = o.outputs[0]
+            lo, hi = o.params["clamp"]
+            if (o.params["op"] != "add" or a.dtype != "f32" or tuple(a.shape) != tuple(b.shape)
+                    or tuple(a.shape) != tuple(dst.shape) or lo > -3.0e38 or hi < 3.0e38):
+                raise ConversionError(f"{where}: {what}: {o.params['op']} of {a.dtype} {list(a.shape)} and "
+                                      f"{list(b.shape)}" + (f", clamped to [{lo}, {hi}]" if lo > -3e38 or hi < 3e38
+                                                            else "")
+                                      + "; v3 has the float add of two same-shaped tensors (ADD)")
+            n = int(np.prod(a.shape))
+            pa = em.dense_f32(sh.read(a, what), what)
+            pb = em.dense_f32(sh.read(b, what), what)
+            out = em.alloc(4 * n)
+            em.cpu_layer(LayerType.ADD, {"in_a": pa, "in_b": pb, "out": out, "count": n}, what=f"{what}: {n} values")
+            sh.write(dst, _Vals(np.full(dst.shape, FLOAT, np.int8), (out + 4 * np.arange(n)).reshape(dst.shape),
+                                np.zeros(dst.shape)))
+        else:
+            raise ConversionError(f"{where}: {what}: v3 has no layer for nncase's {o.kind} on the CPU")
 
-    blocks = v5.kpu_layers(kmodel, model)
-    if len(blocks) != len(conv_names):
-        raise ConversionError(f"{where}: found {len(blocks)} KPU register blocks but the compiler lists "
-                              f"{len(conv_names)} KPU convolutions", "report this with the build folder")
-
-    k_bufs = sorted(_sched(dump, fn), key=lambda b: b.id)
-    rdata = model.module("k210").section(".rdata")
-    consts: list[dict] = []
-    pending: dict = {}
-    conv_out: list[Buffer] = []
-    dl_bufs = [b for b in k_bufs if b.name.startswith("KPUDownload")]
-    for b in k_bufs:
-        if b.segment == "rdata":
-            if b.name.endswith("/act"):
-                pending["act"] = b
-            elif b.dtype == "u64":
-                pending["bn"] = b
-            elif b.dtype == "u8":
-                pending["weights"] = b
-        elif b.segment in ("unknown", "kpu") and b.name in conv_names and not b.name.endswith("/act"):
-            if set(pending) != {"act", "bn", "weights"}:
-                raise ConversionError(f"{where}: could not find the weights / batch norm / activation of {b.name} "
-                                      "in the schedule")
-            consts.append(pending)
-            conv_out.append(b)
-            pending = {}
-    if len(consts) != len(blocks):
-        raise ConversionError(f"{where}: the schedule gives tables for {len(consts)} convolutions, the file has "
-                              f"{len(blocks)} register blocks")
-    if len(dl_bufs) != len(downloads):
-        raise ConversionError(f"{where}: {len(downloads)} downloads but {len(dl_bufs)} download buffers")
-
-    def blob(b: Buffer) -> bytes:
-        if b.end > rdata.size:
-            raise ConversionError(f"{where}: {b.name} @rdata[{b.start}, {b.end}) is past the K210 .rdata "
-                                  f"({rdata.size} B)")
-        return kmodel[rdata.offset + b.start:rdata.offset + b.start + b.bytes]
-
-    # main memory: each downloaded u8 map (8-byte aligned, the DMA writes whole u64 words), then the
-    # dequantised floats side by side, then the pooled output
-    layers: list = []
-    addr = 0
-    dl_addr: dict[int, int] = {}
-    for ci in downloads:
-        w, h, c = blocks[ci][1].out_shape
-        dl_addr[ci] = addr
-        addr += -(-(w * h * c) // 8) * 8
-    for i, ((_, regs), cst) in enumerate(zip(blocks, consts)):
-        layers.append(ConvLayerSpec(regs.raw, blob(cst["weights"]), blob(cst["bn"]), blob(cst["act"]),
-                                    dl_addr.get(i)))
-
-    params = dequant_params(kmodel, model)
-    if len(params) != len(deq_names):
-        raise ConversionError(f"{where}: {len(deq_names)} Dequantize ops but {len(params)} dequantisation "
-                              "parameter pairs found in the stackvm program")
-    if len(deq_names) != len(downloads):
-        raise ConversionError(f"{where}: {len(downloads)} KPU outputs but {len(deq_names)} Dequantize ops")
-    dequant = []
-    by_name = {conv_names[ci]: ci for ci in downloads}
-    float_base = addr
-    spatial = None
-    channels = 0
-    order = []
-    for name, (scale, bias) in zip(deq_names, params):
-        conv_name = name.rsplit("/dequantize", 1)[0]
-        ci = by_name.get(conv_name)
-        if ci is None:
-            raise ConversionError(f"{where}: Dequantize {name} does not follow a downloaded KPU output")
-        w, h, c = blocks[ci][1].out_shape
-        if spatial is None:
-            spatial = (w, h)
-        elif spatial != (w, h) and reduce:
-            raise ConversionError(f"{where}: outputs of different sizes ({spatial} and {(w, h)}) before the mean")
-        order.append((ci, c, scale, bias))
-        dequant.append(Dequant(name, scale, bias))
-        channels += c
-    off = float_base
-    for ci, c, scale, bias in order:
-        w, h, _ = blocks[ci][1].out_shape
-        layers.append(CpuLayerSpec(LayerType.DEQUANTIZE, {"flags": 0, "in": dl_addr[ci], "out": off,
-                                                          "count": w * h * c, "scale": scale, "bias": bias}))
-        off += 4 * w * h * c
-    if reduce:
-        w, h = spatial
-        out_at = off
-        layers.append(CpuLayerSpec(LayerType.GLOBAL_AVERAGE_POOL2D, {"flags": 0, "in": float_base, "out": out_at,
-                                                                     "kernel_size": w * h, "channels": channels}))
-        outputs = [(out_at, 4 * channels)]
-        end = out_at + 4 * channels
-        out_shape = (channels,)
-    else:
-        outputs = [(float_base, off - float_base)]
-        end = off
-        out_shape = (channels,) + ((spatial[1], spatial[0]) if spatial else ())
-    spec = ModelSpec(layers, outputs, -(-end // 8) * 8)
+    # the model's outputs, from the main function's schedule
+    outs = sorted((b for b in _sched(dump, "main") if b.segment == "output"), key=lambda b: b.start)
+    if not outs:
+        raise ConversionError(f"{where}: the schedule names no model output")
+    outputs = []
+    for b in outs:
+        dt = "f32" if b.dtype == "f32" else "u8"
+        if b.dtype not in ("f32", "u8"):
+            raise ConversionError(f"{where}: output {b.name} is {b.dtype}; v3 outputs here are u8 or f32")
+        strides = tuple(int(np.prod(b.shape[j + 1:])) for j in range(len(b.shape)))
+        op = Operand(stackvm.BufferRef("output", b.start), dt, tuple(b.shape), strides)
+        v = sh.read(op, f"output {b.name}")
+        at = em.dense_f32(v, f"output {b.name}") if dt == "f32" else em.dense_u8(v, f"output {b.name}")
+        outputs.append((at, int(np.prod(b.shape)) * (4 if dt == "f32" else 1)))
+    shape = tuple(outs[0].shape[1:])
+    while len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    spec = ModelSpec(em.layers, outputs, -(-em.top // ALIGN) * ALIGN)
     data = write(spec)
-    return Conversion(data, len(blocks), tuple(dequant), spec.main_mem_usage, out_shape)
+    return Conversion(data, sum(len(f.convs) for f in fns), tuple(dequant), spec.main_mem_usage, shape,
+                      kpu_functions=len(call_fns), cpu_layers=tuple(em.cpu), notes=tuple(dict.fromkeys(notes)))
+
+
+def _pad(v: _Vals, o: stackvm.TensorOp, dtype: str, where: str, what: str) -> _Vals:
+    if o.params["mode"] != "constant" or any(m for _, _, m in o.params["paddings"]):
+        raise ConversionError(f"{where}: {what}: a {o.params['mode']} pad with interior padding "
+                              f"{[m for _, _, m in o.params['paddings']]}; v3 runs constant pads only")
+    kind, value = o.params["value"]
+    if dtype == "u8":
+        ck, ca, cb = U8C, int(value), 0.0
+    else:
+        if kind == "i" and value != 0:
+            raise ConversionError(f"{where}: {what}: an integer pad value {value} on floats")
+        ck, ca, cb = F32C, 0, float(_f32(value))
+    crop = tuple(slice(max(0, -b), d - max(0, -a)) for d, (b, a, _) in zip(v.shape, o.params["paddings"]))
+    v = v.map(lambda x: x[crop])
+    widths = [(max(0, b), max(0, a)) for b, a, _ in o.params["paddings"]]
+    return _Vals(np.pad(v.kind, widths, constant_values=ck), np.pad(v.a, widths, constant_values=ca),
+                 np.pad(v.b, widths, constant_values=cb))

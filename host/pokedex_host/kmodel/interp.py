@@ -85,10 +85,16 @@ class Interpreter:
     multiply-add, GLOBAL_AVERAGE_POOL2D as sum x (1 / k), files up to 6 MiB, and a convolution
     that writes to main memory must not raise the KPU interrupt (int_en = 0)."""
 
-    def __init__(self, data: bytes, model: KmodelV3 | None = None, path: str | None = None, runtime: str = "sdk"):
+    def __init__(self, data: bytes, model: KmodelV3 | None = None, path: str | None = None, runtime: str = "sdk",
+                 quantize_ties: str = "away"):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime {runtime!r} is not one of {RUNTIMES}")
+        if quantize_ties not in ("away", "even"):
+            raise ValueError(f"quantize_ties {quantize_ties!r} is not 'away' (kpu.c's roundf) or 'even' (nncase)")
         self.runtime = runtime
+        # QUANTIZE rounds exact halves away from zero (kpu.c's roundf; every board); "even" is how
+        # nncase's own runtime rounds them, used only to tell that difference apart in build checks
+        self.quantize_ties = quantize_ties
         self.data = bytes(data)
         self.path = path
         self.model = model or parse(self.data, path)
@@ -264,8 +270,11 @@ class Interpreter:
             inv = np.float32(1) / np.float32(f["scale"])
             v = (x - np.float32(f["bias"])) * inv
             v = np.where(np.isfinite(v), v, 0).astype(np.float32)
-            r = np.trunc(v)
-            r = r + np.where(np.abs(v - r) >= 0.5, np.sign(v), 0)  # C roundf: halves away from zero
+            if self.quantize_ties == "even":
+                r = np.rint(v)
+            else:
+                r = np.trunc(v)
+                r = r + np.where(np.abs(v - r) >= 0.5, np.sign(v), 0)  # C roundf: halves away from zero
             v = np.clip(r, 0, 255)
         y = v.astype(np.uint8)
         self._write(lay, main, f["out"], y)
@@ -426,11 +435,11 @@ def run(data: bytes, image: np.ndarray) -> list[bytes]:
 
 
 def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0, batch: int = 32,
-              progress=None, runtime: str = "sdk") -> np.ndarray:
+              progress=None, runtime: str = "sdk", quantize_ties: str = "away") -> np.ndarray:
     """Output ``index`` for every image of ``x`` (N x C x H x W u8), as an N x outputs array,
     ``batch`` images per pass (torch and the compiled activation use every core; ``workers`` is
     kept for callers of the per-image version and ignored)."""
-    it = Interpreter(data, runtime=runtime)
+    it = Interpreter(data, runtime=runtime, quantize_ties=quantize_ties)
     n = len(x)
     if n == 0:
         return np.zeros((0, 0), it.output_dtype)
