@@ -76,7 +76,7 @@ def run():
     k = min(cfg.get("topk", 3), 5)
     card_cfg = cfg.get("card")
     probs = [0.0] * n
-    avg = [0.0] * n
+    avg = [0.0] * n if weight > 0 else None
     frame = 0
     fps = 0.0
     last = time.ticks_ms()
@@ -107,13 +107,12 @@ def run():
         if len(logits) < n:
             show_error("model gave %d outputs, config says %d" % (len(logits), n))
             return
-        pk_app.softmax_into(logits, probs)
-        if frame == 0:
-            for i in range(n):
-                avg[i] = probs[i]
-        else:
-            pk_app.smooth_into(avg, probs, weight)
-        top = pk_app.topk(avg, k)
+        inv = 1.0 / pk_app.exp_into(logits, probs)  # softmax = probs[i] * inv
+        if weight > 0:
+            pk_app.smooth_into(avg, probs, inv, 0.0 if frame == 0 else weight)
+            top = pk_app.topk(avg, k)
+        else:  # no smoothing: rank the exponentials, scale only the k kept
+            top = [(i, v * inv) for i, v in pk_app.topk(probs, k)]
         now = time.ticks_ms()
         dt = time.ticks_diff(now, last)
         last = now

@@ -111,28 +111,26 @@ class KPUAdapter:
         gc.collect()
 
 
-def softmax_into(logits, out):
-    """Probabilities of ``logits`` written into the list ``out`` (no allocation per frame)."""
+def exp_into(logits, out):
+    """exp(logit - max) of the first len(out) logits into the list ``out`` (no allocation per
+    frame); returns their sum, so out[i] / sum is the softmax. One interpreted loop: the maximum
+    runs in C (the builtin), and the division is left to whoever reads the values."""
     n = len(out)
-    m = logits[0]
-    for i in range(1, n):
-        if logits[i] > m:
-            m = logits[i]
+    m = max(logits) if len(logits) == n else max(logits[:n])
+    exp = math.exp
     total = 0.0
     for i in range(n):
-        e = math.exp(logits[i] - m)
+        e = exp(logits[i] - m)
         out[i] = e
         total += e
-    inv = 1.0 / total
-    for i in range(n):
-        out[i] *= inv
+    return total
 
 
-def smooth_into(avg, probs, weight):
-    """Exponential moving average: avg = weight * avg + (1 - weight) * probs."""
-    w1 = 1.0 - weight
+def smooth_into(avg, values, scale, weight):
+    """Exponential moving average of scale * values: avg = weight * avg + (1 - weight) * scale * values."""
+    w1 = (1.0 - weight) * scale
     for i in range(len(avg)):
-        avg[i] = weight * avg[i] + w1 * probs[i]
+        avg[i] = weight * avg[i] + w1 * values[i]
 
 
 def topk(values, k):

@@ -69,11 +69,13 @@ def desk_threshold(img, cfg):
 def find_card(img, cfg):
     """[TL, TR, BR, BL] in frame pixels of the most card-like quad, or None.
 
-    Two looks at a copy reduced by cfg["scale"] (find_rects' cost grows with the pixel count):
+    Looks at a copy reduced by cfg["scale"] (find_rects' cost grows with the pixel count):
     the edges of a lightly blurred copy, and — reduced by cfg["mask_scale"] more — the outline of
-    what is not the desk (pixels outside the border strips' colour range, as a binary image). A candidate must have a card's aspect
-    (height / width within cfg["aspect"]) and be at least cfg["min_height"] of the frame tall;
-    the largest one wins."""
+    what is not the desk (pixels outside the border strips' colour range, as a binary image). When
+    neither finds a card, the desk is judged by its colour alone (L left free: uneven light and
+    vignetting spread the desk's lightness far more than its hue), once per width in
+    cfg["chroma_k"] until one finds it. A candidate must have a card's aspect (height / width
+    within cfg["aspect"]) and be at least cfg["min_height"] of the frame tall; the largest wins."""
     s = cfg.get("scale", 2)
     fw = img.width()
     fh = img.height()
@@ -82,13 +84,23 @@ def find_card(img, cfg):
     blur.gaussian(1)
     best = _card_like(blur.find_rects(threshold=cfg.get("rect_threshold", 6000)), s, fh, cfg, None)
     del blur
-    k = cfg.get("mask_scale", 2)  # the mask pass works on a further reduced copy: a clean outline needs few pixels
-    mask = small.resize(small.width() // k, small.height() // k) if k > 1 else small
+    k = cfg.get("mask_scale", 2)  # the mask passes work on a further reduced copy: a clean outline needs few pixels
+    tiny = small.resize(small.width() // k, small.height() // k) if k > 1 else small
     del small
-    thr = desk_threshold(mask, cfg)
-    mask.binary([thr], invert=True)
-    best = _card_like(mask.find_rects(threshold=cfg.get("mask_threshold", 6000) // k), s * k, fh, cfg, best)
-    del mask
+    looks = [desk_threshold(tiny, cfg)]
+    for ck in cfg.get("chroma_k", ()):
+        c = dict(cfg)
+        c["desk_k"] = ck
+        t = desk_threshold(tiny, c)
+        looks.append((0, 100, t[2], t[3], t[4], t[5]))
+    mthr = cfg.get("mask_threshold", 6000) // k
+    for i in range(len(looks)):
+        if i > 0 and best is not None:
+            break
+        mask = tiny.copy() if i < len(looks) - 1 else tiny
+        mask.binary([looks[i]], invert=True)
+        best = _card_like(mask.find_rects(threshold=mthr), s * k, fh, cfg, best)
+        del mask
     return best
 
 

@@ -150,7 +150,12 @@ def test_scoring_and_line_parsing():
     m, _ = score(truth, [none, r])  # a missed card, and a card "found" on an empty desk
     assert m["card_found_pct"] == 0.0 and m["no_card_handled_pct"] == 0.0 and m["false_card_on_empty_pct"] == 100.0
     est = board_time_estimate(100_000_000, 1025)
-    assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k not in ("total", "fps")))
+    look = "colour-only look (each; only when the first two find nothing)"
+    extra = ("total", "fps", "worst_total", "worst_fps", look)
+    assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k not in extra))
+    assert est["worst_total"] == pytest.approx(est["total"] + 2 * est[look]) and est[look] > 0
+    quiet = board_time_estimate(100_000_000, 1025, smoothing=False)
+    assert quiet["total"] < est["total"]
 
 
 @pytest.mark.toolchain

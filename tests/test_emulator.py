@@ -323,3 +323,52 @@ def test_a_config_naming_a_flash_address_carries_the_model_size():
     assert cfg["model_size"] == 2_675_136
     with pytest.raises(PokedexError, match="size"):
         make_config(b, input_size=128, outputs=1025, model=0x300000)
+
+
+def test_smoothing_is_a_moving_average_of_the_softmax(tiny_build, tmp_path):
+    """The app's default smoothing (0.6): each answer is the top of 0.6 x the previous average +
+    0.4 x this frame's softmax, the first frame's softmax as it is."""
+    from pokedex_host.toolchain import Worker
+
+    frames = _frames(tmp_path / "frames", 4, seed=5)
+    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "emu",
+                  config_overrides={**EXACT, "smoothing": 0.6}, log=lambda m: None)
+    assert res.exit_code == 0, res.console
+    x = np.stack([np.asarray(Image.open(f))[0:64, 0:64].transpose(2, 0, 1) for f in sorted(frames.iterdir())])
+    with Worker() as w:
+        logits = w.simulate(tiny_build / "model.kmodel", x, tmp_path).astype(np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    avg = p[0]
+    for i, line in enumerate(res.uart_lines):
+        if i:
+            avg = 0.6 * avg + 0.4 * p[i]
+        f = line.split("\t")
+        assert int(f[2]) == int(avg.argmax()) + 1
+        assert float(f[4]) == pytest.approx(avg.max(), abs=6e-4)  # printed with 3 decimals
+
+
+def test_the_app_s_softmax_smoothing_and_top_k():
+    """pk_app's per-frame arithmetic on logits where averaging changes the answer."""
+    import importlib.util
+
+    from pokedex_host.paths import firmware_dir
+
+    spec = importlib.util.spec_from_file_location("pk_app_under_test", firmware_dir() / "pk_app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    frames = [[4.0, 1.0, 0.0, 3.5], [0.0, 1.0, 0.0, 4.2], [0.0, 0.0, 2.0, 0.0]]
+    probs, avg = [0.0] * 4, [0.0] * 4
+    want = None
+    for i, logits in enumerate(frames):
+        inv = 1.0 / app.exp_into(logits, probs)
+        p = np.exp(np.array(logits) - max(logits))
+        p /= p.sum()
+        assert np.allclose(np.array(probs) * inv, p)
+        app.smooth_into(avg, probs, inv, 0.0 if i == 0 else 0.6)
+        want = p if want is None else 0.6 * want + 0.4 * p
+        assert np.allclose(avg, want)
+        top = app.topk(avg, 3)
+        assert [t[0] for t in top] == list(np.argsort(-want)[:3])
+    assert app.topk(avg, 1)[0][0] == 3  # frame 3 alone says class 2: the average still says class 3
+    assert app.exp_into(frames[0] + [99.0], probs) == pytest.approx(float(np.exp(np.array(frames[0]) - 4).sum()))
