@@ -119,6 +119,8 @@ def run():
         if dt > 0:
             fps = 1000.0 / dt if fps == 0 else 0.8 * fps + 200.0 / dt
         best, conf = top[0]
+        # no card in sight: the centre crop is a guess, named only when the model is very sure
+        thr = max(threshold, card_cfg.get("no_card_threshold", threshold)) if card_cfg and not corners else threshold
         if corners:
             for i in range(4):
                 a = corners[i]
@@ -128,7 +130,7 @@ def run():
         elif card_cfg:
             img.draw_rectangle(box[0], box[1], box[2], box[3], color=GREY, thickness=1)
             img.draw_string(fw - 76, 4, "no card", color=GREY, scale=1)
-        if conf >= threshold:
+        if conf >= thr:
             img.draw_string(4, 4, asciis[best], color=YELLOW, scale=2)
             img.draw_string(4, 26, "#%04d  %d%%" % (dex[best], int(conf * 100 + 0.5)), color=WHITE, scale=2)
         else:
@@ -142,8 +144,8 @@ def run():
         lcd.display(img)
         line = "R\t%d\t%d\t%s\t%.3f\t%s\t%.1f\t%s\t%d,%d,%d,%d\t%s\n" % (
             frame,
-            dex[best] if conf >= threshold else 0,
-            names[best] if conf >= threshold else "unknown",
+            dex[best] if conf >= thr else 0,
+            names[best] if conf >= thr else "unknown",
             conf,
             ",".join(["%d:%.3f" % (dex[i], c) for i, c in top]),
             fps,
