@@ -519,3 +519,81 @@ def test_quantize_rounds_exact_halves_away_from_zero_as_kpu_c_does():
     assert Interpreter(data, quantize_ties="even").run_many(x).tolist() == [[2, 2, 2, 2]]
     with pytest.raises(ValueError, match="quantize_ties"):
         Interpreter(data, quantize_ties="up")
+
+
+def _carry_shift_c(v: int, shift: int) -> int:
+    """kpu.c's kpu_carry_shift, line by line (Python's >> floors like GCC's on int64)."""
+    if shift > 0:
+        v >>= shift - 1
+        if v & 1:
+            v = (v >> 1) - 1 if v < 0 else (v >> 1) + 1
+        else:
+            v >>= 1
+    return v
+
+
+def test_the_other_cpu_layers_kpu_c_runs():
+    """QUANTIZED_ADD, QUANTIZED_MAX_POOL2D, AVERAGE_POOL2D, the two nearest-neighbour resizes and
+    CHANNELWISE_DEQUANTIZE against kpu.c's loops written out here element by element."""
+    T = v3.LayerType
+    rng = np.random.default_rng(11)
+    conv, _ = conv_layer(rng, (4, 4, 3), 4, kernel=1, src=0, dst=8, main_out=0)  # 4 x 4 x 4 u8 at 0
+    qp = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+    pool = {"in_w": 4, "in_h": 4, "in_c": 4, "out_w": 2, "out_h": 2, "out_c": 4, "kernel_w": 3, "kernel_h": 3,
+            "stride_w": 2, "stride_h": 2, "pad_w": 1, "pad_h": 1}
+    qadd = {"in_a_offset": -7, "in_a_mul": 1234, "in_a_shift": 3, "in_b_offset": 5, "in_b_mul": -321,
+            "in_b_shift": 3, "out_offset": 60, "out_mul": 77, "out_shift": 9}
+    layers = [
+        conv,
+        CpuLayerSpec(T.QUANTIZED_ADD, {"flags": 0, "in_a": 0, "in_b": 8, "out": 200, "count": 13, **qadd}),
+        CpuLayerSpec(T.QUANTIZED_ADD, {"flags": 0, "in_a": 0, "in_b": 8, "out": 232, "count": 13,
+                                       **qadd, "in_b_shift": 1}),
+        CpuLayerSpec(T.QUANTIZED_MAX_POOL2D, {"flags": 0, "in": 0, "out": 300, **pool}),
+        CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 400, "count": 64, "scale": 0.1, "bias": -3.0}),
+        CpuLayerSpec(T.AVERAGE_POOL2D, {"flags": 0, "in": 400, "out": 700, **pool, "act": 1}),
+        CpuLayerSpec(T.RESIZE_NEAREST_NEIGHBOR, {"flags": 0, "in": 400, "out": 800, "in_w": 4, "in_h": 4, "in_c": 4,
+                                                 "out_w": 6, "out_h": 3, "align_corners": 0}),
+        CpuLayerSpec(T.QUANTIZED_RESIZE_NEAREST_NEIGHBOR, {"flags": 0, "in": 0, "out": 1200, "in_w": 4, "in_h": 4,
+                                                           "in_c": 4, "out_w": 3, "out_h": 5, "align_corners": 0}),
+        CpuLayerSpec(T.CHANNELWISE_DEQUANTIZE, {"flags": 0, "in": 0, "out": 1300, "channels": 4, "channel_size": 16},
+                     qp.tobytes()),
+    ]
+    data = write(ModelSpec(layers, [(700, 64)], 1600))
+    res = Interpreter(data).run(rng.integers(0, 256, (3, 4, 4), dtype=np.uint8), trace=True)
+    out = [y for _, _, y in res.trace]
+    q = out[0].reshape(-1).astype(np.int64)
+    m = q.reshape(4, 4, 4)
+    f = (q.astype(np.float32) * np.float32(0.1) + np.float32(-3.0)).astype(np.float32).reshape(4, 4, 4)
+    for got, sh_b in ((out[1], 3), (out[2], 1)):
+        want = []
+        for i in range(16):
+            a, b = (q[i] + qadd["in_a_offset"]) * qadd["in_a_mul"], (q[8 + i] + qadd["in_b_offset"]) * qadd["in_b_mul"]
+            v = (a + b) >> 3 if sh_b == 3 else (a >> 3) + (b >> sh_b)
+            v = _carry_shift_c(v * qadd["out_mul"], qadd["out_shift"]) + qadd["out_offset"]
+            want.append(min(255, max(0, v)))
+        assert got.reshape(-1).tolist() == want[:13]
+    mx, av = np.zeros((4, 2, 2), np.uint8), np.zeros((4, 2, 2), np.float32)
+    for c in range(4):
+        for oy in range(2):
+            for ox in range(2):
+                s, n, best = np.float32(0), 0, 0
+                for y in range(oy * 2 - 1, oy * 2 + 2):
+                    for x in range(ox * 2 - 1, ox * 2 + 2):
+                        if 0 <= y < 4 and 0 <= x < 4:
+                            best = max(best, int(m[c, y, x]))
+                            s = np.float32(s + f[c, y, x])
+                            n += 1
+                mx[c, oy, ox], av[c, oy, ox] = best, s / np.float32(n)
+    assert out[3].reshape(-1).tolist() == mx.reshape(-1).tolist()
+    assert np.array_equal(out[5].reshape(-1).view(np.uint32), av.reshape(-1).view(np.uint32))  # act not applied
+    rz = [[[f[c, min(int(np.floor(np.float32(oy) * (np.float32(4) / np.float32(3)))), 3),
+               min(int(np.floor(np.float32(ox) * (np.float32(4) / np.float32(6)))), 3)] for ox in range(6)]
+           for oy in range(3)] for c in range(4)]
+    assert np.array_equal(out[6].reshape(-1), np.array(rz, np.float32).reshape(-1))
+    qz = [[[m[c, min(int(np.floor(np.float32(oy) * (np.float32(4) / np.float32(5)))), 3),
+              min(int(np.floor(np.float32(ox) * (np.float32(4) / np.float32(3)))), 3)] for ox in range(3)]
+           for oy in range(5)] for c in range(4)]
+    assert out[7].reshape(-1).tolist() == np.array(qz).reshape(-1).tolist()
+    cd = (q.reshape(4, 16).astype(np.float32) * qp[:, :1] + qp[:, 1:]).astype(np.float32)
+    assert np.array_equal(out[8].reshape(-1), cd.reshape(-1))
+    assert _carry_shift_c(-5, 1) == -4 and _carry_shift_c(5, 1) == 3 and _carry_shift_c(-4, 1) == -2

@@ -390,6 +390,98 @@ class Interpreter:
         K.upload(ram, f["kpu_out"], fm)
         return fm
 
+    # -- the layers kpu.c runs that nncase 1.9's glue does not use (Kendryte's own v3 files may)
+    def _quantized_add(self, lay, f, main, ram):
+        """kpu_quantized_add: int64 (x + offset) * mul per input; one shift after the sum when the
+        two shifts are equal, else one per input; * out_mul, kpu_carry_shift, + out_offset, clamped.
+        kpu.c runs ``count`` rounded up to 8 (reads and writes up to 7 bytes more)."""
+        n8 = -(-f["count"] // 8) * 8
+        for k in ("in_a_shift", "in_b_shift", "out_shift"):
+            if not 0 <= f[k] < 64:
+                self._fail(lay, f"{k} {f[k]} is not a shift of 0..63")
+        a = self._read(lay, main, f["in_a"], n8, "input a (count rounded up to 8)").astype(np.int64)
+        b = self._read(lay, main, f["in_b"], n8, "input b (count rounded up to 8)").astype(np.int64)
+        a = (a + f["in_a_offset"]) * f["in_a_mul"]
+        b = (b + f["in_b_offset"]) * f["in_b_mul"]
+        if f["in_a_shift"] == f["in_b_shift"]:
+            v = (a + b) >> f["in_a_shift"]
+        else:
+            v = (a >> f["in_a_shift"]) + (b >> f["in_b_shift"])
+        v = _carry_shift(v * f["out_mul"], f["out_shift"]) + f["out_offset"]
+        y = np.clip(v, 0, 255).astype(np.uint8)
+        self._write(lay, main, f["out"], y, "output (count rounded up to 8)")
+        return y[:, :f["count"]]
+
+    def _pool_windows(self, lay, f):
+        """(out_y, out_x, [(in_y, in_x), ...]) of each output: the window clipped to the map, in
+        kpu.c's order (rows, then columns)."""
+        iw, ih, c, ow, oh = f["in_w"], f["in_h"], f["in_c"], f["out_w"], f["out_h"]
+        if f["out_c"] != c:
+            self._fail(lay, f"{c} input channels but {f['out_c']} output channels")
+        for oy in range(oh):
+            for ox in range(ow):
+                x0, y0 = ox * f["stride_w"] - f["pad_w"], oy * f["stride_h"] - f["pad_h"]
+                cells = [(y0 + ky, x0 + kx) for ky in range(max(0, -y0), min(f["kernel_h"], ih - y0))
+                         for kx in range(max(0, -x0), min(f["kernel_w"], iw - x0))]
+                yield oy, ox, cells
+
+    def _quantized_max_pool(self, lay, f, main, ram):
+        """kpu_quantized_max_pool2d: the window clipped to the map, the max starting from 0."""
+        iw, ih, c = f["in_w"], f["in_h"], f["in_c"]
+        x = self._read(lay, main, f["in"], iw * ih * c).reshape(-1, c, ih, iw)
+        y = np.zeros((len(x), c, f["out_h"], f["out_w"]), np.uint8)
+        for oy, ox, cells in self._pool_windows(lay, f):
+            for cy, cx in cells:
+                y[:, :, oy, ox] = np.maximum(y[:, :, oy, ox], x[:, :, cy, cx])
+        self._write(lay, main, f["out"], y)
+        return y
+
+    def _average_pool(self, lay, f, main, ram):
+        """kpu_average_pool2d: the in-map cells summed in float from 0 in row order, divided by
+        their count (padding not counted); the body's ``act`` is not applied by kpu.c."""
+        iw, ih, c = f["in_w"], f["in_h"], f["in_c"]
+        x = self._read_f32(lay, main, f["in"], iw * ih * c).reshape(-1, c, ih, iw)
+        y = np.zeros((len(x), c, f["out_h"], f["out_w"]), np.float32)
+        with np.errstate(all="ignore"):
+            for oy, ox, cells in self._pool_windows(lay, f):
+                acc = np.zeros((len(x), c), np.float32)
+                for cy, cx in cells:
+                    acc = (acc + x[:, :, cy, cx]).astype(np.float32)
+                y[:, :, oy, ox] = acc / np.float32(len(cells))
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _resize_nearest(self, lay, f, main, ram):
+        """kpu_resize_nearest_neighbor (floats) and kpu_quant_resize_nearest_neighbor (bytes):
+        source index min(floorf(o * (in / out)), in - 1) in single precision; align_corners unused."""
+        iw, ih, c, ow, oh = f["in_w"], f["in_h"], f["in_c"], f["out_w"], f["out_h"]
+        if not (ow and oh):
+            self._fail(lay, f"output size {ow}x{oh}")
+        quant = lay.type == LayerType.QUANTIZED_RESIZE_NEAREST_NEIGHBOR
+        size = 1 if quant else 4
+        raw = self._read(lay, main, f["in"], iw * ih * c * size)
+        x = (raw if quant else np.ascontiguousarray(raw).view("<f4")).reshape(-1, c, ih, iw)
+        ys = np.minimum(np.floor(np.arange(oh, dtype=np.float32) * (np.float32(ih) / np.float32(oh))), ih - 1)
+        xs = np.minimum(np.floor(np.arange(ow, dtype=np.float32) * (np.float32(iw) / np.float32(ow))), iw - 1)
+        y = x[:, :, ys.astype(np.int64)][:, :, :, xs.astype(np.int64)]
+        if quant:
+            self._write(lay, main, f["out"], np.ascontiguousarray(y))
+        else:
+            self._write_f32(lay, main, f["out"], y)
+        return y
+
+    def _channelwise_dequantize(self, lay, f, main, ram):
+        """kpu_kmodel_channelwise_dequantize: channel c's bytes * scale_c + bias_c."""
+        ch, size = f["channels"], f["channel_size"]
+        qp = np.frombuffer(self._body_extra(lay, 20, 8 * ch, f"{ch} (scale, bias) pairs"), "<f4").reshape(ch, 2)
+        q = self._read(lay, main, f["in"], ch * size).reshape(-1, ch, size)
+        if self.runtime == "maixpy":
+            y = fmaf(q, qp[:, 0][None, :, None], qp[:, 1][None, :, None])
+        else:
+            y = (q.astype(np.float32) * qp[:, 0][None, :, None] + qp[:, 1][None, :, None]).astype(np.float32)
+        self._write_f32(lay, main, f["out"], y)
+        return y
+
     def _remove_padding(self, lay, f, main, ram):
         ch = f["channels"]
         x = self._read(lay, main, f["in"], 16 * ch if ch else 0)
@@ -427,6 +519,12 @@ _HANDLERS = {
     LayerType.K210_ADD_PADDING: Interpreter._add_padding,
     LayerType.K210_REMOVE_PADDING: Interpreter._remove_padding,
     LayerType.K210_UPLOAD: Interpreter._upload,
+    LayerType.QUANTIZED_ADD: Interpreter._quantized_add,
+    LayerType.QUANTIZED_MAX_POOL2D: Interpreter._quantized_max_pool,
+    LayerType.AVERAGE_POOL2D: Interpreter._average_pool,
+    LayerType.RESIZE_NEAREST_NEIGHBOR: Interpreter._resize_nearest,
+    LayerType.QUANTIZED_RESIZE_NEAREST_NEIGHBOR: Interpreter._resize_nearest,
+    LayerType.CHANNELWISE_DEQUANTIZE: Interpreter._channelwise_dequantize,
 }
 
 
@@ -449,3 +547,14 @@ def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0, b
         if progress:
             progress(len(parts[-1]))
     return np.concatenate(parts)
+
+
+def _carry_shift(v: np.ndarray, shift: int) -> np.ndarray:
+    """kpu.c's kpu_carry_shift (QUANTIZED_ADD's output shift): shift by all but one bit; an odd
+    remainder then steps one away from zero *after* the last halving: (v >> 1) + 1 for v >= 0,
+    (v >> 1) - 1 below (-5 with shift 1 gives -4)."""
+    if shift <= 0:
+        return v
+    v = v >> (shift - 1)
+    half = v >> 1
+    return np.where((v & 1) != 0, np.where(v < 0, half - 1, half + 1), half)
