@@ -239,10 +239,15 @@ class ConvKernel:
             xs = x[:, :, ::stride, ::stride]
             h, w = xs.shape[2:]
             cols = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
-        else:  # (n, c*k*k, h*w), channel-major like the weights
-            t = torch.nn.functional.unfold(torch.from_numpy(self._padded(x)).float(), k, stride=stride)
-            h, w = -(-x.shape[2] // stride), -(-x.shape[3] // stride)
-            cols = np.ascontiguousarray(t.to(torch.uint8).numpy().transpose(0, 2, 1)).reshape(n * h * w, -1)
+        else:  # im2col in u8: (n, h, w, c, ky, kx), channel-major like the weights
+            xp = self._padded(x)
+            h, w = (xp.shape[2] - k) // stride + 1, (xp.shape[3] - k) // stride + 1
+            cols = np.empty((n, h, w, c, k, k), np.uint8)
+            for ky in range(k):
+                for kx in range(k):
+                    tap = xp[:, :, ky:ky + stride * (h - 1) + 1:stride, kx:kx + stride * (w - 1) + 1:stride]
+                    cols[:, :, :, :, ky, kx] = tap.transpose(0, 2, 3, 1)
+            cols = cols.reshape(n * h * w, c * k * k)
         prod = torch._int_mm(torch.from_numpy((cols ^ 0x80).view(np.int8)), torch.from_numpy(self.w8)).numpy()
         xs = cols.sum(1, dtype=np.int64)
         return prod.reshape(n, h * w, self.oc), xs.reshape(n, h * w), h, w
