@@ -91,3 +91,23 @@ def test_malformed_programs_are_refused_with_the_offset():
         decode(lea(3, 0) + lea(3, 8) + tensor(0x09, "<4B", 4, 0, 1, 2))
     with pytest.raises(StackVMError, match="stack is empty"):
         decode(tensor(0x09, "<4B", 4, 0, 1, 2))
+
+
+def test_main_memory_regions_share_bytes_only_when_their_lives_do_not_overlap():
+    from pokedex_host.kmodel.from_nncase import _Emitter
+    from pokedex_host.kmodel.v3 import LayerType
+
+    em = _Emitter()
+    a, b, c = em.alloc(100), em.alloc(40), em.alloc(64)  # laid out one after another: 0, 104, 144
+    em.cpu_layer(LayerType.DEQUANTIZE, {"in": a, "out": a, "count": 1, "scale": 0.0, "bias": 1.0})  # 0: a
+    em.cpu_layer(LayerType.CONCAT, {"out": b, "input_count": 1}, struct.pack("<2I", a + 8, 16))  # 1: a, b
+    em.cpu_layer(LayerType.REQUANTIZE, {"in": b, "out": c, "count": 8}, bytes(256))  # 2: b, c
+    layers, outputs, size = em.pack([(c, 64)])
+    f = [lay.fields for lay in layers]
+    new_a, new_b, new_c = f[0]["in"], f[1]["out"], f[2]["out"]
+    assert new_a == 0 and new_b == 104  # a and b are both used by layer 1
+    assert new_c == 0  # a is dead after layer 1: c takes its place
+    assert struct.unpack("<2I", layers[1].extra) == (new_a + 8, 16)
+    assert outputs == [(new_c, 64)] and size == 144 < em.top
+    assert em.split([(96, 20)]) == [(96, 8), (104, 12)]  # a gather never spans two regions
+    assert not em.within(96, 20) and em.within(104, 40)

@@ -28,6 +28,7 @@ What v3 cannot express is refused, naming nncase's op and the layer it came from
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
 from dataclasses import dataclass
@@ -291,11 +292,76 @@ class _Emitter:
         self.top = 0
         self.params: list[tuple[float, float]] = []  # dequantisation (scale, bias) by id
         self.pools: dict[int, tuple[int, int]] = {}  # constant byte -> (address, length)
+        self.regions: list[tuple[int, int]] = []  # (start, bytes) in allocation order
 
     def alloc(self, n: int) -> int:
+        """A fresh region of n bytes. Regions are laid out one after another while the layers
+        are written; :meth:`pack` then lets regions whose lives do not overlap share memory."""
         at = self.top
         self.top += -(-max(n, 1) // ALIGN) * ALIGN
+        self.regions.append((at, self.top - at))
         return at
+
+    def region(self, addr: int) -> int:
+        return bisect.bisect_right(self.starts, addr) - 1 if self.starts else -1
+
+    @property
+    def starts(self) -> list[int]:
+        return [a for a, _ in self.regions]
+
+    def within(self, addr: int, n: int) -> bool:
+        """Do n bytes from addr lie in one region (so that moving regions keeps them together)?"""
+        r = self.region(addr)
+        return r >= 0 and addr + n <= self.regions[r][0] + self.regions[r][1]
+
+    def split(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """(start, bytes) ranges cut where one region ends and the next begins."""
+        out = []
+        for a, n in ranges:
+            while n > 0:
+                r = self.region(a)
+                take = min(n, self.regions[r][0] + self.regions[r][1] - a)
+                out.append((a, take))
+                a, n = a + take, n - take
+        return out
+
+    def pack(self, outputs: list[tuple[int, int]]) -> tuple[list, list[tuple[int, int]], int]:
+        """Place the regions so that two share bytes only when no layer needs both at once (a
+        region lives from the first layer that touches it to the last; the outputs to the end),
+        first fit in order of first use; then rewrite every address. Returns (layers, outputs,
+        main memory size)."""
+        starts = self.starts
+        first, last = {}, {}
+        for i, lay in enumerate(self.layers):
+            for a in _addresses(lay):
+                r = bisect.bisect_right(starts, a) - 1
+                first.setdefault(r, i)
+                last[r] = i
+        end = len(self.layers)
+        for a, _ in outputs:
+            r = bisect.bisect_right(starts, a) - 1
+            first.setdefault(r, end)
+            last[r] = end
+        placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+        new = {}
+        for r in sorted(first, key=lambda r: (first[r], r)):
+            size = self.regions[r][1]
+            busy = sorted((o, o + n) for o, n, f, l in placed if not (l < first[r] or last[r] < f))
+            at = 0
+            for lo, hi in busy:
+                if at + size <= lo:
+                    break
+                at = max(at, hi)
+            new[r] = at
+            placed.append((at, size, first[r], last[r]))
+
+        def move(a: int) -> int:
+            r = bisect.bisect_right(starts, a) - 1
+            return new[r] + a - starts[r]
+
+        layers = [_relocated(lay, move) for lay in self.layers]
+        top = max((o + n for o, n, _, _ in placed), default=0)
+        return layers, [(move(a), n) for a, n in outputs], -(-top // ALIGN) * ALIGN
 
     def cpu_layer(self, t: LayerType, fields: dict, extra: bytes = b"", what: str = "") -> None:
         self.layers.append(CpuLayerSpec(t, {"flags": 0, **fields}, extra))
@@ -322,9 +388,9 @@ class _Emitter:
         v = v.flat()
         n = len(v.kind)
         if (v.kind == BYTE).all():
-            if n and (v.a == v.a[0] + np.arange(n)).all():
+            if n and (v.a == v.a[0] + np.arange(n)).all() and self.within(int(v.a[0]), n):
                 return int(v.a[0])
-            if n > 1 and (v.a == v.a[0] + 16 * np.arange(n)).all():
+            if n > 1 and (v.a == v.a[0] + 16 * np.arange(n)).all() and self.within(int(v.a[0]), 16 * n):
                 out = self.alloc(n)
                 self.cpu_layer(LayerType.K210_REMOVE_PADDING, {"in": int(v.a[0]), "out": out, "channels": n},
                                what=f"{what}: pixel (0, 0) of {n} 4x4 maps")
@@ -334,7 +400,7 @@ class _Emitter:
             if v.kind[s] == U8C:
                 ranges.append(("c", int(v.a[s]), e - s))
             else:
-                ranges += [("b", a, size) for a, size in _ranges(v.a[s:e], 1)]
+                ranges += [("b", a, size) for a, size in self.split(_ranges(v.a[s:e], 1))]
         for kind, val, size in ranges:
             if kind == "c":
                 self.const_pool(val, max(size for k, x, size in ranges if k == "c" and x == val))
@@ -347,7 +413,8 @@ class _Emitter:
     def dense_f32(self, v: _Vals, what: str) -> int:
         v = v.flat()
         n = len(v.kind)
-        if (v.kind == FLOAT).all() and n and (v.a == v.a[0] + 4 * np.arange(n)).all():
+        if ((v.kind == FLOAT).all() and n and (v.a == v.a[0] + 4 * np.arange(n)).all()
+                and self.within(int(v.a[0]), 4 * n)):
             return int(v.a[0])
         dest = self.alloc(4 * n)
         for s, e in _runs(v.kind, np.where(v.kind == DEQ, v.b, 0), np.where(v.kind == F32C, v.b, 0)):
@@ -358,7 +425,7 @@ class _Emitter:
                 self.cpu_layer(LayerType.DEQUANTIZE, {"in": src, "out": dest + 4 * s, "count": e - s,
                                                       "scale": scale, "bias": bias}, what=f"{what}: {e - s} values")
             elif k == FLOAT:
-                ranges = _ranges(v.a[s:e], 4)
+                ranges = self.split(_ranges(v.a[s:e], 4))
                 self.cpu_layer(LayerType.CONCAT, {"out": dest + 4 * s, "input_count": len(ranges)},
                                b"".join(struct.pack("<2I", a, size) for a, size in ranges),
                                f"{what}: gather {e - s} floats")
@@ -556,7 +623,8 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
     shape = tuple(outs[0].shape[1:])
     while len(shape) > 1 and shape[-1] == 1:
         shape = shape[:-1]
-    spec = ModelSpec(em.layers, outputs, -(-em.top // ALIGN) * ALIGN)
+    layers, outputs, main_mem = em.pack(outputs)
+    spec = ModelSpec(layers, outputs, main_mem)
     data = write(spec)
     return Conversion(data, sum(len(f.convs) for f in fns), tuple(dequant), spec.main_mem_usage, shape,
                       kpu_functions=len(call_fns), cpu_layers=tuple(em.cpu), notes=tuple(dict.fromkeys(notes)))
@@ -578,3 +646,28 @@ def _pad(v: _Vals, o: stackvm.TensorOp, dtype: str, where: str, what: str) -> _V
     widths = [(max(0, b), max(0, a)) for b, a, _ in o.params["paddings"]]
     return _Vals(np.pad(v.kind, widths, constant_values=ck), np.pad(v.a, widths, constant_values=ca),
                  np.pad(v.b, widths, constant_values=cb))
+
+
+_ADDRESS_FIELDS = ("in", "out", "in_a", "in_b")  # main-memory addresses in kpu.c's CPU layer structs
+
+
+def _addresses(lay) -> list[int]:
+    """The main-memory addresses a layer written here reads or writes (each inside one region)."""
+    if isinstance(lay, ConvLayerSpec):
+        return [] if lay.main_mem_out is None else [lay.main_mem_out]
+    out = [lay.fields[k] for k in _ADDRESS_FIELDS if k in lay.fields]
+    if lay.type == LayerType.CONCAT:
+        out += [a for a, _ in struct.iter_unpack("<2I", lay.extra)]
+    return out
+
+
+def _relocated(lay, move):
+    if isinstance(lay, ConvLayerSpec):
+        if lay.main_mem_out is None:
+            return lay
+        return ConvLayerSpec(lay.registers, lay.weights, lay.bn, lay.act, move(lay.main_mem_out))
+    fields = {k: (move(v) if k in _ADDRESS_FIELDS else v) for k, v in lay.fields.items()}
+    extra = lay.extra
+    if lay.type == LayerType.CONCAT:
+        extra = b"".join(struct.pack("<2I", move(a), n) for a, n in struct.iter_unpack("<2I", lay.extra))
+    return CpuLayerSpec(lay.type, fields, extra)
