@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Make the synthetic camera frame the README's emulator picture starts from (no Pokémon art):
-a card-like shape on a desk, drawn procedurally. Usage: python tools/demo_frame.py OUT.png"""
+a card-like shape on a desk, drawn procedurally, its art window holding a plain geometric ball
+(red above, white below, two eyes) -- the shape the released model reads as Voltorb.
+Usage: python tools/demo_frame.py OUT.png"""
 
 import sys
 
@@ -18,9 +20,14 @@ def frame(seed: int = 7) -> Image.Image:
     card = Image.new("RGBA", (150, 210), (0, 0, 0, 0))
     d = ImageDraw.Draw(card)
     d.rounded_rectangle([0, 0, 149, 209], 10, fill=(235, 200, 60, 255))
-    d.rectangle([12, 30, 137, 120], fill=(140, 190, 230, 255))
-    d.ellipse([45, 45, 105, 110], fill=(220, 90, 60, 255))
-    d.ellipse([62, 60, 74, 72], fill=(20, 20, 20, 255))
+    d.rectangle([12, 30, 137, 120], fill=(150, 200, 235, 255))
+    ball = [42, 38, 108, 112]
+    d.pieslice(ball, 180, 360, fill=(225, 45, 45, 255))
+    d.pieslice(ball, 0, 180, fill=(245, 245, 245, 255))
+    d.arc(ball, 0, 360, fill=(60, 30, 30, 255), width=2)
+    for ex in (56, 80):
+        d.ellipse([ex, 66, ex + 14, 80], fill=(255, 255, 255, 255), outline=(20, 20, 20, 255), width=2)
+        d.ellipse([ex + 4, 70, ex + 10, 77], fill=(20, 20, 20, 255))
     for i in range(4):
         d.rectangle([14, 130 + 16 * i, 130 - 12 * i, 138 + 16 * i], fill=(120, 100, 40, 255))
     card = card.rotate(-8, expand=True, resample=Image.BICUBIC)
