@@ -452,7 +452,166 @@ def _v3_quantize(inv_scale: float, zp: float) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------- convert
+@dataclass
+class _Run:
+    """What the op handlers share while the stackvm program is replayed."""
+    where: str
+    em: _Emitter
+    sh: _Shadow
+    fns: list[_KFunction]
+    k210_modules: list[int]
+    dequant: list[Dequant]
+    notes: list[str]
+
+    def fail(self, what: str, why: str, hint: str | None = None):
+        raise ConversionError(f"{self.where}: {what}: {why}", *([hint] if hint else []))
+
+    def fresh(self, dst: Operand, kind: int, at: int, step: int) -> None:
+        """Record that dst's elements now live at at, at + step, ... (in C order)."""
+        n = int(np.prod(dst.shape))
+        self.sh.write(dst, _Vals(np.full(dst.shape, kind, np.int8), (at + step * np.arange(n)).reshape(dst.shape),
+                                 np.zeros(dst.shape)))
+
+
+def _op_call(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
+    """A K210 function: its input uploaded (the image needs nothing: kpu.c sends it to the first
+    conv), its convolutions, each download written to a fresh region that becomes a call output."""
+    if o.params["module"] not in r.k210_modules:
+        r.fail(what, f"calls module {o.params['module']}, not the K210 module")
+    fn = r.fns[o.params["function"]]
+    if len(o.inputs) != 1:
+        r.fail(what, f"a KPU function with {len(o.inputs)} inputs")
+    (w, h, c), _ = fn.shapes[0]
+    src = o.inputs[0]
+    if tuple(src.shape) != (1, c, h, w) or src.dtype != "u8":
+        r.fail(what, f"uploads a {src.dtype} {list(src.shape)} map, its first conv reads [1, {c}, {h}, {w}]")
+    if src.buffer.location == "input":
+        if i != 0:
+            r.fail(what, "reads the image again; v3 sends it to the KPU once")
+    else:
+        addr = r.em.dense_u8(r.sh.read(src, what), what)
+        r.em.cpu_layer(LayerType.K210_UPLOAD, {"in": addr, "kpu_out": fn.image_src, "width": w, "height": h,
+                                               "channels": c}, what=f"{what}: {c}x{h}x{w} to the KPU")
+    if len(o.outputs) != len(fn.downloads):
+        r.fail(what, f"takes {len(o.outputs)} outputs, {fn.name} downloads {len(fn.downloads)}")
+    outs = {}
+    for dst, ci in zip(o.outputs, fn.downloads):
+        ow, oh, oc = fn.shapes[ci][1]
+        if tuple(dst.shape) != (1, oc, oh, ow):
+            r.fail(what, f"output {list(dst.shape)} is not the conv's {oc}x{oh}x{ow}")
+        outs[ci] = (r.em.alloc(ow * oh * oc), dst)
+    for ci, spec in enumerate(fn.convs):
+        r.em.layers.append(ConvLayerSpec(spec.registers, spec.weights, spec.bn, spec.act,
+                                         outs[ci][0] if ci in outs else None))
+    for at, dst in outs.values():
+        r.fresh(dst, BYTE, at, 1)
+
+
+def _op_dequantize(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
+    src, dst = o.inputs[0], o.outputs[0]
+    if (src.dtype, dst.dtype) != ("u8", "f32"):
+        r.fail(what, f"dequantise {src.dtype} -> {dst.dtype}; v3 has u8 -> f32")
+    v = r.sh.read(src, what)
+    scale, bias = o.params["scale"], o.params["bias"]
+    r.dequant.append(Dequant(what.split(" ", 1)[-1], scale, bias))
+    p = r.em.param(scale, bias)
+    const = _sim_dequantize(np.where(v.kind == U8C, v.a, 0), scale, bias).astype(np.float64)
+    r.sh.write(dst, _Vals(np.where(v.kind == BYTE, DEQ, F32C).astype(np.int8), v.a,
+                          np.where(v.kind == BYTE, p, const)))
+
+
+def _op_quantize(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
+    """Dequantised bytes: nothing when the round trip is the identity, else a REQUANTIZE table;
+    constants: quantised here; computed floats: a QUANTIZE layer."""
+    src, dst = o.inputs[0], o.outputs[0]
+    if (src.dtype, dst.dtype) != ("f32", "u8"):
+        r.fail(what, f"quantise {src.dtype} -> {dst.dtype}; the KPU takes u8")
+    em = r.em
+    inv, zp = o.params["scale"], o.params["bias"]
+    v = r.sh.read(src, what).flat()
+    out = _Vals(np.full(v.kind.shape, BYTE, np.int8), v.a.copy(), np.zeros(v.kind.shape))
+    c = v.kind == F32C
+    out.kind[c], out.a[c] = U8C, _sim_quantize(v.b[c], inv, zp)
+    for p in np.unique(v.b[v.kind == DEQ]).astype(int):
+        m = (v.kind == DEQ) & (v.b == p)
+        table = _sim_quantize(_sim_dequantize(np.arange(256), *em.params[p]), inv, zp)
+        if not (table == np.arange(256)).all():  # not a round trip: one table lookup per byte
+            n = int(m.sum())
+            src_at = em.dense_u8(_Vals(np.full(n, BYTE, np.int8), v.a[m], np.zeros(n)), what)
+            at = em.alloc(n)
+            em.cpu_layer(LayerType.REQUANTIZE, {"in": src_at, "out": at, "count": n}, table.tobytes(),
+                         f"{what}: {n} bytes to the next scale")
+            out.a[m] = at + np.arange(n)
+    f = v.kind == FLOAT
+    if f.any():
+        n = int(f.sum())
+        src_at = em.dense_f32(v.map(lambda x: x[f]), what)
+        at = em.alloc(n)
+        scale, bias = _v3_quantize(inv, zp)
+        em.cpu_layer(LayerType.QUANTIZE, {"in": src_at, "out": at, "count": n, "scale": scale, "bias": bias},
+                     what=f"{what}: {n} values")
+        out.a[f] = at + np.arange(n)
+        if zp:
+            r.notes.append(f"{what}: zero point {zp} moved into QUANTIZE's bias (kpu.c subtracts it before "
+                           "scaling; nncase adds it after)")
+    r.sh.write(dst, out.map(lambda x: x.reshape(dst.shape)))
+
+
+def _op_move(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
+    """COPY, SLICE and PAD only move element descriptions (a pad adds constants)."""
+    src, dst = o.inputs[0], o.outputs[0]
+    v = r.sh.read(src, what)
+    if o.kind == "SLICE":
+        sl = tuple(slice(b, e, s) for b, e, s in zip(o.params["begin"], o.params["end"], o.params["step"]))
+        v = v.map(lambda x: x[sl])
+    elif o.kind == "PAD":
+        v = _pad(v, o, src.dtype, r.where, what)
+    if v.shape != tuple(dst.shape):
+        r.fail(what, f"makes {list(v.shape)}, its output is {list(dst.shape)}")
+    r.sh.write(dst, v)
+
+
+def _op_reduce(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
+    src, dst = o.inputs[0], o.outputs[0]
+    rank = len(src.shape)
+    if (o.params["op"] != "mean" or src.dtype != "f32" or rank < 3 or o.params["axes"] != (rank - 2, rank - 1)
+            or o.params["init"][1] != 0 or any(d != 1 for d in src.shape[:-3])):
+        r.fail(what, f"a {o.params['op']} over axes {list(o.params['axes'])} of {src.dtype} {list(src.shape)}; v3 "
+               "has the float mean over H and W (GLOBAL_AVERAGE_POOL2D)",
+               "use a global average pool, or build --format v5"
+               + ("; kpu.c has no global max pool" if o.params["op"] == "max" else ""))
+    ch, k = src.shape[-3], src.shape[-2] * src.shape[-1]
+    at = r.em.dense_f32(r.sh.read(src, what), what)
+    out = r.em.alloc(4 * ch)
+    r.em.cpu_layer(LayerType.GLOBAL_AVERAGE_POOL2D, {"in": at, "out": out, "kernel_size": k, "channels": ch},
+                   what=f"{what}: {ch} channels of {k}")
+    r.fresh(dst, FLOAT, out, 4)
+
+
+def _op_binary(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
+    a, b = o.inputs
+    dst = o.outputs[0]
+    lo, hi = o.params["clamp"]
+    clamped = lo > -3.0e38 or hi < 3.0e38
+    if (o.params["op"] != "add" or a.dtype != "f32" or tuple(a.shape) != tuple(b.shape)
+            or tuple(a.shape) != tuple(dst.shape) or clamped):
+        r.fail(what, f"{o.params['op']} of {a.dtype} {list(a.shape)} and {list(b.shape)}"
+               + (f", clamped to [{lo}, {hi}]" if clamped else "")
+               + "; v3 has the float add of two same-shaped tensors (ADD)")
+    n = int(np.prod(a.shape))
+    pa = r.em.dense_f32(r.sh.read(a, what), what)
+    pb = r.em.dense_f32(r.sh.read(b, what), what)
+    out = r.em.alloc(4 * n)
+    r.em.cpu_layer(LayerType.ADD, {"in_a": pa, "in_b": pb, "out": out, "count": n}, what=f"{what}: {n} values")
+    r.fresh(dst, FLOAT, out, 4)
+
+
+_OPS = {"CALL": _op_call, "DEQUANTIZE": _op_dequantize, "QUANTIZE": _op_quantize, "COPY": _op_move,
+        "SLICE": _op_move, "PAD": _op_move, "REDUCE": _op_reduce, "BINARY": _op_binary}
+
+
 def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion:
+    """The v3 file for an nncase 1.9 v5 build and its dump (see the module docstring)."""
     dump = Path(dump)
     where = path or "kmodel"
     model = v5.parse(kmodel, path)
@@ -464,9 +623,9 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
     def label(i: int) -> str:
         return f"{names[i][0]} {names[i][1]}" if named else f"{ops[i].kind} (op {i + 1} of the CPU program)"
 
-    k210_index = [i for i, m in enumerate(model.modules) if m.type == "k210"]
+    k210_modules = [i for i, m in enumerate(model.modules) if m.type == "k210"]
     call_fns = sorted({o.params["function"] for o in ops if o.kind == "CALL"})
-    if not call_fns or not k210_index:
+    if not call_fns or not k210_modules:
         raise ConversionError(f"{where}: the model has no KPU function")
     fns = _k210_functions(kmodel, model, dump, [f"k210_{i}" for i in range(max(call_fns) + 1)], where)
     if not ops or ops[0].kind != "CALL" or ops[0].inputs[0].buffer.location != "input":
@@ -474,137 +633,12 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
         raise ConversionError(f"{where}: the graph starts with a CPU step ({first}) before the KPU; v3 feeds the "
                               "image straight to the first KPU layer",
                               "feed u8 pixels 0..255 (the default input range) or build --format v5")
-
-    em = _Emitter()
-    sh = _Shadow()
-    dequant: list[Dequant] = []
-    notes: list[str] = []
+    r = _Run(where, _Emitter(), _Shadow(), fns, k210_modules, [], [])
     for i, o in enumerate(ops):
-        what = label(i)
-        if not o.decoded:
-            raise ConversionError(f"{where}: {what}: v3 has no layer for nncase's {o.kind} on the CPU")
-        if o.kind == "CALL":
-            if o.params["module"] not in k210_index:
-                raise ConversionError(f"{where}: {what} calls module {o.params['module']}, not the K210 module")
-            fn = fns[o.params["function"]]
-            if len(o.inputs) != 1:
-                raise ConversionError(f"{where}: {what}: a KPU function with {len(o.inputs)} inputs")
-            (w, h, c), _ = fn.shapes[0]
-            src = o.inputs[0]
-            if tuple(src.shape) != (1, c, h, w) or src.dtype != "u8":
-                raise ConversionError(f"{where}: {what} uploads a {src.dtype} {list(src.shape)} map, its first conv "
-                                      f"reads [1, {c}, {h}, {w}]")
-            if src.buffer.location == "input":
-                if i != 0:
-                    raise ConversionError(f"{where}: {what} reads the image again; v3 sends it to the KPU once")
-            else:
-                addr = em.dense_u8(sh.read(src, what), what)
-                em.cpu_layer(LayerType.K210_UPLOAD, {"in": addr, "kpu_out": fn.image_src, "width": w, "height": h,
-                                                     "channels": c}, what=f"{what}: {c}x{h}x{w} to the KPU")
-            if len(o.outputs) != len(fn.downloads):
-                raise ConversionError(f"{where}: {what} takes {len(o.outputs)} outputs, {fn.name} downloads "
-                                      f"{len(fn.downloads)}")
-            outs = {}
-            for j, ci in enumerate(fn.downloads):
-                ow, oh, oc = fn.shapes[ci][1]
-                outs[ci] = (em.alloc(ow * oh * oc), o.outputs[j], (ow, oh, oc))
-            for ci, spec in enumerate(fn.convs):
-                addr = outs[ci][0] if ci in outs else None
-                em.layers.append(ConvLayerSpec(spec.registers, spec.weights, spec.bn, spec.act, addr))
-            for addr, dst, (ow, oh, oc) in outs.values():
-                if tuple(dst.shape) != (1, oc, oh, ow):
-                    raise ConversionError(f"{where}: {what} output {list(dst.shape)} is not the conv's {oc}x{oh}x{ow}")
-                n = oc * oh * ow
-                sh.write(dst, _Vals(np.full(dst.shape, BYTE, np.int8), (addr + np.arange(n)).reshape(dst.shape),
-                                    np.zeros(dst.shape)))
-        elif o.kind == "DEQUANTIZE":
-            src, dst = o.inputs[0], o.outputs[0]
-            if (src.dtype, dst.dtype) != ("u8", "f32"):
-                raise ConversionError(f"{where}: {what}: dequantise {src.dtype} -> {dst.dtype}; v3 has u8 -> f32")
-            v = sh.read(src, what)
-            scale, bias = o.params["scale"], o.params["bias"]
-            dequant.append(Dequant(names[i][1] if named else what, scale, bias))
-            p = em.param(scale, bias)
-            const = _sim_dequantize(np.where(v.kind == U8C, v.a, 0), scale, bias).astype(np.float64)
-            sh.write(dst, _Vals(np.where(v.kind == BYTE, DEQ, F32C).astype(np.int8), v.a,
-                                np.where(v.kind == BYTE, p, const)))
-        elif o.kind == "QUANTIZE":
-            src, dst = o.inputs[0], o.outputs[0]
-            if (src.dtype, dst.dtype) != ("f32", "u8"):
-                raise ConversionError(f"{where}: {what}: quantise {src.dtype} -> {dst.dtype}; the KPU takes u8")
-            inv, zp = o.params["scale"], o.params["bias"]
-            v = sh.read(src, what).flat()
-            out = _Vals(np.full(v.kind.shape, BYTE, np.int8), v.a.copy(), np.zeros(v.kind.shape))
-            c = v.kind == F32C
-            out.kind[c], out.a[c] = U8C, _sim_quantize(v.b[c], inv, zp)
-            for p in np.unique(v.b[v.kind == DEQ]).astype(int):
-                m = (v.kind == DEQ) & (v.b == p)
-                table = _sim_quantize(_sim_dequantize(np.arange(256), *em.params[p]), inv, zp)
-                if not (table == np.arange(256)).all():  # not a round trip: one table lookup per byte
-                    src_at = em.dense_u8(_Vals(np.full(m.sum(), BYTE, np.int8), v.a[m], np.zeros(m.sum())), what)
-                    at = em.alloc(int(m.sum()))
-                    em.cpu_layer(LayerType.REQUANTIZE, {"in": src_at, "out": at, "count": int(m.sum())},
-                                 table.tobytes(), f"{what}: {int(m.sum())} bytes to the next scale")
-                    out.a[m] = at + np.arange(m.sum())
-            f = v.kind == FLOAT
-            if f.any():
-                src_at = em.dense_f32(v.map(lambda x: x[f]), what)
-                at = em.alloc(int(f.sum()))
-                scale, bias = _v3_quantize(inv, zp)
-                em.cpu_layer(LayerType.QUANTIZE, {"in": src_at, "out": at, "count": int(f.sum()), "scale": scale,
-                                                  "bias": bias}, what=f"{what}: {int(f.sum())} values")
-                out.a[f] = at + np.arange(f.sum())
-                if zp:
-                    notes.append(f"{what}: zero point {zp} moved into QUANTIZE's bias (kpu.c subtracts it before "
-                                 "scaling; nncase adds it after)")
-            sh.write(dst, out.map(lambda x: x.reshape(dst.shape)))
-        elif o.kind in ("COPY", "SLICE", "PAD"):
-            src, dst = o.inputs[0], o.outputs[0]
-            v = sh.read(src, what)
-            if o.kind == "SLICE":
-                sl = tuple(slice(b, e, s) for b, e, s in zip(o.params["begin"], o.params["end"], o.params["step"]))
-                v = v.map(lambda x: x[sl])
-            elif o.kind == "PAD":
-                v = _pad(v, o, src.dtype, where, what)
-            if v.shape != tuple(dst.shape):
-                raise ConversionError(f"{where}: {what} makes {list(v.shape)}, its output is {list(dst.shape)}")
-            sh.write(dst, v)
-        elif o.kind == "REDUCE":
-            src, dst = o.inputs[0], o.outputs[0]
-            rank = len(src.shape)
-            if (o.params["op"] != "mean" or src.dtype != "f32" or rank < 3 or o.params["axes"] != (rank - 2, rank - 1)
-                    or o.params["init"][1] != 0 or any(d != 1 for d in src.shape[:-3])):
-                raise ConversionError(f"{where}: {what}: a {o.params['op']} over axes {list(o.params['axes'])} of "
-                                      f"{src.dtype} {list(src.shape)}; v3 has the float mean over H and W "
-                                      "(GLOBAL_AVERAGE_POOL2D)",
-                                      "use a global average pool, or build --format v5"
-                                      + ("; kpu.c has no global max pool" if o.params["op"] == "max" else ""))
-            ch, k = src.shape[-3], src.shape[-2] * src.shape[-1]
-            at = em.dense_f32(sh.read(src, what), what)
-            out = em.alloc(4 * ch)
-            em.cpu_layer(LayerType.GLOBAL_AVERAGE_POOL2D, {"in": at, "out": out, "kernel_size": k, "channels": ch},
-                         what=f"{what}: {ch} channels of {k}")
-            sh.write(dst, _Vals(np.full(dst.shape, FLOAT, np.int8), (out + 4 * np.arange(ch)).reshape(dst.shape),
-                                np.zeros(dst.shape)))
-        elif o.kind == "BINARY":
-            a, b = o.inputs
-            dst = o.outputs[0]
-            lo, hi = o.params["clamp"]
-            if (o.params["op"] != "add" or a.dtype != "f32" or tuple(a.shape) != tuple(b.shape)
-                    or tuple(a.shape) != tuple(dst.shape) or lo > -3.0e38 or hi < 3.0e38):
-                raise ConversionError(f"{where}: {what}: {o.params['op']} of {a.dtype} {list(a.shape)} and "
-                                      f"{list(b.shape)}" + (f", clamped to [{lo}, {hi}]" if lo > -3e38 or hi < 3e38
-                                                            else "")
-                                      + "; v3 has the float add of two same-shaped tensors (ADD)")
-            n = int(np.prod(a.shape))
-            pa = em.dense_f32(sh.read(a, what), what)
-            pb = em.dense_f32(sh.read(b, what), what)
-            out = em.alloc(4 * n)
-            em.cpu_layer(LayerType.ADD, {"in_a": pa, "in_b": pb, "out": out, "count": n}, what=f"{what}: {n} values")
-            sh.write(dst, _Vals(np.full(dst.shape, FLOAT, np.int8), (out + 4 * np.arange(n)).reshape(dst.shape),
-                                np.zeros(dst.shape)))
-        else:
-            raise ConversionError(f"{where}: {what}: v3 has no layer for nncase's {o.kind} on the CPU")
+        handler = _OPS.get(o.kind) if o.decoded else None
+        if handler is None:
+            r.fail(label(i), f"v3 has no layer for nncase's {o.kind} on the CPU")
+        handler(r, i, o, label(i))
 
     # the model's outputs, from the main function's schedule
     outs = sorted((b for b in _sched(dump, "main") if b.segment == "output"), key=lambda b: b.start)
@@ -612,22 +646,21 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
         raise ConversionError(f"{where}: the schedule names no model output")
     outputs = []
     for b in outs:
-        dt = "f32" if b.dtype == "f32" else "u8"
         if b.dtype not in ("f32", "u8"):
             raise ConversionError(f"{where}: output {b.name} is {b.dtype}; v3 outputs here are u8 or f32")
         strides = tuple(int(np.prod(b.shape[j + 1:])) for j in range(len(b.shape)))
-        op = Operand(stackvm.BufferRef("output", b.start), dt, tuple(b.shape), strides)
-        v = sh.read(op, f"output {b.name}")
-        at = em.dense_f32(v, f"output {b.name}") if dt == "f32" else em.dense_u8(v, f"output {b.name}")
-        outputs.append((at, int(np.prod(b.shape)) * (4 if dt == "f32" else 1)))
+        op = Operand(stackvm.BufferRef("output", b.start), b.dtype, tuple(b.shape), strides)
+        v = r.sh.read(op, f"output {b.name}")
+        what = f"output {b.name}"
+        at = r.em.dense_f32(v, what) if b.dtype == "f32" else r.em.dense_u8(v, what)
+        outputs.append((at, int(np.prod(b.shape)) * op.itemsize))
     shape = tuple(outs[0].shape[1:])
     while len(shape) > 1 and shape[-1] == 1:
         shape = shape[:-1]
-    layers, outputs, main_mem = em.pack(outputs)
+    layers, outputs, main_mem = r.em.pack(outputs)
     spec = ModelSpec(layers, outputs, main_mem)
-    data = write(spec)
-    return Conversion(data, sum(len(f.convs) for f in fns), tuple(dequant), spec.main_mem_usage, shape,
-                      kpu_functions=len(call_fns), cpu_layers=tuple(em.cpu), notes=tuple(dict.fromkeys(notes)))
+    return Conversion(write(spec), sum(len(f.convs) for f in fns), tuple(r.dequant), spec.main_mem_usage, shape,
+                      kpu_functions=len(call_fns), cpu_layers=tuple(r.em.cpu), notes=tuple(dict.fromkeys(r.notes)))
 
 
 def _pad(v: _Vals, o: stackvm.TensorOp, dtype: str, where: str, what: str) -> _Vals:
