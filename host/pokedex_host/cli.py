@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .boardconfig import APP_THRESHOLD
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
 
@@ -509,7 +510,7 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
               help="A card-frame set: `pokedex-host data camera-set --kind card --out DIR`.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--count", type=click.IntRange(1, 1_000_000), help="Frames to use (spread over the set).")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="The app's confidence threshold.")
+@click.option("--threshold", type=float, default=APP_THRESHOLD, show_default=True, help="The app's confidence threshold.")
 @click.option("--rect-threshold", type=int, help="Override the locator's find_rects threshold (sensitivity checks).")
 def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold):
     """The camera app end to end on card frames in the emulator: card found, top-1, no-card

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..boardconfig import APP_THRESHOLD
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -171,7 +172,7 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
     return ms
 
 
-def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: float = 0.5, count: int | None = None,
+def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: float = APP_THRESHOLD, count: int | None = None,
                 config_overrides: dict | None = None, log=print) -> dict:
     from ..emulator.host import emulate
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..boardconfig import make_config, write_config
+from ..boardconfig import APP_THRESHOLD, make_config, write_config
 from ..boards import Board
 from ..errors import PokedexError
 
@@ -53,7 +53,7 @@ def _kmodel_input(kmodel: Path) -> int:
 
 def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *, script: str = "main.py",
             labels: Path | None = None, input_size: int | None = None, uart_link: Path | None = None,
-            threshold: float = 0.5, smoothing: float = 0.6, max_frames: int | None = None,
+            threshold: float = APP_THRESHOLD, smoothing: float = 0.6, max_frames: int | None = None,
             timeout: float | None = None, config_overrides: dict | None = None, firmware: Path | None = None,
             uart_fd: int | None = None, stop=None, log=print) -> EmulateResult:
     """Run one firmware script on the emulated board until its frames run out, ``timeout``
