@@ -97,8 +97,7 @@ def dw_acc(xp, w, stride, arg_x, shift_x, cw):
 
 @njit(cache=True, parallel=True)
 def dw_bn_act(xp, w, stride, arg_x, shift_x, cw, mul, shift, add, start, amul, ashift, aadd, ordered):
-    """dw_acc + batch norm + activation -> u8. At stride 1 a row's sums build up tap by tap in
-    int32 vectors (at most 9 x 255 x 255), which the compiler runs side by side."""
+    """dw_acc + batch norm + activation -> u8."""
     n, c, hp, wp = xp.shape
     k = w.shape[1]
     h, wd = (hp - k) // stride + 1, (wp - k) // stride + 1
@@ -106,31 +105,10 @@ def dw_bn_act(xp, w, stride, arg_x, shift_x, cw, mul, shift, add, start, amul, a
     for nc in prange(n * c):
         b, ch = nc // c, nc % c
         m, sh, ad, cwc = mul[ch], shift[ch], add[ch], cw[ch]
-        if stride == 1:
-            s = np.empty(wd, np.int32)
-            sx = np.empty(wd, np.int32)
-            plane = xp[b, ch]
-            for y in range(h):
-                for x in range(wd):
-                    s[x] = 0
-                    sx[x] = 0
-                for ky in range(k):
-                    row = plane[y + ky]
-                    for kx in range(k):
-                        wv = np.int32(w[ch, ky, kx])
-                        for x in range(wd):
-                            v = np.int32(row[x + kx])
-                            s[x] += v * wv
-                            sx[x] += v
-                o = out[b, ch, y]
-                for x in range(wd):
-                    a = np.int64(s[x]) + ((arg_x * np.int64(sx[x])) >> shift_x) + cwc
-                    o[x] = _bn_act(a, m, sh, ad, start, amul, ashift, aadd, ordered)
-        else:
-            for y in range(h):
-                for x in range(wd):
-                    a = _dw_acc(xp, w, k, b, ch, y * stride, x * stride, arg_x, shift_x, cwc)
-                    out[b, ch, y, x] = _bn_act(a, m, sh, ad, start, amul, ashift, aadd, ordered)
+        for y in range(h):
+            for x in range(wd):
+                a = _dw_acc(xp, w, k, b, ch, y * stride, x * stride, arg_x, shift_x, cwc)
+                out[b, ch, y, x] = _bn_act(a, m, sh, ad, start, amul, ashift, aadd, ordered)
     return out
 
 
