@@ -33,10 +33,10 @@ def _round_shift(v, s):
 def _segment(v, start, ordered):
     """The last segment with v > start (0 when none)."""
     if ordered:  # ascending starts (every table nncase writes): count, without branches
-        cnt = np.int64(0)
+        cnt = 0
         for j in range(16):
-            cnt += np.int64(v > start[j])
-        return cnt - 1 if cnt > 0 else np.int64(0)
+            cnt += v > start[j]
+        return cnt - 1 if cnt > 0 else 0
     seg = 0
     for j in range(16):  # scanned in table order
         if v > start[j]:
@@ -46,12 +46,16 @@ def _segment(v, start, ordered):
 
 @njit(cache=True, inline="always")
 def _bn_act(acc, m, sh, ad, start, amul, ashift, aadd, ordered):
-    """Batch norm, then the activation segment, clamped to u8. With ordered tables there is no
-    data-dependent branch (the segment is a count of comparisons, its constants gathered), so
-    the compiler can run a row's outputs side by side in vector registers."""
     v = ((acc * m) >> sh) + ad
-    seg = _segment(v, start, ordered)
-    y = _round_shift((v - start[seg]) * amul[seg], ashift[seg]) + aadd[seg]
+    if ordered and v <= start[2]:
+        # segment 0 or 1 (below / above zero in nncase's tables: most outputs, and which one is a
+        # coin toss): both computed and selected, so no branch is mispredicted
+        y0 = _round_shift((v - start[0]) * amul[0], ashift[0]) + aadd[0]
+        y1 = _round_shift((v - start[1]) * amul[1], ashift[1]) + aadd[1]
+        y = y1 if v > start[1] else y0
+    else:
+        seg = _segment(v, start, ordered)
+        y = _round_shift((v - start[seg]) * amul[seg], ashift[seg]) + aadd[seg]
     return 0 if y < 0 else (255 if y > 255 else y)
 
 
