@@ -14,12 +14,14 @@ from PIL import Image
 from pokedex_host.device import protocol as proto
 from pokedex_host.boards import get_board, load_board_file
 from pokedex_host.emulator.host import emulate
+from pokedex_host.emulator.pixels import G628, RB528
 
 pytestmark = pytest.mark.toolchain
 
 
 def _frames(folder: Path, n: int, size=(320, 240), seed=0) -> Path:
-    """Frames whose colours are exact in RGB565, so the sensor's quantisation changes nothing."""
+    """Frames whose colours are exact in RGB565 as MaixPy expands it, so the sensor's quantisation
+    changes nothing."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -27,7 +29,7 @@ def _frames(folder: Path, n: int, size=(320, 240), seed=0) -> Path:
         r5 = rng.integers(0, 32, (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
         g6 = rng.integers(0, 64, (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
         b5 = rng.integers(0, 32, (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
-        a = np.stack([(r5 << 3) | (r5 >> 2), (g6 << 2) | (g6 >> 4), (b5 << 3) | (b5 >> 2)], -1).astype(np.uint8)
+        a = np.stack([RB528[r5], G628[g6], RB528[b5]], -1).astype(np.uint8)  # MaixPy's 5/6 -> 8 bit tables
         Image.fromarray(a).save(folder / f"f{i:03d}.png")
     return folder
 
@@ -344,7 +346,8 @@ def test_smoothing_is_a_moving_average_of_the_softmax(tiny_build, tmp_path):
         if i:
             avg = 0.6 * avg + 0.4 * p[i]
         f = line.split("\t")
-        assert int(f[2]) == int(avg.argmax()) + 1
+        # the logits are dequantised bytes, so classes tie; any of the tied best is the answer
+        assert avg[int(f[2]) - 1] == pytest.approx(avg.max(), rel=1e-9)
         assert float(f[4]) == pytest.approx(avg.max(), abs=6e-4)  # printed with 3 decimals
 
 

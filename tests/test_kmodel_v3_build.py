@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import SHARED, TINY_RECIPE, make_dataset
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
+from pokedex_host.emulator.pixels import G628, RB528
 from pokedex_host.kmodel.interp import Interpreter, run_batch
 
 pytestmark = pytest.mark.toolchain
@@ -119,7 +120,8 @@ def test_maixpy_app_on_the_emulator_runs_the_v3_bytes(tiny_v3_build, tmp_path):
     rng = np.random.default_rng(4)
     for i in range(3):  # colours exact in RGB565, so the sensor's conversion changes nothing
         q = rng.integers(0, 32, (30, 40, 3)).repeat(8, 0).repeat(8, 1)
-        Image.fromarray(((q << 3) | (q >> 2)).astype(np.uint8)).save(frames / f"f{i}.png")
+        a = np.stack([RB528[q[..., 0]], G628[2 * q[..., 1]], RB528[q[..., 2]]], -1)  # MaixPy's 5/6 -> 8 bit tables
+        Image.fromarray(a.astype(np.uint8)).save(frames / f"f{i}.png")
     exact = {"camera": {"framesize": "QVGA", "window": [128, 128], "resize": False, "hmirror": False,
                         "vflip": False}, "card": None, "smoothing": 0.0, "threshold": 0.0}
     res = emulate(get_board("maix-bit"), tiny_v3_build / "model.kmodel", frames, tmp_path / "emu",
