@@ -293,6 +293,7 @@ class _Emitter:
         self.params: list[tuple[float, float]] = []  # dequantisation (scale, bias) by id
         self.pools: dict[int, tuple[int, int]] = {}  # constant byte -> (address, length)
         self.regions: list[tuple[int, int]] = []  # (start, bytes) in allocation order
+        self.starts: list[int] = []  # their starts, ascending (for bisect)
 
     def alloc(self, n: int) -> int:
         """A fresh region of n bytes. Regions are laid out one after another while the layers
@@ -300,14 +301,11 @@ class _Emitter:
         at = self.top
         self.top += -(-max(n, 1) // ALIGN) * ALIGN
         self.regions.append((at, self.top - at))
+        self.starts.append(at)
         return at
 
     def region(self, addr: int) -> int:
-        return bisect.bisect_right(self.starts, addr) - 1 if self.starts else -1
-
-    @property
-    def starts(self) -> list[int]:
-        return [a for a, _ in self.regions]
+        return bisect.bisect_right(self.starts, addr) - 1
 
     def within(self, addr: int, n: int) -> bool:
         """Do n bytes from addr lie in one region (so that moving regions keeps them together)?"""

@@ -197,10 +197,6 @@ class ConvArgs:
                    s(f["arg_x"], 24), f["shr_x"], s(f["arg_w"], 24), f["shr_w"], s(f["arg_add"], 40))
 
 
-SMALL_MM_ROWS = 4096  # below this many output pixels x images, a full conv's products go through float32
-EXACT_F32_K = 1024  # ... when it sums at most this many products (exact: see ConvKernel._products)
-
-
 class ConvKernel:
     """One KPU convolution layer's arithmetic, prepared once (weights as int8 offsets, per-channel
     constants) and run on batches: ``acc(x)`` gives the 36-bit accumulators, ``x -> kernel(x, bn,
@@ -225,7 +221,6 @@ class ConvKernel:
             kk = in_channels * k * k
             w2 = w.reshape(out_channels, kk)
             self.w8 = np.ascontiguousarray((w2 ^ 0x80).view(np.int8).T)  # (K, OC): w - 128
-            self._wf = None  # the same as float32, made when first needed
             sw = w2.astype(np.int64).sum(1)
             self.cw = 128 * sw - 16384 * kk + ((args.arg_w * sw) >> args.shift_w) + args.arg_add * in_channels
 
@@ -253,16 +248,7 @@ class ConvKernel:
                     tap = xp[:, :, ky:ky + stride * (h - 1) + 1:stride, kx:kx + stride * (w - 1) + 1:stride]
                     cols[:, :, :, :, ky, kx] = tap.transpose(0, 2, 3, 1)
             cols = cols.reshape(n * h * w, c * k * k)
-        x8 = torch.from_numpy((cols ^ 0x80).view(np.int8))
-        if len(cols) < SMALL_MM_ROWS and cols.shape[1] <= EXACT_F32_K:
-            # few rows (small maps: the classifier heads): int8 kernels are slow there, and with at
-            # most 1024 terms of |(x - 128)(w - 128)| <= 2^14 every partial sum is an integer of at
-            # most 2^24, which float32 holds exactly
-            if self._wf is None:
-                self._wf = torch.from_numpy(self.w8).float()
-            prod = (x8.float() @ self._wf).to(torch.int32).numpy()
-        else:
-            prod = torch._int_mm(x8, torch.from_numpy(self.w8)).numpy()
+        prod = torch._int_mm(torch.from_numpy((cols ^ 0x80).view(np.int8)), torch.from_numpy(self.w8)).numpy()
         xs = cols.sum(1, dtype=np.int64)
         return prod.reshape(n, h * w, self.oc), xs.reshape(n, h * w), h, w
 

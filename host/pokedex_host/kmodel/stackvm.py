@@ -23,6 +23,7 @@ from ..errors import PokedexError
 # datatype_t (runtime/datatypes.def)
 DTYPES = {0: ("i8", 1), 1: ("i16", 2), 2: ("i32", 4), 3: ("i64", 8), 4: ("u8", 1), 5: ("u16", 2), 6: ("u32", 4),
           7: ("u64", 8), 8: ("f16", 2), 9: ("f32", 4), 10: ("f64", 8), 11: ("bf16", 2)}
+_ITEMSIZE = {name: size for name, size in DTYPES.values()}
 # LEA_BUFFER locations (runtime/datatypes.h memory_location_t)
 LOCATIONS = {0: "input", 1: "output", 2: "rdata", 3: "data", 4: "shared_data"}
 REDUCE_OPS = {0: "mean", 1: "min", 2: "max", 3: "sum"}
@@ -69,7 +70,7 @@ class Operand:
 
     @property
     def itemsize(self) -> int:
-        return {v[0]: v[1] for v in DTYPES.values()}[self.dtype]
+        return _ITEMSIZE[self.dtype]
 
 
 @dataclass
