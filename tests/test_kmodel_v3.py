@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from v3_fixtures import conv_layer, small_model
+from v3_fixtures import conv_layer, random_act, small_model, spread
 from pokedex_host.kmodel import KmodelFormatError
 from pokedex_host.kmodel import kpu as K
 from pokedex_host.kmodel import v3
@@ -164,6 +164,67 @@ def test_a_left_top_pool_computes_only_the_outputs_it_keeps(pool, kernel, depthw
     whole = K.pool(K.bn_act(K.conv(x, w, args, out_c), bn, act), pool)
     assert np.array_equal(K.conv_layer(kern, x, bn, act), whole)
     assert whole.shape == (3, out_c, 9 // K.POOL_STRIDE[pool], 11 // K.POOL_STRIDE[pool])
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("kernel,depthwise", [(3, False), (1, False), (3, True)])
+def test_the_fused_layer_equals_the_accumulators_through_the_tables(kernel, depthwise, ordered):
+    # the interpreter's channels-last kernels do batch norm + activation per pixel over a vector of
+    # channels (segments 0/1 for all, the rest redone); 13 channels leave a vector tail, random
+    # tables put outputs in every segment, a shuffled table takes the general path
+    rng = np.random.default_rng(kernel + 2 * depthwise + 4 * ordered)
+    c = 13
+    out_c = c if depthwise else 11
+    x = rng.integers(0, 256, (4, c, 7, 9), dtype=np.uint8)
+    w = rng.integers(0, 256, out_c * (1 if depthwise else c) * kernel * kernel, dtype=np.uint8)
+    args = K.ConvArgs(depthwise, kernel, 0, 9, -200, 2, 50, 1, -999)
+    act = K.decode_act(random_act(rng))
+    if not ordered:
+        order = rng.permutation(15) + 1
+        act = K.Activation(*(np.concatenate([t[:1], t[order]]) for t in (act.start_x, act.mul, act.shift, act.add)))
+    acc = K.conv(x, w, args, out_c)
+    lo, hi = np.percentile(acc, [5, 95])  # a batch norm that spreads the sums over the table's range
+    bn = K.BatchNorm(np.full(out_c, int(2**22 // max(hi - lo, 1))), np.full(out_c, 0),
+                     rng.integers(-2**20, 2**20, out_c))
+    want = K.bn_act(acc, bn, act)
+    segs = np.searchsorted(act.start_x, ((acc * bn.mul[:, None, None]) >> 0) + bn.add[:, None, None]) if ordered else None
+    assert segs is None or len(np.unique(segs)) >= 4  # the tables are exercised beyond segments 0 and 1
+    assert np.array_equal(K.conv_layer(K.ConvKernel(w, args, c, out_c), x, bn, act), want)
+
+
+def _eager_run(data: bytes, images: np.ndarray, index: int) -> np.ndarray:
+    """Convolution layers run the plain way: every input read from SRAM, every output stored."""
+    m = v3.parse(data)
+    it = Interpreter(data)
+    ram = np.zeros((len(images), K.KPU_RAM_BYTES), np.uint8)
+    main = np.zeros((len(images), m.main_mem_usage), np.uint8)
+    K.upload(ram, it._convs[0].src, images)
+    for lay in m.layers:
+        cv = it._convs[lay.index]
+        y = K.conv_layer(cv.kernel, K.download(ram, cv.src, *cv.in_shape))
+        K.upload(ram, cv.dst, y)
+        if cv.main_out is not None:
+            main[:, cv.main_out:cv.main_out + y[0].size] = y.reshape(len(images), -1)
+    a, size = m.outputs[index]
+    return main[:, a:a + size]
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_sram_reads_see_every_earlier_write(overlap):
+    # layer 2 reads layer 0's map again after layer 1 wrote elsewhere (kept map) or over part of it
+    # (SRAM, with layer 1's bytes); layer 3 reads layer 1's map. The interpreter keeps maps and stores
+    # outputs lazily; it must give what storing and reloading every map gives.
+    rng = np.random.default_rng(7 + overlap)
+    x = rng.integers(0, 256, (3, 3, 12, 12), dtype=np.uint8)
+    l0, y0 = spread(conv_layer(rng, (12, 12, 3), 6, pool=5, src=0, dst=100)[0], x)  # 6x6x6: lines 100-111
+    l1, y1 = spread(conv_layer(rng, (6, 6, 6), 5, kernel=1, src=100, dst=104 if overlap else 200)[0], y0)
+    l2, _ = spread(conv_layer(rng, (6, 6, 6), 6, depthwise=True, src=100, dst=300, main_out=0)[0], y0)
+    l3, _ = spread(conv_layer(rng, (6, 6, 5), 4, kernel=1, src=104 if overlap else 200, dst=400, main_out=256)[0], y1)
+    data = write(ModelSpec([l0, l1, l2, l3], [(0, 6 * 6 * 6), (256, 6 * 6 * 4)], 512))
+    assert len(np.unique(y0)) > 100 and len(np.unique(y1)) > 100
+    it = Interpreter(data)
+    for i in range(2):
+        assert np.array_equal(it.run_many(x, i), _eager_run(data, x, i))
 
 
 def test_a_batch_gives_each_images_own_outputs():

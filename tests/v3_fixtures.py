@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from pokedex_host.kmodel import kpu as K
-from pokedex_host.kmodel.v3 import LayerType, encode_registers
+import dataclasses
+
+from pokedex_host.kmodel.v3 import LayerType, decode_registers, encode_registers
 from pokedex_host.kmodel.write_v3 import ConvLayerSpec, CpuLayerSpec, ModelSpec, write
 
 
@@ -50,6 +52,27 @@ def conv_layer(rng, in_whc, out_c, *, kernel=3, depthwise=False, pool=0, src=0, 
     nw = nw_of(c, out_c, kernel, depthwise)
     weights = rng.integers(0, 256, nw, dtype=np.uint8).tobytes()
     return ConvLayerSpec(regs, weights, random_bn(rng, out_c), random_act(rng), main_out), (ow, oh, out_c)
+
+
+def spread(spec: ConvLayerSpec, x: np.ndarray) -> tuple[ConvLayerSpec, np.ndarray]:
+    """``spec`` with batch norm and activation tables chosen so that its outputs on ``x`` (N, C,
+    H, W u8) spread over 0..230 (random tables clamp nearly every output to one value): per
+    channel, batch norm moves the sums' 2nd percentile to 0; segment 1 scales the widest
+    channel's range to 0..255 and segment 2 saturates the top 10 % at 230, like ReLU6. Returns
+    the layer and its outputs on ``x``."""
+    f = decode_registers(spec.registers)
+    args = K.ConvArgs.from_fields(f)
+    oc = f["o_ch_num"] + 1
+    acc = K.conv(x, np.frombuffer(spec.weights, np.uint8), args, oc)
+    lo, hi = np.percentile(acc, 2, axis=(0, 2, 3)), np.percentile(acc, 98, axis=(0, 2, 3))
+    bn = K.BatchNorm(np.ones(oc, np.int64), np.zeros(oc, np.int64), -lo.astype(np.int64))
+    bits = int(np.ceil(np.log2(max(hi - lo) + 2)))
+    top = int(0.9 * max(hi - lo))
+    act = K.Activation(np.array([-(2**35), 0, top] + [2**34 + i for i in range(13)]),
+                       np.array([0, 255] + [0] * 14), np.array([0, bits] + [0] * 14), np.array([0, 0] + [230] * 14))
+    out = dataclasses.replace(spec, bn=K.encode_bn(bn), act=K.encode_act(act))
+    pt = args.pool_type
+    return out, K.pool(K.bn_act(acc, bn, act), pt)
 
 
 def small_model(seed: int = 0, size: int = 16, classes: int = 10) -> bytes:

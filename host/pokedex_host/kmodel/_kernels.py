@@ -6,8 +6,10 @@ the activation segment, clamping. The arithmetic is kpu.py's (its docstring stat
 for element; int64 wraps the same way in numba and numpy, and the tests compare these kernels
 with direct loops and the interpreter with nncase's simulator bit for bit.
 
-Shapes: N images, C channels, L = H x W pixels. Per-channel constants come in as ``cw`` (the
-weight-sum terms, fixed per layer) and the batch-norm / activation tables as int64 arrays.
+Maps are channels last, (N, H, W, C) or (N, L, C) with L = H x W pixels, so the per-channel work
+of one pixel is a vector loop the compiler turns into SIMD (int64 lanes included, where the CPU
+has them). Per-channel constants come in as ``cw`` (the weight-sum terms, fixed per layer) and
+the batch-norm / activation tables as int64 arrays.
 """
 
 from __future__ import annotations
@@ -72,47 +74,81 @@ def bn_act_u8(acc, mul, shift, add, start, amul, ashift, aadd, ordered):
 
 
 @njit(cache=True, inline="always")
-def _dw_acc(xp, w, k, b, ch, y, x, arg_x, shift_x, cwc):
-    s = np.int64(0)
-    sx = np.int64(0)
+def _bn_act_vec(a, mul, shift, add, start, amul, ashift, aadd, ordered, out):
+    """_bn_act over one pixel's channels: ``a`` (C,) int64 accumulators -> ``out`` (C,) u8.
+
+    With ordered starts, segments 0 and 1 are computed for every channel in one branch-free loop
+    that the compiler vectorises (the per-channel batch norm varies along it, the activation
+    table does not); the few channels beyond segment 1 (ReLU6's saturation, in nncase's tables)
+    are then redone one by one with the general rule."""
+    c = a.shape[0]
+    if not ordered:
+        for i in range(c):
+            out[i] = _bn_act(a[i], mul[i], shift[i], add[i], start, amul, ashift, aadd, ordered)
+        return
+    s0, s1, s2 = start[0], start[1], start[2]
+    m0, m1, h0, h1, d0, d1 = amul[0], amul[1], ashift[0], ashift[1], aadd[0], aadd[1]
+    far = 0
+    for i in range(c):
+        v = ((a[i] * mul[i]) >> shift[i]) + add[i]
+        y0 = _round_shift((v - s0) * m0, h0) + d0
+        y1 = _round_shift((v - s1) * m1, h1) + d1
+        y = y1 if v > s1 else y0
+        out[i] = 0 if y < 0 else (255 if y > 255 else y)
+        far += v > s2
+    if far:
+        for i in range(c):
+            if ((a[i] * mul[i]) >> shift[i]) + add[i] > s2:
+                out[i] = _bn_act(a[i], mul[i], shift[i], add[i], start, amul, ashift, aadd, ordered)
+
+
+@njit(cache=True, inline="always")
+def _dw_pixel(xp, w, k, b, y0, x0, arg_x, shift_x, cw, s, sx, a):
+    """One output pixel of a depthwise k x k convolution, every channel at once (channels last,
+    so the taps are vector operations): ``a`` (C,) int64 gets the KPU's accumulators."""
+    c = a.shape[0]
+    s[:] = 0
+    sx[:] = 0
     for ky in range(k):
         for kx in range(k):
-            v = np.int64(xp[b, ch, y + ky, x + kx])
-            s += v * w[ch, ky, kx]
-            sx += v
-    return s + ((arg_x * sx) >> shift_x) + cwc
+            row = xp[b, y0 + ky, x0 + kx]
+            wt = w[ky * k + kx]
+            for i in range(c):
+                v = np.int32(row[i])
+                s[i] += v * wt[i]  # < 9 x 255 x 255: int32 is exact
+                sx[i] += v
+    for i in range(c):
+        a[i] = np.int64(s[i]) + ((arg_x * np.int64(sx[i])) >> shift_x) + cw[i]
 
 
 @njit(cache=True, parallel=True)
-def dw_acc(xp, w, stride, arg_x, shift_x, cw):
-    """Depthwise k x k over padded (N, C, H + k - 1, W + k - 1) u8, at every ``stride``-th row
-    and column -> (N, C, ceil(H / stride), ceil(W / stride)) int64."""
-    n, c, hp, wp = xp.shape
-    k = w.shape[1]
+def dw_acc(xp, w, k, stride, arg_x, shift_x, cw):
+    """Depthwise k x k over padded channels-last (N, H + k - 1, W + k - 1, C) u8 with ``w``
+    (k x k, C) int32 taps, at every ``stride``-th row and column -> (N, ceil(H / stride),
+    ceil(W / stride), C) int64."""
+    n, hp, wp, c = xp.shape
     h, wd = (hp - k) // stride + 1, (wp - k) // stride + 1
-    out = np.empty((n, c, h, wd), np.int64)
-    for nc in prange(n * c):
-        b, ch = nc // c, nc % c
-        for y in range(h):
-            for x in range(wd):
-                out[b, ch, y, x] = _dw_acc(xp, w, k, b, ch, y * stride, x * stride, arg_x, shift_x, cw[ch])
+    out = np.empty((n, h, wd, c), np.int64)
+    for by in prange(n * h):
+        b, y = by // h, by % h
+        s, sx = np.empty(c, np.int32), np.empty(c, np.int32)
+        for x in range(wd):
+            _dw_pixel(xp, w, k, b, y * stride, x * stride, arg_x, shift_x, cw, s, sx, out[b, y, x])
     return out
 
 
 @njit(cache=True, parallel=True)
-def dw_bn_act(xp, w, stride, arg_x, shift_x, cw, mul, shift, add, start, amul, ashift, aadd, ordered):
-    """dw_acc + batch norm + activation -> u8."""
-    n, c, hp, wp = xp.shape
-    k = w.shape[1]
+def dw_bn_act(xp, w, k, stride, arg_x, shift_x, cw, mul, shift, add, start, amul, ashift, aadd, ordered):
+    """dw_acc + batch norm + activation -> channels-last u8."""
+    n, hp, wp, c = xp.shape
     h, wd = (hp - k) // stride + 1, (wp - k) // stride + 1
-    out = np.empty((n, c, h, wd), np.uint8)
-    for nc in prange(n * c):
-        b, ch = nc // c, nc % c
-        m, sh, ad, cwc = mul[ch], shift[ch], add[ch], cw[ch]
-        for y in range(h):
-            for x in range(wd):
-                a = _dw_acc(xp, w, k, b, ch, y * stride, x * stride, arg_x, shift_x, cwc)
-                out[b, ch, y, x] = _bn_act(a, m, sh, ad, start, amul, ashift, aadd, ordered)
+    out = np.empty((n, h, wd, c), np.uint8)
+    for by in prange(n * h):
+        b, y = by // h, by % h
+        s, sx, a = np.empty(c, np.int32), np.empty(c, np.int32), np.empty(c, np.int64)
+        for x in range(wd):
+            _dw_pixel(xp, w, k, b, y * stride, x * stride, arg_x, shift_x, cw, s, sx, a)
+            _bn_act_vec(a, mul, shift, add, start, amul, ashift, aadd, ordered, out[b, y, x])
     return out
 
 
@@ -144,10 +180,14 @@ def full_bn_act(prod, xs, arg_x, shift_x, cw, mul, shift, add, start, amul, ashi
     """full_acc + batch norm + activation -> (N, L, C) u8."""
     n, length, c = prod.shape
     out = np.empty((n, length, c), np.uint8)
-    for bi in prange(n * length):
-        b, i = bi // length, bi % length
-        base = _full_base(xs, b, i, arg_x, shift_x)
-        for ch in range(c):
-            a = np.int64(prod[b, i, ch]) + base + cw[ch]
-            out[b, i, ch] = _bn_act(a, mul[ch], shift[ch], add[ch], start, amul, ashift, aadd, ordered)
+    total = n * length
+    for part in prange((total + 63) // 64):  # 64 pixels per task: one scratch row per task
+        a = np.empty(c, np.int64)
+        for bi in range(part * 64, min(total, part * 64 + 64)):
+            b, i = bi // length, bi % length
+            base = _full_base(xs, b, i, arg_x, shift_x)
+            for ch in range(c):
+                a[ch] = np.int64(prod[b, i, ch]) + base + cw[ch]
+            _bn_act_vec(a, mul, shift, add, start, amul, ashift, aadd, ordered, out[b, i])
     return out
+

@@ -188,6 +188,13 @@ class Interpreter:
         main = np.zeros((n, m.main_mem_usage + 8), np.uint8)  # + the DMA's rounding up to 8 bytes
         ram = np.zeros((n, K.KPU_RAM_BYTES), np.uint8)
         out_trace: list = []
+        # convolution outputs still intact in SRAM, {(KPU line, (w, h, c)): channels-last map}: a
+        # convolution reading exactly one of them takes it from here (the same bytes; every SRAM
+        # write drops the maps it overlaps)
+        self._maps: dict = {}
+        # convolution outputs not yet stored in SRAM, in order: stored (by _sram) only when
+        # something reads SRAM other than through _maps -- in a chain of convolutions, never
+        self._pending: list = []
         first = m.layers[0]
         if first.type == LayerType.K210_CONV:
             cv = self._convs[0]
@@ -238,6 +245,20 @@ class Interpreter:
         x = np.ascontiguousarray(x, dtype="<f4").reshape(len(main), -1)
         self._write(lay, main, addr, x.view(np.uint8), what)
 
+    def _forget(self, line: int, whc: tuple[int, int, int]) -> None:
+        """Drop the kept maps that a write of a (w, h, c) map at KPU ``line`` overlaps."""
+        lo = line * K.LINE
+        hi = lo + K.map_bytes(*whc)
+        for key in [k for k in self._maps if k[0] * K.LINE < hi and lo < k[0] * K.LINE + K.map_bytes(*k[1])]:
+            del self._maps[key]
+
+    def _sram(self, ram: np.ndarray) -> np.ndarray:
+        """``ram`` with every pending convolution output stored, in layer order."""
+        for addr, y, what in self._pending:
+            K.upload(ram, addr, y, what)
+        self._pending.clear()
+        return ram
+
     def _body_extra(self, lay: Layer, start: int, size: int, what: str) -> bytes:
         if start + size > lay.body_size:
             self._fail(lay, f"{what} needs {start + size} B of body, the body is {lay.body_size} B")
@@ -248,9 +269,16 @@ class Interpreter:
     def _k210_conv(self, lay, f, main, ram):
         cv = self._convs[lay.index]
         w, h, c = cv.in_shape
-        x = K.download(ram, cv.src, w, h, c, f"layer {lay.index} input")
-        y = K.conv_layer(cv.kernel, x)
-        K.upload(ram, cv.dst, y, f"layer {lay.index} output")
+        x = self._maps.get((cv.src, cv.in_shape))  # written by an earlier convolution, kept channels last
+        if x is None:
+            x = K.to_nhwc(K.download(self._sram(ram), cv.src, w, h, c, f"layer {lay.index} input"))
+        y_hwc = K.conv_layer_nhwc(cv.kernel, x)
+        y = y_hwc.transpose(0, 3, 1, 2)
+        what = f"layer {lay.index} output"
+        K.check_map(cv.dst, *cv.out_shape, what)
+        self._pending.append((cv.dst, y, what))
+        self._forget(cv.dst, cv.out_shape)
+        self._maps[(cv.dst, cv.out_shape)] = y_hwc
         if cv.main_out is not None:
             self._write(lay, main, cv.main_out, y, "main-memory output")
         return y
@@ -385,7 +413,8 @@ class Interpreter:
         if not ch:
             self._fail(lay, "0 channels")
         x = self._read(lay, main, f["in"], ch)
-        fm = K.download(ram, f["kpu_out"], 4, 4, ch, f"layer {lay.index} output")
+        self._forget(f["kpu_out"], (4, 4, ch))
+        fm = K.download(self._sram(ram), f["kpu_out"], 4, 4, ch, f"layer {lay.index} output")
         fm[:, :, 0, 0] = x  # only pixel (0, 0) of each 4x4 map is written, as kpu.c does
         K.upload(ram, f["kpu_out"], fm)
         return fm
@@ -494,7 +523,8 @@ class Interpreter:
         if not (w and h and c):
             self._fail(lay, f"empty {w}x{h}x{c} map")
         x = self._read(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
-        K.upload(ram, f["kpu_out"], x, f"layer {lay.index} output")
+        self._forget(f["kpu_out"], (w, h, c))
+        K.upload(self._sram(ram), f["kpu_out"], x, f"layer {lay.index} output")
         return x
 
 

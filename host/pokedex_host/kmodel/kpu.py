@@ -60,13 +60,18 @@ def map_bytes(width: int, height: int, channels: int) -> int:
     return lay.row_len * height * blocks * LINE
 
 
-def _view(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str) -> np.ndarray:
-    """A (N, blocks x groups, height, width) view of the maps at ``addr_line`` of N SRAM images."""
-    start = addr_line * LINE
+def check_map(addr_line: int, width: int, height: int, channels: int, what: str, ram_bytes: int = KPU_RAM_BYTES) -> None:
+    """Raise :class:`KPURangeError` unless the map fits in KPU SRAM at ``addr_line``."""
     size = map_bytes(width, height, channels)
-    if start + size > ram.shape[-1]:
+    if addr_line * LINE + size > ram_bytes:
         raise KPURangeError(f"{what}: a {width}x{height}x{channels} map at KPU line {addr_line} "
                             f"({size} B) runs past the 2 MiB KPU SRAM")
+
+
+def _view(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str) -> np.ndarray:
+    """A (N, blocks x groups, height, width) view of the maps at ``addr_line`` of N SRAM images."""
+    check_map(addr_line, width, height, channels, what, ram.shape[-1])
+    start = addr_line * LINE
     n = ram.shape[0]
     lay = row_layout(width)
     blocks = -(-channels // lay.groups)
@@ -199,13 +204,14 @@ class ConvArgs:
 
 class ConvKernel:
     """One KPU convolution layer's arithmetic, prepared once (weights as int8 offsets, per-channel
-    constants) and run on batches: ``acc(x)`` gives the 36-bit accumulators, ``x -> kernel(x, bn,
-    act)`` the u8 outputs before the pool. ``x`` is (N, C, H, W) u8.
+    constants) and run on batches. The work is done channels last: ``nhwc(x)`` maps (N, H, W, C)
+    u8 to the layer's (N, H', W', OC) u8 outputs before the pool; ``acc(x)`` gives the 36-bit
+    accumulators and ``kernel(x, bn, act)`` the outputs, both for channel-planar (N, C, H, W) u8.
 
-    The sums are exact integers: depthwise taps in int64 (compiled loops, ``_kernels``), full
-    convolutions as int8 x int8 -> int32 matrix products of ``x - 128`` and ``w - 128`` (|sum| <
-    2^14 x 9216 < 2^31; torch ``_int_mm``), the offsets added back in int64:
-    sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
+    The sums are exact integers: depthwise taps in int32 per pixel over all channels (compiled
+    loops, ``_kernels``), full convolutions as int8 x int8 -> int32 matrix products of ``x - 128``
+    and ``w - 128`` (|sum| < 2^14 x 9216 < 2^31; torch ``_int_mm``), the offsets added back in
+    int64: sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
 
     def __init__(self, weights: np.ndarray, args: ConvArgs, in_channels: int, out_channels: int,
                  bn: "BatchNorm | None" = None, act: "Activation | None" = None):
@@ -214,68 +220,87 @@ class ConvKernel:
         self.tables = _tables(bn, act) if bn is not None and act is not None else None
         w = np.asarray(weights, np.uint8)
         if args.depthwise:
-            self.w = w.reshape(in_channels, k, k).astype(np.int32)
-            sw = self.w.reshape(in_channels, -1).sum(1, dtype=np.int64)
+            wd = w.reshape(in_channels, k * k).astype(np.int32)
+            self.w = np.ascontiguousarray(wd.T)  # (k x k taps, C)
+            sw = wd.sum(1, dtype=np.int64)
             self.cw = ((args.arg_w * sw) >> args.shift_w) + args.arg_add
         else:
             kk = in_channels * k * k
-            w2 = w.reshape(out_channels, kk)
-            self.w8 = np.ascontiguousarray((w2 ^ 0x80).view(np.int8).T)  # (K, OC): w - 128
-            sw = w2.astype(np.int64).sum(1)
+            w4 = w.reshape(out_channels, in_channels, k, k)
+            # (ky, kx, C) x OC, the order of a channels-last im2col row; w - 128 as int8
+            self.w8 = np.ascontiguousarray((w4.transpose(2, 3, 1, 0).reshape(kk, out_channels) ^ 0x80).view(np.int8))
+            sw = w4.reshape(out_channels, kk).astype(np.int64).sum(1)
             self.cw = 128 * sw - 16384 * kk + ((args.arg_w * sw) >> args.shift_w) + args.arg_add * in_channels
 
     def _padded(self, x: np.ndarray) -> np.ndarray:
         p = self.args.kernel // 2
-        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=self.args.pad_value) if p else x
+        return np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=self.args.pad_value) if p else x
 
     def _products(self, x: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(N, L, OC) int32 offset products and (N, L) int64 input sums of a full convolution at
-        every ``stride``-th pixel, with the output's height and width."""
+        every ``stride``-th pixel of channels-last ``x``, with the output's height and width."""
         import torch
 
-        n, c = x.shape[:2]
+        n, c = x.shape[0], x.shape[3]
         k = self.args.kernel
         if k == 1:
-            xs = x[:, :, ::stride, ::stride]
-            h, w = xs.shape[2:]
-            cols = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
-        else:  # im2col in u8: (n, h, w, c, ky, kx), channel-major like the weights
+            xs = x[:, ::stride, ::stride] if stride > 1 else x
+            h, w = xs.shape[1:3]
+            cols = np.ascontiguousarray(xs).reshape(n * h * w, c)
+        else:  # im2col in u8: (n, h, w, ky, kx, c), the order of self.w8's rows
             xp = self._padded(x)
-            h, w = (xp.shape[2] - k) // stride + 1, (xp.shape[3] - k) // stride + 1
-            cols = np.empty((n, h, w, c, k, k), np.uint8)
+            h, w = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+            cols = np.empty((n, h, w, k, k, c), np.uint8)
             for ky in range(k):
                 for kx in range(k):
-                    tap = xp[:, :, ky:ky + stride * (h - 1) + 1:stride, kx:kx + stride * (w - 1) + 1:stride]
-                    cols[:, :, :, :, ky, kx] = tap.transpose(0, 2, 3, 1)
+                    cols[:, :, :, ky, kx] = xp[:, ky:ky + stride * (h - 1) + 1:stride, kx:kx + stride * (w - 1) + 1:stride]
             cols = cols.reshape(n * h * w, c * k * k)
         prod = torch._int_mm(torch.from_numpy((cols ^ 0x80).view(np.int8)), torch.from_numpy(self.w8)).numpy()
         xs = cols.sum(1, dtype=np.int64)
         return prod.reshape(n, h * w, self.oc), xs.reshape(n, h * w), h, w
 
-    def acc(self, x: np.ndarray, stride: int = 1) -> np.ndarray:
-        """(N, OC, ceil(H / stride), ceil(W / stride)) int64 accumulators at every ``stride``-th
-        row and column (a left-top pool after the layer keeps only those)."""
-        from . import _kernels
-
-        a = self.args
-        if a.depthwise:
-            return _kernels.dw_acc(self._padded(x), self.w, stride, a.arg_x, a.shift_x, self.cw)
-        prod, xs, h, w = self._products(x, stride)
-        return _kernels.full_acc(prod, xs, a.arg_x, a.shift_x, self.cw).transpose(0, 2, 1).reshape(-1, self.oc, h, w)
-
-    def __call__(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
-                 stride: int = 1) -> np.ndarray:
-        """u8 outputs (batch norm and activation applied) at every ``stride``-th row and column;
-        ``bn``, ``act`` default to the layer's own (given when the kernel was made)."""
+    def nhwc(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
+             stride: int = 1) -> np.ndarray:
+        """(N, H, W, C) u8 -> (N, ceil(H / stride), ceil(W / stride), OC) u8 outputs (batch norm and
+        activation applied) at every ``stride``-th row and column; ``bn``, ``act`` default to the
+        layer's own (given when the kernel was made)."""
         from . import _kernels
 
         a = self.args
         tables = self.tables if bn is None else _tables(bn, act)
         if a.depthwise:
-            return _kernels.dw_bn_act(self._padded(x), self.w, stride, a.arg_x, a.shift_x, self.cw, *tables)
+            return _kernels.dw_bn_act(self._padded(x), self.w, a.kernel, stride, a.arg_x, a.shift_x, self.cw, *tables)
         prod, xs, h, w = self._products(x, stride)
-        y = _kernels.full_bn_act(prod, xs, a.arg_x, a.shift_x, self.cw, *tables)
-        return y.transpose(0, 2, 1).reshape(-1, self.oc, h, w)
+        return _kernels.full_bn_act(prod, xs, a.arg_x, a.shift_x, self.cw, *tables).reshape(-1, h, w, self.oc)
+
+    def acc(self, x: np.ndarray, stride: int = 1) -> np.ndarray:
+        """(N, OC, ceil(H / stride), ceil(W / stride)) int64 accumulators of channel-planar ``x``
+        at every ``stride``-th row and column (a left-top pool after the layer keeps only those)."""
+        from . import _kernels
+
+        a = self.args
+        x = to_nhwc(x)
+        if a.depthwise:
+            out = _kernels.dw_acc(self._padded(x), self.w, a.kernel, stride, a.arg_x, a.shift_x, self.cw)
+        else:
+            prod, xs, h, w = self._products(x, stride)
+            out = _kernels.full_acc(prod, xs, a.arg_x, a.shift_x, self.cw).reshape(-1, h, w, self.oc)
+        return to_nchw(out)
+
+    def __call__(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
+                 stride: int = 1) -> np.ndarray:
+        """:meth:`nhwc` for channel-planar (N, C, H, W) maps."""
+        return to_nchw(self.nhwc(to_nhwc(x), bn, act, stride))
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> contiguous (N, H, W, C)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def to_nchw(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> contiguous (N, C, H, W)."""
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def _tables(bn: "BatchNorm", act: "Activation") -> tuple[np.ndarray, ...]:
@@ -334,14 +359,21 @@ def pool(y: np.ndarray, pool_type: int) -> np.ndarray:
 
 
 def conv_layer(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None, act: Activation | None = None) -> np.ndarray:
-    """A whole KPU layer on (N, C, H, W) u8: convolution, batch norm, activation, pool. A left-top
-    pool keeps every s-th output of the row and column, so only those are computed."""
+    """A whole KPU layer on (N, C, H, W) u8: convolution, batch norm, activation, pool."""
+    return to_nchw(conv_layer_nhwc(kernel, to_nhwc(x), bn, act))
+
+
+def conv_layer_nhwc(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None,
+                    act: Activation | None = None) -> np.ndarray:
+    """:func:`conv_layer` channels last, (N, H, W, C) -> (N, H', W', OC). A left-top pool keeps
+    every s-th output of the row and column, so only those are computed."""
     pt = kernel.args.pool_type
+    h, w = x.shape[1:3]
     if pt in (5, 7):
         s = POOL_STRIDE[pt]
-        h, w = x.shape[-2:]
-        return np.ascontiguousarray(kernel(x, bn, act, stride=s)[..., :h // s, :w // s])
-    return pool(kernel(x, bn, act), pt)
+        return np.ascontiguousarray(kernel.nhwc(x, bn, act, stride=s)[:, :h // s, :w // s])
+    y = kernel.nhwc(x, bn, act)
+    return y if pt == 0 else to_nhwc(pool(to_nchw(y), pt))
 
 
 def pooled_size(size: int, pool_type: int) -> int:
