@@ -23,9 +23,33 @@ def card_shape(c):
     return w, h
 
 
-def _card_like(rects, s, fh, cfg, best):
-    """The largest card-shaped quad among rects (scaled by s), or best."""
+def card_from_art(q, cfg):
+    """The card [TL, TR, BR, BL] whose art window is the quad q (bilinear, extrapolated)."""
+    x0, y0, x1, y1 = cfg["art"]
+    out = []
+    for u, v in ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)):
+        sx = (u - x0) / (x1 - x0)
+        ty = (v - y0) / (y1 - y0)
+        out.append(_lerp(_lerp(q[0], q[1], sx), _lerp(q[3], q[2], sx), ty))
+    return out
+
+
+def _inside(c, fw, fh, tol):
+    """Whether every corner of c is in the frame, give or take tol of its width / height."""
+    for x, y in c:
+        if x < -tol * fw or y < -tol * fh or x > (1 + tol) * fw or y > (1 + tol) * fh:
+            return False
+    return True
+
+
+def _card_like(rects, s, fh, cfg, best, art=False, fw=0):
+    """The largest card-shaped quad among rects (scaled by s), or best. With art, the quads
+    shaped like the art window (a card's aspect times the window's) stand for the cards around
+    them instead."""
     lo, hi = cfg.get("aspect", (1.15, 1.75))
+    if art:
+        x0, y0, x1, y1 = cfg["art"]
+        f = (y1 - y0) / (x1 - x0)
     area = 0.0
     if best is not None:
         w, h = card_shape(best)
@@ -36,6 +60,14 @@ def _card_like(rects, s, fh, cfg, best):
         if w < 2 or h < 2:
             continue
         a = h / w
+        if art:
+            if a < lo * f or a > hi * f:
+                continue
+            c = card_from_art(c, cfg)
+            if not _inside([(x * s, y * s) for x, y in c], fw, fh, cfg.get("art_outside", 0.0)):
+                continue
+            w, h = card_shape(c)
+            a = h / w
         if a < lo or a > hi or h * s < cfg.get("min_height", 0.3) * fh:
             continue
         if w * h * s * s > area:
@@ -75,15 +107,19 @@ def find_card(img, cfg):
     neither finds a card, the desk is judged by its colour alone (L left free: uneven light and
     vignetting spread the desk's lightness far more than its hue), once per width in
     cfg["chroma_k"] until one finds it. A candidate must have a card's aspect (height / width
-    within cfg["aspect"]) and be at least cfg["min_height"] of the frame tall; the largest wins."""
+    within cfg["aspect"]) and be at least cfg["min_height"] of the frame tall; the largest wins.
+    Last (cfg["art_look"]), a card whose outline is lost on a desk of its own colour is found by
+    its art window: a quad of the first look shaped like the window stands for the card around
+    it, if that card lies in the frame (within cfg["art_outside"] of its size)."""
     s = cfg.get("scale", 2)
     fw = img.width()
     fh = img.height()
     small = img.resize(fw // s, fh // s) if s > 1 else img.copy()
     blur = small.copy()
     blur.gaussian(1)
-    best = _card_like(blur.find_rects(threshold=cfg.get("rect_threshold", 6000)), s, fh, cfg, None)
+    rects = blur.find_rects(threshold=cfg.get("rect_threshold", 6000))
     del blur
+    best = _card_like(rects, s, fh, cfg, None)
     k = cfg.get("mask_scale", 2)  # the mask passes work on a further reduced copy: a clean outline needs few pixels
     tiny = small.resize(small.width() // k, small.height() // k) if k > 1 else small
     del small
@@ -101,6 +137,8 @@ def find_card(img, cfg):
         mask.binary([looks[i]], invert=True)
         best = _card_like(mask.find_rects(threshold=mthr), s * k, fh, cfg, best)
         del mask
+    if best is None and cfg.get("art_look"):
+        best = _card_like(rects, s, fh, cfg, None, True, fw)
     return best
 
 

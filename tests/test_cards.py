@@ -110,6 +110,28 @@ def test_locator_finds_generated_cards_and_not_empty_desks(image_mod, pk_card):
     assert found >= 15 and false <= 2, (found, false)
 
 
+def test_a_card_the_colour_of_the_desk_is_found_by_its_art_window(image_mod, pk_card):
+    # the card's border is the desk's colour, so neither its outline nor a desk mask shows it;
+    # its art window (a dark panel) does, and stands for the card around it
+    rng = np.random.default_rng(5)
+    desk = (150, 140, 120)
+    a = np.clip(np.array(desk)[None, None] + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8)
+    x0, y0, w = 110, 40, 120
+    h = int(round(w * LAYOUT.aspect))
+    ax0, ay0, ax1, ay1 = LAYOUT.art
+    a[y0 + int(h * ay0):y0 + int(h * ay1), x0 + int(w * ax0):x0 + int(w * ax1)] = (40, 60, 110)
+    for ty in range(int(h * 0.6), int(h * 0.85), 12):  # text lines
+        a[y0 + ty:y0 + ty + 3, x0 + 12:x0 + w - 20] = (30, 30, 30)
+    truth = [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)]
+    cfg = _cfg()
+    c = pk_card.find_card(image_mod.Image._from_array(a), cfg)
+    assert c is not None and quad_iou(c, truth) >= 0.8, c
+    cfg["art_look"] = False
+    assert pk_card.find_card(image_mod.Image._from_array(a), cfg) is None
+    cfg["art_look"], cfg["art_outside"] = True, -0.3  # the card it stands for must lie in the frame
+    assert pk_card.find_card(image_mod.Image._from_array(a), cfg) is None
+
+
 def test_locator_sensitivity_to_the_rect_threshold(image_mod, pk_card):
     """The emulator's find_rects only approximates the board's: the locator must not hinge on the
     exact threshold. Cards found at 0.75x, 1x and 1.25x the configured threshold stay close."""

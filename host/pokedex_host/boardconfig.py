@@ -13,7 +13,7 @@ from .fsutil import atomic_write_text
 # one the training views and the card-frame benchmark are drawn with
 CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "aspect": [1.15, 1.75],
                 "min_height": 0.3, "mask_scale": 2, "strip": 4, "desk_k": 3.0, "desk_margin": 6,
-                "chroma_k": [3.0, 1.8], "no_card_threshold": 0.8}
+                "chroma_k": [3.0, 1.8], "art_look": True, "art_outside": 0.05, "no_card_threshold": 0.8}
 
 
 # the app names a species at this confidence or more (else "unknown"): on the card-frame benchmark
