@@ -120,6 +120,7 @@ def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkey
         (rel / name).mkdir(parents=True)
         (rel / name / "model.pt").write_bytes(b"x")
     (rel / "broken-v11").mkdir()  # no model.pt: not a release
+    (rel / "thing-v10" / "recipe.toml").write_text('[build]\ncalibrate_method = "l2"\n')  # the release's own
     monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "models"))
     assert paths.newest_release() == rel / "thing-v10" / "model.pt"
     seen = {}
@@ -135,7 +136,17 @@ def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkey
     r = CliRunner().invoke(main, ["build-kmodel", "--budget", "6MB"])
     assert isinstance(r.exception, Done), r.output
     assert seen["opts"].model == rel / "thing-v10" / "model.pt" and seen["opts"].budget == 6_000_000
-    assert "newest release" in r.output
+    assert "newest release" in r.output and seen["opts"].calibrate_method == "l2"
+    r = CliRunner().invoke(main, ["build-kmodel", "--calibrate-method", "kld_m2"])
+    assert isinstance(r.exception, Done) and seen["opts"].calibrate_method == "kld_m2"
+    r = CliRunner().invoke(main, ["build-kmodel", str(rel / "thing-v2" / "model.pt")])  # a model named: the default
+    assert isinstance(r.exception, Done) and seen["opts"].calibrate_method == "no_clip"
+    r = CliRunner().invoke(main, ["build-kmodel", "--calibrate-method", "minmax"])
+    assert r.exit_code == 2 and "no_clip" in r.output
+    monkeypatch.undo()
+    from pokedex_host.build import BuildOptions, build_kmodel
+    with pytest.raises(PokedexError, match="'minmax' is not one nncase 1.9 has"):  # refused before anything runs
+        build_kmodel(BuildOptions(model=tmp_path / "nothing.pt", calibrate_method="minmax"))
     monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "empty"))
     r = CliRunner().invoke(main, ["build-kmodel"])
     assert r.exit_code == 1 and "no released model" in r.output

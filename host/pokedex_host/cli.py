@@ -11,6 +11,7 @@ from . import __version__
 from .boardconfig import APP_THRESHOLD
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
+from .toolchain.client import CALIBRATE_METHODS
 
 
 class _Group(click.Group):
@@ -96,6 +97,9 @@ def _classes_file(ctx, param, value):
               help="Folder of images (per-species subfolders or flat). Default: calibration/default.toml.")
 @click.option("--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/.")
 @click.option("--calibration-count", type=click.IntRange(1, 5000), help="Images for PTQ (default from the set: 128).")
+@click.option("--calibrate-method", type=click.Choice(CALIBRATE_METHODS),
+              help="How nncase sets activation ranges from the calibration images (default no_clip; a release "
+                   "built without MODEL uses its recipe's).")
 @click.option("--verify-count", type=click.IntRange(0, 100000), default=200, show_default=True,
               help="Held-out images run through the float model and the kmodel (0 = skip).")
 @click.option("--simulate-count", type=click.IntRange(0, 100000), default=16, show_default=True,
@@ -114,8 +118,8 @@ def _classes_file(ctx, param, value):
               help="The float range the model was trained on (0-1: pixels/255, folded into the first conv).")
 @click.option("--classes", "classes", callback=_classes_file, type=click.Path(exists=True, dir_okay=False),
               help="For ONNX models: a file whose lines start with the dex number of each output.")
-def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibration_count, verify_count,
-                     simulate_count, verify_full, verify_data, workers, out, fmt, threshold, max_loss, input_size, input_range, classes):
+def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibration_count, calibrate_method,
+                     verify_count, simulate_count, verify_full, verify_data, workers, out, fmt, threshold, max_loss, input_size, input_range, classes):
     """Compile MODEL (.pt checkpoint, ultralytics .pt, .onnx or models/*.toml recipe) to a K210 kmodel,
     prove it fits the board's RAM and KPU SRAM, and check it against the float model.
 
@@ -130,12 +134,17 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
 
         model = newest_release()
         _log(f"no MODEL given: building the newest release, {model}")
+        if calibrate_method is None and (model.parent / "recipe.toml").is_file():
+            from .train.recipe import Recipe
+
+            calibrate_method = Recipe.load(model.parent / "recipe.toml").build.calibrate_method
 
     res = build_kmodel(BuildOptions(
         model=model, board=board, out=out, budget=budget, calibration=calibration, calibration_spec=calibration_set,
         calibration_count=calibration_count, verify_count=verify_count, workers=workers, max_loss=max_loss,
         threshold=threshold, format=fmt, input_size=input_size, input_range01=(input_range == "0-1"),
-        classes=classes, verify_data=verify_data, simulate_count=simulate_count, verify_full=verify_full), log=_log)
+        classes=classes, verify_data=verify_data, simulate_count=simulate_count, verify_full=verify_full,
+        calibrate_method=calibrate_method or "no_clip"), log=_log)
     if res.warnings:
         click.secho(f"done with {len(res.warnings)} warning(s): see {res.out}/report.md", fg="yellow", err=True)
 

@@ -26,7 +26,7 @@ from .lint import LintReport, compare_with_compiler, lint_model
 from .memory import MemoryReport, read_memory
 from ..preprocess import InputSpec
 from ..species import classes_txt
-from ..toolchain import CompileRequest, ToolchainError, Worker, simulate_parallel
+from ..toolchain import CALIBRATE_METHODS, CompileRequest, ToolchainError, Worker, simulate_parallel
 from ..toolchain import env as tc_env
 from .verify import compare
 
@@ -53,6 +53,7 @@ class BuildOptions:
     verify_data: Path | None = None  # held-out folder for verification (default: the rest of the calibration folder)
     simulate_count: int = 16  # v3 builds: held-out images also run in nncase's simulator, compared bit for bit
     verify_full: bool = False  # v3 builds: every held-out image through the simulator too
+    calibrate_method: str = "no_clip"  # nncase 1.9's activation ranges: CALIBRATE_METHODS
 
 
 @dataclass
@@ -190,7 +191,7 @@ class Compiled:
 
 
 def compile_stage(board: Board, exported: ExportedModel, calibration_npy: Path, tmp: Path, what: str,
-                  w: Worker | None = None) -> Compiled:
+                  w: Worker | None = None, calibrate_method: str = "no_clip") -> Compiled:
     """nncase 1.9 (in its own process, ``w`` when one is already running) -> model.kmodel (v5) in
     ``tmp``; its failures become the project's errors with the op or layer named."""
     import contextlib
@@ -203,7 +204,7 @@ def compile_stage(board: Board, exported: ExportedModel, calibration_npy: Path, 
             res = worker.compile(CompileRequest(
                 onnx=exported.onnx_path, out=kmodel, calibration=calibration_npy, dump_dir=dump,
                 input_shape=(1, 3, exported.input_size, exported.input_size), input_range=exported.input_range,
-                log=log_file))
+                calibrate_method=calibrate_method, log=log_file))
     except ToolchainError as e:
         tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
         m = re.search(r"Not supported ONNX opcode: (\w+)", str(e))
@@ -329,6 +330,9 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
     t_start = time.time()
     timings: dict[str, float] = {}
     warnings: list[str] = []
+    if opts.calibrate_method not in CALIBRATE_METHODS:
+        raise PokedexError(f"calibrate method {opts.calibrate_method!r} is not one nncase 1.9 has",
+                           f"use one of {', '.join(CALIBRATE_METHODS)}")
     board = get_board(opts.board)
     budget = resolve_budget(board, opts.budget)
     for w in budget.warnings:
@@ -366,7 +370,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         np.save(calib_npy, calib.x)
 
         t = time.time()
-        comp = compile_stage(board, exported, calib_npy, tmp, str(opts.model), w=None)
+        comp = compile_stage(board, exported, calib_npy, tmp, str(opts.model), w=None,
+                             calibrate_method=opts.calibrate_method)
         timings["compile"] = time.time() - t
         if not comp.reproducible:
             warnings.append("the compiler ran with address randomisation on (not Linux, or refused): nncase 1.9 "
@@ -399,7 +404,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         timings["total"] = time.time() - t_start
         ctx = {"board": board, "memory": mem, "verdict": verdict, "verification": ver, "lint": lint,
                "source": Path(opts.model), "export": exported, "input": input_spec.as_dict(),
-               "calibration": calib, "holdout": hold, "calibration_seed": spec.seed, "warnings": warnings,
+               "calibration": calib, "holdout": hold, "calibration_seed": spec.seed,
+               "calibrate_method": opts.calibrate_method, "warnings": warnings,
                "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
                "lint_disagreements": disagreements, "timings": timings,
                "reproducible": comp.reproducible, "v5_kmodel": v5_kmodel if conversion is not None else None,

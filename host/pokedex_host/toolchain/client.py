@@ -33,6 +33,11 @@ class ToolchainError(PokedexError):
         self.log = log
 
 
+# how nncase 1.9's PTQ sets each activation's range from the calibration images: no_clip (min/max),
+# l2 (the clip that minimises the quantisation error), kld_m0..m2 (KL-divergence variants)
+CALIBRATE_METHODS = ("no_clip", "l2", "kld_m0", "kld_m1", "kld_m2")
+
+
 @dataclass(frozen=True)
 class CompileRequest:
     onnx: Path

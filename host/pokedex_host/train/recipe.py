@@ -83,6 +83,13 @@ class DistillConfig:
 
 
 @dataclass
+class BuildConfig:
+    """The recipe's [build] table: how ``make release`` compiles the student."""
+
+    calibrate_method: str = "no_clip"  # toolchain.CALIBRATE_METHODS; chosen on the validation split
+
+
+@dataclass
 class Recipe:
     data: str = "data/processed/classify"
     seed: int = 0
@@ -91,6 +98,7 @@ class Recipe:
     views: ViewsConfig = field(default_factory=ViewsConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: DistillConfig = field(default_factory=DistillConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
 
     @classmethod
     def load(cls, path: Path, **overrides) -> "Recipe":
@@ -99,9 +107,9 @@ class Recipe:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise PokedexError(f"recipe {path}: {e}", "pass a TOML file like models/recipes/release-v1.toml") from e
         try:
-            r = cls(**{k: v for k, v in raw.items() if k not in ("views", "teacher", "student", "name", "about")},
+            r = cls(**{k: v for k, v in raw.items() if k not in ("views", "teacher", "student", "build", "name", "about")},
                     views=ViewsConfig(**raw.get("views", {})), teacher=TeacherConfig(**raw.get("teacher", {})),
-                    student=DistillConfig(**raw.get("student", {})))
+                    student=DistillConfig(**raw.get("student", {})), build=BuildConfig(**raw.get("build", {})))
         except TypeError as e:
             raise PokedexError(f"recipe {path}: {e}", "the keys a recipe takes are the fields of train/recipe.py") from e
         for k, v in overrides.items():

@@ -99,7 +99,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     if not _fresh(build / MANIFEST, student):
         build_kmodel(BuildOptions(model=student, board=o.board, out=build, calibration=sets["validation"],
                                   calibration_count=o.calibration_count, verify_count=o.verify_count,
-                                  verify_data=split_dir / "test"), log=log)
+                                  verify_data=split_dir / "test", calibrate_method=r.build.calibrate_method), log=log)
     # 4. eval
     models = [teacher, student, build / "model.kmodel"]
     if o.previous:
@@ -275,7 +275,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
         f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per training image),"
         " the rest sprites with crop/flip/colour jitter;",
-        f"- build: calibration on {o.calibration_count} card crops of the validation split; compile "
+        f"- build: calibration on {o.calibration_count} card crops of the validation split (activation ranges by "
+        f"nncase's `{r.build.calibrate_method}`); compile "
         f"{manifest['timings_s'].get('compile', 0):.0f} s, verification {manifest['timings_s'].get('verify', 0):.0f} s.",
         "",
         "Validation per epoch (sprites / card crops, top-1):",
