@@ -144,7 +144,7 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
         calibration_count=calibration_count, verify_count=verify_count, workers=workers, max_loss=max_loss,
         threshold=threshold, format=fmt, input_size=input_size, input_range01=(input_range == "0-1"),
         classes=classes, verify_data=verify_data, simulate_count=simulate_count, verify_full=verify_full,
-        calibrate_method=calibrate_method or "no_clip"), log=_log)
+        **({"calibrate_method": calibrate_method} if calibrate_method else {})), log=_log)
     if res.warnings:
         click.secho(f"done with {len(res.warnings)} warning(s): see {res.out}/report.md", fg="yellow", err=True)
 

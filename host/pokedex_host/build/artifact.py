@@ -144,7 +144,7 @@ def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
         "memory": mem.as_dict(),
         "budget": {"bytes": ctx["verdict"].ram_budget, "source": ctx["budget_source"], **ctx["verdict"].as_dict()},
         "calibration": {"source": ctx["calibration"].source, "count": len(ctx["calibration"]),
-                        "seed": ctx["calibration_seed"], "method": ctx.get("calibrate_method", "no_clip"),
+                        "seed": ctx["calibration_seed"], "method": ctx["calibrate_method"],
                         "files": ctx["calibration"].files,
                         "rejected": ctx["calibration"].rejected},
         "verification": ver.as_dict() if ver is not None else None,

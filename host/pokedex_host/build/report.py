@@ -77,7 +77,7 @@ def report_markdown(ctx: dict) -> str:
         f"- export: {ctx['export'].source_kind}; {ctx['export'].simplifier}; 1/255 input scale "
         + ("folded into the first conv" if ctx['export'].scale_folded else "not folded"),
         f"- calibration: {ctx['calibration'].x.shape[0]} images from `{ctx['calibration'].source}`, "
-        f"ranges by nncase's `{ctx.get('calibrate_method', 'no_clip')}`",
+        f"ranges by nncase's `{ctx['calibrate_method']}`",
         "",
         "![memory budget](budget.png)",
         "",

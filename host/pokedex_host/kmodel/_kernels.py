@@ -47,18 +47,33 @@ def _segment(v, start, ordered):
 
 
 @njit(cache=True, inline="always")
-def _bn_act(acc, m, sh, ad, start, amul, ashift, aadd, ordered):
-    v = ((acc * m) >> sh) + ad
-    if ordered and v <= start[2]:
-        # segment 0 or 1 (below / above zero in nncase's tables: most outputs, and which one is a
-        # coin toss): both computed and selected, so no branch is mispredicted
-        y0 = _round_shift((v - start[0]) * amul[0], ashift[0]) + aadd[0]
-        y1 = _round_shift((v - start[1]) * amul[1], ashift[1]) + aadd[1]
-        y = y1 if v > start[1] else y0
-    else:
-        seg = _segment(v, start, ordered)
-        y = _round_shift((v - start[seg]) * amul[seg], ashift[seg]) + aadd[seg]
+def _bn(acc, m, sh, ad):
+    return ((acc * m) >> sh) + ad
+
+
+@njit(cache=True, inline="always")
+def _act01(v, s0, s1, m0, m1, h0, h1, d0, d1):
+    """Segment 0 or 1 of an ordered table (below / above zero in nncase's tables: most outputs,
+    and which one is a coin toss), both computed and one selected: no branch to mispredict, and
+    a loop of these vectorises. The segments' start, mul, shift and bias come as scalars (loop
+    invariants the compiler need not reload). Not clamped."""
+    y0 = _round_shift((v - s0) * m0, h0) + d0
+    y1 = _round_shift((v - s1) * m1, h1) + d1
+    return y1 if v > s1 else y0
+
+
+@njit(cache=True, inline="always")
+def _clamp(y):
     return 0 if y < 0 else (255 if y > 255 else y)
+
+
+@njit(cache=True, inline="always")
+def _bn_act(acc, m, sh, ad, start, amul, ashift, aadd, ordered):
+    v = _bn(acc, m, sh, ad)
+    if ordered and v <= start[2]:
+        return _clamp(_act01(v, start[0], start[1], amul[0], amul[1], ashift[0], ashift[1], aadd[0], aadd[1]))
+    seg = _segment(v, start, ordered)
+    return _clamp(_round_shift((v - start[seg]) * amul[seg], ashift[seg]) + aadd[seg])
 
 
 @njit(cache=True, parallel=True)
@@ -90,15 +105,12 @@ def _bn_act_vec(a, mul, shift, add, start, amul, ashift, aadd, ordered, out):
     m0, m1, h0, h1, d0, d1 = amul[0], amul[1], ashift[0], ashift[1], aadd[0], aadd[1]
     far = 0
     for i in range(c):
-        v = ((a[i] * mul[i]) >> shift[i]) + add[i]
-        y0 = _round_shift((v - s0) * m0, h0) + d0
-        y1 = _round_shift((v - s1) * m1, h1) + d1
-        y = y1 if v > s1 else y0
-        out[i] = 0 if y < 0 else (255 if y > 255 else y)
+        v = _bn(a[i], mul[i], shift[i], add[i])
+        out[i] = _clamp(_act01(v, s0, s1, m0, m1, h0, h1, d0, d1))
         far += v > s2
     if far:
         for i in range(c):
-            if ((a[i] * mul[i]) >> shift[i]) + add[i] > s2:
+            if _bn(a[i], mul[i], shift[i], add[i]) > s2:
                 out[i] = _bn_act(a[i], mul[i], shift[i], add[i], start, amul, ashift, aadd, ordered)
 
 

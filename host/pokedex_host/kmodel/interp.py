@@ -186,15 +186,8 @@ class Interpreter:
         m = self.model
         n = len(images)
         main = np.zeros((n, m.main_mem_usage + 8), np.uint8)  # + the DMA's rounding up to 8 bytes
-        ram = np.zeros((n, K.KPU_RAM_BYTES), np.uint8)
+        ram = _Sram(n)
         out_trace: list = []
-        # convolution outputs still intact in SRAM, {(KPU line, (w, h, c)): channels-last map}: a
-        # convolution reading exactly one of them takes it from here (the same bytes; every SRAM
-        # write drops the maps it overlaps)
-        self._maps: dict = {}
-        # convolution outputs not yet stored in SRAM, in order: stored (by _sram) only when
-        # something reads SRAM other than through _maps -- in a chain of convolutions, never
-        self._pending: list = []
         first = m.layers[0]
         if first.type == LayerType.K210_CONV:
             cv = self._convs[0]
@@ -204,7 +197,7 @@ class Interpreter:
                                                            f"width) image, got {images.dtype} {images.shape[1:]}",
                                         self.path)
             try:
-                K.upload(ram, cv.src, images, "input")
+                ram.write(cv.src, images, "input")
             except K.KPURangeError as e:
                 self._fail(first, str(e))
         else:
@@ -245,40 +238,20 @@ class Interpreter:
         x = np.ascontiguousarray(x, dtype="<f4").reshape(len(main), -1)
         self._write(lay, main, addr, x.view(np.uint8), what)
 
-    def _forget(self, line: int, whc: tuple[int, int, int]) -> None:
-        """Drop the kept maps that a write of a (w, h, c) map at KPU ``line`` overlaps."""
-        lo = line * K.LINE
-        hi = lo + K.map_bytes(*whc)
-        for key in [k for k in self._maps if k[0] * K.LINE < hi and lo < k[0] * K.LINE + K.map_bytes(*k[1])]:
-            del self._maps[key]
-
-    def _sram(self, ram: np.ndarray) -> np.ndarray:
-        """``ram`` with every pending convolution output stored, in layer order."""
-        for addr, y, what in self._pending:
-            K.upload(ram, addr, y, what)
-        self._pending.clear()
-        return ram
-
     def _body_extra(self, lay: Layer, start: int, size: int, what: str) -> bytes:
         if start + size > lay.body_size:
             self._fail(lay, f"{what} needs {start + size} B of body, the body is {lay.body_size} B")
         o = lay.body_offset + start
         return self.data[o:o + size]
 
-    # -- layers: one handler per v3 layer type (_HANDLERS below), each (self, layer, fields, main, ram)
+    # -- layers: one handler per v3 layer type (_HANDLERS below), each (self, layer, fields, main,
+    # ram: the run's _Sram)
     def _k210_conv(self, lay, f, main, ram):
         cv = self._convs[lay.index]
-        w, h, c = cv.in_shape
-        x = self._maps.get((cv.src, cv.in_shape))  # written by an earlier convolution, kept channels last
-        if x is None:
-            x = K.to_nhwc(K.download(self._sram(ram), cv.src, w, h, c, f"layer {lay.index} input"))
+        x = ram.read_hwc(cv.src, cv.in_shape, f"layer {lay.index} input")
         y_hwc = K.conv_layer_nhwc(cv.kernel, x)
+        ram.write_hwc(cv.dst, y_hwc, f"layer {lay.index} output")
         y = y_hwc.transpose(0, 3, 1, 2)
-        what = f"layer {lay.index} output"
-        K.check_map(cv.dst, *cv.out_shape, what)
-        self._pending.append((cv.dst, y, what))
-        self._forget(cv.dst, cv.out_shape)
-        self._maps[(cv.dst, cv.out_shape)] = y_hwc
         if cv.main_out is not None:
             self._write(lay, main, cv.main_out, y, "main-memory output")
         return y
@@ -413,10 +386,9 @@ class Interpreter:
         if not ch:
             self._fail(lay, "0 channels")
         x = self._read(lay, main, f["in"], ch)
-        self._forget(f["kpu_out"], (4, 4, ch))
-        fm = K.download(self._sram(ram), f["kpu_out"], 4, 4, ch, f"layer {lay.index} output")
+        fm = ram.read(f["kpu_out"], (4, 4, ch), f"layer {lay.index} output")
         fm[:, :, 0, 0] = x  # only pixel (0, 0) of each 4x4 map is written, as kpu.c does
-        K.upload(ram, f["kpu_out"], fm)
+        ram.write(f["kpu_out"], fm, f"layer {lay.index} output")
         return fm
 
     # -- the layers kpu.c runs that nncase 1.9's glue does not use (Kendryte's own v3 files may)
@@ -523,9 +495,57 @@ class Interpreter:
         if not (w and h and c):
             self._fail(lay, f"empty {w}x{h}x{c} map")
         x = self._read(lay, main, f["in"], w * h * c).reshape(-1, c, h, w)
-        self._forget(f["kpu_out"], (w, h, c))
-        K.upload(self._sram(ram), f["kpu_out"], x, f"layer {lay.index} output")
+        ram.write(f["kpu_out"], x, f"layer {lay.index} output")
         return x
+
+
+class _Sram:
+    """The 2 MiB KPU SRAM of a batch of N images for one run, written lazily.
+
+    A convolution's output is kept channels last (``write_hwc``) and stored into the SRAM image
+    only when something reads SRAM other than a convolution reading exactly that map
+    (``read_hwc``: same KPU line and shape, not overwritten since) -- in a chain of convolutions,
+    never. Every write is bounds-checked when it happens, and reads see every earlier write."""
+
+    def __init__(self, n: int):
+        self.ram = np.zeros((n, K.KPU_RAM_BYTES), np.uint8)
+        self.kept: dict = {}  # {(KPU line, (w, h, c)): (N, h, w, c) map} still intact in SRAM
+        self.pending: list = []  # (line, (N, c, h, w) map, what) not stored yet, in write order
+
+    def _drop(self, line: int, whc: tuple[int, int, int]) -> None:
+        """Forget the kept maps that a write of a (w, h, c) map at KPU ``line`` overlaps."""
+        lo, hi = line * K.LINE, line * K.LINE + K.map_bytes(*whc)
+        for key in [k for k in self.kept if k[0] * K.LINE < hi and lo < k[0] * K.LINE + K.map_bytes(*k[1])]:
+            del self.kept[key]
+
+    def _stored(self) -> np.ndarray:
+        for line, y, what in self.pending:
+            K.upload(self.ram, line, y, what)
+        self.pending.clear()
+        return self.ram
+
+    def read(self, line: int, whc: tuple[int, int, int], what: str) -> np.ndarray:
+        """The (N, c, h, w) u8 map stored at ``line``."""
+        return K.download(self._stored(), line, *whc, what)
+
+    def read_hwc(self, line: int, whc: tuple[int, int, int], what: str) -> np.ndarray:
+        """The same map channels last, (N, h, w, c)."""
+        x = self.kept.get((line, whc))
+        return x if x is not None else K.to_nhwc(self.read(line, whc, what))
+
+    def write(self, line: int, fmap: np.ndarray, what: str) -> None:
+        """Store (N, c, h, w) u8 maps at ``line`` now."""
+        n, c, h, w = fmap.shape
+        self._drop(line, (w, h, c))
+        K.upload(self._stored(), line, fmap, what)
+
+    def write_hwc(self, line: int, y: np.ndarray, what: str) -> None:
+        """Write (N, h, w, c) u8 maps at ``line``, stored when first needed."""
+        n, h, w, c = y.shape
+        K.check_map(line, w, h, c, what)
+        self._drop(line, (w, h, c))
+        self.pending.append((line, y.transpose(0, 3, 1, 2), what))
+        self.kept[(line, (w, h, c))] = y
 
 
 # v3 layer types the reader knows but kpu.c's ai_step does not run (docs/kpu-c-reading.md)
