@@ -75,6 +75,7 @@ def run():
     weight = cfg.get("smoothing", 0.6)
     k = min(cfg.get("topk", 3), 5)
     card_cfg = cfg.get("card")
+    mirror = cfg.get("mirror", False)  # also classify the crop's mirror image, average the logits
     probs = [0.0] * n
     avg = [0.0] * n if weight > 0 else None
     frame = 0
@@ -96,9 +97,14 @@ def run():
         else:
             box = (0, 0, fw, fh)
             x = img.resize(in_w, in_h) if resize else img
+        mirrored = None
         x.pix_to_ai()
         try:
             logits = kpu.run(x)
+            if mirror and x is not img:  # the crop's mirror image too (never the frame the LCD shows)
+                x.replace(x, hmirror=True)
+                x.pix_to_ai()
+                mirrored = kpu.run(x)
         except Exception as e:
             img.draw_string(4, 4, "KPU error", color=RED, scale=2)
             lcd.display(img)
@@ -107,7 +113,7 @@ def run():
         if len(logits) < n:
             show_error("model gave %d outputs, config says %d" % (len(logits), n))
             return
-        inv = 1.0 / pk_app.exp_into(logits, probs)  # softmax = probs[i] * inv
+        inv = 1.0 / pk_app.exp_into(logits, probs, mirrored)  # softmax = probs[i] * inv
         if weight > 0:
             pk_app.smooth_into(avg, probs, inv, 0.0 if frame == 0 else weight)
             top = pk_app.topk(avg, k)

@@ -111,16 +111,29 @@ class KPUAdapter:
         gc.collect()
 
 
-def exp_into(logits, out):
+def exp_into(logits, out, other=None):
     """exp(logit - max) of the first len(out) logits into the list ``out`` (no allocation per
     frame); returns their sum, so out[i] / sum is the softmax. One interpreted loop: the maximum
-    runs in C (the builtin), and the division is left to whoever reads the values."""
+    runs in C (the builtin), and the division is left to whoever reads the values.
+
+    With ``other`` (the logits of the mirrored crop) the exponent is the mean of the two logits,
+    shifted by the mean of the two maxima (never below the mean's maximum, so nothing overflows)."""
     n = len(out)
-    m = max(logits) if len(logits) == n else max(logits[:n])
     exp = math.exp
     total = 0.0
+    if other is None:
+        m = max(logits) if len(logits) == n else max(logits[:n])
+        for i in range(n):
+            e = exp(logits[i] - m)
+            out[i] = e
+            total += e
+        return total
+    if len(logits) == n:
+        m = max(logits) + max(other)
+    else:
+        m = max(logits[:n]) + max(other[:n])
     for i in range(n):
-        e = exp(logits[i] - m)
+        e = exp(0.5 * (logits[i] + other[i] - m))
         out[i] = e
         total += e
     return total

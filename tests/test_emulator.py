@@ -375,3 +375,25 @@ def test_the_app_s_softmax_smoothing_and_top_k():
         assert [t[0] for t in top] == list(np.argsort(-want)[:3])
     assert app.topk(avg, 1)[0][0] == 3  # frame 3 alone says class 2: the average still says class 3
     assert app.exp_into(frames[0] + [99.0], probs) == pytest.approx(float(np.exp(np.array(frames[0]) - 4).sum()))
+
+
+def test_the_app_averages_the_mirror_image_s_logits():
+    """exp_into with the mirrored crop's logits: the softmax of the mean logits, and no overflow
+    when the two maxima are far apart (the shift is the mean of the maxima, not either one)."""
+    import importlib.util
+
+    from pokedex_host.paths import firmware_dir
+
+    spec = importlib.util.spec_from_file_location("pk_app_mirror", firmware_dir() / "pk_app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    a, b = [4.0, 1.0, 0.0, 3.5, 9.0], [0.0, 3.0, 0.0, 4.2, -9.0]
+    probs = [0.0] * 4  # the model has one output more than the labels: it is ignored
+    inv = 1.0 / app.exp_into(a, probs, b)
+    mean = (np.array(a[:4]) + np.array(b[:4])) / 2
+    want = np.exp(mean - mean.max())
+    assert np.allclose(np.array(probs) * inv, want / want.sum())
+    assert int(np.argmax(probs)) == 3 and int(np.argmax(a[:4])) == 0  # the average changed the answer
+    big = [700.0, 0.0, 0.0, 0.0]
+    inv = 1.0 / app.exp_into(big, probs, [0.0, 0.0, 0.0, 700.0])
+    assert np.allclose(np.array(probs) * inv, [0.5, 0.0, 0.0, 0.5])

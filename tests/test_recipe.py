@@ -73,7 +73,7 @@ def _tiny(tmp_path: Path) -> Path:
     rec = tmp_path / "tiny.toml"
     rec.write_text(f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
                    "[teacher]\ninput = 32\nepochs = 1\nbatch = 8\n"
-                   "[student]\ninput = 32\nwidth = 0.25\nepochs = 2\nbatch = 8\n")
+                   "[student]\ninput = 32\nwidth = 0.25\nepochs = 2\nbatch = 8\nkd_card_input = 40\nkd_flip = \"cards\"\n")
     return rec
 
 
@@ -101,11 +101,39 @@ def test_teacher_fine_tune_and_online_distillation_on_generated_data(tmp_path):
     assert not any("teacher epoch" in m for m in logs)
 
 
+def test_the_teacher_sees_card_views_enlarged_and_mirrored():
+    """teacher_view_logits: sprites at the teacher's size, card views at kd_card_input, each
+    averaged with its mirror image where kd_flip says, every row back in its place."""
+    from pokedex_host.train.recipe import teacher_view_logits
+
+    class Probe(torch.nn.Module):  # logits: [input size, left half minus right half, row id]
+        def forward(self, x):
+            w = x.shape[-1]
+            lr = x[:, 0, :, : w // 2].mean((1, 2)) - x[:, 0, :, w // 2:].mean((1, 2))
+            return torch.stack([torch.full((len(x),), float(w)), lr, x[:, 1, 0, 0]], 1)
+
+    xb = torch.zeros(5, 3, 32, 32)
+    xb[:, 0, :, :16] = 1.0  # left half bright: in the mirror image the right half is
+    xb[:, 1] = torch.arange(5.0)[:, None, None]
+    cam = torch.tensor([True, False, True, False, False])
+    for flip, sprite_mirrored, card_mirrored in (("none", False, False), ("cards", False, True), ("all", True, True)):
+        out = teacher_view_logits(Probe(), xb, cam, 32, 48, flip)
+        assert out[:, 0].tolist() == [48.0, 32.0, 48.0, 32.0, 32.0]
+        assert torch.allclose(out[:, 2], torch.arange(5.0))
+        for rows, mirrored in ((~cam, sprite_mirrored), (cam, card_mirrored)):
+            lr = out[rows, 1]  # averaged with the mirror image: left and right even out
+            assert bool((lr.abs() < 1e-6).all()) if mirrored else bool((lr > 0.5).all())
+    assert teacher_view_logits(Probe(), xb, cam, 32, 0, "none")[:, 0].tolist() == [32.0] * 5
+
+
 def test_recipe_cli_and_bad_recipe(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[teacher]\nepochz = 3\n")
     r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "bad.toml" in r.output and "epochz" in r.output
+    bad.write_text('[student]\nkd_flip = "both"\n')
+    r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "bad.toml" in r.output and "kd_flip" in r.output and "cards" in r.output
     r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(_tiny(tmp_path)), "--out", str(tmp_path / "o"),
                                   "--data", str(tmp_path / "nowhere")])
     assert r.exit_code == 1 and "nowhere" in r.output and "data process" in r.output
@@ -186,6 +214,7 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert "| v0 kmodel v3 | 55.1 % |" in card and "bit for bit on 16 of the 16 images the simulator ran" in card
     assert "## Accuracy (v0 beside v1, same images)" in card and "MaixPy's own runtime" in card
     assert "#0025 Pikachu → #0026 Raichu: 3" in card and "2,810,924 B" in card and "fits" in card
+    assert "- the teacher's view of each batch: sprites at its own input, card crops at its own input;" in card
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():

@@ -21,6 +21,10 @@ CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "asp
 # wrong one on 6.4 % (84 % of named answers right); 0.5 gives 23.1 % and 3.1 % (88 %)
 APP_THRESHOLD = 0.3
 
+# the app also classifies the mirror image of the crop and averages the two logit vectors (a second
+# KPU run per frame; docs/card-in-frame.md has what it buys on the card-frame benchmark and costs)
+APP_MIRROR = True
+
 
 def card_config(board: Board, locate: bool = True) -> dict | None:
     """The ``card`` section of pokedex.json: where the art window is on a card, how to find one,
@@ -35,7 +39,7 @@ def card_config(board: Board, locate: bool = True) -> dict | None:
 
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
                 threshold: float = APP_THRESHOLD, smoothing: float = 0.6, topk: int = 3, uart: dict | None = None,
-                locate_card: bool = True, model_size: int | None = None) -> dict:
+                locate_card: bool = True, model_size: int | None = None, mirror: bool = APP_MIRROR) -> dict:
     from .families import app_family
 
     api = app_family(board.firmware.family, board.name).api
@@ -58,6 +62,7 @@ def make_config(board: Board, *, input_size: int, outputs: int, model: str | int
         "camera": {"framesize": board.camera.framesize, "window": window,
                    "resize": window != [input_size, input_size], "hmirror": False, "vflip": False},
         "threshold": threshold,
+        "mirror": mirror,
         "smoothing": smoothing,
         "topk": topk,
         "uart": uart or {"baud": board.firmware.uart_baud, "tx": None, "rx": None},

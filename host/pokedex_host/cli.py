@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .boardconfig import APP_THRESHOLD
+from .boardconfig import APP_MIRROR, APP_THRESHOLD
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
 from .toolchain.client import CALIBRATE_METHODS
@@ -521,7 +521,9 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
 @click.option("--count", type=click.IntRange(1, 1_000_000), help="Frames to use (spread over the set).")
 @click.option("--threshold", type=float, default=APP_THRESHOLD, show_default=True, help="The app's confidence threshold.")
 @click.option("--rect-threshold", type=int, help="Override the locator's find_rects threshold (sensitivity checks).")
-def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold):
+@click.option("--mirror/--no-mirror", default=APP_MIRROR, show_default=True,
+              help="Classify the crop and its mirror image and average them (two KPU runs per frame).")
+def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold, mirror):
     """The camera app end to end on card frames in the emulator: card found, top-1, no-card
     frames, and an estimate of the time per frame on a K210."""
     from .emulator.bench_cards import bench_cards
@@ -529,9 +531,9 @@ def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshol
     from .boards import get_board
 
     b = get_board(board)
-    over = None
+    over = {"mirror": mirror}
     if rect_threshold is not None:
-        over = {"card": {**card_config(b), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}}
+        over["card"] = {**card_config(b), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}
     with _stoppable("stopped; the emulated board has been shut down", "run it again"):
         bench_cards(b, kmodel, set_dir, out, threshold=threshold, count=count, config_overrides=over, log=_log)
 

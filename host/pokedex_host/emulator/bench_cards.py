@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..boardconfig import APP_THRESHOLD
+from ..boardconfig import APP_MIRROR, APP_THRESHOLD
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -135,14 +135,17 @@ MICROPYTHON_S_PER_LOOP = 6e-6  # one simple `for` iteration with a float operati
 
 
 def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale: int = 2, mask_scale: int = 2,
-                        strip: int = 4, crop: int = 128, smoothing: bool = True, colour_looks: int = 2) -> dict:
+                        strip: int = 4, crop: int = 128, smoothing: bool = True, colour_looks: int = 2,
+                       mirror: bool = False) -> dict:
     """Milliseconds per frame for each stage of the card app (firmware/main.py + pk_card.py) on a
     K210 at 400 MHz: an estimate from pixel counts and published speeds, not a measurement.
 
     ``total`` is a frame whose card the edge or the desk-mask look finds (most frames); the
     colour-only looks run only when both find nothing, and ``worst_total`` adds all of them. The
     per-output work is counted in interpreted loops over the outputs: the exponentials, the
-    top-k scan, and the smoothing when it is on (the app's default; the benchmark turns it off)."""
+    top-k scan, and the smoothing when it is on (the app's default; the benchmark turns it off).
+    With ``mirror`` the crop is mirrored in place, converted again and run through the KPU a
+    second time, and averaging the two logit vectors is counted as one more loop."""
     fw, fh = frame
     small = (fw // scale) * (fh // scale)
     mask = small // (mask_scale * mask_scale)
@@ -160,7 +163,10 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
         "mask pass: find_rects": t(mask, "find_rects"),
         "crop + resize + pix_to_ai": t(crop * crop, "resize") + t(crop * crop, "pix_to_ai"),
         "KPU": 1e3 * macs / (KPU_GMAC_PER_S * 1e9) if macs else float("nan"),
-        "softmax + smoothing + top-k (MicroPython)": 1e3 * outputs * (3 if smoothing else 2) * MICROPYTHON_S_PER_LOOP,
+        "mirror + pix_to_ai + KPU again": (t(crop * crop, "copy") + t(crop * crop, "pix_to_ai")
+                                           + (1e3 * macs / (KPU_GMAC_PER_S * 1e9) if macs else float("nan"))) if mirror else 0.0,
+        "softmax + smoothing + top-k (MicroPython)": 1e3 * outputs * ((3 if smoothing else 2) + (1 if mirror else 0))
+        * MICROPYTHON_S_PER_LOOP,
         "LCD": t(fw * fh, "lcd"),
     }
     look = t(mask, "copy") + t(strips, "statistics") + t(mask, "binary") + t(mask, "find_rects")
@@ -201,8 +207,9 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
 
     art = BuildArtifact.find(Path(kmodel))
     outputs = len(art.classes) if art is not None and art.classes else 1025
-    est = board_time_estimate(model_macs(Path(kmodel)), outputs)
-    report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold,
+    mirror = (config_overrides or {}).get("mirror", APP_MIRROR)
+    est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror)
+    report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold, "mirror": mirror,
               **metrics, "board_ms_estimate": est}
     atomic_write_text(out / "cards.json", json.dumps(report, indent=2))
     atomic_write_text(out / "frames.jsonl", "".join(json.dumps(r.__dict__) + "\n" for r in per_frame))

@@ -273,6 +273,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
+        _teacher_view(r.student),
         f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per training image),"
         " the rest sprites with crop/flip/colour jitter;",
         f"- build: calibration on {o.calibration_count} card crops of the validation split (activation ranges by "
@@ -293,6 +294,13 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
     lines += ["", "Data: the shared sprite/artwork set (docs/data.md); no 3D renders in the style of Pokémon HOME",
               "or Scarlet/Violet were ingested or trained on (they are reserved for evaluation).", ""]
     return "\n".join(lines)
+
+
+def _teacher_view(s) -> str:
+    cards = f"card crops at {s.kd_card_input} px" if s.kd_card_input else "card crops at its own input"
+    mirror = {"none": "", "cards": ", card crops averaged with their mirror image",
+              "all": ", every image averaged with its mirror image"}[s.kd_flip]
+    return f"- the teacher's view of each batch: sprites at its own input, {cards}{mirror};"
 
 
 def _mean(rows: list[dict], k: str) -> float:

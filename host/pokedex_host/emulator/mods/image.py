@@ -239,6 +239,22 @@ class Image:
         self._a = _np.asarray(im).copy()
         return self
 
+    def replace(self, image=None, hmirror=False, vflip=False, transpose=False, mask=None):
+        """In place: this image's pixels become ``image``'s (None = itself), mirrored left-right
+        with ``hmirror``, upside down with ``vflip``, rows and columns swapped with ``transpose``
+        (py_image_replace / imlib_replace: the source is copied first when it is this image).
+        The pix_ai buffer is not touched: call pix_to_ai() again before the KPU reads it. A colour
+        in place of the image and ``mask`` are not emulated (they raise)."""
+        if mask is not None or (image is not None and not isinstance(image, Image)):
+            raise NotImplementedError("emulator: replace() takes an image (or none): colours and mask= are not emulated")
+        src = self._a if image is None else image._a
+        if src.shape != self._a.shape:
+            raise OSError("Images not equal!")  # imlib_image_operation -> fs_not_equal (same w, h, bpp)
+        out = src[:, ::-1] if hmirror else src
+        out = out[::-1] if vflip else out
+        self._a = _np.ascontiguousarray(out.transpose(1, 0, 2) if transpose else out).copy()
+        return self
+
     def pix_to_ai(self):
         """Fills the planar RGB888 buffer the KPU reads; returns None (py_image_pix_to_ai). For an
         image the firmware made, the buffer is (w rounded up to 64) x h x 3 bytes of GC heap."""
