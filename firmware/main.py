@@ -102,9 +102,14 @@ def run():
         try:
             logits = kpu.run(x)
             if mirror and x is not img:  # the crop's mirror image too (never the frame the LCD shows)
-                x.replace(x, hmirror=True)
-                x.pix_to_ai()
-                mirrored = kpu.run(x)
+                try:
+                    x.replace(x, hmirror=True)
+                except (AttributeError, TypeError, NotImplementedError) as e:  # no replace(hmirror=)
+                    print("pokedex: no mirror image (%s): one KPU run per frame" % e)
+                    mirror = False
+                else:
+                    x.pix_to_ai()
+                    mirrored = kpu.run(x)
         except Exception as e:
             img.draw_string(4, 4, "KPU error", color=RED, scale=2)
             lcd.display(img)

@@ -30,3 +30,30 @@ def test_eval_compares_float_onnx_and_kmodel(tmp_path, toolchain_ready):
     assert f"| `{tmp_path.name}/m.pt` |" in md and "out/model.kmodel" in md
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["models"][2]["images_per_s"] > 0
     assert (tmp_path / "ev" / "confusion_2_model_kmodel.png").exists()
+
+
+def test_eval_with_the_mirror_image_averages_the_logits(tmp_path):
+    """eval --mirror: each model a second time, logits averaged with those of the mirrored images."""
+    import numpy as np
+    import torch
+
+    from pokedex_host.evaluate import _images
+    from pokedex_host.models import create_model
+    from pokedex_host.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(2)
+    model = create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025).eval()
+    ck = save_checkpoint(tmp_path / "m.pt", model, "kpu_mobilenet_v1", list(range(1, 1026)))
+    data = make_dataset(tmp_path / "test", species=4, per_species=4, size=32)
+    res = evaluate([ck], data, tmp_path / "ev", mirror=True, log=lambda m: None)
+    assert [m["model"] for m in res["models"]] == [str(ck), f"{ck} + mirror"]
+    assert res["models"][1]["kind"] == "float (torch), averaged with the mirror image"
+    x, _, _ = _images(data, 32, None)
+    with torch.no_grad():
+        a = model(torch.from_numpy(x).float() / 255)
+        b = model(torch.from_numpy(np.ascontiguousarray(x[..., ::-1])).float() / 255)
+    want = ((a + b) / 2).argmax(1) + 1
+    assert res["models"][1]["predictions"] == want.tolist()
+    assert res["models"][0]["predictions"] == (a.argmax(1) + 1).tolist() != want.tolist()  # the mirror mattered
+    assert "m.pt + mirror" in (tmp_path / "ev" / "eval.md").read_text()
+    assert (tmp_path / "ev" / "confusion_1_m_mirror_pt.png").exists()

@@ -562,12 +562,14 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="A split: per-species <dex>/ folders.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--count", type=click.IntRange(1, 10**7), help="Images (round-robin over species).")
-def eval_cmd(models, data, out, count):
+@click.option("--mirror", is_flag=True,
+              help="Also each model with its logits averaged over the image and its mirror image (the camera app's mirror).")
+def eval_cmd(models, data, out, count, mirror):
     """Top-1/top-5, per-class accuracy, confusion and host speed of checkpoints, ONNX files and
     kmodels (simulated), side by side on the same images."""
     from .evaluate import evaluate
 
-    evaluate(list(models), data, out, count=count, log=_log)
+    evaluate(list(models), data, out, count=count, mirror=mirror, log=_log)
     click.echo(f"wrote {out}/eval.md")
 
 

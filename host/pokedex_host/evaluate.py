@@ -114,7 +114,10 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
                     time.time() - t)
 
 
-def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None, log=print) -> dict:
+def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None, mirror: bool = False,
+             log=print) -> dict:
+    """Each model on the same images; with ``mirror`` each also a second time with its logits
+    averaged with those of the mirrored images (what the camera app does with ``mirror`` on)."""
     size = _model_size(Path(models[0]))
     for m in models[1:]:
         if _model_size(Path(m)) != size:
@@ -127,8 +130,16 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
 
     styles = styles_for(files)
     results = {"images": len(labels), "species": len(set(labels)), "models": []}
-    for n, mp in enumerate(models):
+    runs = []
+    for mp in models:
         r = run_model(Path(mp), x)
+        runs.append((str(mp), Path(mp).stem, r))
+        if mirror:
+            m = run_model(Path(mp), np.ascontiguousarray(x[..., ::-1]))
+            runs.append((f"{mp} + mirror", f"{Path(mp).stem}_mirror",
+                         ModelRun(f"{r.name} + mirror", f"{r.kind}, averaged with the mirror image", r.classes,
+                                  (r.logits.astype(np.float64) + m.logits) / 2, r.seconds + m.seconds)))
+    for n, (name, stem, r) in enumerate(runs):
         cls = np.array(r.classes)
         ranks = cls[np.argsort(-r.logits, axis=1)[:, :5]]
         top1 = float(np.mean(ranks[:, 0] == y) * 100)
@@ -143,7 +154,7 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
         by_gen: dict[int, list[bool]] = {}
         for lab, h in zip(labels, hit):
             by_gen.setdefault(generation(lab), []).append(bool(h))
-        entry = {"model": str(mp), "kind": r.kind, "top1": top1, "top5": top5,
+        entry = {"model": name, "kind": r.kind, "top1": top1, "top5": top5,
                  "by_generation": {str(g): {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for g, v in sorted(by_gen.items())},
                  "images_per_s": len(labels) / max(r.seconds, 1e-9),
                  "per_class_top1": {str(k): 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
@@ -156,7 +167,7 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
             entry["by_style"] = {k: {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for k, v in sorted(by_style.items())}
         results["models"].append(entry)
         log(f"  {r.name}: {r.kind}: top-1 {top1:.2f} %, top-5 {top5:.2f} % ({entry['images_per_s']:.1f} img/s)")
-        _confusion_png(out / f"confusion_{n}_{Path(mp).stem}_{Path(mp).suffix[1:]}.png", labels,
+        _confusion_png(out / f"confusion_{n}_{stem}_{Path(name.split(' + ')[0]).suffix[1:]}.png", labels,
                        [int(p) for p in ranks[:, 0]])
     if len(models) > 1:
         base = results["models"][0]["predictions"]
