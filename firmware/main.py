@@ -104,7 +104,7 @@ def run():
             if mirror and x is not img:  # the crop's mirror image too (never the frame the LCD shows)
                 try:
                     x.replace(x, hmirror=True)
-                except (AttributeError, TypeError, NotImplementedError) as e:  # no replace(hmirror=)
+                except Exception as e:  # no replace(hmirror=), or no memory for its copy
                     print("pokedex: no mirror image (%s): one KPU run per frame" % e)
                     mirror = False
                 else:

@@ -116,8 +116,9 @@ def exp_into(logits, out, other=None):
     frame); returns their sum, so out[i] / sum is the softmax. One interpreted loop: the maximum
     runs in C (the builtin), and the division is left to whoever reads the values.
 
-    With ``other`` (the logits of the mirrored crop) the exponent is the mean of the two logits,
-    shifted by the mean of the two maxima (never below the mean's maximum, so nothing overflows)."""
+    With ``other`` (the logits of the mirrored crop) the exponent is the mean of the two logits
+    less the mean's maximum (a second loop: the board's single-precision exp is 0 below about
+    -104, so shifting by anything larger could leave every term 0)."""
     n = len(out)
     exp = math.exp
     total = 0.0
@@ -128,12 +129,11 @@ def exp_into(logits, out, other=None):
             out[i] = e
             total += e
         return total
-    if len(logits) == n:
-        m = max(logits) + max(other)
-    else:
-        m = max(logits[:n]) + max(other[:n])
     for i in range(n):
-        e = exp(0.5 * (logits[i] + other[i] - m))
+        out[i] = logits[i] + other[i]
+    m = max(out)
+    for i in range(n):
+        e = exp(0.5 * (out[i] - m))
         out[i] = e
         total += e
     return total

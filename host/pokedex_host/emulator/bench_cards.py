@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..boardconfig import APP_MIRROR, APP_THRESHOLD
+from ..boardconfig import APP_THRESHOLD
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -207,7 +207,9 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
 
     art = BuildArtifact.find(Path(kmodel))
     outputs = len(art.classes) if art is not None and art.classes else 1025
-    mirror = (config_overrides or {}).get("mirror", APP_MIRROR)
+    # the mirror as the app ran it: two KPU runs per frame (the emulator logs each)
+    events = (out / "emulator" / "events.jsonl").read_text().splitlines()
+    mirror = sum('"kpu_run"' in e for e in events) >= 2 * len(truth)
     est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror)
     report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold, "mirror": mirror,
               **metrics, "board_ms_estimate": est}

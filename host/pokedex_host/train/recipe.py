@@ -90,7 +90,7 @@ class DistillConfig:
     def __post_init__(self):
         if self.kd_flip not in KD_FLIP:
             raise PokedexError(f"student.kd_flip = {self.kd_flip!r}", f"use one of {', '.join(KD_FLIP)}")
-        if self.kd_card_input < 0:
+        if not isinstance(self.kd_card_input, int) or self.kd_card_input < 0:
             raise PokedexError(f"student.kd_card_input = {self.kd_card_input}", "use 0 (the teacher's input) or a size in px")
 
 
@@ -231,7 +231,7 @@ def teacher_view_logits(teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor,
     """The teacher's logits for a mixed batch: sprites at the teacher's ``size``, card views at
     ``card_size`` (bilinear; 0 = ``size``), each averaged with its mirror image where ``flip``
     says ("cards" or "all"). On validation card crops release v4's teacher gains 3 pp from 160 px
-    and 3 more from the mirror (docs/training.md)."""
+    and 3 more from the mirror (docs/training.md, release v5)."""
     out = None
     for mask, s, mirror in ((~cam, size, flip == "all"), (cam, card_size or size, flip != "none")):
         if not bool(mask.any()):
