@@ -463,7 +463,7 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
 @click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
 @click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)
 @click.option("--smoothing", type=float, default=0.6, show_default=True)
-@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--threshold", type=float, default=APP_THRESHOLD, show_default=True, help="The app's confidence threshold.")
 @click.option("--timeout", type=float, help="Stop the emulated board after this many seconds.")
 def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold, timeout):
     """Run firmware/ unmodified on an emulated board: camera frames from a folder, the KPU in the
