@@ -11,7 +11,7 @@ from . import __version__
 from .boardconfig import APP_MIRROR, APP_THRESHOLD
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
-from .toolchain.client import CALIBRATE_METHODS
+from .toolchain.client import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD
 
 
 class _Group(click.Group):
@@ -144,7 +144,7 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
         calibration_count=calibration_count, verify_count=verify_count, workers=workers, max_loss=max_loss,
         threshold=threshold, format=fmt, input_size=input_size, input_range01=(input_range == "0-1"),
         classes=classes, verify_data=verify_data, simulate_count=simulate_count, verify_full=verify_full,
-        **({"calibrate_method": calibrate_method} if calibrate_method else {})), log=_log)
+        calibrate_method=calibrate_method or DEFAULT_CALIBRATE_METHOD), log=_log)
     if res.warnings:
         click.secho(f"done with {len(res.warnings)} warning(s): see {res.out}/report.md", fg="yellow", err=True)
 

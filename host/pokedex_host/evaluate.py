@@ -130,16 +130,19 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
 
     styles = styles_for(files)
     results = {"images": len(labels), "species": len(set(labels)), "models": []}
-    runs = []
+    runs = []  # (row name, model path, tag of its confusion PNG, ModelRun)
     for mp in models:
-        r = run_model(Path(mp), x)
-        runs.append((str(mp), Path(mp).stem, r))
-        if mirror:
-            m = run_model(Path(mp), np.ascontiguousarray(x[..., ::-1]))
-            runs.append((f"{mp} + mirror", f"{Path(mp).stem}_mirror",
-                         ModelRun(f"{r.name} + mirror", f"{r.kind}, averaged with the mirror image", r.classes,
-                                  (r.logits.astype(np.float64) + m.logits) / 2, r.seconds + m.seconds)))
-    for n, (name, stem, r) in enumerate(runs):
+        if not mirror:
+            runs.append((str(mp), Path(mp), "", run_model(Path(mp), x)))
+            continue
+        # the images and their mirror images in one pass (one model load); each look costs half
+        both = run_model(Path(mp), np.concatenate([x, x[..., ::-1]]))
+        a, b = both.logits[:len(x)], both.logits[len(x):]
+        runs.append((str(mp), Path(mp), "", ModelRun(both.name, both.kind, both.classes, a, both.seconds / 2)))
+        runs.append((f"{mp} + mirror", Path(mp), "_mirror",
+                     ModelRun(f"{both.name} + mirror", f"{both.kind}, averaged with the mirror image", both.classes,
+                              (a.astype(np.float64) + b) / 2, both.seconds)))
+    for n, (name, path, tag, r) in enumerate(runs):
         cls = np.array(r.classes)
         ranks = cls[np.argsort(-r.logits, axis=1)[:, :5]]
         top1 = float(np.mean(ranks[:, 0] == y) * 100)
@@ -167,7 +170,7 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
             entry["by_style"] = {k: {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for k, v in sorted(by_style.items())}
         results["models"].append(entry)
         log(f"  {r.name}: {r.kind}: top-1 {top1:.2f} %, top-5 {top5:.2f} % ({entry['images_per_s']:.1f} img/s)")
-        _confusion_png(out / f"confusion_{n}_{stem}_{Path(name.split(' + ')[0]).suffix[1:]}.png", labels,
+        _confusion_png(out / f"confusion_{n}_{path.stem}{tag}_{path.suffix[1:]}.png", labels,
                        [int(p) for p in ranks[:, 0]])
     if len(models) > 1:
         base = results["models"][0]["predictions"]

@@ -26,7 +26,7 @@ from .lint import LintReport, compare_with_compiler, lint_model
 from .memory import MemoryReport, read_memory
 from ..preprocess import InputSpec
 from ..species import classes_txt
-from ..toolchain import CALIBRATE_METHODS, CompileRequest, ToolchainError, Worker, simulate_parallel
+from ..toolchain import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD, CompileRequest, ToolchainError, Worker, simulate_parallel
 from ..toolchain import env as tc_env
 from .verify import compare
 
@@ -53,7 +53,7 @@ class BuildOptions:
     verify_data: Path | None = None  # held-out folder for verification (default: the rest of the calibration folder)
     simulate_count: int = 16  # v3 builds: held-out images also run in nncase's simulator, compared bit for bit
     verify_full: bool = False  # v3 builds: every held-out image through the simulator too
-    calibrate_method: str = "no_clip"  # nncase 1.9's activation ranges: CALIBRATE_METHODS
+    calibrate_method: str = DEFAULT_CALIBRATE_METHOD  # nncase 1.9's activation ranges: CALIBRATE_METHODS
 
 
 @dataclass
@@ -191,7 +191,7 @@ class Compiled:
 
 
 def compile_stage(board: Board, exported: ExportedModel, calibration_npy: Path, tmp: Path, what: str,
-                  w: Worker | None = None, calibrate_method: str = "no_clip") -> Compiled:
+                  w: Worker | None = None, calibrate_method: str = DEFAULT_CALIBRATE_METHOD) -> Compiled:
     """nncase 1.9 (in its own process, ``w`` when one is already running) -> model.kmodel (v5) in
     ``tmp``; its failures become the project's errors with the op or layer named."""
     import contextlib

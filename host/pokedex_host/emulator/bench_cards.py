@@ -136,7 +136,7 @@ MICROPYTHON_S_PER_LOOP = 6e-6  # one simple `for` iteration with a float operati
 
 def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale: int = 2, mask_scale: int = 2,
                         strip: int = 4, crop: int = 128, smoothing: bool = True, colour_looks: int = 2,
-                       mirror: bool = False) -> dict:
+                        mirror: bool = False) -> dict:
     """Milliseconds per frame for each stage of the card app (firmware/main.py + pk_card.py) on a
     K210 at 400 MHz: an estimate from pixel counts and published speeds, not a measurement.
 
@@ -155,6 +155,7 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
     def t(px, what):
         return 1e3 * px * c[what] / CPU_HZ
 
+    kpu = 1e3 * macs / (KPU_GMAC_PER_S * 1e9) if macs else float("nan")
     ms = {
         "reduce the frame (resize)": t(fw * fh, "resize"),
         "edge pass: copy + gaussian": t(small, "copy") + t(small, "gaussian"),
@@ -162,9 +163,8 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
         "mask pass: resize + statistics + binary": t(small, "resize") + t(strips, "statistics") + t(mask, "binary"),
         "mask pass: find_rects": t(mask, "find_rects"),
         "crop + resize + pix_to_ai": t(crop * crop, "resize") + t(crop * crop, "pix_to_ai"),
-        "KPU": 1e3 * macs / (KPU_GMAC_PER_S * 1e9) if macs else float("nan"),
-        "mirror + pix_to_ai + KPU again": (t(crop * crop, "copy") + t(crop * crop, "pix_to_ai")
-                                           + (1e3 * macs / (KPU_GMAC_PER_S * 1e9) if macs else float("nan"))) if mirror else 0.0,
+        "KPU": kpu,
+        "mirror + pix_to_ai + KPU again": t(crop * crop, "copy") + t(crop * crop, "pix_to_ai") + kpu if mirror else 0.0,
         "softmax + smoothing + top-k (MicroPython)": 1e3 * outputs * ((3 if smoothing else 2) + (1 if mirror else 0))
         * MICROPYTHON_S_PER_LOOP,
         "LCD": t(fw * fh, "lcd"),

@@ -36,6 +36,7 @@ class ToolchainError(PokedexError):
 # how nncase 1.9's PTQ sets each activation's range from the calibration images: no_clip (min/max),
 # l2 (the clip that minimises the quantisation error), kld_m0..m2 (KL-divergence variants)
 CALIBRATE_METHODS = ("no_clip", "l2", "kld_m0", "kld_m1", "kld_m2")
+DEFAULT_CALIBRATE_METHOD = "no_clip"  # what nncase itself defaults to
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class CompileRequest:
     input_shape: tuple[int, ...]
     input_range: tuple[float, float]
     input_layout: str = "NCHW"
-    calibrate_method: str = "no_clip"
+    calibrate_method: str = DEFAULT_CALIBRATE_METHOD
     log: Path | None = None
 
 

@@ -34,6 +34,7 @@ from ..errors import PokedexError
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from ..models.checkpoint import save_checkpoint
+from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
 from .data import SplitData, augment, data_hash, list_split, load_split
 from .student import evaluate, warmup_cosine, write_metrics
 
@@ -98,7 +99,7 @@ class DistillConfig:
 class BuildConfig:
     """The recipe's [build] table: how ``make release`` compiles the student."""
 
-    calibrate_method: str = "no_clip"  # toolchain.CALIBRATE_METHODS; chosen on the validation split
+    calibrate_method: str = DEFAULT_CALIBRATE_METHOD  # toolchain.CALIBRATE_METHODS; chosen on the validation split
 
 
 @dataclass
