@@ -101,6 +101,31 @@ def test_teacher_fine_tune_and_online_distillation_on_generated_data(tmp_path):
     assert not any("teacher epoch" in m for m in logs)
 
 
+def test_a_teacher_continues_from_a_fine_tuned_teacher_and_refuses_another_model(tmp_path):
+    rec = _tiny(tmp_path)
+    first = Path(run_recipe(Recipe.load(rec), tmp_path / "a", stages=("teacher",), log=lambda m: None)["teacher"])
+    t0 = load_checkpoint(first)
+    # a second cycle at another input size, learning rate 0: every weight is the first teacher's,
+    # head included (from ImageNet the head would be a fresh init)
+    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\n", f'[teacher]\ninput = 40\nlr = 0.0\ninit = "{first}"\n'))
+    logs = []
+    t1 = load_checkpoint(Path(run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=logs.append)["teacher"]))
+    assert t1.input_size == 40 and any(f"continues from {first}" in m for m in logs)
+    for k in ("_fc.weight", "_blocks.10._project_conv.weight", "_conv_head.weight"):
+        assert torch.equal(t1.state_dict[k], t0.state_dict[k]), k
+    ref = EfficientNetLite("lite0", input=32, classes=1025)
+    load_pretrained(ref)
+    assert not torch.equal(t1.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"])
+    # a student checkpoint is not a teacher to continue from
+    student = tmp_path / "s.pt"
+    from pokedex_host.models.checkpoint import save_checkpoint
+    save_checkpoint(student, create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025), "kpu_mobilenet_v1",
+                    list(range(1, 1026)))
+    rec.write_text(rec.read_text().replace(str(first), str(student)))
+    with pytest.raises(PokedexError, match="teacher init .*s.pt is a kpu_mobilenet_v1"):
+        run_recipe(Recipe.load(rec), tmp_path / "c", stages=("teacher",), log=lambda m: None)
+
+
 def test_the_teacher_sees_card_views_enlarged_and_mirrored():
     """teacher_view_logits: sprites at the teacher's size, card views at kd_card_input, each
     averaged with its mirror image where kd_flip says, every row back in its place."""
@@ -215,6 +240,10 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert "## Accuracy (v0 beside v1, same images)" in card and "MaixPy's own runtime" in card
     assert "#0025 Pikachu → #0026 Raichu: 3" in card and "2,810,924 B" in card and "fits" in card
     assert "- the teacher's view of each batch: sprites at its own input, card crops at its own input;" in card
+    assert "- teacher fine-tune from ImageNet: 1 epochs at 128 px" in card and "| `teacher.pt` |" in card
+    o.recipe = ROOT / "models/recipes/release-v6.toml"
+    card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
+    assert "- teacher fine-tune continued from `models/teachers/efficientnet_lite0-128-release-v2.pt`: 1 epochs at 160 px" in card
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():

@@ -62,6 +62,7 @@ class TeacherConfig:
     camera_fraction: float = 0.5
     drop_path: float = 0.1
     warmup_epochs: float = 0.3
+    init: str = ""  # continue from this teacher checkpoint (same variant, head included) instead of ImageNet
 
 
 KD_FLIP = ("none", "cards", "all")
@@ -305,7 +306,7 @@ def _comparable(meta) -> dict:
     the schedule stretched) and the number of render processes."""
     meta = dict(meta or {})
     meta.pop("epochs", None)
-    for k, default in (("kd_card_input", 0), ("kd_flip", "none")):  # runs from before these keys resume
+    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", "")):  # runs from before these keys resume
         if meta.get(k, default) == default:
             meta.pop(k, None)
     meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
@@ -324,6 +325,19 @@ def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev):
 
 
 # -------------------------------------------------------------------------------------- teacher
+def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
+    """A fine-tuned teacher (a project checkpoint of the same family and variant, any input size:
+    the weights do not depend on it) as the start of another fine-tune."""
+    from ..models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(Path(t.init))
+    if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != 1025:
+        raise PokedexError(f"teacher init {t.init} is a {ck.family} {ck.config.get('variant')} with {len(ck.classes)} "
+                           f"classes, the recipe's teacher a {t.family} {t.variant} with 1025",
+                           "start from a teacher checkpoint of the same family and variant")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()})
+
+
 def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
                   out: Path, log=print) -> Path:
     """Fine-tune the pretrained teacher; returns OUT/teacher/best.pt."""
@@ -334,8 +348,12 @@ def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitDa
     torch.manual_seed(r.seed)
     gen = torch.Generator().manual_seed(r.seed)
     model = create_model(t.family, variant=t.variant, input=t.input, classes=1025, drop_path=t.drop_path)
-    fresh = load_pretrained(model)
-    log(f"teacher: EfficientNet-{t.variant.title()} with ImageNet weights; new: {', '.join(fresh)}")
+    if t.init:
+        _load_teacher_init(model, t)
+        log(f"teacher: EfficientNet-{t.variant.title()} continues from {t.init}")
+    else:
+        fresh = load_pretrained(model)
+        log(f"teacher: EfficientNet-{t.variant.title()} with ImageNet weights; new: {', '.join(fresh)}")
     frozen = [model._conv_stem, model._bn0, *model._blocks[:t.freeze_blocks]]
     for m in frozen:
         for p in m.parameters():

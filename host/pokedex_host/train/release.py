@@ -11,7 +11,8 @@ same command again after an interruption continues where it stopped:
 4. ``eval`` of teacher, student, kmodel — and the previous release — on the full test split and on
    the card-crop set;
 5. the release folder: ``model.pt`` (float16), ``model.kmodel`` (v3), ``model.v5.kmodel``, the build
-   artifact, metrics, eval tables, and ``README.md`` (the model card).
+   artifact, ``teacher.pt`` (float16: a later recipe can distil from it or continue its fine-tune),
+   metrics, eval tables, and ``README.md`` (the model card).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     _half_checkpoint(student, out / "model.pt")
+    _half_checkpoint(teacher, out / "teacher.pt")
     for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", MANIFEST, "report.md", "budget.png"):
         if (build / f).exists():
             shutil.copyfile(build / f, out / f)
@@ -195,6 +197,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
         "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
+        f"| `teacher.pt` | the fine-tuned teacher it was distilled from (EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
@@ -267,7 +270,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "make release     # = pokedex-host release (data from ../shared/data/pokemon if data/ is empty)",
         "```",
         "",
-        f"- teacher fine-tune: {len(t_rows)} epochs, {t_min:.1f} min "
+        f"- teacher fine-tune{' continued from `' + r.teacher.init + '`' if r.teacher.init else ' from ImageNet'}: "
+        f"{len(t_rows)} epochs at {r.teacher.input} px, {t_min:.1f} min "
         f"({_mean(t_rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {r.teacher.freeze_blocks} blocks;",
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
