@@ -23,6 +23,29 @@ def card_shape(c):
     return w, h
 
 
+def squareness(c):
+    """(the largest |cos| of c's four corner angles, the larger ratio of its opposite sides): 0 and 1
+    for a rectangle; a tilted card seen in perspective stays near them, a quad that find_rects
+    pieced together from glare, shadows or text lines seldom does."""
+    cos = 0.0
+    for i in range(4):
+        p = c[i]
+        a = c[i - 1]
+        b = c[(i + 1) % 4]
+        ax = a[0] - p[0]
+        ay = a[1] - p[1]
+        bx = b[0] - p[0]
+        by = b[1] - p[1]
+        n = ((ax * ax + ay * ay) * (bx * bx + by * by)) ** 0.5
+        if n <= 0:
+            return 1.0, 1e9
+        cos = max(cos, abs(ax * bx + ay * by) / n)
+    s = [_len(c[i], c[(i + 1) % 4]) for i in range(4)]
+    if min(s) <= 0:
+        return 1.0, 1e9
+    return cos, max(max(s[0], s[2]) / min(s[0], s[2]), max(s[1], s[3]) / min(s[1], s[3]))
+
+
 def card_from_art(q, cfg):
     """The card [TL, TR, BR, BL] whose art window is the quad q (bilinear, extrapolated)."""
     x0, y0, x1, y1 = cfg["art"]
@@ -42,11 +65,43 @@ def _inside(c, fw, fh, tol):
     return True
 
 
-def _card_like(rects, s, fh, cfg, best, art=False, fw=0):
-    """The largest card-shaped quad among rects (scaled by s), or best. With art, the quads
-    shaped like the art window (a card's aspect times the window's) stand for the cards around
-    them instead."""
+def blob_quad(b):
+    """The rectangle [TL, TR, BR, BL] a blob of a card outlines, from what MaixPy-v1's blob
+    gives (its box and the rotation of its major axis): a rectangle of sides L (along the axis)
+    and W, turned by t, has a box of L|cos t| + W|sin t| by L|sin t| + W|cos t|. None near 45
+    degrees, where the box cannot tell the sides apart, or when the blob fills too little of the
+    rectangle (cfg "blob_density") to be one."""
+    import math
+
+    t = b.rotation()
+    c = abs(math.cos(t))
+    sn = abs(math.sin(t))
+    det = c * c - sn * sn
+    if abs(det) < 0.3:
+        return None
+    bw = b.w() + 1.0  # imlib's blob box is one pixel short of the extent
+    bh = b.h() + 1.0
+    L = (bw * c - bh * sn) / det
+    W = (bh * c - bw * sn) / det
+    if L < 2 or W < 2:
+        return None
+    x = b.x() + bw / 2.0
+    y = b.y() + bh / 2.0
+    ux = math.cos(t) * L / 2
+    uy = math.sin(t) * L / 2
+    vx = -math.sin(t) * W / 2
+    vy = math.cos(t) * W / 2
+    return ((x - ux - vx, y - uy - vy), (x + ux - vx, y + uy - vy), (x + ux + vx, y + uy + vy),
+            (x - ux + vx, y - uy + vy)), b.pixels() / (L * W)
+
+
+def _card_like(quads, s, fh, cfg, best, art=False, fw=0):
+    """The largest card-shaped quad among quads (lists of 4 corners, scaled by s), or best. With
+    art, the quads shaped like the art window (a card's aspect times the window's) stand for the
+    cards around them instead."""
     lo, hi = cfg.get("aspect", (1.15, 1.75))
+    max_cos = cfg.get("max_cos", 1.0)
+    max_ratio = cfg.get("side_ratio", 1e9)
     if art:
         x0, y0, x1, y1 = cfg["art"]
         f = (y1 - y0) / (x1 - x0)
@@ -54,11 +109,15 @@ def _card_like(rects, s, fh, cfg, best, art=False, fw=0):
     if best is not None:
         w, h = card_shape(best)
         area = w * h
-    for r in rects:
-        c = order_corners(r.corners())
+    for q in quads:
+        c = order_corners(q)
         w, h = card_shape(c)
         if w < 2 or h < 2:
             continue
+        if max_cos < 1.0 or max_ratio < 1e9:
+            q_cos, q_ratio = squareness(c)
+            if q_cos > max_cos or q_ratio > max_ratio:
+                continue
         a = h / w
         if art:
             if a < lo * f or a > hi * f:
@@ -117,7 +176,7 @@ def find_card(img, cfg):
     small = img.resize(fw // s, fh // s) if s > 1 else img.copy()
     blur = small.copy()
     blur.gaussian(1)
-    rects = blur.find_rects(threshold=cfg.get("rect_threshold", 6000))
+    rects = [r.corners() for r in blur.find_rects(threshold=cfg.get("rect_threshold", 6000))]
     del blur
     best = _card_like(rects, s, fh, cfg, None)
     k = cfg.get("mask_scale", 2)  # the mask passes work on a further reduced copy: a clean outline needs few pixels
@@ -130,15 +189,37 @@ def find_card(img, cfg):
         t = desk_threshold(tiny, c)
         looks.append((0, 100, t[2], t[3], t[4], t[5]))
     mthr = cfg.get("mask_threshold", 6000) // k
+    mh = cfg.get("min_height", 0.3) * fh / (s * k)  # the smallest card, in tiny's pixels
+    mpix = int(mh * mh / cfg.get("aspect", (1.15, 1.75))[1] * 0.5)
+    seen = [(rects, s)]  # every look's quads, for the art look
     for i in range(len(looks)):
         if i > 0 and best is not None:
             break
+        blobs = []
+        if cfg.get("blob_look") and i >= cfg.get("blob_from", 0):  # before binary(), which may turn tiny into the mask
+            dmin = cfg.get("blob_density", 0.6)
+            tex = cfg.get("blob_texture", 0)
+            tw = tiny.width()
+            th = tiny.height()
+            for b in tiny.find_blobs([looks[i]], invert=True, x_stride=1, area_threshold=mpix, pixels_threshold=mpix):
+                q = blob_quad(b)
+                if q is None or q[1] < dmin:
+                    continue
+                # a card shows a picture in its art window; a blank sheet or a glare spot does not
+                if tex and tiny.get_statistics(roi=art_box(order_corners(q[0]), cfg, tw, th)).l_stdev() < tex:
+                    continue
+                blobs.append(q[0])
         mask = tiny.copy() if i < len(looks) - 1 else tiny
         mask.binary([looks[i]], invert=True)
-        best = _card_like(mask.find_rects(threshold=mthr), s * k, fh, cfg, best)
+        mrects = [r.corners() for r in mask.find_rects(threshold=mthr)]
         del mask
+        best = _card_like(mrects, s * k, fh, cfg, best)
+        if best is None and blobs:
+            best = _card_like(blobs, s * k, fh, cfg, best)
+        seen.append((mrects, s * k))
     if best is None and cfg.get("art_look"):
-        best = _card_like(rects, s, fh, cfg, None, True, fw)
+        for rs, sc in seen[:1] if cfg.get("art_look") == "edges" else seen:
+            best = _card_like(rs, sc, fh, cfg, best, True, fw)
     return best
 
 

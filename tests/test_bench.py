@@ -177,13 +177,15 @@ def test_a_pulled_cable_ends_bench_with_the_image_and_resume(tiny, tmp_path):
     board.start()
 
     class Pulled(SerialTransport):
-        """The cable comes out at the 30th frame the host writes: the far end of the pty closes."""
-        writes = 0
+        """The cable comes out once two images are done (not after a count of writes: on a loaded
+        machine the emulated board may not have answered any by then): the far end closes."""
+        pulled = False
 
         def write(self, data):
-            Pulled.writes += 1
-            if Pulled.writes == 30:
+            if not Pulled.pulled and len(load_done(tmp_path / "out" / "results.jsonl")) >= 2:
+                Pulled.pulled = True
                 board.stop.set()
+                board.thread.join(30)  # before its descriptor is closed and its number reused
                 os.close(board.master)
                 board.master = os.open("/dev/null", os.O_RDONLY)  # keeps the fixture's close() simple
             super().write(data)
@@ -290,6 +292,14 @@ class _FakeRawRepl(threading.Thread):
                 _os.write(self.fd, b"OK" + out.getvalue().encode() + b"\x04" + err.encode() + b"\x04>")
 
 
+def _stop(peer: _FakeRawRepl) -> None:
+    """End the peer before its pty is closed: a thread still polling a closed descriptor would
+    read whatever file the next test opens under the same number (an import's source, once)."""
+    peer.alive = False
+    peer.join(5)
+    assert not peer.is_alive()
+
+
 def _raw_repl_on_a_pty(tmp_path):
     """(peer, master fd, slave fd, the peer's /sd folder): a board-side raw REPL behind a pty."""
     master, slave = os.openpty()
@@ -321,7 +331,7 @@ def test_copy_files_over_the_raw_repl(tmp_path):
         assert "x.bin" in str(e.value) and "FileNotFoundError" in str(e.value) and "/sd/no/such/dir" in e.value.hint
         repl.exit()
     finally:
-        peer.alive = False
+        _stop(peer)
         t.close()
         os.close(master)
         os.close(slave)
@@ -338,7 +348,7 @@ def test_a_pulled_cable_ends_install_with_the_file_and_the_way_back(tmp_path):
         def write(self, data):
             state["writes"] += 1
             if state["writes"] == 25:  # mid-copy: the far end of the wire goes away
-                peer.alive = False
+                _stop(peer)
                 os.close(state["master"])
                 state["master"] = None
             super().write(data)
@@ -349,6 +359,7 @@ def test_a_pulled_cable_ends_install_with_the_file_and_the_way_back(tmp_path):
             install(get_board("maix-bit"), releases()[0] / "model.kmodel", None, "/sd", False, False,
                     echo=lambda m, nl=True: None, transport=t)
     finally:
+        _stop(peer)
         t.close()
         if state["master"] is not None:
             os.close(state["master"])

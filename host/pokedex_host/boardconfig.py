@@ -10,10 +10,15 @@ from .fsutil import atomic_write_text
 
 
 # the card locator's settings (firmware/pk_card.py); the layout itself is dataset/cards.LAYOUT, the
-# one the training views and the card-frame benchmark are drawn with
+# one the training views and the card-frame benchmark are drawn with. Chosen on the validation card
+# frames (docs/card-in-frame.md): max_cos / side_ratio drop quads far from a rectangle (the true
+# cards there stay within 11 degrees and 1.18), blob_look outlines the card as a blob of the
+# colour-only looks when no quad is card-shaped.
 CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "aspect": [1.15, 1.75],
                 "min_height": 0.3, "mask_scale": 2, "strip": 4, "desk_k": 3.0, "desk_margin": 6,
-                "chroma_k": [3.0, 1.8], "art_look": True, "art_outside": 0.05, "no_card_threshold": 0.8}
+                "chroma_k": [3.0, 1.8], "art_look": True, "art_outside": 0.05, "no_card_threshold": 0.8,
+                "max_cos": 0.42, "side_ratio": 1.4, "blob_look": True, "blob_from": 1, "blob_density": 0.6,
+                "blob_texture": 6}
 
 
 # the app names a species at this confidence or more (else "unknown"), chosen per release on the

@@ -128,6 +128,7 @@ CYCLES_PER_PIXEL = {  # RISC-V at 400 MHz, imlib's C loops (assumptions, see the
     "find_rects": 900,  # AprilTag quad detection without decoding
     "statistics": 20,   # LAB histogram of the border strips
     "binary": 15,       # LAB look-up and compare
+    "find_blobs": 30,   # LAB look-up and compare, then the scanline flood fill's bitmap and moments
     "pix_to_ai": 6,
     "lcd": 10,
 }
@@ -136,7 +137,7 @@ MICROPYTHON_S_PER_LOOP = 6e-6  # one simple `for` iteration with a float operati
 
 def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale: int = 2, mask_scale: int = 2,
                         strip: int = 4, crop: int = 128, smoothing: bool = True, colour_looks: int = 2,
-                        mirror: bool = False) -> dict:
+                        mirror: bool = False, blob_looks: int = 2, blob_main: bool = False) -> dict:
     """Milliseconds per frame for each stage of the card app (firmware/main.py + pk_card.py) on a
     K210 at 400 MHz: an estimate from pixel counts and published speeds, not a measurement.
 
@@ -145,7 +146,9 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
     per-output work is counted in interpreted loops over the outputs: the exponentials, the
     top-k scan, and the smoothing when it is on (the app's default; the benchmark turns it off).
     With ``mirror`` the crop is mirrored in place, converted again and run through the KPU a
-    second time, and averaging the two logit vectors is counted as one more loop."""
+    second time, and averaging the two logit vectors is counted as one more loop. The last
+    ``blob_looks`` colour-only looks also run find_blobs on their threshold (and the desk-mask
+    look too with ``blob_main``)."""
     fw, fh = frame
     small = (fw // scale) * (fh // scale)
     mask = small // (mask_scale * mask_scale)
@@ -170,12 +173,26 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
         "LCD": t(fw * fh, "lcd"),
     }
     look = t(mask, "copy") + t(strips, "statistics") + t(mask, "binary") + t(mask, "find_rects")
+    blobs = t(mask, "find_blobs") + 1e3 * 40 * MICROPYTHON_S_PER_LOOP  # + blob_quad for a few blobs
+    if blob_main:
+        ms["mask pass: find_blobs"] = blobs
     ms["total"] = sum(v for v in ms.values() if v == v)
     ms["fps"] = 1000.0 / ms["total"]
     ms["colour-only look (each; only when the first two find nothing)"] = look
-    ms["worst_total"] = ms["total"] + colour_looks * look
+    ms["blob look (each colour-only look that has one)"] = blobs
+    ms["worst_total"] = ms["total"] + colour_looks * look + min(blob_looks, colour_looks) * blobs
     ms["worst_fps"] = 1000.0 / ms["worst_total"]
     return ms
+
+
+def _estimate_looks(card: dict | None) -> dict:
+    """board_time_estimate's locator arguments for the ``card`` config the app ran."""
+    if not card:
+        return {"colour_looks": 0, "blob_looks": 0}
+    n = len(card.get("chroma_k", ()))
+    first = int(card.get("blob_from", 0)) if card.get("blob_look") else n + 1
+    return {"scale": card.get("scale", 2), "mask_scale": card.get("mask_scale", 2), "strip": card.get("strip", 4),
+            "colour_looks": n, "blob_looks": sum(1 for i in range(1, n + 1) if i >= first), "blob_main": first == 0}
 
 
 def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: float = APP_THRESHOLD, count: int | None = None,
@@ -210,7 +227,10 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
     # the mirror as the app ran it: two KPU runs per frame (the emulator logs each)
     events = (out / "emulator" / "events.jsonl").read_text().splitlines()
     mirror = sum('"kpu_run"' in e for e in events) >= 2 * len(truth)
-    est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror)
+    from ..boardconfig import card_config
+
+    cfg_card = {**(card_config(board) or {}), **((config_overrides or {}).get("card") or {})}
+    est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror, **_estimate_looks(cfg_card))
     report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold, "mirror": mirror,
               **metrics, "board_ms_estimate": est}
     atomic_write_text(out / "cards.json", json.dumps(report, indent=2))

@@ -64,12 +64,112 @@ class rect:
         return 5
 
 
+class blob:
+    """A find_blobs result (MaixPy-v1's py_blob: no min_corners / major_axis_line): x(), y(), w(),
+    h(), pixels(), cx(), cy(), rotation(), code(), count(), rect(), area(), density();
+    [0..9] = x, y, w, h, pixels, cx, cy, rotation, code, count."""
+
+    __slots__ = ("_v",)
+
+    def __init__(self, x, y, w, h, pixels, cx, cy, rotation, code, count):
+        self._v = (int(x), int(y), int(w), int(h), int(pixels), int(cx), int(cy), float(rotation), int(code), int(count))
+
+    def x(self):
+        return self._v[0]
+
+    def y(self):
+        return self._v[1]
+
+    def w(self):
+        return self._v[2]
+
+    def h(self):
+        return self._v[3]
+
+    def pixels(self):
+        return self._v[4]
+
+    def cx(self):
+        return self._v[5]
+
+    def cy(self):
+        return self._v[6]
+
+    def rotation(self):
+        return self._v[7]
+
+    def code(self):
+        return self._v[8]
+
+    def count(self):
+        return self._v[9]
+
+    def rect(self):
+        return self._v[:4]
+
+    def area(self):
+        return self._v[2] * self._v[3]
+
+    def density(self):
+        a = self._v[2] * self._v[3]
+        return self._v[4] / float(a) if a else 0.0
+
+    def __getitem__(self, i):
+        return self._v[i]
+
+    def __len__(self):
+        return 10
+
+
+def _in_threshold(lab, t):
+    """Pixels of a LAB image inside one threshold (l_lo, l_hi, a_lo, a_hi, b_lo, b_hi); missing
+    bounds are open, and each pair is taken in either order (imlib's thresholds)."""
+    t = list(t) + [-128, 127, -128, 127][max(0, len(t) - 2):]
+    lo = _np.array([min(t[0], t[1]), min(t[2], t[3]), min(t[4], t[5])])
+    hi = _np.array([max(t[0], t[1]), max(t[2], t[3]), max(t[4], t[5])])
+    return ((lab >= lo) & (lab <= hi)).all(-1)
+
+
 def _lab(a):
     """L (0..100), A, B (-128..127) as ints, as imlib's RGB565 -> LAB tables (sRGB, D65)."""
     import cv2 as _cv2
 
     lab = _cv2.cvtColor(a.astype(_np.float32) / 255.0, _cv2.COLOR_RGB2LAB)
     return _np.rint(lab).astype(_np.int32)
+
+
+def _merge_blobs(blobs, margin, merge_cb):
+    """imlib_find_blobs' merge pass: each blob absorbs the later ones whose box, grown by margin,
+    overlaps its own (box united, centroid and rotation pixel-weighted, codes or-ed, counts
+    added), repeated until a pass merges nothing."""
+    import math as _m
+
+    out = list(blobs)
+    while True:
+        merged, done = False, []
+        while out:
+            a = out.pop(0)
+            rest = []
+            for b in out:
+                bx, by, bw, bh = b.x() - margin, b.y() - margin, max(0, b.w() + 2 * margin), max(0, b.h() + 2 * margin)
+                if a.x() < bx + bw and a.y() < by + bh and bx < a.x() + a.w() and by < a.y() + a.h() \
+                        and (merge_cb is None or merge_cb(a, b)):
+                    x1, y1 = min(a.x(), b.x()), min(a.y(), b.y())
+                    x2, y2 = max(a.x() + a.w(), b.x() + b.w()), max(a.y() + a.h(), b.y() + b.h())
+                    n = a.pixels() + b.pixels()
+                    sn = (_m.sin(a.rotation()) * a.pixels() + _m.sin(b.rotation()) * b.pixels()) / n
+                    cs = (_m.cos(a.rotation()) * a.pixels() + _m.cos(b.rotation()) * b.pixels()) / n
+                    a = blob(x1, y1, x2 - x1, y2 - y1, n, (a.cx() * a.pixels() + b.cx() * b.pixels()) // n,
+                             (a.cy() * a.pixels() + b.cy() * b.pixels()) // n, _m.atan2(sn, cs), a.code() | b.code(),
+                             min(a.count() + b.count(), 65535))
+                    merged = True
+                else:
+                    rest.append(b)
+            out = rest
+            done.append(a)
+        out = done
+        if not merged:
+            return out
 
 
 class statistics:
@@ -154,10 +254,10 @@ class Image:
             return 0, 0, W, H
         x, y, w, h = (int(v) for v in roi)
         if w < 1 or h < 1:
-            raise ValueError("Invalid ROI dimensions!")
+            raise OSError("Invalid ROI dimensions!")  # PY_ASSERT_TRUE_MSG raises OSError
         x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
         if x1 <= x0 or y1 <= y0:
-            raise ValueError("ROI does not overlap on the image!")
+            raise OSError("ROI does not overlap on the image!")
         return x0, y0, x1 - x0, y1 - y0
 
     def copy(self, roi=None, x_scale=1.0, y_scale=1.0, copy_to_fb=False):
@@ -189,6 +289,72 @@ class Image:
         if threshold < 0:  # stored as uint32 on the board: a negative value lets nothing through
             return []
         return [rect(*r) for r in _find(self._a, (x, y, w, h), threshold)]
+
+    def find_blobs(self, thresholds, invert=False, roi=None, x_stride=2, y_stride=1, area_threshold=10,
+                   pixels_threshold=10, merge=False, margin=0, threshold_cb=None, merge_cb=None):
+        """imlib_find_blobs on RGB565, as MaixPy-v1 has it: for each LAB threshold in turn
+        (code = 1 << its index), a scan over every y_stride-th row and every x_stride-th column
+        (offset by y % x_stride) seeds a 4-connected flood fill of the unclaimed pixels inside the
+        threshold (outside it with invert); a pixel belongs to the first blob that claims it.
+        A blob: its box (w = x_max - x_min and h = y_max - y_min, one less than its extent, as
+        imlib stores them), pixel count, integer centroid, and rotation = atan2(2 b, a - c) / 2
+        (radians, -pi/2..pi/2) from its second moments about that centroid (the board's
+        fast_atan2f is an approximation of atan2). Kept when w * h >= area_threshold and
+        pixels >= pixels_threshold (and threshold_cb(blob) is true). merge=True then joins blobs
+        whose boxes overlap (grown by margin) until none do, as imlib does."""
+        import math as _m
+
+        import cv2 as _cv2
+
+        if int(x_stride) <= 0:
+            raise OSError("x_stride must not be zero.")
+        if int(y_stride) <= 0:
+            raise OSError("y_stride must not be zero.")
+        thresholds = list(thresholds)
+        if not thresholds:
+            return []
+        x0, y0, w, h = self._roi(roi)
+        lab = _lab(self._a[y0:y0 + h, x0:x0 + w])
+        ys = _np.arange(y0, y0 + h)
+        seed = _np.zeros((h, w), bool)
+        for r in range(0, h, int(y_stride)):
+            start = (ys[r] % int(x_stride))
+            seed[r, start::int(x_stride)] = True
+        claimed = _np.zeros((h, w), bool)
+        found = []  # [first seed index, x1, y1, x2, y2, pixels, mx, my, rotation, code]
+        for code, t in enumerate(thresholds):
+            hit = _in_threshold(lab, t)
+            if invert:
+                hit = ~hit
+            hit &= ~claimed
+            n, labels = _cv2.connectedComponents(hit.astype(_np.uint8), connectivity=4)
+            first = _np.full(n, -1, _np.int64)
+            sl = labels[seed]
+            order = _np.flatnonzero(seed.ravel())
+            ok = sl > 0
+            for lbl, idx in zip(sl[ok][::-1], order[ok][::-1]):  # the earliest seed wins
+                first[lbl] = idx
+            for lbl in _np.flatnonzero(first >= 0):
+                yy, xx = _np.nonzero(labels == lbl)
+                claimed[yy, xx] = True
+                xx = xx.astype(_np.int64) + x0
+                yy = yy.astype(_np.int64) + y0
+                npx = len(xx)
+                sx, sy = int(xx.sum()), int(yy.sum())
+                mx, my = sx // npx, sy // npx
+                a = int((xx * xx).sum()) - 2 * mx * sx + npx * mx * mx
+                b = int((xx * yy).sum()) - (mx * sy + my * sx) + npx * mx * my
+                c = int((yy * yy).sum()) - 2 * my * sy + npx * my * my
+                rot = _m.atan2(2 * b, a - c) / 2.0 if a != c else 0.0
+                bl = [int(first[lbl]), int(xx.min()), int(yy.min()), int(xx.max()), int(yy.max()), npx, mx, my, rot, 1 << code]
+                o = blob(bl[1], bl[2], bl[3] - bl[1], bl[4] - bl[2], npx, mx, my, rot, 1 << code, 1)
+                if o.area() >= int(area_threshold) and npx >= int(pixels_threshold) and \
+                        (threshold_cb is None or threshold_cb(o)):
+                    found.append((code, bl[0], o))
+        out = [o for _, _, o in sorted(found, key=lambda f: (f[0], f[1]))]
+        if merge:
+            out = _merge_blobs(out, int(margin), merge_cb)
+        return out
 
     def gaussian(self, size, unsharp=False, mul=None, add=0.0, threshold=False, offset=0, invert=False, mask=None):
         """In place: a (2 * size + 1)^2 binomial blur (unsharp, mul, add, threshold, mask are not
@@ -222,10 +388,7 @@ class Image:
         lab = _lab(self._a)
         hit = _np.zeros(lab.shape[:2], bool)
         for t in thresholds:
-            t = list(t) + [-128, 127, -128, 127][max(0, len(t) - 2):]
-            lo, hi = _np.array([min(t[0], t[1]), min(t[2], t[3]), min(t[4], t[5])]), \
-                _np.array([max(t[0], t[1]), max(t[2], t[3]), max(t[4], t[5])])
-            hit |= ((lab >= lo) & (lab <= hi)).all(-1)
+            hit |= _in_threshold(lab, t)
         if invert:
             hit = ~hit
         self._a = _np.where(hit[..., None], _np.uint8(255), _np.uint8(0)).repeat(3, -1).astype(_np.uint8)
