@@ -276,6 +276,17 @@ def test_scoring_and_line_parsing():
     assert m["card_found_pct"] == 100.0 and m["top1_pct"] == 100.0 and m["no_card_handled_pct"] == 100.0
     m, _ = score(truth, [none, r])  # a missed card, and a card "found" on an empty desk
     assert m["card_found_pct"] == 0.0 and m["no_card_handled_pct"] == 0.0 and m["false_card_on_empty_pct"] == 100.0
+    from pokedex_host.emulator.bench_cards import FrameResult, choose_threshold, threshold_sweep
+
+    fr = [FrameResult("a", 25, 25, 0.9, "card", (0, 0, 1, 1), None), FrameResult("b", 26, 27, 0.2, "card", (0, 0, 1, 1), None),
+          FrameResult("c", 27, 27, 0.12, "card", (0, 0, 1, 1), None), FrameResult("d", 0, 30, 0.85, "none", (0, 0, 1, 1), None),
+          FrameResult("e", 0, 0, 0.3, "none", (0, 0, 1, 1), None)]
+    sw = {r["threshold"]: r for r in threshold_sweep(fr, (0.0, 0.1, 0.15, 0.3, 0.95))}
+    assert sw[0.0]["named_right_pct"] == pytest.approx(200 / 3) and sw[0.0]["named_wrong_pct"] == pytest.approx(100 / 3)
+    assert sw[0.15]["right_among_named_pct"] == 50.0 and sw[0.3]["right_among_named_pct"] == 100.0
+    assert sw[0.0]["no_card_handled_pct"] == 50.0 and sw[0.95]["no_card_handled_pct"] == 100.0
+    assert sw[0.95]["right_among_named_pct"] != sw[0.95]["right_among_named_pct"]  # nothing named: NaN
+    assert choose_threshold(list(sw.values())) == 0.3 and choose_threshold(list(sw.values()), 100.0) is None
     est = board_time_estimate(100_000_000, 1025)
     look = "colour-only look (each; only when the first two find nothing)"
     blob = "blob look (each colour-only look that has one)"

@@ -88,6 +88,36 @@ def score(truth: list[dict], lines: list[dict]) -> tuple[dict, list[FrameResult]
     return m, res
 
 
+SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+
+
+def threshold_sweep(per_frame: list[FrameResult], thresholds=SWEEP) -> list[dict]:
+    """What a run at threshold 0 (every answer a best guess) would have said at each threshold:
+    a card frame's answer is named when its confidence reaches the threshold (a frame with no
+    card found already needed the app's no-card threshold to be named at all)."""
+    cards = [r for r in per_frame if r.dex]
+    empty = [r for r in per_frame if not r.dex]
+    rows = []
+    for t in thresholds:
+        named = [r for r in cards if r.answer and r.confidence >= t]
+        right = sum(r.answer == r.dex for r in named)
+        rows.append({"threshold": t, "named_right_pct": 100.0 * right / max(1, len(cards)),
+                     "named_wrong_pct": 100.0 * (len(named) - right) / max(1, len(cards)),
+                     "right_among_named_pct": 100.0 * right / len(named) if named else float("nan"),
+                     "no_card_handled_pct": 100.0 * sum(not (r.answer and r.confidence >= t) for r in empty)
+                     / max(1, len(empty))})
+    return rows
+
+
+def choose_threshold(rows: list[dict], precision: float = 80.0) -> float | None:
+    """The rule the app's default is chosen by (on validation frames): the lowest threshold at
+    which more than ``precision`` % of the named answers are right."""
+    for r in rows:
+        if r["right_among_named_pct"] == r["right_among_named_pct"] and r["right_among_named_pct"] > precision:
+            return r["threshold"]
+    return None
+
+
 def model_macs(kmodel: Path) -> int | None:
     """Multiply-accumulates of the classifier, from the float model its build folder names."""
     from ..build.artifact import BuildArtifact
@@ -233,6 +263,13 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
     est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror, **_estimate_looks(cfg_card))
     report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold, "mirror": mirror,
               **metrics, "board_ms_estimate": est}
+    if threshold == 0:  # every answer is a best guess: what each threshold would have said
+        report["threshold_sweep"] = threshold_sweep(per_frame)
+        report["chosen_threshold"] = choose_threshold(report["threshold_sweep"])
+        for r in report["threshold_sweep"]:
+            log(f"  at {r['threshold']:.2f}: named right {r['named_right_pct']:.1f} %, wrong {r['named_wrong_pct']:.1f} % "
+                f"({r['right_among_named_pct']:.0f} % of named right), empty frames handled {r['no_card_handled_pct']:.1f} %")
+        log(f"  lowest threshold with more than 4 in 5 named answers right: {report['chosen_threshold']}")
     atomic_write_text(out / "cards.json", json.dumps(report, indent=2))
     atomic_write_text(out / "frames.jsonl", "".join(json.dumps(r.__dict__) + "\n" for r in per_frame))
     log(f"card found (IoU >= 0.5) {metrics['card_found_pct']:.1f} %, top-1 {metrics['top1_pct']:.1f} % "
