@@ -365,3 +365,26 @@ def test_rgb565_tables_and_integer_colours_are_maixpys():
     a = np.arange(256, dtype=np.uint8)[:, None].repeat(3, 1)
     once = to_rgb565(a)
     assert (to_rgb565(once) == once).all()  # stored values are fixed points
+
+
+def test_the_locator_bench_counts_what_find_card_finds(tmp_path):
+    """tools/locator_bench.py on a small generated set: its counts add up and agree with the
+    bench's own scoring rule (IoU >= 0.5)."""
+    spec = importlib.util.spec_from_file_location("locator_bench", ROOT / "tools/locator_bench.py")
+    lb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lb)
+    sp = _sprite()
+    (tmp_path / "frames").mkdir()
+    rows = []
+    for i in range(6):
+        img, corners = card_frame(sp if i < 4 else None, np.random.default_rng(700 + i))
+        name = f"frames/{i:02d}.png"
+        Image.fromarray(img).save(tmp_path / name)
+        rows.append({"file": name, "dex": 25 if i < 4 else 0, "corners": [list(map(float, p)) for p in corners] if i < 4 else None})
+    (tmp_path / "truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = lb.locate_all(tmp_path)
+    assert r["card_frames"] == 4 and r["empty_frames"] == 2
+    assert r["found_pct"] * 4 / 100 + r["missed_no_quad"] + r["missed_wrong_quad"] == pytest.approx(4)
+    assert r["found_pct"] >= 50 and len(r["missed"]) == r["missed_no_quad"] + r["missed_wrong_quad"]
+    off = lb.locate_all(tmp_path, {"rect_threshold": 10**9, "mask_threshold": 10**9, "blob_look": False})
+    assert off["found_pct"] == 0.0 and off["empty_taken_for_a_card"] == 0  # nothing to find with
