@@ -57,3 +57,30 @@ def test_eval_with_the_mirror_image_averages_the_logits(tmp_path):
     assert res["models"][0]["predictions"] == (a.argmax(1) + 1).tolist() != want.tolist()  # the mirror mattered
     assert "m.pt + mirror" in (tmp_path / "ev" / "eval.md").read_text()
     assert (tmp_path / "ev" / "confusion_1_m_mirror_pt.png").exists()
+
+
+def test_models_of_different_input_sizes_each_see_the_images_at_their_own(tmp_path):
+    """A 160-px teacher beside a 128-px student (the release's card): each model gets the same
+    images, loaded at its own input size, and agrees with itself run on those by hand."""
+    import numpy as np
+    import torch
+
+    from pokedex_host.evaluate import _images
+    from pokedex_host.models import create_model
+    from pokedex_host.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(2)
+    small = save_checkpoint(tmp_path / "s.pt", create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025).eval(),
+                            "kpu_mobilenet_v1", list(range(1, 1026)))
+    big = save_checkpoint(tmp_path / "b.pt", create_model("kpu_mobilenet_v1", width=0.25, input=48, classes=1025).eval(),
+                          "kpu_mobilenet_v1", list(range(1, 1026)))
+    data = make_dataset(tmp_path / "test", species=3, per_species=2)
+    res = evaluate([small, big], data, tmp_path / "ev", log=lambda m: None)
+    assert res["images"] == 6
+    for path, size, row in ((small, 32, res["models"][0]), (big, 48, res["models"][1])):
+        x, labels, _ = _images(data, size, None)
+        from pokedex_host.models.checkpoint import load_checkpoint
+
+        with torch.no_grad():
+            pred = load_checkpoint(path).build()(torch.from_numpy(x).float() / 255).argmax(1).numpy() + 1
+        assert row["predictions"] == pred.tolist()

@@ -116,22 +116,22 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
 
 def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None, mirror: bool = False,
              log=print) -> dict:
-    """Each model on the same images; with ``mirror`` each also a second time with its logits
-    averaged with those of the mirrored images (what the camera app does with ``mirror`` on)."""
-    size = _model_size(Path(models[0]))
-    for m in models[1:]:
-        if _model_size(Path(m)) != size:
-            raise PokedexError(f"{m} takes {_model_size(Path(m))} px, {models[0]} takes {size} px",
-                               "compare models of one input size")
-    x, labels, files = _images(data, size, count)
-    log(f"eval: {len(labels)} images of {len(set(labels))} species at {size}px")
+    """Each model on the same images, each loaded from its file at that model's own input size
+    (a 160-px teacher beside a 128-px student); with ``mirror`` each also a second time with its
+    logits averaged with those of the mirrored images (what the camera app does with ``mirror``)."""
+    sizes = [_model_size(Path(m)) for m in models]
+    xs: dict[int, np.ndarray] = {}
+    for size in dict.fromkeys(sizes):
+        xs[size], labels, files = _images(data, size, count)  # the same images in the same order
+    log(f"eval: {len(labels)} images of {len(set(labels))} species at {', '.join(f'{s}px' for s in xs)}")
     y = np.array(labels)
     from .dataset.preview import styles_for
 
     styles = styles_for(files)
     results = {"images": len(labels), "species": len(set(labels)), "models": []}
     runs = []  # (row name, model path, tag of its confusion PNG, ModelRun)
-    for mp in models:
+    for mp, size in zip(models, sizes):
+        x = xs[size]
         if not mirror:
             runs.append((str(mp), Path(mp), "", run_model(Path(mp), x)))
             continue
