@@ -71,7 +71,7 @@ def run():
     uart = pk_app.open_uart(cfg, 4096)
     in_w, in_h = cfg["input"][0], cfg["input"][1]
     resize = cam.get("resize", False)
-    threshold = cfg.get("threshold", 0.15)
+    threshold = cfg.get("threshold", 0.25)
     weight = cfg.get("smoothing", 0.6)
     k = min(cfg.get("topk", 3), 5)
     card_cfg = cfg.get("card")

@@ -388,3 +388,10 @@ def test_the_locator_bench_counts_what_find_card_finds(tmp_path):
     assert r["found_pct"] >= 50 and len(r["missed"]) == r["missed_no_quad"] + r["missed_wrong_quad"]
     off = lb.locate_all(tmp_path, {"rect_threshold": 10**9, "mask_threshold": 10**9, "blob_look": False})
     assert off["found_pct"] == 0.0 and off["empty_taken_for_a_card"] == 0  # nothing to find with
+
+
+def test_the_firmwares_own_default_threshold_is_the_hosts():
+    """main.py falls back to a threshold when pokedex.json has none; it is the one the host writes."""
+    from pokedex_host.boardconfig import APP_THRESHOLD
+
+    assert f'cfg.get("threshold", {APP_THRESHOLD})' in (FIRMWARE / "main.py").read_text()

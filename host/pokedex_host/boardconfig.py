@@ -23,11 +23,11 @@ CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "asp
 
 # the app names a species at this confidence or more (else "unknown"), chosen per release on the
 # validation card frames (`data camera-set --kind card --split validation --seed 1 --limit 600`,
-# bench-cards --threshold 0, docs/card-in-frame.md) as the lowest threshold at which more than four
-# in five named answers are right. Release v5 with the mirror average is less sure of itself than
-# v4 was (softer teacher targets): 0.15 names 37.0 % right and 5.8 % wrong there (0.1: 42.0 / 13.7 %,
-# 75 % of named right; 0.3: 22.7 / 1.0 %). v3/v4 used 0.3.
-APP_THRESHOLD = 0.15
+# bench-cards --threshold 0, which prints the sweep; docs/card-in-frame.md) as the lowest threshold
+# at which more than four in five named answers are right. Release v6 (a sharper teacher than v5's)
+# is surer of itself: 0.25 names 45.5 % right and 10.8 % wrong there (0.2: 47.7 / 15.0 %, 76 % of
+# named right; 0.3: 43.5 / 8.5 %). v5 used 0.15, v3/v4 0.3.
+APP_THRESHOLD = 0.25
 
 # the app also classifies the mirror image of the crop and averages the two logit vectors (a second
 # KPU run per frame; docs/card-in-frame.md has what it buys on the card-frame benchmark and costs)
