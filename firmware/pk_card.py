@@ -68,9 +68,9 @@ def _inside(c, fw, fh, tol):
 def blob_quad(b):
     """The rectangle [TL, TR, BR, BL] a blob of a card outlines, from what MaixPy-v1's blob
     gives (its box and the rotation of its major axis): a rectangle of sides L (along the axis)
-    and W, turned by t, has a box of L|cos t| + W|sin t| by L|sin t| + W|cos t|. None near 45
-    degrees, where the box cannot tell the sides apart, or when the blob fills too little of the
-    rectangle (cfg "blob_density") to be one."""
+    and W, turned by t, has a box of L|cos t| + W|sin t| by L|sin t| + W|cos t|. Returns (corners,
+    the share of the rectangle the blob fills), or None near 45 degrees, where the box cannot tell
+    the sides apart."""
     import math
 
     t = b.rotation()

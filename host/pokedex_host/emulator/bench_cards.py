@@ -257,10 +257,9 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
     # the mirror as the app ran it: two KPU runs per frame (the emulator logs each)
     events = (out / "emulator" / "events.jsonl").read_text().splitlines()
     mirror = sum('"kpu_run"' in e for e in events) >= 2 * len(truth)
-    from ..boardconfig import card_config
-
-    cfg_card = {**(card_config(board) or {}), **((config_overrides or {}).get("card") or {})}
-    est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror, **_estimate_looks(cfg_card))
+    # the locator as the app ran it: the pokedex.json the emulator wrote onto its /sd
+    ran = json.loads((out / "emulator" / "sd" / "pokedex.json").read_text()).get("card")
+    est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror, **_estimate_looks(ran))
     report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold, "mirror": mirror,
               **metrics, "board_ms_estimate": est}
     if threshold == 0:  # every answer is a best guess: what each threshold would have said

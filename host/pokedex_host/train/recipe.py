@@ -325,17 +325,26 @@ def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev):
 
 
 # -------------------------------------------------------------------------------------- teacher
+def _start_from(model: nn.Module, ck, what: str, path: str, hint: str) -> None:
+    """Load a checkpoint's weights (float16 in a release folder) into ``model`` as the start of a
+    stage; weights that do not fit are the recipe's error, named with ``what`` and ``path``."""
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()})
+    except RuntimeError as e:
+        raise PokedexError(f"{what} init {path} does not fit the recipe's {what}: {str(e).splitlines()[0]}", hint) from e
+
+
 def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
     """A fine-tuned teacher (a project checkpoint of the same family and variant, any input size:
     the weights do not depend on it) as the start of another fine-tune."""
     from ..models.checkpoint import load_checkpoint
 
+    hint = "start from a teacher checkpoint of the same family and variant"
     ck = load_checkpoint(Path(t.init))
     if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != 1025:
         raise PokedexError(f"teacher init {t.init} is a {ck.family} {ck.config.get('variant')} with {len(ck.classes)} "
-                           f"classes, the recipe's teacher a {t.family} {t.variant} with 1025",
-                           "start from a teacher checkpoint of the same family and variant")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()})
+                           f"classes, the recipe's teacher a {t.family} {t.variant} with 1025", hint)
+    _start_from(model, ck, "teacher", t.init, hint)
 
 
 def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
@@ -413,11 +422,7 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
         if init.family != s_cfg.family or init.input_size != s_cfg.input:
             raise PokedexError(f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's student "
                                f"a {s_cfg.family} @{s_cfg.input}", "start from a checkpoint of the same family and input")
-        try:
-            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.state_dict.items()})
-        except RuntimeError as e:
-            raise PokedexError(f"student init {s_cfg.init} does not fit the recipe's student: {str(e).splitlines()[0]}",
-                               "the width and class count must match") from e
+        _start_from(model, init, "student", s_cfg.init, "the width and class count must match")
         log(f"distill: student starts from {s_cfg.init}")
     model = model.to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)

@@ -27,29 +27,34 @@ def _color(c):
     return tuple(int(v) for v in c[:3])
 
 
-class rect:
+class _Result:
+    """A find_* result as MaixPy builds it: one accessor method per field, in the order indexing
+    and len() follow (py_rect / py_blob subscr)."""
+
+    __slots__ = ("_v",)
+    _FIELDS: tuple = ()
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        for i, name in enumerate(cls._FIELDS):
+            setattr(cls, name, lambda self, i=i: self._v[i])
+
+    def __getitem__(self, i):
+        return self._v[i]
+
+    def __len__(self):
+        return len(self._FIELDS)
+
+
+class rect(_Result):
     """A find_rects result: x(), y(), w(), h(), magnitude(), rect(), corners(); [0..4] = x, y, w, h, magnitude."""
 
-    __slots__ = ("_v", "_c")
+    __slots__ = ("_c",)
+    _FIELDS = ("x", "y", "w", "h", "magnitude")
 
     def __init__(self, x, y, w, h, magnitude, corners):
         self._v = (int(x), int(y), int(w), int(h), int(magnitude))
         self._c = tuple((int(a), int(b)) for a, b in corners)
-
-    def x(self):
-        return self._v[0]
-
-    def y(self):
-        return self._v[1]
-
-    def w(self):
-        return self._v[2]
-
-    def h(self):
-        return self._v[3]
-
-    def magnitude(self):
-        return self._v[4]
 
     def rect(self):
         return self._v[:4]
@@ -57,52 +62,17 @@ class rect:
     def corners(self):
         return self._c
 
-    def __getitem__(self, i):
-        return self._v[i]
 
-    def __len__(self):
-        return 5
-
-
-class blob:
+class blob(_Result):
     """A find_blobs result (MaixPy-v1's py_blob: no min_corners / major_axis_line): x(), y(), w(),
     h(), pixels(), cx(), cy(), rotation(), code(), count(), rect(), area(), density();
     [0..9] = x, y, w, h, pixels, cx, cy, rotation, code, count."""
 
-    __slots__ = ("_v",)
+    __slots__ = ()
+    _FIELDS = ("x", "y", "w", "h", "pixels", "cx", "cy", "rotation", "code", "count")
 
     def __init__(self, x, y, w, h, pixels, cx, cy, rotation, code, count):
         self._v = (int(x), int(y), int(w), int(h), int(pixels), int(cx), int(cy), float(rotation), int(code), int(count))
-
-    def x(self):
-        return self._v[0]
-
-    def y(self):
-        return self._v[1]
-
-    def w(self):
-        return self._v[2]
-
-    def h(self):
-        return self._v[3]
-
-    def pixels(self):
-        return self._v[4]
-
-    def cx(self):
-        return self._v[5]
-
-    def cy(self):
-        return self._v[6]
-
-    def rotation(self):
-        return self._v[7]
-
-    def code(self):
-        return self._v[8]
-
-    def count(self):
-        return self._v[9]
 
     def rect(self):
         return self._v[:4]
@@ -113,12 +83,6 @@ class blob:
     def density(self):
         a = self._v[2] * self._v[3]
         return self._v[4] / float(a) if a else 0.0
-
-    def __getitem__(self, i):
-        return self._v[i]
-
-    def __len__(self):
-        return 10
 
 
 def _in_threshold(lab, t):
@@ -321,7 +285,7 @@ class Image:
             start = (ys[r] % int(x_stride))
             seed[r, start::int(x_stride)] = True
         claimed = _np.zeros((h, w), bool)
-        found = []  # [first seed index, x1, y1, x2, y2, pixels, mx, my, rotation, code]
+        found = []  # (threshold index, index of the blob's first seed, blob): the board's order
         for code, t in enumerate(thresholds):
             hit = _in_threshold(lab, t)
             if invert:
@@ -346,11 +310,11 @@ class Image:
                 b = int((xx * yy).sum()) - (mx * sy + my * sx) + npx * mx * my
                 c = int((yy * yy).sum()) - 2 * my * sy + npx * my * my
                 rot = _m.atan2(2 * b, a - c) / 2.0 if a != c else 0.0
-                bl = [int(first[lbl]), int(xx.min()), int(yy.min()), int(xx.max()), int(yy.max()), npx, mx, my, rot, 1 << code]
-                o = blob(bl[1], bl[2], bl[3] - bl[1], bl[4] - bl[2], npx, mx, my, rot, 1 << code, 1)
+                x1, y1 = int(xx.min()), int(yy.min())
+                o = blob(x1, y1, int(xx.max()) - x1, int(yy.max()) - y1, npx, mx, my, rot, 1 << code, 1)
                 if o.area() >= int(area_threshold) and npx >= int(pixels_threshold) and \
                         (threshold_cb is None or threshold_cb(o)):
-                    found.append((code, bl[0], o))
+                    found.append((code, int(first[lbl]), o))
         out = [o for _, _, o in sorted(found, key=lambda f: (f[0], f[1]))]
         if merge:
             out = _merge_blobs(out, int(margin), merge_cb)
