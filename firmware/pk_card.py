@@ -95,10 +95,11 @@ def blob_quad(b):
             (x - ux + vx, y - uy + vy)), b.pixels() / (L * W)
 
 
-def _card_like(quads, s, fh, cfg, best, art=False, fw=0):
+def _card_like(quads, s, fh, cfg, best, art=False, fw=0, texture=None):
     """The largest card-shaped quad among quads (lists of 4 corners, scaled by s), or best. With
     art, the quads shaped like the art window (a card's aspect times the window's) stand for the
-    cards around them instead."""
+    cards around them instead. With texture = (image, its scale), a quad whose art window is flat
+    there (L stdev under cfg["texture"]) is passed over."""
     lo, hi = cfg.get("aspect", (1.15, 1.75))
     max_cos = cfg.get("max_cos", 1.0)
     max_ratio = cfg.get("side_ratio", 1e9)
@@ -130,9 +131,25 @@ def _card_like(quads, s, fh, cfg, best, art=False, fw=0):
         if a < lo or a > hi or h * s < cfg.get("min_height", 0.3) * fh:
             continue
         if w * h * s * s > area:
+            if texture is not None and not textured(texture[0], [(x * s / texture[1], y * s / texture[1]) for x, y in c], cfg):
+                continue
             area = w * h * s * s
             best = [(x * s, y * s) for x, y in c]
     return best
+
+
+def textured(img, c, cfg):
+    """Whether card c (corners in img's pixels) shows a picture in its art window: a blank sheet,
+    a glare spot or a patch of desk does not. Measured as the L stdev (at least
+    cfg["texture"]) of the box around the middle half of the window, which stays on the
+    card when it is tilted."""
+    q = art_quad(c, cfg)
+    mx = (q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4
+    my = (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4
+    xs = [mx + (p[0] - mx) * 0.5 for p in q]
+    ys = [my + (p[1] - my) * 0.5 for p in q]
+    roi = clip_box(min(xs), min(ys), max(xs), max(ys), img.width(), img.height(), 2)
+    return img.get_statistics(roi=roi).l_stdev() >= cfg.get("texture", 0)
 
 
 def desk_threshold(img, cfg):
@@ -168,8 +185,11 @@ def find_card(img, cfg):
     cfg["chroma_k"] until one finds it. A candidate must have a card's aspect (height / width
     within cfg["aspect"]) and be at least cfg["min_height"] of the frame tall; the largest wins.
     Last (cfg["art_look"]), a card whose outline is lost on a desk of its own colour is found by
-    its art window: a quad of the first look shaped like the window stands for the card around
-    it, if that card lies in the frame (within cfg["art_outside"] of its size)."""
+    its art window: a quad of any look shaped like the window stands for the card around it, if
+    that card lies in the frame (within cfg["art_outside"] of its size). If still nothing passed,
+    cfg["loose"] (a dict of the settings above, looser) takes the largest quad of any look that
+    passes them and shows a picture in its art window: the coarse masks bend a real card's corners
+    (glare, a card cut by the frame's edge) past the strict shape test."""
     s = cfg.get("scale", 2)
     fw = img.width()
     fh = img.height()
@@ -191,25 +211,22 @@ def find_card(img, cfg):
     mthr = cfg.get("mask_threshold", 6000) // k
     mh = cfg.get("min_height", 0.3) * fh / (s * k)  # the smallest card, in tiny's pixels
     mpix = int(mh * mh / cfg.get("aspect", (1.15, 1.75))[1] * 0.5)
-    seen = [(rects, s)]  # every look's quads, for the art look
+    seen = [(rects, s)]  # every look's quads (and textured blobs), for the art look and the loose pass
     for i in range(len(looks)):
         if i > 0 and best is not None:
             break
         blobs = []
-        if cfg.get("blob_look") and i >= cfg.get("blob_from", 0):  # before binary(), which may turn tiny into the mask
+        if cfg.get("blob_look") and i >= cfg.get("blob_from", 0):
             dmin = cfg.get("blob_density", 0.6)
-            tex = cfg.get("blob_texture", 0)
-            tw = tiny.width()
-            th = tiny.height()
+            tex = cfg.get("texture", 0)
             for b in tiny.find_blobs([looks[i]], invert=True, x_stride=1, area_threshold=mpix, pixels_threshold=mpix):
                 q = blob_quad(b)
                 if q is None or q[1] < dmin:
                     continue
-                # a card shows a picture in its art window; a blank sheet or a glare spot does not
-                if tex and tiny.get_statistics(roi=art_box(order_corners(q[0]), cfg, tw, th)).l_stdev() < tex:
+                if tex and not textured(tiny, order_corners(q[0]), cfg):
                     continue
                 blobs.append(q[0])
-        mask = tiny.copy() if i < len(looks) - 1 else tiny
+        mask = tiny.copy()  # tiny stays for the next look and the loose pass's texture test
         mask.binary([looks[i]], invert=True)
         mrects = [r.corners() for r in mask.find_rects(threshold=mthr)]
         del mask
@@ -217,9 +234,17 @@ def find_card(img, cfg):
         if best is None and blobs:
             best = _card_like(blobs, s * k, fh, cfg, best)
         seen.append((mrects, s * k))
+        if blobs:
+            seen.append((blobs, s * k))
     if best is None and cfg.get("art_look"):
         for rs, sc in seen[:1] if cfg.get("art_look") == "edges" else seen:
             best = _card_like(rs, sc, fh, cfg, best, True, fw)
+    loose = cfg.get("loose")
+    if best is None and loose:
+        c = dict(cfg)
+        c.update(loose)
+        for rs, sc in seen:
+            best = _card_like(rs, sc, fh, c, best, texture=(tiny, s * k))
     return best
 
 

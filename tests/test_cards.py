@@ -221,13 +221,14 @@ def test_the_blob_look_finds_a_card_no_quad_outlines(image_mod, pk_card):
     ax0, ay0, ax1, ay1 = LAYOUT.art
     art = a[50 + int(126 * ay0):50 + int(126 * ay1), 100 + int(90 * ax0):100 + int(90 * ax1)]
     art[:] = (250, 240, 200)
-    art[::4] = (20, 20, 60)  # a picture: stripes
+    for y in range(0, art.shape[0], 16):  # a picture: bands coarse enough to survive the locator's 1/8 copy
+        art[y:y + 8] = (20, 20, 60)
     cfg = {**_cfg(), "rect_threshold": 10**9, "mask_threshold": 10**9}
     c = pk_card.find_card(image_mod.Image._from_array(a), cfg)
     assert c is not None and quad_iou(c, truth) >= 0.8, c
     assert pk_card.find_card(image_mod.Image._from_array(a), {**cfg, "blob_look": False}) is None
     assert pk_card.find_card(image_mod.Image._from_array(blank), cfg) is None
-    assert pk_card.find_card(image_mod.Image._from_array(blank), {**cfg, "blob_texture": 0}) is not None
+    assert pk_card.find_card(image_mod.Image._from_array(blank), {**cfg, "texture": 0}) is not None
 
 
 def test_replace_mirrors_flips_and_transposes_like_maixpy(image_mod):
@@ -395,3 +396,30 @@ def test_the_firmwares_own_default_threshold_is_the_hosts():
     from pokedex_host.boardconfig import APP_THRESHOLD
 
     assert f'cfg.get("threshold", {APP_THRESHOLD})' in (FIRMWARE / "main.py").read_text()
+
+
+def test_the_loose_pass_takes_a_bent_card_with_a_picture_and_not_a_blank_one(image_mod, pk_card):
+    """A card seen in strong perspective (top edge 60 px, bottom 100 px: opposite sides 1.67x
+    apart, past the strict 1.4) is found only by the loose pass, and only while its art window
+    shows a picture."""
+    import cv2
+
+    rng = np.random.default_rng(11)
+    a = np.clip(np.array((60, 120, 70))[None, None] + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8)
+    truth = [(130, 50), (190, 50), (210, 180), (110, 180)]
+    cv2.fillPoly(a, [np.array(truth, np.int32)], (70, 90, 200))
+    blank = a.copy()
+    ax0, ay0, ax1, ay1 = LAYOUT.art
+    y0, y1 = 50 + int(130 * ay0), 50 + int(130 * ay1)
+    x0, x1 = 160 - int(80 * (0.5 - ax0)) + 8, 160 + int(80 * (ax1 - 0.5)) - 8
+    a[y0:y1, x0:x1] = (250, 240, 200)
+    for y in range(y0, y1, 16):  # a picture: bands coarse enough to survive the locator's 1/8 copy
+        a[y:min(y + 8, y1), x0:x1] = (20, 20, 60)
+    cfg = {**_cfg(), "blob_look": False}  # a blob outlines the trapezoid by its box: quads only here
+    assert cfg["loose"]["side_ratio"] > 1.67 > cfg["side_ratio"]
+    c = pk_card.find_card(image_mod.Image._from_array(a), cfg)
+    assert c is not None and quad_iou(c, truth) >= 0.7, c
+    assert pk_card.find_card(image_mod.Image._from_array(a), {**cfg, "loose": None}) is None
+    assert pk_card.find_card(image_mod.Image._from_array(blank), cfg) is None
+    loose_flat = {**cfg, "loose": {**cfg["loose"], "texture": 0}}
+    assert pk_card.find_card(image_mod.Image._from_array(blank), loose_flat) is not None

@@ -18,7 +18,10 @@ CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "asp
                 "min_height": 0.3, "mask_scale": 2, "strip": 4, "desk_k": 3.0, "desk_margin": 6,
                 "chroma_k": [3.0, 1.8], "art_look": True, "art_outside": 0.05, "no_card_threshold": 0.8,
                 "max_cos": 0.42, "side_ratio": 1.4, "blob_look": True, "blob_from": 1, "blob_density": 0.6,
-                "blob_texture": 6}
+                "texture": 4,
+                # last, when nothing passed: any look's quad of a looser card shape whose art window
+                # shows a picture (chosen on the validation card frames, docs/card-in-frame.md)
+                "loose": {"max_cos": 0.6, "side_ratio": 1.9, "aspect": [1.0, 2.0], "texture": 9}}
 
 
 # the app names a species at this confidence or more (else "unknown"), chosen per release on the
