@@ -291,13 +291,17 @@ def test_scoring_and_line_parsing():
     est = board_time_estimate(100_000_000, 1025)
     look = "colour-only look (each; only when the first two find nothing)"
     blob = "blob look (each colour-only look that has one)"
-    extra = ("total", "fps", "worst_total", "worst_fps", look, blob)
+    late = "art / loose pass (each; only when no look finds a card)"
+    extra = ("total", "fps", "worst_total", "worst_fps", look, blob, late)
     assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k not in extra))
     assert est["worst_total"] == pytest.approx(est["total"] + 2 * est[look] + 2 * est[blob]) and est[look] > 0
     from pokedex_host.emulator.bench_cards import _estimate_looks
 
     looks = _estimate_looks(_cfg())  # the shipped config: blobs on the two colour-only looks
     assert looks["colour_looks"] == 2 and looks["blob_looks"] == 2 and not looks["blob_main"]
+    assert looks["late_passes"] == 2 and _estimate_looks({**_cfg(), "loose": None})["late_passes"] == 1
+    shipped = board_time_estimate(100_000_000, 1025, **looks)
+    assert shipped["worst_total"] == pytest.approx(est["worst_total"] + 2 * est[late]) and est[late] > 0
     assert _estimate_looks({**_cfg(), "blob_look": False})["blob_looks"] == 0
     everywhere = board_time_estimate(100_000_000, 1025, **_estimate_looks({**_cfg(), "blob_from": 0}))
     assert everywhere["total"] == pytest.approx(est["total"] + est[blob])

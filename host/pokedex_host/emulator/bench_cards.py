@@ -163,11 +163,13 @@ CYCLES_PER_PIXEL = {  # RISC-V at 400 MHz, imlib's C loops (assumptions, see the
     "lcd": 10,
 }
 MICROPYTHON_S_PER_LOOP = 6e-6  # one simple `for` iteration with a float operation in MicroPython
+QUAD_LOOPS = 60  # _card_like on one quad (order, shape, squareness, aspect), in such iterations
+LATE_QUADS = 20  # the quads and blobs all looks hand the art and loose passes (validation frames: ~15)
 
 
 def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale: int = 2, mask_scale: int = 2,
                         strip: int = 4, crop: int = 128, smoothing: bool = True, colour_looks: int = 2,
-                        mirror: bool = False, blob_looks: int = 2, blob_main: bool = False) -> dict:
+                        mirror: bool = False, blob_looks: int = 2, blob_main: bool = False, late_passes: int = 0) -> dict:
     """Milliseconds per frame for each stage of the card app (firmware/main.py + pk_card.py) on a
     K210 at 400 MHz: an estimate from pixel counts and published speeds, not a measurement.
 
@@ -178,7 +180,8 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
     With ``mirror`` the crop is mirrored in place, converted again and run through the KPU a
     second time, and averaging the two logit vectors is counted as one more loop. The last
     ``blob_looks`` colour-only looks also run find_blobs on their threshold (and the desk-mask
-    look too with ``blob_main``)."""
+    look too with ``blob_main``). ``late_passes`` (the art look, the loose pass) each go over every
+    look's quads again in MicroPython, when no look found a card."""
     fw, fh = frame
     small = (fw // scale) * (fh // scale)
     mask = small // (mask_scale * mask_scale)
@@ -210,7 +213,9 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
     ms["fps"] = 1000.0 / ms["total"]
     ms["colour-only look (each; only when the first two find nothing)"] = look
     ms["blob look (each colour-only look that has one)"] = blobs
-    ms["worst_total"] = ms["total"] + colour_looks * look + min(blob_looks, colour_looks) * blobs
+    ms["art / loose pass (each; only when no look finds a card)"] = 1e3 * LATE_QUADS * QUAD_LOOPS * MICROPYTHON_S_PER_LOOP
+    ms["worst_total"] = (ms["total"] + colour_looks * look + min(blob_looks, colour_looks) * blobs
+                         + late_passes * ms["art / loose pass (each; only when no look finds a card)"])
     ms["worst_fps"] = 1000.0 / ms["worst_total"]
     return ms
 
@@ -218,11 +223,12 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
 def _estimate_looks(card: dict | None) -> dict:
     """board_time_estimate's locator arguments for the ``card`` config the app ran."""
     if not card:
-        return {"colour_looks": 0, "blob_looks": 0}
+        return {"colour_looks": 0, "blob_looks": 0, "late_passes": 0}
     n = len(card.get("chroma_k", ()))
     first = int(card.get("blob_from", 0)) if card.get("blob_look") else n + 1
     return {"scale": card.get("scale", 2), "mask_scale": card.get("mask_scale", 2), "strip": card.get("strip", 4),
-            "colour_looks": n, "blob_looks": sum(1 for i in range(1, n + 1) if i >= first), "blob_main": first == 0}
+            "colour_looks": n, "blob_looks": sum(1 for i in range(1, n + 1) if i >= first), "blob_main": first == 0,
+            "late_passes": int(bool(card.get("art_look"))) + int(bool(card.get("loose")))}
 
 
 def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: float = APP_THRESHOLD, count: int | None = None,
