@@ -126,6 +126,49 @@ def test_a_teacher_continues_from_a_fine_tuned_teacher_and_refuses_another_model
         run_recipe(Recipe.load(rec), tmp_path / "c", stages=("teacher",), log=lambda m: None)
 
 
+def test_a_continued_student_hands_on_its_start_unless_an_epoch_beats_it(tmp_path):
+    """With an init, the student's start is validated as epoch 0 and stays best.pt until an epoch
+    beats it (here: a learning rate that wrecks the weights); a finished run from before the rule
+    gets its start validated when it is resumed."""
+    import csv
+    import shutil
+
+    rec = _tiny(tmp_path)
+    first = Path(run_recipe(Recipe.load(rec), tmp_path / "a", log=lambda m: None)["student"])
+    start = load_checkpoint(first)
+    rec.write_text(rec.read_text().replace("epochs = 2\n", f'epochs = 1\nlr = 1000.0\ninit = "{first}"\n'))
+    run = tmp_path / "b"
+    for d in ("views", "teacher"):
+        shutil.copytree(tmp_path / "a" / d, run / d)
+
+    def kept():
+        ck = load_checkpoint(run / "student" / "best.pt")
+        same = all(torch.equal(v.float(), start.state_dict[k].float()) for k, v in ck.state_dict.items() if v.is_floating_point())
+        return ck.meta["epoch"], same
+
+    logs = []
+    run_recipe(Recipe.load(rec), run, stages=("student",), log=logs.append)
+    assert kept() == (0, True)
+    assert any(m.startswith("student epoch 0 (its start)") and m.endswith("*") for m in logs)
+    with (run / "student" / "metrics.csv").open() as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+    # a run from before the rule: no epoch 0, best.pt = its epoch 1
+    st = torch.load(run / "student" / "last.pt", weights_only=True)
+    e1 = st["history"][1]
+    st["history"], st["best"] = [e1], (e1["val_top1"] + e1["val_card_top1"]) / 2
+    torch.save(st, run / "student" / "last.pt")
+    from pokedex_host.models.checkpoint import save_checkpoint
+
+    wrecked = create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025)
+    wrecked.load_state_dict(st["model"])
+    save_checkpoint(run / "student" / "best.pt", wrecked, "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 1})
+    assert kept() == (1, False)
+    logs.clear()
+    run_recipe(Recipe.load(rec), run, stages=("student",), log=logs.append)
+    assert kept() == (0, True) and any(m.startswith("student epoch 0 (its start)") for m in logs)
+    assert not any(m.startswith("student epoch 1/1") for m in logs)  # nothing retrained
+
+
 def test_the_teacher_sees_card_views_enlarged_and_mirrored():
     """teacher_view_logits: sprites at the teacher's size, card views at kd_card_input, each
     averaged with its mirror image where kd_flip says, every row back in its place."""
@@ -244,6 +287,23 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     o.recipe = ROOT / "models/recipes/release-v6.toml"
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
     assert "- teacher fine-tune continued from `models/teachers/efficientnet_lite0-128-release-v2.pt`: 1 epochs at 160 px" in card
+    assert "- student kept: not recorded;" in card
+    # a continued stage's epoch 0 (its start) is a row of the table, not a trained epoch
+    with (run / "student" / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["epoch", "train_loss", "images_per_s", "seconds", "val_top1", "val_card_top1"])
+        w.writeheader()
+        w.writerow({"epoch": 0, "train_loss": "nan", "images_per_s": 0.0, "seconds": 0.0, "val_top1": 61.0,
+                    "val_card_top1": 30.0})
+        w.writerow({"epoch": 1, "train_loss": 2.0, "images_per_s": 60, "seconds": 120, "val_top1": 60.0,
+                    "val_card_top1": 30.0})
+    from pokedex_host.models.checkpoint import save_checkpoint
+
+    save_checkpoint(run / "student" / "best.pt", create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
+                    "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 0})
+    card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
+    assert "| student | 0 (its start) | 61.0 % | 30.0 % |  |" in card and "| student | 1 | 60.0 % | 30.0 % | 60 |" in card
+    assert "- distillation: 1 epochs, 2.0 min (60 images/s" in card and "- student kept: **its start**" in card
+    assert "| `teacher.pt` | the fine-tuned teacher of this run (the student kept is its start" in card
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():

@@ -251,13 +251,23 @@ def teacher_view_logits(teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor,
     return out
 
 
+def _score(m: dict) -> float:
+    """What best.pt is chosen by: validation top-1 on sprites and on card crops, equally."""
+    return (m["val_top1"] + m["val_card_top1"]) / 2
+
+
 def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, opt, step_fn, val_fn, meta: dict,
-            family: str, log) -> dict:
+            family: str, log, start_counts: bool = False) -> dict:
     """The epoch loop both stages share: resume from OUT/last.pt, run ``step_fn(epoch, s)`` per
-    step, validate, keep best.pt (project checkpoint) and last.pt, metrics.csv."""
+    step, validate, keep best.pt (project checkpoint) and last.pt, metrics.csv.
+
+    With ``start_counts`` (a stage continued from trained weights) the model as it comes in is
+    validated first, as epoch 0, and is best.pt until an epoch beats it: a continuation that does
+    not improve on its start on validation hands on its start. A run resumed from before this
+    rule has its start validated then (``model`` still holds the start when it is called)."""
     from ..dataset.progress import Progress
 
-    last, start, best, history = out / "last.pt", 0, -1.0, []
+    last, start, best, history, st = out / "last.pt", 0, -1.0, [], None
     out.mkdir(parents=True, exist_ok=True)
     if last.exists():
         try:
@@ -268,10 +278,25 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         if _comparable(st.get("meta")) != _comparable(meta):
             raise PokedexError(f"{last} was written by another recipe ({st.get('meta')})",
                                f"use the same recipe to resume, or delete {out}")
+        best, history = st["best"], st["history"]
+    if start_counts and not any(h["epoch"] == 0 for h in history):
+        m = {"epoch": 0, "train_loss": float("nan"), "images_per_s": 0.0, "seconds": 0.0, **val_fn()}
+        history = [m] + history
+        kept = _score(m) >= best  # an epoch must beat the start, not tie it
+        if kept:
+            best = _score(m)
+            save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)), {"epoch": 0, "metrics": m, "recipe": meta})
+        log(f"{stage} epoch 0 (its start): val top-1 {m['val_top1']:.2f} %, card views {m['val_card_top1']:.2f} %"
+            f"{' *' if kept else ''}")
+        if st is not None:
+            st = {**st, "best": best, "history": history}
+            _save(last, st)
+        write_metrics(out / "metrics.csv", history)
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         torch.set_rng_state(st["torch_rng"])
-        start, best, history = st["epoch"] + 1, st["best"], st["history"]
+        start = st["epoch"] + 1
         if start < n_epochs:
             log(f"{stage}: resuming at epoch {start + 1} of {n_epochs}")
     for epoch in range(start, n_epochs):
@@ -287,7 +312,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         m = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "images_per_s": seen / train_s, "seconds": train_s,
              **val_fn()}
         history.append(m)
-        score = (m["val_top1"] + m["val_card_top1"]) / 2
+        score = _score(m)
         improved = score > best
         if improved:
             best = score
@@ -398,7 +423,7 @@ def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitDa
 
     meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views)}
     _epochs("teacher", model, out, t.epochs, steps, opt, step, _val_fn(model, val, val_views, t.input, dev), meta,
-            t.family, log)
+            t.family, log, start_counts=bool(t.init))
     return out / "best.pt"
 
 
@@ -461,7 +486,7 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
     meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
             "teacher": {"family": ck.family, "config": ck.config}}
     _epochs("student", model, out, s_cfg.epochs, steps, opt, step, _val_fn(model, val, val_views, s_cfg.input, dev),
-            meta, s_cfg.family, log)
+            meta, s_cfg.family, log, start_counts=bool(s_cfg.init))
     if timing["n"]:
         log(f"distill: teacher forward {timing['n'] / timing['teacher_s']:.0f} img/s, student step "
             f"{timing['n'] / timing['student_s']:.0f} img/s (this run)")

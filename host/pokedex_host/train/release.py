@@ -163,7 +163,8 @@ def _pct(v) -> str:
 
 
 def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> str:
-    t_rows, s_rows = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
+    t_all, s_all = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
+    t_rows, s_rows = _trained(t_all), _trained(s_all)  # without a continued stage's epoch 0 (its start)
     t_min = sum(float(x["seconds"]) for x in t_rows) / 60
     s_min = sum(float(x["seconds"]) for x in s_rows) / 60
     mem = manifest["memory"]
@@ -197,7 +198,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
         "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
-        f"| `teacher.pt` | the fine-tuned teacher it was distilled from (EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
+        f"| `teacher.pt` | the fine-tuned teacher {'of this run (the student kept is its start: see below)' if _kept_epoch(run / 'student' / 'best.pt') == 0 else 'it was distilled from'} "
+        f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
@@ -274,6 +276,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         f"{len(t_rows)} epochs at {r.teacher.input} px, {t_min:.1f} min "
         f"({_mean(t_rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {r.teacher.freeze_blocks} blocks;",
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
+        _kept("teacher", run / "teacher" / "best.pt"),
+        _kept("student", run / "student" / "best.pt"),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
@@ -288,10 +292,11 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "",
         "| stage | epoch | sprites | card crops | images/s |", "|---|---:|---:|---:|---:|",
     ]
-    for stage, rows_ in (("teacher", t_rows), ("student", s_rows)):
+    for stage, rows_ in (("teacher", t_all), ("student", s_all)):
         for x in rows_:
-            lines.append(f"| {stage} | {x['epoch']} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | "
-                         f"{float(x['images_per_s']):.0f} |")
+            trained = int(x["epoch"]) > 0
+            ep, ips = (x["epoch"], f"{float(x['images_per_s']):.0f}") if trained else ("0 (its start)", "")
+            lines.append(f"| {stage} | {ep} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | {ips} |")
     notes = run / "NOTES.md"  # what the run's history needs said (restarts, changed settings)
     if notes.is_file():
         lines += ["", "## Notes on this run", "", notes.read_text().strip()]
@@ -305,6 +310,27 @@ def _teacher_view(s) -> str:
     mirror = {"none": "", "cards": ", card crops averaged with their mirror image",
               "all": ", every image averaged with its mirror image"}[s.kd_flip]
     return f"- the teacher's view of each batch: sprites at its own input, {cards}{mirror};"
+
+
+def _trained(rows: list[dict]) -> list[dict]:
+    return [x for x in rows if int(x["epoch"]) > 0]
+
+
+def _kept_epoch(best: Path) -> int | None:
+    from ..models.checkpoint import load_checkpoint
+
+    return (load_checkpoint(best).meta or {}).get("epoch") if best.is_file() else None
+
+
+def _kept(stage: str, best: Path) -> str:
+    """Which epoch the release kept (best.pt: the mean of validation top-1 on sprites and card crops)."""
+    e = _kept_epoch(best)
+    if e is None:
+        return f"- {stage} kept: not recorded;"
+    if e == 0:
+        return (f"- {stage} kept: **its start** (the init): no epoch of this run beat it on validation "
+                "(mean of sprite and card-crop top-1), so the release hands it on unchanged;")
+    return f"- {stage} kept: epoch {e} (best on validation, mean of sprite and card-crop top-1);"
 
 
 def _mean(rows: list[dict], k: str) -> float:
