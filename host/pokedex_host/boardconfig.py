@@ -29,7 +29,8 @@ CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "asp
 # bench-cards --threshold 0, which prints the sweep; docs/card-in-frame.md) as the lowest threshold
 # at which more than four in five named answers are right. Release v6 (a sharper teacher than v5's)
 # is surer of itself: 0.25 names 45.5 % right and 10.8 % wrong there (0.2: 47.7 / 15.0 %, 76 % of
-# named right; 0.3: 43.5 / 8.5 %). v5 used 0.15, v3/v4 0.3.
+# named right; 0.3: 43.5 / 8.5 %). v5 used 0.15, v3/v4 0.3. Release v7 (v6's student, rebuilt) with
+# session 9's locator: 0.25 again (46.2 % right, 11.3 % wrong).
 APP_THRESHOLD = 0.25
 
 # the app also classifies the mirror image of the crop and averages the two logit vectors (a second
