@@ -324,3 +324,29 @@ def test_a_recipe_without_a_version_in_its_name_is_refused(tmp_path):
     f.write_text((ROOT / "models/recipes/release-v1.toml").read_text())
     with pytest.raises(PokedexError, match="release-vN.toml"):
         release_paths(f)
+
+
+def test_the_release_builds_the_float16_weights_it_ships(tmp_path):
+    """model.pt beside best.pt: float16, the same weights rounded, rewritten only when best.pt is
+    newer (what make_release builds, evaluates and copies into the release folder)."""
+    import os
+
+    from pokedex_host.models.checkpoint import save_checkpoint
+    from pokedex_host.train.release import shipped_weights
+
+    best = tmp_path / "best.pt"
+    m = create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025)
+    save_checkpoint(best, m, "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 3})
+    shipped = shipped_weights(best)
+    ck, full = load_checkpoint(shipped), load_checkpoint(best)
+    assert shipped == tmp_path / "model.pt" and ck.meta["epoch"] == 3
+    for k, v in ck.state_dict.items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float16 and torch.equal(v, full.state_dict[k].half()), k
+    stamp = shipped.stat().st_mtime_ns
+    assert shipped_weights(best) == shipped and shipped.stat().st_mtime_ns == stamp  # fresh: left alone
+    with torch.no_grad():
+        next(m.parameters()).add_(1.0)
+    save_checkpoint(best, m, "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 4})
+    os.utime(best, ns=(stamp + 10**9, stamp + 10**9))
+    assert load_checkpoint(shipped_weights(best)).meta["epoch"] == 4

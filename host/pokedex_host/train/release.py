@@ -6,8 +6,9 @@ same command again after an interruption continues where it stopped:
 1. ``train recipe`` (teacher fine-tune + online distillation, itself resumable per epoch);
 2. the project's card-crop sets (``data camera-set --kind art``) of the validation split
    (calibration: what the board's camera shows the model) and the test split (evaluation);
-3. ``build-kmodel`` of the student for the stock MaixPy profile (v3, checked bit for bit against
-   nncase's simulator on the v5 file);
+3. ``build-kmodel`` of the student as the release ships it (float16 weights, ``shipped_weights``,
+   so ``model.pt`` rebuilds the same kmodel) for the stock MaixPy profile (v3, checked bit for bit
+   against nncase's simulator on the v5 file);
 4. ``eval`` of teacher, student, kmodel — and the previous release — on the full test split and on
    the card-crop set;
 5. the release folder: ``model.pt`` (float16), ``model.kmodel`` (v3), ``model.v5.kmodel``, the build
@@ -82,7 +83,9 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
                            " (make release does both from ../shared/data/pokemon)")
     # 1. train
     made = run_recipe(r, o.run, log=log)
-    student, teacher = Path(made["student"]), Path(made["teacher"])
+    # the student as the release ships it (float16): built and evaluated as is, so model.pt
+    # rebuilds the same model.kmodel
+    student, teacher = shipped_weights(Path(made["student"])), Path(made["teacher"])
     # 2. card-crop sets at the student's input size
     size = r.student.input
     sets = {}
@@ -115,7 +118,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     # 5. release folder
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
-    _half_checkpoint(student, out / "model.pt")
+    shutil.copyfile(student, out / "model.pt")
     _half_checkpoint(teacher, out / "teacher.pt")
     for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", MANIFEST, "report.md", "budget.png"):
         if (build / f).exists():
@@ -131,8 +134,17 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     return out
 
 
+def shipped_weights(best: Path) -> Path:
+    """``model.pt`` beside ``best``: its weights as float16 (half the bytes), rewritten when
+    ``best`` is newer. The release builds, evaluates and ships this file, not the float32 one."""
+    dst = best.with_name("model.pt")
+    if not _fresh(dst, best):
+        _half_checkpoint(best, dst)
+    return dst
+
+
 def _half_checkpoint(src: Path, dst: Path) -> None:
-    """The release's weights as float16 (half the bytes; the build used the float32 file)."""
+    """A checkpoint's weights as float16 (half the bytes)."""
     import io
 
     import torch
