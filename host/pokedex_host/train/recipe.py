@@ -269,6 +269,10 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
 
     last, start, best, history, st = out / "last.pt", 0, -1.0, [], None
     out.mkdir(parents=True, exist_ok=True)
+
+    def keep(m: dict) -> None:
+        save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)), {"epoch": m["epoch"], "metrics": m, "recipe": meta})
+
     if last.exists():
         try:
             st = torch.load(last, map_location="cpu", weights_only=True)
@@ -285,7 +289,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         kept = _score(m) >= best  # an epoch must beat the start, not tie it
         if kept:
             best = _score(m)
-            save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)), {"epoch": 0, "metrics": m, "recipe": meta})
+            keep(m)
         log(f"{stage} epoch 0 (its start): val top-1 {m['val_top1']:.2f} %, card views {m['val_card_top1']:.2f} %"
             f"{' *' if kept else ''}")
         if st is not None:
@@ -316,8 +320,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         improved = score > best
         if improved:
             best = score
-            save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)),
-                            {"epoch": epoch + 1, "metrics": m, "recipe": meta})
+            keep(m)
         _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
                      "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
         write_metrics(out / "metrics.csv", history)

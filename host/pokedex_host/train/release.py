@@ -177,6 +177,7 @@ def _pct(v) -> str:
 def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> str:
     t_all, s_all = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
     t_rows, s_rows = _trained(t_all), _trained(s_all)  # without a continued stage's epoch 0 (its start)
+    kept = {stage: _kept_epoch(run / stage / "best.pt") for stage in ("teacher", "student")}
     t_min = sum(float(x["seconds"]) for x in t_rows) / 60
     s_min = sum(float(x["seconds"]) for x in s_rows) / 60
     mem = manifest["memory"]
@@ -210,7 +211,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
         "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
-        f"| `teacher.pt` | the fine-tuned teacher {'of this run (the student kept is its start: see below)' if _kept_epoch(run / 'student' / 'best.pt') == 0 else 'it was distilled from'} "
+        f"| `teacher.pt` | the fine-tuned teacher {'of this run (the student kept is its start: see below)' if kept['student'] == 0 else 'it was distilled from'} "
         f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
@@ -288,8 +289,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         f"{len(t_rows)} epochs at {r.teacher.input} px, {t_min:.1f} min "
         f"({_mean(t_rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {r.teacher.freeze_blocks} blocks;",
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
-        _kept("teacher", run / "teacher" / "best.pt"),
-        _kept("student", run / "student" / "best.pt"),
+        _kept("teacher", kept["teacher"]),
+        _kept("student", kept["student"]),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
@@ -334,9 +335,9 @@ def _kept_epoch(best: Path) -> int | None:
     return (load_checkpoint(best).meta or {}).get("epoch") if best.is_file() else None
 
 
-def _kept(stage: str, best: Path) -> str:
-    """Which epoch the release kept (best.pt: the mean of validation top-1 on sprites and card crops)."""
-    e = _kept_epoch(best)
+def _kept(stage: str, e: int | None) -> str:
+    """Which epoch (``_kept_epoch``) the release kept (best.pt: the mean of validation top-1 on
+    sprites and card crops)."""
     if e is None:
         return f"- {stage} kept: not recorded;"
     if e == 0:
