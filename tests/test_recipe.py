@@ -194,6 +194,48 @@ def test_the_teacher_sees_card_views_enlarged_and_mirrored():
     assert teacher_view_logits(Probe(), xb, cam, 32, 0, "none")[:, 0].tolist() == [32.0] * 5
 
 
+def test_mixup_blends_each_image_with_another_and_weighs_both_labels():
+    from pokedex_host.train.recipe import label_loss, mix_batch
+
+    xb = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 3, 4, 4).contiguous()  # row i is all i
+    a = mix_batch(xb, 0.4, torch.Generator().manual_seed(3))
+    b = mix_batch(xb, 0.4, torch.Generator().manual_seed(3))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))  # the generator decides everything
+    out, lam, perm = a
+    assert sorted(perm.tolist()) == list(range(6)) and bool(((lam >= 0.5) & (lam <= 1)).all())
+    assert not bool((lam == 1).all())
+    want = lam * torch.arange(6.0) + (1 - lam) * perm.float()
+    assert torch.allclose(out[:, 0, 0, 0], want) and torch.allclose(out.amin((1, 2, 3)), out.amax((1, 2, 3)))
+    # the label term: each row's own label by lam, its partner's by 1 - lam
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    ce = torch.nn.functional.cross_entropy
+    both = (lam * ce(logits, y, reduction="none") + (1 - lam) * ce(logits, y[perm], reduction="none")).mean()
+    assert torch.allclose(label_loss(logits, y, 0.0, a), both)
+    assert torch.allclose(label_loss(logits, y, 0.0), ce(logits, y))
+    assert not torch.allclose(both, ce(logits, y))
+
+
+def test_distillation_with_mixup_and_a_teacher_used_as_it_is(tmp_path):
+    """teacher.epochs = 0 with an init: the teacher is validated once and distilled from unchanged;
+    the student trains on mixup blends with the teacher's answers only (kd_alpha 1)."""
+    rec = _tiny(tmp_path)
+    first = Path(run_recipe(Recipe.load(rec), tmp_path / "a", stages=("teacher",), log=lambda m: None)["teacher"])
+    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\nepochs = 1\n", f'[teacher]\ninput = 32\nepochs = 0\ninit = "{first}"\n')
+                   .replace("kd_flip", "kd_alpha = 1.0\nkd_mixup = 0.4\nkd_flip"))
+    logs = []
+    made = run_recipe(Recipe.load(rec), tmp_path / "b", log=logs.append)
+    t0, t1 = load_checkpoint(first), load_checkpoint(Path(made["teacher"]))
+    assert all(torch.equal(v.float(), t0.state_dict[k].float()) for k, v in t1.state_dict.items() if v.is_floating_point())
+    assert any(m.startswith("teacher epoch 0 (its start)") for m in logs) and not any("teacher epoch 1" in m for m in logs)
+    assert any(m.startswith("student epoch 2/2") for m in logs)
+    assert load_checkpoint(Path(made["student"])).family == "kpu_mobilenet_v1"
+    # mixup is part of what a resume must match
+    rec.write_text(rec.read_text().replace("kd_mixup = 0.4", "kd_mixup = 0.2").replace("epochs = 2", "epochs = 3"))
+    with pytest.raises(PokedexError, match="another recipe"):
+        run_recipe(Recipe.load(rec), tmp_path / "b", log=lambda m: None)
+
+
 def test_recipe_cli_and_bad_recipe(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[teacher]\nepochz = 3\n")
@@ -202,6 +244,11 @@ def test_recipe_cli_and_bad_recipe(tmp_path):
     bad.write_text('[student]\nkd_flip = "both"\n')
     r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "bad.toml" in r.output and "kd_flip" in r.output and "cards" in r.output
+    for text, words in (("[teacher]\nepochs = 0\n", ("teacher.epochs = 0", "teacher.init")),
+                        ("[student]\nkd_mixup = -1\n", ("kd_mixup", "Beta"))):
+        bad.write_text(text)
+        r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
+        assert r.exit_code == 1 and "bad.toml" in r.output and all(w in r.output for w in words), r.output
     r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(_tiny(tmp_path)), "--out", str(tmp_path / "o"),
                                   "--data", str(tmp_path / "nowhere")])
     assert r.exit_code == 1 and "nowhere" in r.output and "data process" in r.output
@@ -304,6 +351,13 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert "| student | 0 (its start) | 61.0 % | 30.0 % |  |" in card and "| student | 1 | 60.0 % | 30.0 % | 60 |" in card
     assert "- distillation: 1 epochs, 2.0 min (60 images/s" in card and "- student kept: **its start**" in card
     assert "| `teacher.pt` | the fine-tuned teacher of this run (the student kept is its start" in card
+    # a teacher used as it is (v8: v7's, epochs = 0), a student on mixup blends
+    o.recipe = ROOT / "models/recipes/release-v8.toml"
+    card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
+    v7 = "models/releases/kpu_mobilenet_v1-075-128-v7/teacher.pt"
+    assert f"- teacher: `{v7}` as it is (no fine-tune in this run), at 160 px;" in card
+    assert f"| `teacher.pt` | the teacher it was distilled from, `{v7}` as it is" in card
+    assert "1.0 x KL(T=1.0) + 0.0 x label CE, on mixup blends of the batch (Beta(0.4)" in card
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():

@@ -64,6 +64,11 @@ class TeacherConfig:
     warmup_epochs: float = 0.3
     init: str = ""  # continue from this teacher checkpoint (same variant, head included) instead of ImageNet
 
+    def __post_init__(self):
+        if self.epochs < 0 or (self.epochs == 0 and not self.init):
+            raise PokedexError(f"teacher.epochs = {self.epochs}",
+                               "use 1 or more, or 0 with teacher.init to distil from that teacher as it is")
+
 
 KD_FLIP = ("none", "cards", "all")
 
@@ -88,8 +93,14 @@ class DistillConfig:
     # How the teacher looks at the batch it teaches from (the student always sees it as is):
     kd_card_input: int = 0  # card views enlarged to this size for the teacher (0 = the teacher's own input)
     kd_flip: str = "none"  # "cards" / "all": the teacher's logits averaged with those of the mirrored image
+    # mixup in the distillation batch (0 = off): each image is blended with another of the batch,
+    # weight max(l, 1 - l) for l ~ Beta(kd_mixup, kd_mixup) on its own; teacher and student see the
+    # same blend, so the student matches the teacher between the training images too
+    kd_mixup: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.kd_mixup <= 10:
+            raise PokedexError(f"student.kd_mixup = {self.kd_mixup}", "use 0 (off) or a Beta parameter such as 0.4")
         if self.kd_flip not in KD_FLIP:
             raise PokedexError(f"student.kd_flip = {self.kd_flip!r}", f"use one of {', '.join(KD_FLIP)}")
         if not isinstance(self.kd_card_input, int) or self.kd_card_input < 0:
@@ -228,6 +239,30 @@ def mixed_batch(train: SplitData, views: torch.Tensor, idx: torch.Tensor, size: 
     return (out, cam) if with_mask else out
 
 
+def mix_batch(xb: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup within a batch: row i becomes ``lam[i] * x[i] + (1 - lam[i]) * x[perm[i]]`` with
+    ``lam[i] = max(l, 1 - l)``, ``l ~ Beta(alpha, alpha)``, so each row stays mostly itself (its
+    label and card/sprite kind remain the main ones). Returns the blend, ``lam`` and ``perm``."""
+    n = len(xb)
+    perm = torch.randperm(n, generator=gen)
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    lam = torch.from_numpy(rng.beta(alpha, alpha, n)).float()
+    lam = torch.maximum(lam, 1 - lam)
+    w = lam.view(n, 1, 1, 1)
+    return xb * w + xb[perm] * (1 - w), lam, perm
+
+
+def label_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float, mixed=None) -> torch.Tensor:
+    """Label cross-entropy; for a ``mix_batch`` blend, each row's two labels by their weights."""
+    if mixed is None:
+        return nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
+    _, lam, perm = mixed
+    lam = lam.to(logits.device)
+    ce = nn.functional.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
+    ce2 = nn.functional.cross_entropy(logits, y[perm.to(y.device)], label_smoothing=smoothing, reduction="none")
+    return (lam * ce + (1 - lam) * ce2).mean()
+
+
 def teacher_view_logits(teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor, size: int, card_size: int = 0,
                         flip: str = "none") -> torch.Tensor:
     """The teacher's logits for a mixed batch: sprites at the teacher's ``size``, card views at
@@ -334,7 +369,7 @@ def _comparable(meta) -> dict:
     the schedule stretched) and the number of render processes."""
     meta = dict(meta or {})
     meta.pop("epochs", None)
-    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", "")):  # runs from before these keys resume
+    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", ""), ("kd_mixup", 0.0)):  # runs from before these keys resume
         if meta.get(k, default) == default:
             meta.pop(k, None)
     meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
@@ -468,6 +503,9 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
         for g in opt.param_groups:
             g["lr"] = s_cfg.lr * warmup_cosine(epoch * steps + s, total, warm)
         xb, cam = mixed_batch(train, views, idx, s_cfg.input, s_cfg.camera_fraction, gen, with_mask=True)
+        mixed = mix_batch(xb, s_cfg.kd_mixup, gen) if s_cfg.kd_mixup > 0 else None
+        if mixed is not None:
+            xb = mixed[0]
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -476,7 +514,7 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
         t1 = time.time()
         logits = model(xb)
         kd = nn.functional.kl_div(nn.functional.log_softmax(logits / T, dim=1), soft, reduction="batchmean") * T * T
-        ce = nn.functional.cross_entropy(logits, train.y[idx].to(dev), label_smoothing=s_cfg.label_smoothing)
+        ce = label_loss(logits, train.y[idx].to(dev), s_cfg.label_smoothing, mixed)
         loss = s_cfg.kd_alpha * kd + (1 - s_cfg.kd_alpha) * ce
         opt.zero_grad(set_to_none=True)
         loss.backward()

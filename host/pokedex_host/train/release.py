@@ -211,7 +211,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
         "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
-        f"| `teacher.pt` | the fine-tuned teacher {'of this run (the student kept is its start: see below)' if kept['student'] == 0 else 'it was distilled from'} "
+        f"| `teacher.pt` | {_teacher_file(r.teacher, kept['student'])} "
         f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
@@ -285,15 +285,15 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "make release     # = pokedex-host release (data from ../shared/data/pokemon if data/ is empty)",
         "```",
         "",
-        f"- teacher fine-tune{' continued from `' + r.teacher.init + '`' if r.teacher.init else ' from ImageNet'}: "
-        f"{len(t_rows)} epochs at {r.teacher.input} px, {t_min:.1f} min "
-        f"({_mean(t_rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {r.teacher.freeze_blocks} blocks;",
+        _teacher_line(r.teacher, t_rows, t_min),
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
         _kept("teacher", kept["teacher"]),
         _kept("student", kept["student"]),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
-        f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE;",
+        f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE"
+        + (f", on mixup blends of the batch (Beta({r.student.kd_mixup:g}), each image's own weight >= 0.5; the teacher"
+           " sees the same blend);" if r.student.kd_mixup else ";"),
         _teacher_view(r.student),
         f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per training image),"
         " the rest sprites with crop/flip/colour jitter;",
@@ -316,6 +316,22 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
     lines += ["", "Data: the shared sprite/artwork set (docs/data.md); no 3D renders in the style of Pokémon HOME",
               "or Scarlet/Violet were ingested or trained on (they are reserved for evaluation).", ""]
     return "\n".join(lines)
+
+
+def _teacher_file(t, student_kept) -> str:
+    if not t.epochs:
+        return f"the teacher it was distilled from, `{t.init}` as it is"
+    if student_kept == 0:
+        return "the fine-tuned teacher of this run (the student kept is its start: see below)"
+    return "the fine-tuned teacher it was distilled from"
+
+
+def _teacher_line(t, rows: list[dict], minutes: float) -> str:
+    if not t.epochs:
+        return f"- teacher: `{t.init}` as it is (no fine-tune in this run), at {t.input} px;"
+    return (f"- teacher fine-tune{' continued from `' + t.init + '`' if t.init else ' from ImageNet'}: "
+            f"{len(rows)} epochs at {t.input} px, {minutes:.1f} min "
+            f"({_mean(rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {t.freeze_blocks} blocks;")
 
 
 def _teacher_view(s) -> str:
