@@ -230,6 +230,10 @@ def test_distillation_with_mixup_and_a_teacher_used_as_it_is(tmp_path):
     assert any(m.startswith("teacher epoch 0 (its start)") for m in logs) and not any("teacher epoch 1" in m for m in logs)
     assert any(m.startswith("student epoch 2/2") for m in logs)
     assert load_checkpoint(Path(made["student"])).family == "kpu_mobilenet_v1"
+    # run again: the teacher's start is not validated a second time, nothing is trained again
+    logs.clear()
+    run_recipe(Recipe.load(rec), tmp_path / "b", log=logs.append)
+    assert not any(" epoch 0 (its start)" in m or m.startswith("student epoch") for m in logs), logs
     # mixup is part of what a resume must match
     rec.write_text(rec.read_text().replace("kd_mixup = 0.4", "kd_mixup = 0.2").replace("epochs = 2", "epochs = 3"))
     with pytest.raises(PokedexError, match="another recipe"):
@@ -356,8 +360,19 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
     v7 = "models/releases/kpu_mobilenet_v1-075-128-v7/teacher.pt"
     assert f"- teacher: `{v7}` as it is (no fine-tune in this run), at 160 px;" in card
-    assert f"| `teacher.pt` | the teacher it was distilled from, `{v7}` as it is" in card
+    assert "| `teacher.pt` |" not in card  # not copied: the card names v7's file
+    from pokedex_host.train.release import ship_teacher
+
+    best = tmp_path / "tbest.pt"
+    save_checkpoint(best, create_model("efficientnet_lite", variant="lite0", input=32, classes=1025), "efficientnet_lite",
+                    list(range(1, 1026)))
+    (tmp_path / "rel").mkdir()
+    r6, r8 = Recipe.load(ROOT / "models/recipes/release-v6.toml"), Recipe.load(o.recipe)
+    assert ship_teacher(r6.teacher, best, tmp_path / "rel") == tmp_path / "rel" / "teacher.pt"
+    assert load_checkpoint(tmp_path / "rel" / "teacher.pt").family == "efficientnet_lite"
+    assert ship_teacher(r8.teacher, best, tmp_path / "rel") is None and not (tmp_path / "rel" / "teacher.pt").exists()
     assert "1.0 x KL(T=1.0) + 0.0 x label CE, on mixup blends of the batch (Beta(0.4)" in card
+    assert "- teacher kept:" not in card and "- student kept: **its start**" in card
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():

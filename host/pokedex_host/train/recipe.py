@@ -330,6 +330,9 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         if st is not None:
             st = {**st, "best": best, "history": history}
             _save(last, st)
+        else:  # a resume (or a stage of 0 epochs run again) need not validate the start again
+            _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": -1, "best": best,
+                         "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
         write_metrics(out / "metrics.csv", history)
     if st is not None:
         model.load_state_dict(st["model"])

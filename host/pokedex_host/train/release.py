@@ -12,7 +12,8 @@ same command again after an interruption continues where it stopped:
 4. ``eval`` of teacher, student, kmodel — and the previous release — on the full test split and on
    the card-crop set;
 5. the release folder: ``model.pt`` (float16), ``model.kmodel`` (v3), ``model.v5.kmodel``, the build
-   artifact, ``teacher.pt`` (float16: a later recipe can distil from it or continue its fine-tune),
+   artifact, ``teacher.pt`` (float16: a later recipe can distil from it or continue its fine-tune;
+   not with ``teacher.epochs = 0``, where the teacher is its init file unchanged),
    metrics, eval tables, and ``README.md`` (the model card).
 """
 
@@ -119,7 +120,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(student, out / "model.pt")
-    _half_checkpoint(teacher, out / "teacher.pt")
+    ship_teacher(r.teacher, teacher, out)
     for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", MANIFEST, "report.md", "budget.png"):
         if (build / f).exists():
             shutil.copyfile(build / f, out / f)
@@ -132,6 +133,16 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     atomic_write_text(out / "README.md", card)
     log(f"release written to {out} ({(time.time() - t_all) / 60:.1f} min for the steps that ran)")
     return out
+
+
+def ship_teacher(t, best: Path, out: Path) -> Path | None:
+    """``out/teacher.pt``: the run's teacher in float16; none when the recipe distils from its init
+    as it is (``epochs = 0``): the model card names that file instead of the release holding a copy."""
+    if not t.epochs:
+        (out / "teacher.pt").unlink(missing_ok=True)
+        return None
+    _half_checkpoint(best, out / "teacher.pt")
+    return out / "teacher.pt"
 
 
 def shipped_weights(best: Path) -> Path:
@@ -211,8 +222,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
         "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
-        f"| `teacher.pt` | {_teacher_file(r.teacher, kept['student'])} "
-        f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
+        *([f"| `teacher.pt` | {_teacher_file(kept['student'])} "
+           f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"] if r.teacher.epochs else []),
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
@@ -287,7 +298,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "",
         _teacher_line(r.teacher, t_rows, t_min),
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
-        _kept("teacher", kept["teacher"]),
+        *([_kept("teacher", kept["teacher"])] if r.teacher.epochs else []),
         _kept("student", kept["student"]),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
@@ -318,9 +329,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
     return "\n".join(lines)
 
 
-def _teacher_file(t, student_kept) -> str:
-    if not t.epochs:
-        return f"the teacher it was distilled from, `{t.init}` as it is"
+def _teacher_file(student_kept) -> str:
     if student_kept == 0:
         return "the fine-tuned teacher of this run (the student kept is its start: see below)"
     return "the fine-tuned teacher it was distilled from"
