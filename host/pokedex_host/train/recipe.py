@@ -372,7 +372,8 @@ def _comparable(meta) -> dict:
     the schedule stretched) and the number of render processes."""
     meta = dict(meta or {})
     meta.pop("epochs", None)
-    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", ""), ("kd_mixup", 0.0)):  # runs from before these keys resume
+    # runs from before these keys resume
+    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", ""), ("kd_mixup", 0.0)):
         if meta.get(k, default) == default:
             meta.pop(k, None)
     meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
