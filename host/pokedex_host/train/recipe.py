@@ -64,6 +64,11 @@ class TeacherConfig:
     warmup_epochs: float = 0.3
     init: str = ""  # continue from this teacher checkpoint (same variant, head included) instead of ImageNet
 
+    @property
+    def as_is(self) -> bool:
+        """0 epochs: the recipe distils from ``init`` unchanged."""
+        return self.epochs == 0
+
     def __post_init__(self):
         if self.epochs < 0 or (self.epochs == 0 and not self.init):
             raise PokedexError(f"teacher.epochs = {self.epochs}",
@@ -308,6 +313,10 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
     def keep(m: dict) -> None:
         save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)), {"epoch": m["epoch"], "metrics": m, "recipe": meta})
 
+    def save_last(epoch: int) -> None:  # epoch -1: the validated start, before any epoch
+        _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
+                     "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
+
     if last.exists():
         try:
             st = torch.load(last, map_location="cpu", weights_only=True)
@@ -331,8 +340,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
             st = {**st, "best": best, "history": history}
             _save(last, st)
         else:  # a resume (or a stage of 0 epochs run again) need not validate the start again
-            _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": -1, "best": best,
-                         "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
+            save_last(-1)
         write_metrics(out / "metrics.csv", history)
     if st is not None:
         model.load_state_dict(st["model"])
@@ -359,8 +367,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         if improved:
             best = score
             keep(m)
-        _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                     "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
+        save_last(epoch)
         write_metrics(out / "metrics.csv", history)
         log(f"{stage} epoch {epoch + 1}/{n_epochs}: loss {m['train_loss']:.3f}, val top-1 {m['val_top1']:.2f} %, "
             f"card views {m['val_card_top1']:.2f} % ({train_s:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
@@ -508,8 +515,7 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
             g["lr"] = s_cfg.lr * warmup_cosine(epoch * steps + s, total, warm)
         xb, cam = mixed_batch(train, views, idx, s_cfg.input, s_cfg.camera_fraction, gen, with_mask=True)
         mixed = mix_batch(xb, s_cfg.kd_mixup, gen) if s_cfg.kd_mixup > 0 else None
-        if mixed is not None:
-            xb = mixed[0]
+        xb = mixed[0] if mixed else xb
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):

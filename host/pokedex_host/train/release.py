@@ -138,7 +138,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
 def ship_teacher(t, best: Path, out: Path) -> Path | None:
     """``out/teacher.pt``: the run's teacher in float16; none when the recipe distils from its init
     as it is (``epochs = 0``): the model card names that file instead of the release holding a copy."""
-    if not t.epochs:
+    if t.as_is:
         (out / "teacher.pt").unlink(missing_ok=True)
         return None
     _half_checkpoint(best, out / "teacher.pt")
@@ -188,7 +188,8 @@ def _pct(v) -> str:
 def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> str:
     t_all, s_all = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
     t_rows, s_rows = _trained(t_all), _trained(s_all)  # without a continued stage's epoch 0 (its start)
-    kept = {stage: _kept_epoch(run / stage / "best.pt") for stage in ("teacher", "student")}
+    kept = {stage: _kept_epoch(run / stage / "best.pt") for stage in ("teacher", "student")
+            if stage == "student" or not r.teacher.as_is}
     t_min = sum(float(x["seconds"]) for x in t_rows) / 60
     s_min = sum(float(x["seconds"]) for x in s_rows) / 60
     mem = manifest["memory"]
@@ -223,7 +224,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
         "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
         *([f"| `teacher.pt` | {_teacher_file(kept['student'])} "
-           f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"] if r.teacher.epochs else []),
+           f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"] if not r.teacher.as_is else []),
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
@@ -298,7 +299,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "",
         _teacher_line(r.teacher, t_rows, t_min),
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
-        *([_kept("teacher", kept["teacher"])] if r.teacher.epochs else []),
+        *([_kept("teacher", kept["teacher"])] if not r.teacher.as_is else []),
         _kept("student", kept["student"]),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
@@ -336,7 +337,7 @@ def _teacher_file(student_kept) -> str:
 
 
 def _teacher_line(t, rows: list[dict], minutes: float) -> str:
-    if not t.epochs:
+    if t.as_is:
         return f"- teacher: `{t.init}` as it is (no fine-tune in this run), at {t.input} px;"
     return (f"- teacher fine-tune{' continued from `' + t.init + '`' if t.init else ' from ImageNet'}: "
             f"{len(rows)} epochs at {t.input} px, {minutes:.1f} min "
