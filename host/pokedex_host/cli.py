@@ -227,6 +227,17 @@ def data_ingest(source, data_dir, workers):
                f"{len(rep.problems)} problems (see {data_dir}/reports/ingest-problems.csv)")
 
 
+@data.command("cards")
+@click.argument("source", type=click.Path(path_type=Path), default=Path("../shared/data/cards"))
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+def data_cards(source, data_dir):
+    """Official card scans (a folder with labels.csv and images/) as a source: checked, split by
+    set into DATA/processed/cards/scans.csv. The images stay where they are."""
+    from .dataset.scans import ingest_scans
+
+    ingest_scans(source, data_dir, log=_log)
+
+
 @data.command("process")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Split seed.")
@@ -260,12 +271,22 @@ def data_preview(data_dir, out, count, strength, size, seed):
 @click.option("--strength", type=float, default=1.0, show_default=True)
 @click.option("--size", type=int, default=224, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cards", "real_cards", is_flag=True,
+              help="Real cards: the card scans of SPLIT (`data cards`) instead of sprites (kinds art and card).")
 @click.option("--kind", type=click.Choice(["camera", "art", "card"]), default="camera", show_default=True,
               help="camera: centred camera-like frames; art: the firmware's art-window crop of a card; "
                    "card: QVGA frames of a card anywhere (+ no-card frames) with truth.jsonl.")
 @click.option("--limit", type=click.IntRange(1, 10**7), help="Only this many images, spread over the split.")
-def data_camera_set(data_dir, split, out, strength, size, seed, kind, limit):
+def data_camera_set(data_dir, split, out, strength, size, seed, kind, limit, real_cards):
     """Materialise a split as camera-realistic frames (a fixed, seeded test set)."""
+    if real_cards:
+        from .dataset.scans import scan_set
+
+        if kind == "camera":
+            raise click.UsageError("--cards makes sets of kind art or card")
+        n = scan_set(data_dir, split, out, kind=kind, size=size, seed=seed, limit=limit)
+        click.echo(f"wrote {n} cards to {out}")
+        return
     from .dataset.preview import camera_set
 
     n = camera_set(data_dir, split, out, strength=strength, size=size, seed=seed, kind=kind, limit=limit)

@@ -210,6 +210,21 @@ def art_view(sprite: Image.Image, rng: np.random.Generator, size: int = 128, str
     plus margin, from corners off by the locator's typical error (~1.5 % of the card) — and
     resized to ``size`` with MaixPy's RGB565 ``resize``. uint8 size x size x 3."""
     img, corners = card_frame(sprite, rng, strength=strength, layout=layout)
+    return crop_art(img, corners, rng, size, layout)
+
+
+def scan_view(card: Image.Image, rng: np.random.Generator, size: int = 128, strength: float = 1.0,
+              layout: CardLayout = LAYOUT) -> np.ndarray:
+    """``art_view`` of a real card (an RGBA scan, ``scans.open_card``) held in a hand
+    (``held_card_frame``). uint8 size x size x 3."""
+    img, corners = held_card_frame(card, rng, strength=strength)
+    return crop_art(img, corners, rng, size, layout)
+
+
+def crop_art(img: np.ndarray, corners: np.ndarray, rng: np.random.Generator, size: int,
+             layout: CardLayout = LAYOUT) -> np.ndarray:
+    """The firmware's crop of the card with ``corners`` in frame ``img``, from corners off by the
+    locator's typical error (~1.5 % of the card), resized to ``size`` as MaixPy resizes."""
     err = rng.normal(0, 0.015, (4, 2)) * np.ptp(corners, axis=0)
     q = art_crop_quad(corners + err, layout)
     H, W = img.shape[:2]
@@ -251,4 +266,81 @@ def card_frame(sprite: Image.Image | None, rng: np.random.Generator, width: int 
     else:
         card = render_card(sprite, rng, width=int(height * 0.85), layout=layout)
         corners = place_card(card, frame, rng, height_frac, max_angle, 0.05, 1.0)
+    return camera_effects(frame, rng, strength), corners
+
+
+SKIN = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 30)]
+
+
+def _fingers(frame: Image.Image, corners: np.ndarray, rng: np.random.Generator) -> None:
+    """A hand holding the card: one to four finger ends over one or two of its edges (the
+    thumb in front may reach the card's border or a little of its art), drawn in place."""
+    d = ImageDraw.Draw(frame)
+    c = np.asarray(corners)
+    size = np.ptp(c, axis=0).mean()
+    skin = np.array(SKIN[rng.integers(len(SKIN))]) * rng.uniform(0.8, 1.1)
+    edges = rng.choice(4, size=int(rng.integers(1, 3)), replace=False)
+    centre = c.mean(axis=0)
+    for e in edges:
+        a, b = c[e], c[(e + 1) % 4]
+        for _ in range(int(rng.integers(1, 3))):
+            t = rng.uniform(0.15, 0.85)
+            p = a + (b - a) * t
+            inward = centre - p
+            inward /= max(np.linalg.norm(inward), 1e-6)
+            reach = size * rng.uniform(0.03, 0.14)  # how far over the card the fingertip reaches
+            width = size * rng.uniform(0.12, 0.2)
+            tip = p + inward * reach
+            base = p - inward * size * rng.uniform(0.15, 0.35)
+            normal = np.array([-inward[1], inward[0]]) * width / 2
+            col = tuple(int(v) for v in np.clip(skin * rng.uniform(0.9, 1.05), 0, 255)) + (255,)
+            d.polygon([tuple(base + normal), tuple(tip + normal), tuple(tip - normal), tuple(base - normal)], fill=col)
+            d.ellipse([tip[0] - width / 2, tip[1] - width / 2, tip[0] + width / 2, tip[1] + width / 2], fill=col)
+
+
+def _sleeve(card: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The card in a clear or coloured sleeve: a slightly larger rim around it and a faint film
+    with a glare band over the face."""
+    w, h = card.size
+    pad = int(max(2, w * rng.uniform(0.02, 0.05)))
+    out = Image.new("RGBA", (w + 2 * pad, h + 2 * pad), (0, 0, 0, 0))
+    rim = tuple(int(v) for v in rng.choice([rng.uniform(200, 250, 3), rng.uniform(20, 200, 3)])) + (
+        int(rng.uniform(60, 200)),)
+    ImageDraw.Draw(out).rounded_rectangle([0, 0, out.width - 1, out.height - 1], max(2, w // 20), fill=rim)
+    out.alpha_composite(card, (pad, pad))
+    film = Image.new("L", out.size, 0)
+    x = rng.uniform(-0.3, 1.0) * out.width
+    bw = rng.uniform(0.05, 0.3) * out.width
+    ImageDraw.Draw(film).polygon([(x, 0), (x + bw, 0), (x + bw - 0.6 * out.width, out.height),
+                                  (x - 0.6 * out.width, out.height)], fill=int(rng.uniform(20, 110)))
+    film = film.filter(ImageFilter.GaussianBlur(out.width * 0.03))
+    white = Image.new("RGBA", out.size, (255, 255, 250, 255))
+    mask = Image.fromarray(np.minimum(np.asarray(film), np.asarray(out)[..., 3]))
+    out = Image.composite(white, out, mask).convert("RGBA")
+    out.putalpha(Image.fromarray(np.asarray(out)[..., 3]))
+    return out
+
+
+def held_card_frame(card: Image.Image, rng: np.random.Generator, width: int = 320, height: int = 240,
+                    height_frac: tuple[float, float] = (0.45, 1.0), max_angle: float = 20.0,
+                    strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A QVGA camera frame of a real card (RGBA) held in front of the board: on a desk, sometimes
+    in a sleeve, fingers over its edges, at a distance, rotated and tilted, in uneven light, with
+    the camera's effects; and the corners (TL, TR, BR, BL) of the card itself."""
+    frame = _background(rng, width, height).convert("RGBA")
+    sleeved = rng.random() < 0.4
+    face = _sleeve(card, rng) if sleeved else card
+    corners = place_card(face, frame, rng, height_frac, max_angle, 0.05, 1.0)
+    if sleeved:  # the card's own corners inside the sleeve's
+        pad_u = (face.width - card.width) / 2 / face.width
+        pad_v = (face.height - card.height) / 2 / face.height
+        c = corners
+        inner = []
+        for u, v in ((pad_u, pad_v), (1 - pad_u, pad_v), (1 - pad_u, 1 - pad_v), (pad_u, 1 - pad_v)):
+            top = c[0] + (c[1] - c[0]) * u
+            bottom = c[3] + (c[2] - c[3]) * u
+            inner.append(top + (bottom - top) * v)
+        corners = np.array(inner)
+    if rng.random() < 0.7:
+        _fingers(frame, corners, rng)
     return camera_effects(frame, rng, strength), corners

@@ -59,7 +59,13 @@ def style_of(r) -> str:
 def styles_for(files: list[str]) -> dict[str, str] | None:
     """Source style of each image of a split or of a camera set made from one, found through the
     data folder the images live under (``DATA/processed/yolo_dataset/split.csv`` and the raw
-    index, matched by file stem); None when the images are not under a data folder."""
+    index, matched by file stem) — or, for a set of real cards (``scans.scan_set``), each card's
+    era and kind; None when the images are not under a data folder."""
+    from .scans import groups_for
+
+    g = groups_for(files)
+    if g is not None:
+        return g
     for parent in Path(files[0]).resolve().parents if files else []:
         rows_file = parent / "processed" / "yolo_dataset" / "split.csv"
         if rows_file.is_file():

@@ -109,6 +109,35 @@ def threshold_sweep(per_frame: list[FrameResult], thresholds=SWEEP) -> list[dict
     return rows
 
 
+def by_group(truth: list[dict], per_frame: list[FrameResult], threshold: float) -> dict[str, dict]:
+    """The card frames' figures per ``style`` of the truth (era/kind for real cards, the source
+    style for synthetic ones): found, best guess right (meaningful for a run at threshold 0) and,
+    at ``threshold``, named right and named wrong."""
+    groups: dict[str, list[tuple[dict, FrameResult]]] = {}
+    for t, r in zip(truth, per_frame):
+        if t["dex"]:
+            groups.setdefault(t.get("style") or "unknown", []).append((t, r))
+    out = {}
+    for g, rows in sorted(groups.items()):
+        n = len(rows)
+        named = [(t, r) for t, r in rows if r.answer and r.confidence >= threshold]
+        right = sum(r.answer == t["dex"] for t, r in named)
+        out[g] = {"frames": n,
+                  "found_pct": 100.0 * sum(r.corners is not None and quad_iou(r.corners, t["corners"]) >= 0.5
+                                           for t, r in rows) / n,
+                  "best_guess_pct": 100.0 * sum(r.answer == t["dex"] for t, r in rows) / n,
+                  "named_right_pct": 100.0 * right / n, "named_wrong_pct": 100.0 * (len(named) - right) / n}
+    return out
+
+
+def most_confused(per_frame: list[FrameResult], k: int = 10) -> list[dict]:
+    """The (true, answered) species pairs the app got wrong most often (its best guesses)."""
+    from collections import Counter
+
+    c = Counter((r.dex, r.answer) for r in per_frame if r.dex and r.answer and r.answer != r.dex)
+    return [{"label": a, "predicted": b, "count": n} for (a, b), n in c.most_common(k)]
+
+
 def choose_threshold(rows: list[dict], precision: float = 80.0) -> float | None:
     """The rule the app's default is chosen by (on validation frames): the lowest threshold at
     which more than ``precision`` % of the named answers are right."""
@@ -275,6 +304,13 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
             log(f"  at {r['threshold']:.2f}: named right {r['named_right_pct']:.1f} %, wrong {r['named_wrong_pct']:.1f} % "
                 f"({r['right_among_named_pct']:.0f} % of named right), empty frames handled {r['no_card_handled_pct']:.1f} %")
         log(f"  lowest threshold with more than 4 in 5 named answers right: {report['chosen_threshold']}")
+    at = threshold or APP_THRESHOLD  # a run at 0 is read at the app's threshold
+    report["by_group"] = by_group(truth, per_frame, at)
+    report["by_group_threshold"] = at
+    report["most_confused"] = most_confused(per_frame)
+    for g, m in report["by_group"].items():
+        log(f"  {g}: {m['frames']} frames, found {m['found_pct']:.1f} %, best guess {m['best_guess_pct']:.1f} %, "
+            f"at {at:.2f} named right {m['named_right_pct']:.1f} % / wrong {m['named_wrong_pct']:.1f} %")
     atomic_write_text(out / "cards.json", json.dumps(report, indent=2))
     atomic_write_text(out / "frames.jsonl", "".join(json.dumps(r.__dict__) + "\n" for r in per_frame))
     log(f"card found (IoU >= 0.5) {metrics['card_found_pct']:.1f} %, top-1 {metrics['top1_pct']:.1f} % "

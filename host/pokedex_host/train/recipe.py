@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..errors import PokedexError
@@ -45,6 +46,20 @@ class ViewsConfig:
     size: int = 128
     seed: int = 0
     workers: int = 0  # 0 = one per core
+
+
+@dataclass
+class CardsConfig:
+    """The recipe's [cards] table: official card scans (``data cards``) beside the sprites. Each
+    training card is an item whose plain image is its art window as printed and whose views are
+    the firmware's crop of it held in front of the camera (``cards.scan_view``)."""
+
+    data: str = ""  # the data folder holding processed/cards/scans.csv ("" = no cards)
+    repeat: int = 2  # how often each card is drawn per epoch (the sprites once)
+
+    def __post_init__(self):
+        if not isinstance(self.repeat, int) or self.repeat < 1:
+            raise PokedexError(f"cards.repeat = {self.repeat}", "use 1 or more")
 
 
 @dataclass
@@ -126,6 +141,7 @@ class Recipe:
     store: int = 0  # training images are decoded once at this size (0: 1.15 x the largest input)
     threads: int = 0
     views: ViewsConfig = field(default_factory=ViewsConfig)
+    cards: CardsConfig = field(default_factory=CardsConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: DistillConfig = field(default_factory=DistillConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
@@ -137,8 +153,9 @@ class Recipe:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise PokedexError(f"recipe {path}: {e}", "pass a TOML file like models/recipes/release-v1.toml") from e
         try:
-            r = cls(**{k: v for k, v in raw.items() if k not in ("views", "teacher", "student", "build", "name", "about")},
-                    views=ViewsConfig(**raw.get("views", {})), teacher=TeacherConfig(**raw.get("teacher", {})),
+            r = cls(**{k: v for k, v in raw.items() if k not in ("views", "cards", "teacher", "student", "build", "name", "about")},
+                    views=ViewsConfig(**raw.get("views", {})), cards=CardsConfig(**raw.get("cards", {})),
+                    teacher=TeacherConfig(**raw.get("teacher", {})),
                     student=DistillConfig(**raw.get("student", {})), build=BuildConfig(**raw.get("build", {})))
         except TypeError as e:
             raise PokedexError(f"recipe {path}: {e}", "the keys a recipe takes are the fields of train/recipe.py") from e
@@ -182,10 +199,25 @@ def _render_chunk(args) -> np.ndarray:
     return out
 
 
+def _render_scan_chunk(args) -> np.ndarray:
+    paths, ids, per, size, seed = args
+    from ..dataset.cards import scan_view
+    from ..dataset.scans import open_card
+
+    out = np.empty((len(ids), per, size, size, 3), np.uint8)
+    for i, (p, j) in enumerate(zip(paths, ids)):
+        card = open_card(p)
+        for k in range(per):
+            out[i, k] = scan_view(card, np.random.default_rng([seed, 17, int(j), k]), size)
+    return out
+
+
 def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: Path, workers: int = 0,
-                 log=print) -> torch.Tensor:
-    """uint8 N x K x 3 x S x S card views of every image of ``split``, cached in ``cache``."""
+                 log=print, scans: bool = False) -> torch.Tensor:
+    """uint8 N x K x 3 x S x S card views of every image of ``split``, cached in ``cache``; with
+    ``scans``, ``split.files`` are card scans, seen held in a hand (``cards.scan_view``)."""
     key = f"{data_hash([(Path(f), int(y)) for f, y in zip(split.files, split.y.tolist())])}-{per_image}-{size}-{seed}-v2"
+    key += "-scans1" if scans else ""
     if cache.exists():
         c = torch.load(cache, map_location="cpu", weights_only=True)
         if c.get("key") == key:
@@ -197,20 +229,21 @@ def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: 
 
     n = len(split)
     chunk = 64
-    jobs = [(split.x[i:i + chunk].numpy(), list(range(i, min(n, i + chunk))), per_image, size, seed)
-            for i in range(0, n, chunk)]
+    jobs = [(split.files[i:i + chunk] if scans else split.x[i:i + chunk].numpy(), list(range(i, min(n, i + chunk))),
+             per_image, size, seed) for i in range(0, n, chunk)]
+    render = _render_scan_chunk if scans else _render_chunk
     workers = workers or os.cpu_count() or 1
     bar = Progress(f"render {per_image} card views x {n} images", n * per_image, unit=" views")
     t0 = time.time()
     parts = []
     if workers == 1:
         for j in jobs:
-            parts.append(_render_chunk(j))
+            parts.append(render(j))
             bar.step(len(j[1]) * per_image)
     else:
         pool = mp.get_context("fork").Pool(workers)
         try:  # a Ctrl-C or SIGTERM (raised as KeyboardInterrupt by the CLI) ends the workers
-            for part in pool.imap(_render_chunk, jobs):
+            for part in pool.imap(render, jobs):
                 parts.append(part)
                 bar.step(len(part) * per_image)
             pool.close()
@@ -242,6 +275,15 @@ def mixed_batch(train: SplitData, views: torch.Tensor, idx: torch.Tensor, size: 
         v = views[ci, k]
         out[cam] = augment(v, size, gen, strength=0.3)
     return (out, cam) if with_mask else out
+
+
+def epoch_order(train: SplitData, n_sprites: int, repeat: int, seed: int) -> torch.Tensor:
+    """The items of one epoch in order: every sprite once and every card (the items from
+    ``n_sprites`` on) ``repeat`` times, shuffled by ``seed``."""
+    idx = torch.arange(len(train))
+    if repeat > 1 and n_sprites < len(train):
+        idx = torch.cat([idx] + [idx[n_sprites:]] * (repeat - 1))
+    return idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
 
 
 def mix_batch(xb: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -292,8 +334,10 @@ def teacher_view_logits(teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor,
 
 
 def _score(m: dict) -> float:
-    """What best.pt is chosen by: validation top-1 on sprites and on card crops, equally."""
-    return (m["val_top1"] + m["val_card_top1"]) / 2
+    """What best.pt is chosen by: validation top-1 on sprites, on synthetic card crops and, when
+    the recipe has them, on real cards held in front of the camera, equally."""
+    parts = [m["val_top1"], m["val_card_top1"]] + ([m["val_real_top1"]] if "val_real_top1" in m else [])
+    return sum(parts) / len(parts)
 
 
 def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, opt, step_fn, val_fn, meta: dict,
@@ -335,7 +379,7 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
             best = _score(m)
             keep(m)
         log(f"{stage} epoch 0 (its start): val top-1 {m['val_top1']:.2f} %, card views {m['val_card_top1']:.2f} %"
-            f"{' *' if kept else ''}")
+            f"{_real(m)}{' *' if kept else ''}")
         if st is not None:
             st = {**st, "best": best, "history": history}
             _save(last, st)
@@ -370,8 +414,12 @@ def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, 
         save_last(epoch)
         write_metrics(out / "metrics.csv", history)
         log(f"{stage} epoch {epoch + 1}/{n_epochs}: loss {m['train_loss']:.3f}, val top-1 {m['val_top1']:.2f} %, "
-            f"card views {m['val_card_top1']:.2f} % ({train_s:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
+            f"card views {m['val_card_top1']:.2f} %{_real(m)} ({train_s:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
     return {"best": best, "history": history}
+
+
+def _real(m: dict) -> str:
+    return f", real cards {m['val_real_top1']:.2f} %" if "val_real_top1" in m else ""
 
 
 def _comparable(meta) -> dict:
@@ -380,21 +428,28 @@ def _comparable(meta) -> dict:
     meta = dict(meta or {})
     meta.pop("epochs", None)
     # runs from before these keys resume
-    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", ""), ("kd_mixup", 0.0)):
+    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", ""), ("kd_mixup", 0.0),
+                       ("cards", asdict(CardsConfig()))):
         if meta.get(k, default) == default:
             meta.pop(k, None)
     meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
     return meta
 
 
-def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev):
+def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev, real: tuple | None = None):
+    """Validation: the sprites, their synthetic card views and, with ``real`` = (cards, views),
+    one camera view of each real validation card."""
     def fn() -> dict:
         t0 = time.time()
         a = evaluate(model, val.x, val.y, size, device=dev)
         c = evaluate(model, val_views[:, 0], val.y, size, device=dev)
         n = len(val) * 2
-        return {"val_top1": a["top1"], "val_top5": a["top5"], "val_card_top1": c["top1"], "val_card_top5": c["top5"],
-                "eval_images_per_s": n / (time.time() - t0)}
+        m = {"val_top1": a["top1"], "val_top5": a["top5"], "val_card_top1": c["top1"], "val_card_top5": c["top5"]}
+        if real is not None:
+            rv = evaluate(model, real[1][:, 0], real[0].y, size, device=dev)
+            m.update(val_real_top1=rv["top1"], val_real_top5=rv["top5"])
+            n += len(real[0])
+        return {**m, "eval_images_per_s": n / (time.time() - t0)}
     return fn
 
 
@@ -422,7 +477,7 @@ def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
 
 
 def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
-                  out: Path, log=print) -> Path:
+                  out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
     """Fine-tune the pretrained teacher; returns OUT/teacher/best.pt."""
     from ..models.efficientnet_lite import load_pretrained
 
@@ -448,14 +503,15 @@ def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitDa
                              {"params": head, "lr": t.lr * t.head_lr_mult, "base": t.lr * t.head_lr_mult}],
                             weight_decay=t.weight_decay)
     crit = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
-    steps = len(train) // t.batch
+    n_sprites = len(train) if n_sprites is None else n_sprites
+    steps = len(epoch_order(train, n_sprites, r.cards.repeat, 0)) // t.batch
     total, warm = t.epochs * steps, max(1, int(t.warmup_epochs * steps))
     perms: dict[int, torch.Tensor] = {}
 
     def step(epoch: int, s: int):
         if epoch not in perms:
             perms.clear()
-            perms[epoch] = torch.randperm(len(train), generator=torch.Generator().manual_seed(r.seed * 1000 + epoch))
+            perms[epoch] = epoch_order(train, n_sprites, r.cards.repeat, r.seed * 1000 + epoch)
         idx = perms[epoch][s * t.batch:(s + 1) * t.batch]
         f = warmup_cosine(epoch * steps + s, total, warm)
         for g in opt.param_groups:
@@ -470,15 +526,15 @@ def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitDa
         opt.step()
         return float(loss.detach()), len(idx)
 
-    meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views)}
-    _epochs("teacher", model, out, t.epochs, steps, opt, step, _val_fn(model, val, val_views, t.input, dev), meta,
+    meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views), "cards": asdict(r.cards)}
+    _epochs("teacher", model, out, t.epochs, steps, opt, step, _val_fn(model, val, val_views, t.input, dev, real), meta,
             t.family, log, start_counts=bool(t.init))
     return out / "best.pt"
 
 
 # -------------------------------------------------------------------------------------- student
 def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
-            val_views: torch.Tensor, out: Path, log=print) -> Path:
+            val_views: torch.Tensor, out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
     """Online distillation into the KPU student; returns OUT/student/best.pt."""
     from ..models.checkpoint import load_checkpoint
 
@@ -500,7 +556,8 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
         log(f"distill: student starts from {s_cfg.init}")
     model = model.to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
-    steps = len(train) // s_cfg.batch
+    n_sprites = len(train) if n_sprites is None else n_sprites
+    steps = len(epoch_order(train, n_sprites, r.cards.repeat, 0)) // s_cfg.batch
     total, warm = s_cfg.epochs * steps, max(1, int(s_cfg.warmup_epochs * steps))
     T = s_cfg.kd_temperature
     perms: dict[int, torch.Tensor] = {}
@@ -509,7 +566,7 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
     def step(epoch: int, s: int):
         if epoch not in perms:
             perms.clear()
-            perms[epoch] = torch.randperm(len(train), generator=torch.Generator().manual_seed(r.seed * 1000 + 7 + epoch))
+            perms[epoch] = epoch_order(train, n_sprites, r.cards.repeat, r.seed * 1000 + 7 + epoch)
         idx = perms[epoch][s * s_cfg.batch:(s + 1) * s_cfg.batch]
         for g in opt.param_groups:
             g["lr"] = s_cfg.lr * warmup_cosine(epoch * steps + s, total, warm)
@@ -535,8 +592,9 @@ def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor
         return float(loss.detach()), len(idx)
 
     meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
-            "teacher": {"family": ck.family, "config": ck.config}}
-    _epochs("student", model, out, s_cfg.epochs, steps, opt, step, _val_fn(model, val, val_views, s_cfg.input, dev),
+            "teacher": {"family": ck.family, "config": ck.config}, "cards": asdict(r.cards)}
+    _epochs("student", model, out, s_cfg.epochs, steps, opt, step,
+            _val_fn(model, val, val_views, s_cfg.input, dev, real),
             meta, s_cfg.family, log, start_counts=bool(s_cfg.init))
     if timing["n"]:
         log(f"distill: teacher forward {timing['n'] / timing['teacher_s']:.0f} img/s, student step "
@@ -561,17 +619,44 @@ def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teache
     v = r.views
     views = render_views(train, v.per_image, v.size, v.seed, out / "views" / "train.pt", v.workers, log)
     val_views = render_views(val, 1, v.size, v.seed + 1, out / "views" / "validation.pt", v.workers, log)
+    n_sprites, real = len(train), None
+    if r.cards.data:
+        cards = load_card_split(Path(r.cards.data), "train", store)
+        cviews = render_views(cards, v.per_image, v.size, v.seed, out / "views" / "cards-train.pt", v.workers, log,
+                              scans=True)
+        vcards = load_card_split(Path(r.cards.data), "validation", store)
+        real = (vcards, render_views(vcards, 1, v.size, v.seed + 1, out / "views" / "cards-validation.pt", v.workers,
+                                     log, scans=True))
+        train = SplitData(torch.cat([train.x, cards.x]), torch.cat([train.y, cards.y]), train.files + cards.files)
+        views = torch.cat([views, cviews])
+        log(f"cards: {len(cards)} training cards (each {r.cards.repeat}x an epoch), {len(vcards)} validation cards")
     _save_recipe(out, r)
     made = {"views": str(out / "views")}
     if "teacher" in stages:
-        made["teacher"] = str(train_teacher(r, train, views, val, val_views, out / "teacher", log))
+        made["teacher"] = str(train_teacher(r, train, views, val, val_views, out / "teacher", log, n_sprites, real))
     if "student" in stages:
         tpath = Path(made.get("teacher") or out / "teacher" / "best.pt")
         if not tpath.exists():
             raise PokedexError(f"no teacher at {tpath}", "run the teacher stage first (--stage teacher)")
-        made["student"] = str(distill(r, tpath, train, views, val, val_views, out / "student", log))
+        made["student"] = str(distill(r, tpath, train, views, val, val_views, out / "student", log, n_sprites, real))
     log(f"recipe done in {(time.time() - t0) / 60:.1f} min: " + ", ".join(f"{k} {p}" for k, p in made.items()))
     return made
+
+
+def load_card_split(data: Path, split: str, size: int) -> SplitData:
+    """The ingested card scans of ``split``: each card's art window as printed (the firmware's
+    crop of a perfectly located card, squeezed to a square as the board squeezes it)."""
+    from ..dataset.scans import art_window, load_scans, open_card
+
+    scans = load_scans(data, split)
+    if not scans:
+        raise PokedexError(f"no {split} cards in {data}/processed/cards/scans.csv",
+                           f"run `pokedex-host data cards ../shared/data/cards --data {data}`")
+    x = np.empty((len(scans), 3, size, size), np.uint8)
+    for i, s in enumerate(scans):
+        art = art_window(open_card(s.path).convert("RGB")).resize((size, size), Image.BILINEAR)
+        x[i] = np.asarray(art).transpose(2, 0, 1)
+    return SplitData(torch.from_numpy(x), torch.tensor([s.dex - 1 for s in scans]), [s.path for s in scans])
 
 
 def _save_recipe(out: Path, r: Recipe) -> None:

@@ -99,6 +99,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
             n = camera_set(o.data, split, d, size=size, seed=0 if split == "test" else 1, kind="art")
             log(f"  {n} images in {time.time() - t:.0f} s")
         sets[split] = d
+    real = real_card_sets(r, o.data, size, log) if r.cards.data else {}
     # 3. kmodel
     build = o.run / "build"
     if not _fresh(build / MANIFEST, student):
@@ -110,12 +111,17 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     if o.previous:
         models += [o.previous / "model.pt", o.previous / "model.kmodel"]
     evals = {}
-    for name, data in (("test", split_dir / "test"), ("cards", sets["test"])):
+    named_sets = ([("real", real["test-art"])] if real else []) + [("test", split_dir / "test"), ("cards", sets["test"])]
+    for name, data in named_sets:
         d = o.run / f"eval-{name}"
         if not _fresh(d / "eval.json", build / MANIFEST, student):
             log(f"evaluating {len(models)} models on {data}")
             evaluate(models, data, d, count=o.eval_count, log=log)
         evals[name] = json.loads((d / "eval.json").read_text())
+    # 4b. the app end to end on real cards: threshold chosen on validation frames, test read once
+    app = {}
+    if real:
+        app = bench_real_cards(o, build / "model.kmodel", real, log)
     # 5. release folder
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,10 +135,64 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     for name in evals:
         shutil.copyfile(o.run / f"eval-{name}" / "eval.md", out / f"eval-{name}.md")
     shutil.copyfile(o.recipe, out / "recipe.toml")
-    card = model_card(o, r, evals, BuildArtifact.load(build).manifest, o.run)
+    if app:
+        atomic_write_text(out / APP_FILE, json.dumps(app["settings"], indent=2) + "\n")
+    card = model_card(o, r, evals, BuildArtifact.load(build).manifest, o.run, app)
     atomic_write_text(out / "README.md", card)
     log(f"release written to {out} ({(time.time() - t_all) / 60:.1f} min for the steps that ran)")
     return out
+
+
+APP_FILE = "app.json"  # the app settings chosen for this release (threshold), read into pokedex.json
+
+
+def real_card_sets(r, data: Path, size: int, log=print) -> dict[str, Path]:
+    """The real-card sets of the validation and test splits (``data camera-set --cards``): the
+    art crops the classifier is fed, and camera frames for the app end to end."""
+    from ..dataset.scans import load_scans, scan_set
+
+    out = {}
+    for split in ("validation", "test"):
+        want = len(load_scans(Path(r.cards.data), split))
+        for kind, d in (("art", data / "camera" / f"cards-{split}-art-{size}"), ("card", data / "camera" / f"cards-{split}-frames")):
+            have = _count_images(d) if kind == "art" else sum(1 for _ in (d / "frames").glob("*.png")) - want // 10
+            if have != want:
+                log(f"rendering the real-card {kind} set of the {split} split -> {d}")
+                scan_set(Path(r.cards.data), split, d, kind=kind, size=size, seed=0 if split == "test" else 1)
+            out[f"{split}-{kind}"] = d
+    return out
+
+
+def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log=print) -> dict:
+    """``bench-cards`` at threshold 0 (every answer a best guess) on the validation and test frames
+    of real cards: the app's threshold is the validation frames' four-in-five choice, and the test
+    frames are read at it."""
+    from ..boardconfig import APP_THRESHOLD
+    from ..boards import get_board
+    from ..emulator.bench_cards import bench_cards, by_group, read_truth
+
+    res = {}
+    for split in ("validation", "test"):
+        d = o.run / f"bench-cards-{split}"
+        f = d / "cards.json"
+        if not _fresh(f, kmodel):
+            log(f"the app end to end on the real {split} cards -> {d}")
+            bench_cards(get_board(o.board), kmodel, real[f"{split}-card"], d, threshold=0.0, log=log)
+        res[split] = json.loads(f.read_text())
+    chosen = res["validation"].get("chosen_threshold")
+    threshold = APP_THRESHOLD if chosen is None else chosen
+    test = res["test"]
+    rows = {r["threshold"]: r for r in test["threshold_sweep"]}
+    if threshold not in rows:
+        raise PokedexError(f"threshold {threshold} is not in bench-cards' sweep", "choose one of its thresholds")
+    per_frame = [json.loads(x) for x in (o.run / "bench-cards-test" / "frames.jsonl").read_text().splitlines()]
+    from ..emulator.bench_cards import FrameResult
+
+    frames = [FrameResult(**{**x, "box": tuple(x["box"]) if x["box"] else x["box"]}) for x in per_frame]
+    groups = by_group(read_truth(real["test-card"]), frames, threshold)
+    return {"settings": {"threshold": threshold, "chosen_on": "validation real-card frames, four in five named right"
+                         if chosen is not None else "no threshold reached four in five: the app's default"},
+            "validation": res["validation"], "test": test, "at": rows[threshold], "by_group": groups}
 
 
 def ship_teacher(t, best: Path, out: Path) -> Path | None:
@@ -185,7 +245,45 @@ def _pct(v) -> str:
     return "—" if v is None or v != v else f"{v:.1f} %"
 
 
-def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> str:
+def real_cards_section(evals: dict, app: dict, names: list[str]) -> list[str]:
+    """The model card's opening results: real cards of the test split's sets."""
+    from ..species import by_dex
+
+    R = evals["real"]
+    lines = ["## Real cards (test split: whole sets held out)", "",
+             f"Classifier alone: {R['images']} official card scans of {R['species']} species from sets never trained on, each",
+             "held in a hand in front of a simulated OV2640 and cropped at the art window as the firmware crops a located card",
+             "(`pokedex-host data camera-set --cards --kind art --split test`, seed 0).", "",
+             "| model | real art crops top-1 | top-5 |", "|---|---:|---:|"]
+    for label, e in zip(names, R["models"]):
+        lines.append(f"| {label} | {_row(e, 'top1')} | {_row(e, 'top5')} |")
+    if app:
+        t, at = app["test"], app["at"]
+        lines += ["", f"End to end through the unmodified firmware in the emulator (`pokedex-host bench-cards`, "
+                  f"{t['card_frames']} card frames and {t['no_card_frames']} without a card; the app's threshold "
+                  f"{app['settings']['threshold']} chosen on the validation sets' frames):", "",
+                  "| card found | named right | named wrong | best guess right | empty frames handled |",
+                  "|---:|---:|---:|---:|---:|",
+                  f"| {t['card_found_pct']:.1f} % | {at['named_right_pct']:.1f} % | {at['named_wrong_pct']:.1f} % | "
+                  f"{t['threshold_sweep'][0]['named_right_pct']:.1f} % | {at['no_card_handled_pct']:.1f} % |",
+                  "", "By era and card kind (end to end):", "",
+                  "| era / kind | frames | found | named right | named wrong | best guess |", "|---|---:|---:|---:|---:|---:|"]
+        for g, m in app["by_group"].items():
+            lines.append(f"| {g} | {m['frames']} | {m['found_pct']:.1f} % | {m['named_right_pct']:.1f} % | "
+                         f"{m['named_wrong_pct']:.1f} % | {m['best_guess_pct']:.1f} % |")
+        lines += ["", "Most confused (the app's best guesses; true → answered):", ""]
+        for c in t.get("most_confused", [])[:8]:
+            lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
+                         f"{by_dex(c['predicted']).name}: {c['count']}")
+    by = R["models"][2].get("by_style") if len(R["models"]) > 2 else None
+    if by:
+        lines += ["", "Art crops by era and card kind (kmodel):", "", "| era / kind | cards | top-1 |", "|---|---:|---:|"]
+        for k, e in by.items():
+            lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % |")
+    return lines + [""]
+
+
+def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app: dict | None = None) -> str:
     t_all, s_all = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
     t_rows, s_rows = _trained(t_all), _trained(s_all)  # without a continued stage's epoch 0 (its start)
     kept = {stage: _kept_epoch(run / stage / "best.pt") for stage in ("teacher", "student")
@@ -230,6 +328,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path) -> 
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
         "| `recipe.toml` | the recipe that made it |",
         "",
+        *(real_cards_section(evals, app or {}, [lb for lb, _ in rows]) if "real" in evals else []),
         f"## Accuracy ({prev + ' beside ' + ver_name if prev else ver_name}, same images)",
         "",
         f"Full test split: {T['images']} images of {T['species']} species (sprites and artwork, held out by",
