@@ -37,6 +37,27 @@ APP_THRESHOLD = 0.25
 # KPU run per frame; docs/card-in-frame.md has what it buys on the card-frame benchmark and costs)
 APP_MIRROR = True
 
+# the weight of the previous frames' scores in the app's running average (0 = off)
+APP_SMOOTHING = 0.6
+
+APP_FILE = "app.json"  # beside a release's model.kmodel: the app settings chosen for that release
+
+
+def app_settings(kmodel: Path | None) -> dict:
+    """The app's threshold, mirror and smoothing for ``kmodel``: the defaults above, overridden by
+    the ``app.json`` its release folder carries (the release chose its threshold on validation)."""
+    out = {"threshold": APP_THRESHOLD, "mirror": APP_MIRROR, "smoothing": APP_SMOOTHING}
+    f = Path(kmodel).with_name(APP_FILE) if kmodel else None
+    if f is not None and f.is_file():
+        try:
+            got = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            from .errors import PokedexError
+
+            raise PokedexError(f"{f} is not readable JSON ({e})", "restore it from the release or delete it") from e
+        out.update({k: got[k] for k in out if k in got})
+    return out
+
 
 def card_config(board: Board, locate: bool = True) -> dict | None:
     """The ``card`` section of pokedex.json: where the art window is on a card, how to find one,
@@ -50,7 +71,7 @@ def card_config(board: Board, locate: bool = True) -> dict | None:
 
 
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
-                threshold: float = APP_THRESHOLD, smoothing: float = 0.6, topk: int = 3, uart: dict | None = None,
+                threshold: float = APP_THRESHOLD, smoothing: float = APP_SMOOTHING, topk: int = 3, uart: dict | None = None,
                 locate_card: bool = True, model_size: int | None = None, mirror: bool = APP_MIRROR) -> dict:
     from .families import app_family
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .boardconfig import APP_MIRROR, APP_THRESHOLD
+from .boardconfig import app_settings
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
 from .toolchain.client import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD
@@ -483,8 +483,8 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="LCD PNGs, uart.log, events.jsonl, console.log.")
 @click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
 @click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)
-@click.option("--smoothing", type=float, default=0.6, show_default=True)
-@click.option("--threshold", type=float, default=APP_THRESHOLD, show_default=True, help="The app's confidence threshold.")
+@click.option("--smoothing", type=float, help="The app's running average weight (default: the release's, else 0.6).")
+@click.option("--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25).")
 @click.option("--timeout", type=float, help="Stop the emulated board after this many seconds.")
 def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold, timeout):
     """Run firmware/ unmodified on an emulated board: camera frames from a folder, the KPU in the
@@ -540,9 +540,9 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
               help="A card-frame set: `pokedex-host data camera-set --kind card --out DIR`.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--count", type=click.IntRange(1, 1_000_000), help="Frames to use (spread over the set).")
-@click.option("--threshold", type=float, default=APP_THRESHOLD, show_default=True, help="The app's confidence threshold.")
+@click.option("--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25).")
 @click.option("--rect-threshold", type=int, help="Override the locator's find_rects threshold (sensitivity checks).")
-@click.option("--mirror/--no-mirror", default=APP_MIRROR, show_default=True,
+@click.option("--mirror/--no-mirror", default=None,
               help="Classify the crop and its mirror image and average them (two KPU runs per frame).")
 def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold, mirror):
     """The camera app end to end on card frames in the emulator: card found, top-1, no-card
@@ -552,7 +552,9 @@ def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshol
     from .boards import get_board
 
     b = get_board(board)
-    over = {"mirror": mirror}
+    app = app_settings(kmodel)
+    threshold = app["threshold"] if threshold is None else threshold
+    over = {"mirror": app["mirror"] if mirror is None else mirror}
     if rect_threshold is not None:
         over["card"] = {**card_config(b), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}
     with _stoppable("stopped; the emulated board has been shut down", "run it again"):

@@ -33,7 +33,7 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
             echo=_print, transport=None) -> bool:
     """Copy everything; returns False on a dry run (nothing copied). ``echo(msg, nl=True)``;
     ``transport``: an open link to use instead of the serial port (tests)."""
-    from ..boardconfig import make_config, write_config
+    from ..boardconfig import app_settings, make_config, write_config
     from .flash_plan import check_kmodel
     from .ports import pick_port
     from .repl import RawRepl
@@ -48,8 +48,10 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
     if not art.classes_file.is_file():
         raise PokedexError(f"{art.classes_file} is missing", "pass the model.kmodel of a build-kmodel output folder")
     with tempfile.TemporaryDirectory() as tmp:
+        app = app_settings(kmodel)
         cfg = make_config(board, input_size=art.input_size, outputs=len(art.classes),
-                          model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt")
+                          model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt", threshold=app["threshold"],
+                          mirror=app["mirror"], smoothing=app["smoothing"])
         write_config(Path(tmp) / "pokedex.json", cfg)
         files = install_files(board, art, dest, bench_app, Path(tmp) / "pokedex.json")
         for src, dst in files:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..boardconfig import APP_THRESHOLD
+from ..boardconfig import APP_THRESHOLD, app_settings
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -304,7 +304,7 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
             log(f"  at {r['threshold']:.2f}: named right {r['named_right_pct']:.1f} %, wrong {r['named_wrong_pct']:.1f} % "
                 f"({r['right_among_named_pct']:.0f} % of named right), empty frames handled {r['no_card_handled_pct']:.1f} %")
         log(f"  lowest threshold with more than 4 in 5 named answers right: {report['chosen_threshold']}")
-    at = threshold or APP_THRESHOLD  # a run at 0 is read at the app's threshold
+    at = threshold or app_settings(kmodel)["threshold"]  # a run at 0 is read at the release's threshold
     report["by_group"] = by_group(truth, per_frame, at)
     report["by_group_threshold"] = at
     report["most_confused"] = most_confused(per_frame)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..boardconfig import APP_THRESHOLD, make_config, write_config
+from ..boardconfig import app_settings, make_config, write_config
 from ..boards import Board
 from ..errors import PokedexError
+from .output import fresh_output
 
 
 @dataclass
@@ -53,17 +54,16 @@ def _kmodel_input(kmodel: Path) -> int:
 
 def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *, script: str = "main.py",
             labels: Path | None = None, input_size: int | None = None, uart_link: Path | None = None,
-            threshold: float = APP_THRESHOLD, smoothing: float = 0.6, max_frames: int | None = None,
+            threshold: float | None = None, smoothing: float | None = None, max_frames: int | None = None,
             timeout: float | None = None, config_overrides: dict | None = None, firmware: Path | None = None,
             uart_fd: int | None = None, stop=None, log=print) -> EmulateResult:
     """Run one firmware script on the emulated board until its frames run out, ``timeout``
-    passes or ``stop`` (a threading.Event) is set. ``uart_fd``: the master side of a pty the
+    passes or ``stop`` (a threading.Event) is set. ``threshold`` and ``smoothing`` default to the
+    kmodel's release settings (``boardconfig.app_settings``). ``uart_fd``: the master side of a pty the
     caller owns (it survives this run: a board reset is a second run on the same link)."""
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
+    out = fresh_output(out)  # refuses a non-empty folder the emulator did not write
     sd = out / "sd"
-    sd.mkdir(parents=True)
+    sd.mkdir()
     outputs = 0
     if kmodel is not None:
         kmodel = Path(kmodel)
@@ -83,8 +83,10 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
         outputs = len(read_classes_txt(labels))
     if frames is not None and not Path(frames).exists():
         raise PokedexError(f"frames {frames} do not exist", "pass a folder of images or a video file")
+    app = app_settings(kmodel)
     cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",
-                      labels="/sd/classes.txt", threshold=threshold, smoothing=smoothing)
+                      labels="/sd/classes.txt", threshold=app["threshold"] if threshold is None else threshold,
+                      smoothing=app["smoothing"] if smoothing is None else smoothing, mirror=app["mirror"])
     cfg.update(config_overrides or {})
     write_config(sd / "pokedex.json", cfg)
     run_cfg = {

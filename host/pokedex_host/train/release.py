@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..boardconfig import APP_FILE
 from ..build.artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
@@ -141,9 +142,6 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     atomic_write_text(out / "README.md", card)
     log(f"release written to {out} ({(time.time() - t_all) / 60:.1f} min for the steps that ran)")
     return out
-
-
-APP_FILE = "app.json"  # the app settings chosen for this release (threshold), read into pokedex.json
 
 
 def real_card_sets(r, data: Path, size: int, log=print) -> dict[str, Path]:
