@@ -80,10 +80,20 @@ def test_v5_for_stock_maixpy_warns_loudly(toolchain_ready, tiny_recipe, dataset,
 
 
 def test_over_budget_exits_3_with_a_breakdown_and_writes_nothing(toolchain_ready, tiny_recipe, dataset, tmp_path):
+    """A budget the weights fit (so the pre-check lets it compile) but the compiled model does not."""
+    import onnx
+
+    from pokedex_host.build.budget import estimate
+    from pokedex_host.build.export import export_model
+    from pokedex_host.build.lint import lint_model
+
+    (tmp_path / "x").mkdir()
+    ex = export_model(tiny_recipe, tmp_path / "x", log=lambda m: None)
+    weights = estimate(lint_model(onnx.load(str(ex.onnx_path))), ex.input_size, len(ex.classes)).weights
     out = tmp_path / "out"
-    r = build(tiny_recipe, dataset, out, "--budget", "200kB")
+    r = build(tiny_recipe, dataset, out, "--budget", weights + 1)
     assert r.exit_code == 3, r.output
-    assert "does not fit" in r.output and "largest items" in r.output
+    assert "compiled in" in r.output and "tiny.toml: the model does not fit" in r.output and "largest items" in r.output
     assert "weights of" in r.output and "options" in r.output and "width multiplier" in r.output
     assert not out.exists()
 

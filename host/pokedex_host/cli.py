@@ -480,7 +480,9 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
               help="The model (from a build-kmodel output folder; its classes.txt and manifest.json are used too).")
 @click.option("--board", default="maix-bit", show_default=True, help="Board profile (which firmware API, memory, formats).")
 @click.option("--frames", type=click.Path(path_type=Path), help="Folder of images (in name order) or a video file the camera sees.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="LCD PNGs, uart.log, events.jsonl, console.log.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="LCD PNGs, uart.log, events.jsonl, console.log; a new or empty folder, or an earlier emulator "
+                   "output (replaced whole).")
 @click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
 @click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)
 @click.option("--smoothing", type=float, help="The app's running average weight (default: the release's, else 0.6).")

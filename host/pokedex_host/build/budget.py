@@ -1,12 +1,13 @@
-"""Does the compiled model fit the board? The verdict, and what to change when it does not."""
+"""Does the model fit the board? The verdict, before compiling (from the graph's weights) and after
+(from the compiler's schedule), and what to change when it does not."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-from ..boards import Board
-from .lint import LintReport
+from ..boards import Board, available_boards, load_board_file
+from .lint import LintReport, LintEntry
 from .memory import MemoryReport
 from ..sizes import format_size, short_size
 
@@ -81,8 +82,118 @@ def judge(mem: MemoryReport, lint: LintReport, board: Board, budget: Budget, *, 
         problems.append(f"kmodel {mem.kmodel_bytes:,} B does not fit the flash region for models "
                         f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)")
     biggest = biggest_items(mem, lint)
-    return Verdict(not problems, mem.runtime_total, budget.bytes, mem.kpu_peak, board.kpu_sram, problems, biggest,
-                   options(mem, lint, budget.bytes, family_config) if problems else [])
+    opts = (options(mem, lint, budget.bytes, family_config) + more_room(board, budget, mem.runtime_total)
+            if problems else [])
+    return Verdict(not problems, mem.runtime_total, budget.bytes, mem.kpu_peak, board.kpu_sram, problems, biggest, opts)
+
+
+BN_BYTES = 8  # a KPU layer's batch-norm table: one u64 per output channel (kpu.h)
+# what a KPU layer takes beside its weights and batch-norm table: its argument and register blocks,
+# its activation table and the alignment between them (release v8's kmodel: 14,460 B for 29 layers)
+KPU_LAYER_BYTES = 500
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A kmodel's size and run-time RAM judged from the ONNX graph before compiling.
+
+    The uint8 kmodel holds one byte per weight of a layer the KPU runs and four per weight of a
+    layer the CPU runs in float (lint's placement), plus per-layer tables. The compiler's working
+    data is known only after compiling and is not in ``runtime``: that is a floor.
+    """
+
+    kpu_weights: int  # bytes (1 per weight)
+    cpu_weights: int  # bytes (4 per weight: float)
+    tables: int  # batch-norm tables and per-layer blocks of the KPU layers
+    input_bytes: int
+    output_bytes: int
+    kpu_peak: int  # the largest layer's input + output maps in KPU SRAM
+
+    @property
+    def weights(self) -> int:
+        return self.kpu_weights + self.cpu_weights
+
+    @property
+    def kmodel(self) -> int:
+        return self.weights + self.tables
+
+    @property
+    def runtime(self) -> int:
+        """Run-time RAM without the working data: kmodel + input + output."""
+        return self.kmodel + self.input_bytes + self.output_bytes
+
+    def as_memory(self) -> MemoryReport:
+        """The estimate as the figures ``options`` and ``biggest_items`` read (no working data)."""
+        return MemoryReport(kmodel_bytes=self.kmodel, input_bytes=self.input_bytes, output_bytes=self.output_bytes,
+                            data_bytes=0, kpu_peak=self.kpu_peak)
+
+
+def _out_channels(e: LintEntry) -> int:
+    return e.shape_out[1] if len(e.shape_out) >= 2 else 0
+
+
+def estimate(lint: LintReport, input_size: int, outputs: int) -> Estimate:
+    """The kmodel and run-time figures of a linted graph with a 3 x S x S uint8 input and
+    ``outputs`` float logits."""
+    kpu = cpu = tables = 0
+    for e in lint.entries:
+        if not e.weights:
+            continue
+        if e.placement == "cpu":
+            cpu += 4 * e.weights
+        else:
+            kpu += e.weights
+            tables += BN_BYTES * _out_channels(e) + KPU_LAYER_BYTES
+    return Estimate(kpu, cpu, tables, 3 * input_size * input_size, 4 * outputs,
+                    max((e.kpu_bytes for e in lint.entries), default=0))
+
+
+def precheck(est: Estimate, lint: LintReport, board: Board, budget: Budget, *,
+             family_config: dict | None = None) -> Verdict:
+    """The verdict before compiling: it fails only where the weights alone cannot fit the budget or
+    the flash region, which no compile can change; everything else waits for ``judge``."""
+    problems = []
+    if est.weights > budget.bytes:
+        split = f"{est.kpu_weights:,} B on the KPU at 1 B a weight"
+        if est.cpu_weights:
+            split += f" + {est.cpu_weights:,} B in float on the CPU at 4 B a weight"
+        problems.append(
+            f"its weights alone take {format_size(est.weights)} in a uint8 kmodel ({split}); the budget (from "
+            f"{'the profile' if budget.source == 'profile' else budget.source}) is {format_size(budget.bytes)}: "
+            f"over by {est.weights - budget.bytes:,} B")
+    region = board.flash.model_region_end - board.flash.model_address
+    if est.weights > region:
+        problems.append(f"its weights alone ({est.weights:,} B) do not fit the flash region for models "
+                        f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)")
+    if problems:
+        problems.append(f"estimated kmodel {format_size(est.kmodel)}; run-time RAM at least "
+                        f"{format_size(est.runtime)} (kmodel + input {est.input_bytes:,} + output "
+                        f"{est.output_bytes:,}, before the compiler's working data)")
+    mem = est.as_memory()
+    opts = options(mem, lint, budget.bytes, family_config) + more_room(board, budget, est.runtime) if problems else []
+    return Verdict(not problems, est.runtime, budget.bytes, est.kpu_peak, board.kpu_sram, problems,
+                   biggest_items(mem, lint), opts)
+
+
+def more_room(board: Board, budget: Budget, need: int) -> list[str]:
+    """The fixes that leave the model's layers as they are: fewer classes, a profile (firmware) that
+    leaves more RAM for a model, a larger ``--budget``."""
+    out = ["fewer classes: the classifier's weights grow with the class count (a recipe's `classes`; "
+           "--classes FILE names an ONNX model's outputs)"]
+    others = sorted((load_board_file(p) for name, p in available_boards().items() if name != board.name),
+                    key=lambda b: -b.firmware.model_ram)
+    roomier = [b for b in others if b.firmware.model_ram > budget.bytes]
+    if roomier:
+        out.append("a board profile with more room: " + ", ".join(
+            f"--board {b.name} ({b.description}: {short_size(b.firmware.model_ram)} for a model"
+            + ("" if b.firmware.model_ram >= need else f", still short of {short_size(need)}") + ")" for b in roomier))
+    fw = short_size(board.firmware.model_ram)
+    if budget.source == "profile":
+        out.append(f"--budget SIZE where your firmware leaves more than the {board.name} profile's {fw} for a model "
+                   f"(the K210 has {format_size(board.general_sram)} of general SRAM in all)")
+    else:
+        out.append(f"a larger --budget than {short_size(budget.bytes)} (the {board.name} profile's figure is {fw})")
+    return out
 
 
 def biggest_items(mem: MemoryReport, lint: LintReport, n: int = 8) -> list[tuple[str, int]]:
@@ -104,7 +215,7 @@ def options(mem: MemoryReport, lint: LintReport, budget: int, cfg: dict | None) 
     heads = [e for e in lint.entries if e.placement == "cpu" and e.cpu_float_bytes and e.op in ("Conv", "Gemm", "MatMul")]
     for e in heads:
         out.append(f"{e.node} runs on the CPU in float ({e.cpu_float_bytes:,} B): {e.fix}")
-    weights = sum(e.weights for e in lint.entries)
+    weights = sum(e.weights * (4 if e.placement == "cpu" else 1) for e in lint.entries)  # bytes in the kmodel
     over = mem.runtime_total - budget
     if over > 0 and weights:
         fixed = mem.runtime_total - weights

@@ -1,5 +1,10 @@
-"""``build-kmodel``: export -> lint -> calibrate -> compile (nncase 1.9, uint8 PTQ) -> memory
-verdict -> host verification -> artifacts, written atomically into one output folder.
+"""``build-kmodel``: export -> lint -> budget pre-check (the weights) -> calibrate -> compile
+(nncase 1.9, uint8 PTQ) -> memory verdict -> host verification -> artifacts, written atomically
+into one output folder.
+
+The budget is judged before anything slower can fail: from the graph's weights before nncase runs
+(a model they alone put over the budget stops in seconds), and on the compiled figures before the
+v3 re-emission's own refusals can speak for a model that is over the budget anyway.
 
 Each step is a function of its own module; this one only wires them together with typed values.
 """
@@ -18,7 +23,7 @@ import numpy as np
 
 from . import calibration as calib_mod
 from ..boards import Board, get_board
-from .budget import judge, resolve_budget
+from .budget import Budget, Verdict, estimate, judge, precheck, resolve_budget
 from ..errors import BudgetExceeded, PokedexError, VerificationFailed
 from .export import ExportedModel, export_model, onnx_float_logits
 from ..fsutil import atomic_dir, atomic_write_text
@@ -250,21 +255,64 @@ def measure_stage(comp: Compiled, fmt: str, log=print, board: Board | None = Non
     return Measured(comp.kmodel, comp.kmodel, None, mem)
 
 
-def judge_stage(mem: MemoryReport, lint: LintReport, board: Board, budget, exported: ExportedModel, log=print):
-    """``budget.judge`` on the measured file; stops (BudgetExceeded, with the largest items and the
-    options) when it does not fit."""
-    cfg = None
+def _family_config(exported: ExportedModel) -> dict | None:
+    """The student family's settings (width, input, classes) when the model was built here."""
     if exported.torch_model is not None and hasattr(exported.torch_model, "config"):
-        cfg = dict(exported.torch_model.config)
-    verdict = judge(mem, lint, board, budget, family_config=cfg)
+        return dict(exported.torch_model.config)
+    return None
+
+
+def _refusal(verdict: Verdict, exported: ExportedModel, board: Board, note: str = "") -> BudgetExceeded:
+    """The one over-budget error of both verdicts: the model file, the problems with their sizes,
+    the largest items, and the options."""
+    msg = f"{exported.source}: the model does not fit {board.name}:\n  " + "\n  ".join(verdict.problems)
+    msg += note
+    msg += "\nlargest items:\n" + "\n".join(f"  {b:>12,} B  {w}" for w, b in verdict.biggest)
+    return BudgetExceeded(msg, "options:\n    - " + "\n    - ".join(verdict.options or ["shrink the model"]))
+
+
+def precheck_stage(exported: ExportedModel, lint: LintReport, board: Board, budget: Budget, log=print) -> Verdict:
+    """``budget.precheck`` on the exported graph, before calibration and nncase: stops
+    (BudgetExceeded) when the weights alone cannot fit."""
+    est = estimate(lint, exported.input_size, len(exported.classes))
+    verdict = precheck(est, lint, board, budget, family_config=_family_config(exported))
+    log(f"budget pre-check: weights {est.weights:,} B, estimated kmodel {est.kmodel:,} B, run-time RAM at least "
+        f"{est.runtime:,} B of {budget.bytes:,} B")
+    if not verdict.fits:
+        raise _refusal(verdict, exported, board, "\nrefused before compiling: nothing was compiled or written")
+    return verdict
+
+
+def judge_stage(mem: MemoryReport, lint: LintReport, board: Board, budget, exported: ExportedModel, log=print,
+                note: str = "") -> Verdict:
+    """``budget.judge`` on the measured file; stops (BudgetExceeded, with the largest items and the
+    options, ``note`` under the problems) when it does not fit."""
+    verdict = judge(mem, lint, board, budget, family_config=_family_config(exported))
     log(f"run-time RAM {mem.runtime_total:,} B of {verdict.ram_budget:,} B "
         f"(kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
         f"{mem.output_bytes:,}); KPU SRAM peak {mem.kpu_peak:,} B")
     if not verdict.fits:
-        msg = "the model does not fit " + board.name + ":\n  " + "\n  ".join(verdict.problems)
-        msg += "\nlargest items:\n" + "\n".join(f"  {b:>12,} B  {w}" for w, b in verdict.biggest)
-        raise BudgetExceeded(msg, "options:\n    - " + "\n    - ".join(verdict.options or ["shrink the model"]))
+        raise _refusal(verdict, exported, board, note)
     return verdict
+
+
+def measure_judged_stage(comp: Compiled, fmt: str, lint: LintReport, board: Board, budget: Budget,
+                         exported: ExportedModel, log=print) -> Measured:
+    """``measure_stage`` with the budget first: where the v3 step (the re-emission, or the board
+    runtime's load) stops on a model whose v5 build is over the budget, the stop is the
+    BudgetExceeded naming the v5 build's sizes, the v3 failure noted under them; where the v5
+    build fits, the v3 failure stands."""
+    try:
+        return measure_stage(comp, fmt, log, board)
+    except BudgetExceeded:
+        raise
+    except PokedexError as e:
+        if fmt != "v3":
+            raise
+        mem5 = read_memory(comp.dump, comp.kmodel)
+        judge_stage(mem5, lint, board, budget, exported, log,
+                    note=f"\n(figures of nncase's v5 build; the v3 re-emission stopped too: {e.message})")
+        raise
 
 
 def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measured, board: Board, workers: int,
@@ -326,6 +374,12 @@ def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measur
     return ver, t_float + t_sim + t_v3
 
 
+def _need_toolchain(board: Board) -> None:
+    if not tc_env.venv_python(tc_env.toolchain_dir(board.nncase)).exists():
+        raise PokedexError(f"the nncase {board.nncase} compiler venv ({tc_env.toolchain_dir(board.nncase)}) is not "
+                           "installed", "run `pokedex-host toolchain install` (needs a Python 3.10 interpreter)")
+
+
 def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
     t_start = time.time()
     timings: dict[str, float] = {}
@@ -341,9 +395,6 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
     fmt = _choose_format(board, opts.format, warnings)
     for w in warnings[len(budget.warnings):]:
         log(f"WARNING: {w}")
-    if not tc_env.venv_python(tc_env.toolchain_dir(board.nncase)).exists():
-        raise PokedexError(f"the nncase {board.nncase} compiler venv ({tc_env.toolchain_dir(board.nncase)}) is not installed",
-                           "run `pokedex-host toolchain install` (needs a Python 3.10 interpreter)")
     spec = calib_mod.load_spec(opts.calibration_spec)
     workers = opts.workers or os.cpu_count() or 1
 
@@ -356,6 +407,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         log(f"exported {opts.model} -> ONNX {exported.input_size}x{exported.input_size}, "
             f"{len(exported.classes)} classes; {exported.simplifier}")
         lint = lint_stage(exported, board, log)
+        precheck_stage(exported, lint, board, budget, log)
+        _need_toolchain(board)
 
         input_spec = InputSpec(exported.input_size)
         t = time.time()
@@ -378,7 +431,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                             "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes")
         log(f"compiled in {timings['compile']:.1f} s: {comp.bytes:,} B kmodel")
         t = time.time()
-        meas = measure_stage(comp, fmt, log, board)
+        meas = measure_judged_stage(comp, fmt, lint, board, budget, exported, log)
         if fmt == "v3":
             timings["v3"] = time.time() - t
         kmodel, v5_kmodel, conversion, mem = meas.kmodel, meas.v5_kmodel, meas.conversion, meas.memory
