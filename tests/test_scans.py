@@ -68,6 +68,8 @@ def test_scans_are_split_by_set_and_bad_rows_are_reported(tmp_path):
     assert back == by["test"] and back[0].era == "wizards" and back[0].group in ("wizards/regular", "wizards/rule-box")
     assert S.card_kind("Venusaur EX") == "rule-box" and S.card_kind("M Venusaur EX") == "rule-box"
     assert S.card_kind("Zacian V") == "rule-box" and S.card_kind("Pikachu") == "regular"
+    assert S.card_kind("蒼響V") == "rule-box" and S.card_kind("リザードンex") == "rule-box"
+    assert S.card_kind("噴火龍") == "regular" and S.card_kind("Vulpix") == "regular"
 
 
 def test_a_held_out_card_with_a_training_cards_art_moves_to_train(tmp_path):

@@ -74,8 +74,20 @@ class Scan:
 
 
 def card_kind(name: str) -> str:
+    """"rule-box" for a card whose name carries a rule-box suffix (``Zacian V``, ``M Venusaur EX``,
+    and in Chinese or Japanese prints the suffix straight after the name, ``蒼響V``, ``リザードンex``),
+    else "regular"."""
     words = name.replace("-", " ").split()
-    return "rule-box" if words and (words[-1] in _RULE_BOX or words[0] == "M") else "regular"
+    if not words:
+        return "regular"
+    if words[-1] in _RULE_BOX or words[0] == "M":
+        return "rule-box"
+    last = words[-1]
+    for suffix in _RULE_BOX:
+        head = last[: -len(suffix)]
+        if last.endswith(suffix) and head and not head[-1].isascii():
+            return "rule-box"
+    return "regular"
 
 
 def art_window(card: Image.Image, layout: CardLayout = LAYOUT, margin: float | None = None) -> Image.Image:
