@@ -38,19 +38,24 @@ def show_error(message):
         camera = True
     except Exception:
         camera = False
+    lines = pk_app.wrap(message, 36)  # 8 px characters (the board cuts a line at 39 on 320 px)
     while True:
         if camera:
             img = sensor.snapshot()
+            img.draw_rectangle(0, 0, img.width(), 30 + 12 * len(lines), color=BLACK, fill=True)
             img.draw_string(4, 4, "pokedex error:", color=RED, scale=2)
             y = 28
-            for i in range(0, len(message), 26):
-                img.draw_string(4, y, message[i:i + 26], color=WHITE, scale=1)
+            for line in lines:
+                img.draw_string(4, y, line, color=WHITE, scale=1)
                 y += 12
             lcd.display(img)
         else:
             lcd.clear(pk_app.LCD_BLACK)
             lcd.draw_string(4, 4, "pokedex error", pk_app.LCD_RED, pk_app.LCD_BLACK)
-            lcd.draw_string(4, 24, message[:40], pk_app.LCD_WHITE, pk_app.LCD_BLACK)
+            y = 24
+            for line in lines:
+                lcd.draw_string(4, y, line, pk_app.LCD_WHITE, pk_app.LCD_BLACK)
+                y += 14
             time.sleep_ms(1000)
 
 
@@ -61,13 +66,28 @@ def run():
         cfg, path = pk_app.load_config()
         n = cfg["outputs"]
         dex, names, asciis = pk_app.load_labels(cfg["labels"], n)
+        lacks = pk_app.image_lacks(pk_app.APP_CALLS)
+        if lacks:
+            raise pk_app.AppError("this firmware has no img.%s: the app cannot run on it; flash MaixPy-v1 full"
+                                  % ", img.".join(lacks))
+    except pk_app.AppError as e:
+        show_error(str(e))
+        return
+    cam = cfg.get("camera") or {}
+    try:  # the camera's buffers first: they share the system heap with the model
+        setup_camera(cam)
+    except Exception as e:
+        show_error("camera: %s" % e)
+        return
+    try:
+        note = pk_app.check_model_room(cfg)
+        if note:
+            print("pokedex: " + note)
         kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"], cfg.get("model_size"))
     except pk_app.AppError as e:
         show_error(str(e))
         return
     print("pokedex: model loaded (%s), %s" % (cfg["api"], pk_app.memory_line()))
-    cam = cfg.get("camera") or {}
-    setup_camera(cam)
     uart = pk_app.open_uart(cfg, 4096)
     in_w, in_h = cfg["input"][0], cfg["input"][1]
     resize = cam.get("resize", False)
@@ -75,7 +95,18 @@ def run():
     weight = cfg.get("smoothing", 0.6)
     k = min(cfg.get("topk", 3), 5)
     card_cfg = cfg.get("card")
+    centre = card_cfg.get("centre", 224) if card_cfg else 0
+    locator = False
+    if card_cfg:
+        lacks = pk_app.image_lacks(pk_app.LOCATOR_CALLS)
+        locator = not lacks
+        if lacks:  # e.g. MaixPy-v1's minimum build
+            print("pokedex: this firmware has no img.%s: no card locator, the centre %dx%d of the frame is classified"
+                  % (", img.".join(lacks), centre, centre))
     mirror = cfg.get("mirror", False)  # also classify the crop's mirror image, average the logits
+    if mirror and pk_app.image_lacks(pk_app.MIRROR_CALLS):
+        print("pokedex: this firmware has no img.replace: no mirror image, one KPU run per frame")
+        mirror = False
     probs = [0.0] * n
     avg = [0.0] * n if weight > 0 else None
     frame = 0
@@ -87,12 +118,13 @@ def run():
         fh = img.height()
         corners = None
         if card_cfg:
-            # locate the card, then classify the art window (or the centre when no card is found)
-            corners = pk_card.find_card(img, card_cfg)
+            # locate the card, then classify the art window (or the centre when no card is found
+            # or the firmware has no locator)
+            corners = pk_card.find_card(img, card_cfg) if locator else None
             if corners:
                 box = pk_card.art_box(corners, card_cfg, fw, fh)
             else:
-                box = pk_card.centre_box(fw, fh, card_cfg.get("centre", 224))
+                box = pk_card.centre_box(fw, fh, centre)
             x = img.copy(roi=box).resize(in_w, in_h)
         else:
             box = (0, 0, fw, fh)
@@ -131,16 +163,19 @@ def run():
             fps = 1000.0 / dt if fps == 0 else 0.8 * fps + 200.0 / dt
         best, conf = top[0]
         # no card in sight: the centre crop is a guess, named only when the model is very sure
-        thr = max(threshold, card_cfg.get("no_card_threshold", threshold)) if card_cfg and not corners else threshold
+        thr = max(threshold, card_cfg.get("no_card_threshold", threshold)) if locator and not corners else threshold
         if corners:
             for i in range(4):
                 a = corners[i]
                 b = corners[(i + 1) % 4]
                 img.draw_line(int(a[0]), int(a[1]), int(b[0]), int(b[1]), color=GREEN, thickness=2)
             img.draw_rectangle(box[0], box[1], box[2], box[3], color=YELLOW, thickness=1)
-        elif card_cfg:
+        elif locator:
             img.draw_rectangle(box[0], box[1], box[2], box[3], color=GREY, thickness=1)
             img.draw_string(fw - 76, 4, "no card", color=GREY, scale=1)
+        elif card_cfg:  # no locator on this firmware: hold the card in the box
+            img.draw_rectangle(box[0], box[1], box[2], box[3], color=YELLOW, thickness=1)
+            img.draw_string(fw - 100, 4, "centre only", color=GREY, scale=1)
         if conf >= thr:
             img.draw_string(4, 4, asciis[best], color=YELLOW, scale=2)
             img.draw_string(4, 26, "#%04d  %d%%" % (dex[best], int(conf * 100 + 0.5)), color=WHITE, scale=2)
@@ -160,7 +195,7 @@ def run():
             conf,
             ",".join(["%d:%.3f" % (dex[i], c) for i, c in top]),
             fps,
-            "card" if corners else ("none" if card_cfg else "off"),
+            "card" if corners else ("none" if locator else "off"),
             box[0], box[1], box[2], box[3],
             ";".join(["%d,%d" % (int(p[0]), int(p[1])) for p in corners]) if corners else "-",
         )

@@ -18,8 +18,87 @@ LCD_RED = 0x00F8
 LCD_YELLOW = 0xE0FF
 
 
+# Image methods the app calls, by what they serve (host/pokedex_host/families.py APP_IMAGE_CALLS
+# holds the same lists): the app cannot run without APP_CALLS; without the locator's it classifies
+# the fixed centre window, without the mirror's it runs the KPU once per frame. MaixPy-v1's
+# minimum build has none of the last two (boards/firmware/maixpy.toml).
+APP_CALLS = ("width", "height", "copy", "resize", "pix_to_ai", "draw_string", "draw_line", "draw_rectangle")
+LOCATOR_CALLS = ("find_rects", "find_blobs", "get_statistics", "binary", "gaussian")
+MIRROR_CALLS = ("replace",)
+
+# sensor.set_framesize(QVGA) mallocs the RGB565 frame and its RGB888 copy for the KPU from the
+# system heap, where kpu.load puts the model too (omv/sensor.c)
+CAMERA_BYTES = 320 * 240 * 2 + 320 * 240 * 3
+
+
 class AppError(Exception):
     pass
+
+
+def image_lacks(names):
+    """The ones of ``names`` this firmware's images do not have (asked of a small image)."""
+    import image
+
+    img = image.Image(size=(8, 8))
+    out = [n for n in names if not hasattr(img, n)]
+    del img
+    return out
+
+
+def heap_free():
+    """Free system heap (where kpu.load puts the model), or None when the firmware cannot say."""
+    try:
+        from Maix import utils
+    except ImportError:
+        return None
+    if not hasattr(utils, "heap_free"):
+        return None
+    return utils.heap_free()
+
+
+def check_model_room(cfg):
+    """Before kpu.load: raise AppError when the model's run-time size (pokedex.json
+    "model_runtime", written by the host from the build) is more than the free system heap,
+    saying what is needed, what is free and what to change. Returns why it could not check, or
+    None."""
+    need = cfg.get("model_runtime")
+    if not need:
+        return "no model_runtime in pokedex.json: the model's size is not checked before kpu.load"
+    free = heap_free()
+    if free is None:
+        return "no Maix.utils.heap_free() on this firmware: the model's size is not checked before kpu.load"
+    if need <= free:
+        return None
+    gc.collect()
+    gc_total = gc.mem_free() + gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+    fix = "a smaller model"
+    if not image_lacks(LOCATOR_CALLS):  # not the minimum build yet (it has none of them)
+        fix += "; the minimum firmware (no card locator)"
+    if gc_total > 256 * 1024:
+        fix += "; or a smaller GC heap (%d B now): Maix.utils.gc_heap_size(262144), reset" % gc_total
+    raise AppError("model %s needs %d B, system heap has %d B free (camera's %d B taken). Fix: %s"
+                   % (cfg.get("model"), need, free, CAMERA_BYTES, fix))
+
+
+def wrap(text, width):
+    """``text`` as lines of at most ``width`` characters, broken at spaces where it can be."""
+    lines = []
+    line = ""
+    for word in text.split(" "):
+        while len(word) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:width])
+            word = word[width:]
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = line + " " + word if line else word
+    if line:
+        lines.append(line)
+    return lines
 
 
 def load_config():

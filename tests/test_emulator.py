@@ -69,7 +69,12 @@ def test_model_too_big_for_the_heap(tiny_build, tmp_path):
     text = get_board("maix-bit-canmv").path.read_text().replace('model_ram = "3.5MB"', 'model_ram = "100kB"')
     (tmp_path / "small.toml").write_text(text.replace('name = "maix-bit-canmv"', 'name = "small"'))
     board = load_board_file(tmp_path / "small.toml")
-    res = emulate(board, tiny_build / "model.kmodel", _frames(tmp_path / "f", 1), tmp_path / "emu", log=lambda m: None)
+    frames = _frames(tmp_path / "f", 1)
+    res = emulate(board, tiny_build / "model.kmodel", frames, tmp_path / "emu", log=lambda m: None)
+    assert "needs" in res.console and "100000 B free" in res.console  # the app's own check, before kpu.load
+    # a config without the model's size (written before the app checked): kpu.load refuses it itself
+    res = emulate(board, tiny_build / "model.kmodel", frames, tmp_path / "emu2", config_overrides={"model_runtime": None},
+                  log=lambda m: None)
     assert "ERR_NO_MEM" in res.console and "2006" in res.console
 
 

@@ -72,7 +72,8 @@ def card_config(board: Board, locate: bool = True) -> dict | None:
 
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
                 threshold: float = APP_THRESHOLD, smoothing: float = APP_SMOOTHING, topk: int = 3, uart: dict | None = None,
-                locate_card: bool = True, model_size: int | None = None, mirror: bool = APP_MIRROR) -> dict:
+                locate_card: bool = True, model_size: int | None = None, mirror: bool = APP_MIRROR,
+                model_runtime: int | None = None) -> dict:
     from .families import app_family
 
     api = app_family(board.firmware.family, board.name).api
@@ -89,6 +90,9 @@ def make_config(board: Board, *, input_size: int, outputs: int, model: str | int
         "api": api,
         "model": model,
         "model_size": model_size if isinstance(model, int) else None,
+        # the model's run-time RAM (kmodel + working memory + I/O, from its build): the app checks
+        # it against the free system heap before kpu.load
+        "model_runtime": model_runtime,
         "labels": labels,
         "outputs": outputs,
         "input": [input_size, input_size],

@@ -17,6 +17,34 @@ from .sizes import parse_size
 
 
 @dataclass(frozen=True)
+class FirmwareBuild:
+    """One firmware build as its source defines it (``boards/firmware/<family>.toml``): what the
+    REPL says about itself and which image functions it leaves out."""
+
+    family: str
+    flavour: str
+    platform: str  # sys.platform / os.uname().sysname
+    board_name: str  # MICROPY_HW_BOARD_NAME
+    mcu_name: str  # MICROPY_HW_MCU_NAME
+    kpu_module: str  # "KPU" (import KPU) or "maix.KPU" (from maix import KPU)
+    git_tag: str
+    release: str
+    build_date: str
+    config: str  # where the source says what the flavour leaves out
+    image_lacks: tuple[str, ...]  # Image methods this build does not have
+    path: Path
+
+    @property
+    def banner(self) -> str:
+        """The friendly REPL's first line (pyexec.c: MICROPY_GIT_TAG, MICROPY_BUILD_DATE, board, MCU)."""
+        return f"MicroPython {self.git_tag} on {self.build_date}; {self.board_name} with {self.mcu_name}"
+
+    def lacks(self, names) -> list[str]:
+        """The ones of ``names`` this build does not have, in the order given."""
+        return [n for n in names if n in self.image_lacks]
+
+
+@dataclass(frozen=True)
 class FirmwareProfile:
     family: str  # "maixpy" | "canmv" | "baremetal": selects the firmware KPU adapter
     flavour: str
@@ -28,6 +56,7 @@ class FirmwareProfile:
     model_ram: int  # bytes this firmware leaves for a model (kmodel + working data + I/O)
     uart_baud: int
     runtime_nncase: str | None = None
+    build: FirmwareBuild | None = None  # boards/firmware/<family>.toml [flavours.<flavour>]; None: no MicroPython
 
 
 @dataclass(frozen=True)
@@ -75,6 +104,38 @@ def _need(table: dict, key: str, where: str):
     if key not in table:
         raise PokedexError(f"{where}: missing key {key!r}", "compare with boards/maix-bit.toml")
     return table[key]
+
+
+def firmware_builds_dir() -> Path:
+    return paths.boards_dir() / "firmware"
+
+
+def load_firmware_build(family: str, flavour: str, where: str = "") -> FirmwareBuild | None:
+    """The build ``family`` / ``flavour`` from ``boards/firmware/<family>.toml``; None when the
+    family has no such file (bare metal: no MicroPython)."""
+    path = firmware_builds_dir() / f"{family}.toml"
+    if not path.is_file():
+        return None
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PokedexError(f"firmware table {path} is not valid TOML: {e}", "fix the line named") from e
+    flavours = raw.get("flavours") or {}
+    if flavour not in flavours:
+        raise PokedexError(f"{where or 'a profile'}: firmware flavour {flavour!r} is not in {path}",
+                           f"use one of {', '.join(flavours)} or add [flavours.\"{flavour}\"] to {path.name}")
+    fl = flavours[flavour]
+    here = f"{path} [flavours.{flavour}]"
+    try:
+        return FirmwareBuild(
+            family=family, flavour=flavour, platform=_need(raw, "platform", str(path)),
+            board_name=_need(raw, "board_name", str(path)), mcu_name=_need(raw, "mcu_name", str(path)),
+            kpu_module=_need(raw, "kpu_module", str(path)), git_tag=_need(raw, "git_tag", str(path)),
+            release=_need(raw, "release", str(path)), build_date=_need(raw, "build_date", str(path)),
+            config=_need(fl, "config", here), image_lacks=tuple(str(n) for n in _need(fl, "image_lacks", here)),
+            path=path)
+    except TypeError as e:
+        raise PokedexError(f"{here} has a value of the wrong type: {e}", "compare with boards/firmware/maixpy.toml") from e
 
 
 def load_board_file(path: Path) -> Board:
@@ -128,6 +189,7 @@ def load_board_file(path: Path) -> Board:
                 model_ram=parse_size(_need(fw, "model_ram", where), what=f"{where} model_ram"),
                 uart_baud=int(fw.get("uart_baud", 115200)),
                 runtime_nncase=fw.get("runtime_nncase"),
+                build=load_firmware_build(fam_name, _need(fw, "flavour", where), where),
             ),
             nncase=_need(comp, "nncase", where),
             flash=FlashMap(

@@ -757,3 +757,38 @@ def boards_cmd():
         b = get_board(name)
         fmts = ",".join(f"v{v}" for v in b.firmware.kmodel_versions)
         click.echo(f"{name:20s} model RAM {short_size(b.firmware.model_ram):>9s}  kmodel {fmts:6s} {b.description}")
+
+
+@main.command("probe")
+@click.option("--port", help="Serial port of the board (default: auto-detect).")
+@click.option("--emulate", "emulated", is_flag=True, help="Probe the emulated board (its firmware: --board's).")
+@click.option("--board", default="maix-bit", show_default=True,
+              help="With --emulate: the profile whose firmware the emulated board runs.")
+@click.option("--baud", type=int, default=115200, show_default=True)
+def probe_cmd(port, emulated, board, baud):
+    """Ask a board over the raw REPL which firmware it runs (banner, version), its free GC and
+    system heap, flash size and image functions; name the matching profile and the largest model
+    that fits."""
+    import contextlib
+    import tempfile
+
+    from .boards import available_boards, get_board
+    from .device.ports import pick_port
+    from .device.probe import emulated_repl, match_profile, probe, report
+    from .device.transport import SerialTransport
+
+    if emulated and port:
+        raise click.UsageError("--emulate and --port exclude each other")
+    with contextlib.ExitStack() as stack:
+        if emulated:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            dev = stack.enter_context(emulated_repl(get_board(board), tmp / "emulator", log=_log))
+        else:
+            dev = pick_port(port)
+        t = SerialTransport(dev, baud)
+        try:
+            p = probe(t)
+        finally:
+            t.close()
+    for line in report(p, match_profile(p, [get_board(n) for n in available_boards()])):
+        click.echo(line)

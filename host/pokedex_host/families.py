@@ -42,6 +42,43 @@ FAMILIES: dict[str, FirmwareFamily] = {
 }
 
 
+# The Image methods the MicroPython apps call, by what they serve (firmware/pk_app.py keeps the
+# same lists and asks hasattr): without "camera app" (or "bench server") that app cannot run;
+# without the others the camera app does without the feature. What a firmware build lacks is in
+# boards/firmware/<family>.toml.
+APP_IMAGE_CALLS: dict[str, tuple[str, ...]] = {
+    "camera app": ("width", "height", "copy", "resize", "pix_to_ai", "draw_string", "draw_line", "draw_rectangle"),
+    "bench server": ("set_pixel", "pix_to_ai"),
+    "card locator": ("find_rects", "find_blobs", "get_statistics", "binary", "gaussian"),
+    "mirror image": ("replace",),
+}
+_WITHOUT = {"card locator": "classifies the fixed centre window of the frame (hold the card in the yellow box)",
+            "mirror image": "runs the KPU once per frame (no mirror average)"}
+
+
+def app_support(board, bench_app: bool = False) -> list[str]:
+    """Whether the app runs on ``board``'s firmware build: raises when the build lacks what it
+    cannot do without; returns a warning per feature it will run without."""
+    build = board.firmware.build
+    if build is None:
+        return []
+    app = "bench server" if bench_app else "camera app"
+    where = f"{build.path} [flavours.{build.flavour}]"
+    missing = build.lacks(APP_IMAGE_CALLS[app])
+    if missing:
+        raise PokedexError(f"{board.name}: the {app} calls img.{', img.'.join(missing)}, which {where} says this "
+                           "firmware does not have", "pick a profile whose firmware has them (maix-bit: MaixPy-v1 full)")
+    if bench_app:
+        return []
+    out = []
+    for feature, without in _WITHOUT.items():
+        missing = build.lacks(APP_IMAGE_CALLS[feature])
+        if missing:
+            out.append(f"{board.name}'s firmware ({build.family} {build.flavour}, {where}) has no img.{', img.'.join(missing)}: "
+                       f"the app runs without its {feature} and {without}; the full firmware (profile maix-bit) has it")
+    return out
+
+
 def family(name: str) -> FirmwareFamily:
     try:
         return FAMILIES[name]

@@ -4,6 +4,7 @@
     protocol.py     the bench wire protocol: frames, CRC, message types (docs/specs/wire-protocol.md)
     client.py       the bench protocol's host end (HELLO, uploads, results)
     repl.py         MicroPython's raw REPL (install copies files with it)
+    probe.py        ``pokedex-host probe``: which firmware, how much memory, which profile
     ports.py        which serial port is the board
     kfpkg.py        .kfpkg packages (flash-list.json + images)
     flash_plan.py   what goes where in flash, checked against the board profile

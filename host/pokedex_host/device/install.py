@@ -34,6 +34,7 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
     """Copy everything; returns False on a dry run (nothing copied). ``echo(msg, nl=True)``;
     ``transport``: an open link to use instead of the serial port (tests)."""
     from ..boardconfig import app_settings, make_config, write_config
+    from ..families import app_support
     from .flash_plan import check_kmodel
     from .ports import pick_port
     from .repl import RawRepl
@@ -42,7 +43,7 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
     kmodel = Path(kmodel)
     if not kmodel.is_file():
         raise PokedexError(f"kmodel {kmodel} does not exist", "pass the model.kmodel of a build-kmodel output folder")
-    for w in check_kmodel(board, kmodel, kmodel.read_bytes())[1]:
+    for w in check_kmodel(board, kmodel, kmodel.read_bytes())[1] + app_support(board, bench_app):
         echo(f"WARNING: {w}")
     art = BuildArtifact.load(kmodel)
     if not art.classes_file.is_file():
@@ -51,7 +52,7 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
         app = app_settings(kmodel)
         cfg = make_config(board, input_size=art.input_size, outputs=len(art.classes),
                           model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt", threshold=app["threshold"],
-                          mirror=app["mirror"], smoothing=app["smoothing"])
+                          mirror=app["mirror"], smoothing=app["smoothing"], model_runtime=art.runtime_bytes or None)
         write_config(Path(tmp) / "pokedex.json", cfg)
         files = install_files(board, art, dest, bench_app, Path(tmp) / "pokedex.json")
         for src, dst in files:

@@ -51,6 +51,23 @@ class RawRepl:
         self._read_until(b"raw REPL; CTRL-B to exit\r\n>")
         self.in_raw = True
 
+    def banner(self) -> str:
+        """The firmware's banner line (``MicroPython <git tag> on <build date>; <board> with <mcu>``):
+        Ctrl-C twice stops a running program, Ctrl-B leaves the raw REPL or restarts the friendly
+        one, and either prints the banner before its ``>>> ``."""
+        self.t.write(b"\r\x03\x03")
+        time.sleep(0.1)
+        self.t.drain_input()
+        self.pending.clear()
+        self.t.write(b"\x02")
+        self.in_raw = False
+        text = self._read_until(b">>> ").decode("utf-8", "replace")
+        for line in text.splitlines():
+            if line.startswith("MicroPython "):
+                return line.strip()
+        raise TransportError(f"{self.t.name}: no MicroPython banner after Ctrl-B (got {text[-80:]!r})",
+                             "is a MicroPython board on this port? Close any serial monitor or IDE.")
+
     def exit(self) -> None:
         self.t.write(b"\r\x02")
         self.in_raw = False

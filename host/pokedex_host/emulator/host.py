@@ -52,19 +52,39 @@ def _kmodel_input(kmodel: Path) -> int:
                        "pass a model.kmodel from a build-kmodel output folder, or --input-size")
 
 
-def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *, script: str = "main.py",
+def build_settings(board: Board) -> dict:
+    """What the emulated firmware build says about itself and lacks (boards/firmware/*.toml)."""
+    b = board.firmware.build
+    if b is None:
+        return {}
+    return {"banner": b.banner, "platform": b.platform, "release": b.release, "git_tag": b.git_tag,
+            "build_date": b.build_date, "board_name": b.board_name, "mcu_name": b.mcu_name,
+            "image_lacks": list(b.image_lacks)}
+
+
+def stand_ins(board: Board) -> list[str] | None:
+    """The modules of emulator/mods the board's firmware family has (the others do not import);
+    None: no MicroPython family, nothing refused."""
+    from ..families import family
+
+    return list(family(board.firmware.family).emulator_modules) or None
+
+
+def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *, script: str | None = "main.py",
             labels: Path | None = None, input_size: int | None = None, uart_link: Path | None = None,
             threshold: float | None = None, smoothing: float | None = None, max_frames: int | None = None,
             timeout: float | None = None, config_overrides: dict | None = None, firmware: Path | None = None,
-            uart_fd: int | None = None, stop=None, log=print) -> EmulateResult:
+            uart_fd: int | None = None, stop=None, repl: bool = False, log=print) -> EmulateResult:
     """Run one firmware script on the emulated board until its frames run out, ``timeout``
     passes or ``stop`` (a threading.Event) is set. ``threshold`` and ``smoothing`` default to the
     kmodel's release settings (``boardconfig.app_settings``). ``uart_fd``: the master side of a pty the
-    caller owns (it survives this run: a board reset is a second run on the same link)."""
+    caller owns (it survives this run: a board reset is a second run on the same link).
+    ``script=None``: no script; ``repl``: the board's REPL on the UART once the script is done
+    (emulator/repl.py), until ``stop``."""
     out = fresh_output(out)  # refuses a non-empty folder the emulator did not write
     sd = out / "sd"
     sd.mkdir()
-    outputs = 0
+    outputs, runtime = 0, None
     if kmodel is not None:
         kmodel = Path(kmodel)
         if not kmodel.is_file():
@@ -73,6 +93,7 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
         from ..build.artifact import BuildArtifact
 
         art = BuildArtifact.find(kmodel)
+        runtime = (art.runtime_bytes or None) if art is not None else None  # pokedex.json model_runtime
         if labels is None and art is not None and art.classes_file.is_file():
             labels = art.classes_file
         input_size = input_size or _kmodel_input(kmodel)
@@ -86,7 +107,8 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     app = app_settings(kmodel)
     cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",
                       labels="/sd/classes.txt", threshold=app["threshold"] if threshold is None else threshold,
-                      smoothing=app["smoothing"] if smoothing is None else smoothing, mirror=app["mirror"])
+                      smoothing=app["smoothing"] if smoothing is None else smoothing, mirror=app["mirror"],
+                      model_runtime=runtime)
     cfg.update(config_overrides or {})
     write_config(sd / "pokedex.json", cfg)
     run_cfg = {
@@ -95,6 +117,8 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
         "firmware": str(Path(firmware or firmware_dir()).resolve()), "script": script, "model_ram": board.firmware.model_ram,
         "kmodel_versions": list(board.firmware.kmodel_versions), "gc_heap_size": board.firmware.gc_heap_size,
         "nncase": board.nncase, "max_frames": max_frames, "model_input": [input_size or 224] * 2,
+        "repl": repl, "flash_size": board.flash_size, "build": build_settings(board),
+        "modules": stand_ins(board),
     }
     master = slave = None
     pass_fds: tuple[int, ...] = ()

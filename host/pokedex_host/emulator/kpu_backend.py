@@ -71,11 +71,16 @@ def load(model, allowed_versions, error, v3_runtime: str = "sdk") -> LoadedModel
         runtime = art.runtime_bytes or runtime
         if version != 3:
             wh = (art.input_size, art.input_size)
-    if runtime > b.model_ram:
-        b.event("kpu_load_refused", reason="no memory", needs=runtime, has=b.model_ram)
+    if not b.system_alloc(runtime, "kmodel"):  # from the system heap, beside the camera's buffers
+        b.event("kpu_load_refused", reason="no memory", needs=runtime, has=b.system_free())
         raise error(ERR_NO_MEM, "ERR_NO_MEM: memory not enough")
     b.event("kpu_load", model=str(model), version=version, bytes=len(data), runtime=runtime)
     return LoadedModel(host, version, len(data), wh, runtime, interpreter)
+
+
+def release(model: LoadedModel) -> None:
+    """deinit: the model's system heap comes back."""
+    board().system_release(model.runtime_bytes, "kmodel")
 
 
 def run(model: LoadedModel, img) -> list:

@@ -1,6 +1,7 @@
 """Child process of ``pokedex-host emulate``: installs the module shims and runs one firmware
-script unmodified. Invoked as ``python -m pokedex_host.emulator.run`` with
-POKEDEX_EMULATOR_CONFIG pointing at a JSON settings file."""
+script unmodified (then, with ``repl`` set and a UART, the board's REPL: emulator/repl.py).
+Invoked as ``python -m pokedex_host.emulator.run`` with POKEDEX_EMULATOR_CONFIG pointing at a
+JSON settings file."""
 
 from __future__ import annotations
 
@@ -43,6 +44,20 @@ def _gc_module(board) -> types.ModuleType:
     m.mem_alloc = lambda: board.heap_base + board.heap_live
     m.threshold = lambda *a: -1
     return m
+
+
+class _FamilyGate(importlib.abc.MetaPathFinder):
+    """The stand-ins of another firmware family do not import (MaixPy-v1 has ``KPU`` and ``Maix``,
+    no ``maix``; CanMV has ``maix``, no ``KPU``): ImportError in MicroPython 1.11's words."""
+
+    def __init__(self, allowed):
+        stand_ins = {p.stem for p in MODS.glob("*.py") if not p.stem.startswith("_")}  # _*: helpers
+        self.refused = stand_ins - set(allowed) - {"uos"}  # every family has uos
+
+    def find_spec(self, name, path=None, target=None):
+        if path is None and name in self.refused:
+            raise ImportError("no module named '%s'" % name)
+        return None
 
 
 class _FirmwareFinder(importlib.abc.MetaPathFinder):
@@ -104,12 +119,20 @@ def main() -> int:
     firmware = Path(cfg["firmware"])
     board.bytearray_type = _heap_bytearray(board)  # the firmware's bytearray (one class, every module)
     sys.meta_path.insert(0, _FirmwareFinder(firmware, board))
-    script = firmware / cfg.get("script", "main.py")
-    code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
-    glb = {"__name__": "__main__", "__file__": str(script), "open": board.open, "bytearray": board.bytearray_type}
+    if cfg.get("modules") is not None:
+        sys.meta_path.insert(0, _FamilyGate(cfg["modules"]))
+    name = cfg.get("script", "main.py")  # None: no main.py, the board starts in its REPL
+    script = firmware / name if name else None
     rc = 0
     try:
-        exec(code, glb)
+        if script is not None:
+            code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
+            exec(code, {"__name__": "__main__", "__file__": str(script), "open": board.open,
+                        "bytearray": board.bytearray_type})
+        if cfg.get("repl") and board.uart_fd is not None:  # as MaixPy does when main.py returns
+            from .repl import serve
+
+            serve(board)
         board.event("exit", reason="script returned")
     except state.EmulatorDone as e:
         board.event("exit", reason=str(e))

@@ -7,6 +7,11 @@ import os
 from pathlib import Path
 
 
+# what sensor.set_framesize(QVGA) mallocs from the system heap: the RGB565 frame and its RGB888
+# copy for the KPU (omv/sensor.c)
+CAMERA_QVGA = 320 * 240 * 2 + 320 * 240 * 3
+
+
 class EmulatorDone(BaseException):
     """Raised when the camera has no more frames (BaseException: firmware's `except Exception` lets it through)."""
 
@@ -27,6 +32,15 @@ class Board:
         self.heap_live = 0
         self.heap_peak = 0
         self.bytearray_type = bytearray  # run.py gives the firmware one that takes heap
+        # the system heap (Maix.utils.heap_free(); malloc: camera buffers, KPU models): at boot the
+        # profile's model RAM plus the app's QVGA camera buffers, so that with the camera running
+        # exactly the profile's figure is left for the model
+        self.sys_heap = self.model_ram + CAMERA_QVGA
+        self.sys_used = 0
+        self.build = cfg.get("build") or {}  # boards/firmware/<family>.toml: banner, image_lacks
+        self.image_lacks = tuple(self.build.get("image_lacks", ()))
+        self.flash_size = int(cfg.get("flash_size") or 16 * 2**20)
+        self.firmware_image = self._firmware_stand_in()
         src = Path(cfg["frames"]) if cfg.get("frames") else None
         self.video = None
         if src is not None and src.is_file():  # a video file: frames decoded one by one
@@ -69,6 +83,49 @@ class Board:
 
     def _heap_release(self, nbytes: int) -> None:
         self.heap_live -= nbytes
+
+    def system_free(self) -> int:
+        return self.sys_heap - self.sys_used
+
+    def system_alloc(self, nbytes: int, what: str) -> bool:
+        """malloc ``nbytes`` of the system heap; False (and an event) when it has not that much."""
+        if nbytes > self.system_free():
+            self.event("system_heap_short", bytes=nbytes, what=what, free=self.system_free())
+            return False
+        self.sys_used += nbytes
+        self.event("system_alloc", bytes=nbytes, what=what, free=self.system_free())
+        return True
+
+    def system_release(self, nbytes: int, what: str) -> None:
+        self.sys_used = max(0, self.sys_used - nbytes)
+        self.event("system_free", bytes=nbytes, what=what, free=self.system_free())
+
+    def _firmware_stand_in(self) -> bytes:
+        """What the flash holds at the firmware address: kflash's header (no AES, u32 length) and,
+        as the body, the build's banner repeated (the emulator has no firmware binary)."""
+        import struct
+
+        body = ((self.build.get("banner") or "MicroPython firmware") + "\n").encode() * 64
+        return b"\x00" + struct.pack("<I", len(body)) + body
+
+    def flash_read(self, addr: int, n: int) -> bytes:
+        """Bytes of the emulated SPI flash as Maix.utils.flash_read gives them: the driver sends a
+        24-bit address (w25qxx.c) and a chip ignores the address bits above its size, so reads
+        wrap at the profile's flash size. The firmware stand-in at 0, the flashed models at their
+        addresses, 0xFF (erased) elsewhere."""
+        regions = [(0, self.firmware_image)]
+        for at, path in self.flash_map.items():
+            regions.append((at, Path(path).read_bytes()))
+        out = bytearray()
+        for i in range(n):
+            a = ((addr + i) & 0xFFFFFF) % self.flash_size
+            b = 0xFF
+            for start, data in regions:
+                if start <= a < start + len(data):
+                    b = data[a - start]
+                    break
+            out.append(b)
+        return bytes(out)
 
     def warn(self, msg: str) -> None:
         if msg not in self.warnings:

@@ -1,7 +1,7 @@
 """Host version of MaixPy's ``KPU`` module (kpu.load / kpu.forward / kpu.deinit) for kmodel v3.
 
 Like stock MaixPy, ``load`` refuses other kmodel versions with ERR_KMODEL_VERSION (2002) and
-models bigger than the firmware leaves with ERR_NO_MEM (2006).
+models bigger than the free system heap with ERR_NO_MEM (2006); ``deinit`` gives the heap back.
 """
 
 from pokedex_host.emulator import kpu_backend as _kb
@@ -64,6 +64,7 @@ def forward(task, img, layer=None):
 def deinit(task):
     if task in _loaded:
         _loaded.remove(task)
+        _kb.release(task._m)
 
 
 def set_outputs(task, index, w, h, ch):

@@ -1,7 +1,8 @@
 """Host version of MaixPy's ``image`` module (the subset the firmware uses).
 
 Pixels are RGB888 in a numpy array; camera frames arrive already reduced to RGB565 precision.
-Anything not defined here does not exist (AttributeError), as on a board without it.
+Anything not defined here does not exist (AttributeError), as on a board without it; the methods
+the emulated firmware build lacks (``image_lacks`` in boards/firmware/*.toml) are removed too.
 """
 
 import numpy as _np
@@ -421,3 +422,21 @@ class Image:
             sub = m[y0 - y:y1 - y, x0 - x:x1 - x]
             self._a[y0:y1, x0:x1][sub] = _color(color)
         return self
+
+
+def _leave_out(names):
+    """A firmware build without some Image methods (MaixPy-v1's minimum build:
+    boards/firmware/maixpy.toml) has none of them: using one raises AttributeError in MicroPython's
+    words ("'Image' object has no attribute 'find_rects'") and hasattr() is False."""
+    for name in names:
+        if name in Image.__dict__:
+            delattr(Image, name)
+
+
+def _build_lacks():
+    from pokedex_host.emulator import state as _state
+
+    return _state._BOARD.image_lacks if _state._BOARD is not None else ()
+
+
+_leave_out(_build_lacks())

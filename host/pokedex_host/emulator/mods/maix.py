@@ -1,5 +1,6 @@
 """Host version of CanMV's ``maix`` module: ``maix.KPU`` (load_kmodel / run_with_output) for kmodel v5."""
 
+from _gpio import GPIO  # noqa: F401  (maix.GPIO)
 from pokedex_host.emulator import kpu_backend as _kb
 from pokedex_host.emulator.state import board as _board
 
@@ -20,6 +21,7 @@ class KPU:
         if isinstance(path_or_addr, int) and size is None:
             raise TypeError("kpu: load_kmodel(address, size): a flash address needs the model size in bytes")
         versions = tuple(v for v in _board().kmodel_versions if v == 5)
+        self.deinit()  # a second load replaces the first model
         self._m = _kb.load(path_or_addr, versions, _err)
         return True
 
@@ -29,18 +31,6 @@ class KPU:
         return _kb.run(self._m, img)
 
     def deinit(self):
+        if self._m is not None:
+            _kb.release(self._m)
         self._m = None
-
-
-class GPIO:
-    GPIOHS0 = 24
-    IN = 0
-    OUT = 3
-
-    def __init__(self, pin, mode, pull=None, value=0):
-        self._v = value
-
-    def value(self, v=None):
-        if v is None:
-            return self._v
-        self._v = v

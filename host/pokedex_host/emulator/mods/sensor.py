@@ -17,10 +17,26 @@ QQVGA = 1
 QVGA = 2
 VGA = 3
 _SIZES = {QQVGA: (160, 120), QVGA: (320, 240), VGA: (640, 480)}
-_state = {"reset": False, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0, "run": 0}
+_state = {"reset": False, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0, "run": 0,
+          "buffers": 0}
+
+
+def _buffers(size):
+    """What sensor_set_framesize mallocs from the system heap for a frame size: the RGB565 frame
+    (rounded up to 128 B) and the RGB888 copy the KPU reads (rounded up to 64 B)."""
+    w, h = _SIZES[size]
+    return (w * h * 2 + 127) // 128 * 128 + (w * h * 3 + 63) // 64 * 64
+
+
+def _free_buffers():
+    if _state["buffers"]:
+        _board().system_release(_state["buffers"], "camera buffers")
+        _state["buffers"] = 0
 
 
 def reset(freq=None, dual_buff=False):
+    """sensor_reset: frees the frame buffers (sensor_init_fb); set_framesize allocates them again."""
+    _free_buffers()
     _state.update({"reset": True, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0})
 
 
@@ -40,6 +56,12 @@ def set_framesize(size):
     _need_reset()
     if size not in _SIZES:
         raise ValueError("sensor: unsupported framesize")
+    need = _buffers(size)
+    if need != _state["buffers"]:  # sensor.c reallocates only when the size changes
+        _free_buffers()
+        if not _board().system_alloc(need, "camera buffers"):
+            raise OSError(12, "ENOMEM")  # py_sensor_set_framesize: mp_raise_OSError(ENOMEM)
+        _state["buffers"] = need
     _state["size"] = size
     _state["window"] = None
 
