@@ -15,7 +15,7 @@ SOURCE    ?= ../shared/data/pokemon
 RECIPE    ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup toolchain kmodel data release test test-all bench doctor clean
+.PHONY: setup toolchain kmodel data release test test-all bench bench-interp doctor clean
 
 $(STAMP): pyproject.toml requirements/host.txt requirements/host-lock.txt
 	@py=$$(tools/find-python.sh 3.11) || exit 1; \
@@ -53,6 +53,10 @@ test-all: setup
 
 bench: setup
 	$(PY) tools/bench_build.py
+
+# the interpreter alone: CPU flags, which full-convolution path this machine picks, images/s of each
+bench-interp: $(STAMP)
+	$(PY) tools/bench_interp.py
 
 doctor: $(STAMP)
 	$(HOST) doctor

@@ -3,7 +3,8 @@
 
 Default: the 1025-class MobileNetV1 a0.75 @224 recipe, the default calibration set, 200 held-out
 images through the v3 interpreter (16 of them also through nncase's simulator, compared bit for
-bit). Then the v3 interpreter's own speed on the newest release (128 px) and on the 224 px build.
+bit). Then the v3 interpreter's own speed on the newest release (128 px) and on the 224 px build,
+with each full-convolution path and the CPU flags that decide between them (bench_interp.py).
 Prints figures; asserts nothing (targets: default build + 200-image verification <= 90 s end to
 end on 2 cores; interpreter >= 100 images/s at 128 px).
 
@@ -28,20 +29,7 @@ from pokedex_host.build.artifact import BuildArtifact  # noqa: E402
 from pokedex_host.build import BuildOptions, build_kmodel  # noqa: E402
 from pokedex_host.paths import newest_release  # noqa: E402
 
-
-def interpreter_speed(kmodel: Path, n: int) -> tuple[int, float]:
-    """(input size, images/s) of the v3 interpreter on ``n`` random images (after a warm-up batch)."""
-    import numpy as np
-
-    from pokedex_host.kmodel.interp import Interpreter, run_batch
-
-    data = kmodel.read_bytes()
-    shape = Interpreter(data).input_shape
-    x = np.random.default_rng(0).integers(0, 256, (n, *shape), dtype=np.uint8)
-    run_batch(data, x[:8])
-    t = time.time()
-    run_batch(data, x)
-    return shape[1], n / (time.time() - t)
+from bench_interp import report as interpreter_report  # noqa: E402
 
 
 def main() -> None:
@@ -63,8 +51,7 @@ def main() -> None:
         speeds = []
         if m["kmodel"]["version"] == 3:
             rel = newest_release().with_name("model.kmodel")
-            for path in ([rel] if rel.is_file() else []) + [out / "model.kmodel"]:
-                speeds.append((path, *interpreter_speed(path, a.interp_images)))
+            speeds = interpreter_report(([rel] if rel.is_file() else []) + [out / "model.kmodel"], a.interp_images)
     host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t, mem, v = m["timings_s"], m["memory"], m["verification"]
@@ -98,9 +85,8 @@ def main() -> None:
         if v.get("v3_vs_v5"):
             c = v["v3_vs_v5"]
             print(f"v3 vs v5 (interpreter vs simulator): {c['identical']}/{c['images']} images identical bit for bit")
-    for path, size, ips in speeds:
-        print(f"v3 interpreter: {ips:6.1f} images/s at {size} px ({path.parent.name}/{path.name}, "
-              f"{a.interp_images} images, batches of 32)")
+    for line in speeds:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -173,10 +173,11 @@ def _full_base(xs, b, i, arg_x, shift_x):
 
 @njit(cache=True, parallel=True)
 def full_acc(prod, xs, arg_x, shift_x, cw):
-    """A full convolution's accumulators from its offset products: ``prod`` (N, L, C) int32 are
-    sum((x - 128)(w - 128)), ``xs`` (N, L) int64 the sums of x; ``cw`` holds the per-channel rest
-    (128 sum(w) - 128^2 K and the KPU's weight and add terms). -> (N, L, C) int64, channels last
-    like ``prod`` (writing channel-planar here would be a strided write per output)."""
+    """A full convolution's accumulators from its offset products: ``prod`` (N, L, C) are
+    sum((x - 128)(w - 128)), int32 or float32 holding those integers (matmul.py), ``xs`` (N, L)
+    int64 the sums of x; ``cw`` holds the per-channel rest (128 sum(w) - 128^2 K and the KPU's
+    weight and add terms). -> (N, L, C) int64, channels last like ``prod`` (writing
+    channel-planar here would be a strided write per output)."""
     n, length, c = prod.shape
     out = np.empty((n, length, c), np.int64)
     for bi in prange(n * length):
@@ -203,3 +204,20 @@ def full_bn_act(prod, xs, arg_x, shift_x, cw, mul, shift, add, start, amul, ashi
             _bn_act_vec(a, mul, shift, add, start, amul, ashift, aadd, ordered, out[b, i])
     return out
 
+
+
+@njit(cache=True, parallel=True)
+def offset_rows(cols, out):
+    """``out`` = ``cols`` - 128 for (M, K) u8 ``cols`` into an (M, K) int8 or float32 ``out`` (the
+    offset operand of a full convolution's product); returns the (M,) int64 sums of the rows of
+    ``cols``: one pass over the input rows for both."""
+    m, k = cols.shape
+    sums = np.empty(m, np.int64)
+    for i in prange(m):
+        s = 0
+        for j in range(k):
+            v = np.int32(cols[i, j])
+            s += v
+            out[i, j] = v - 128
+        sums[i] = s
+    return sums

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import KmodelFormatError
+from .matmul import OffsetWeights
 
 KPU_RAM_BYTES = 2 * 2**20
 LINE = 64
@@ -209,9 +210,10 @@ class ConvKernel:
     accumulators and ``kernel(x, bn, act)`` the outputs, both for channel-planar (N, C, H, W) u8.
 
     The sums are exact integers: depthwise taps in int32 per pixel over all channels (compiled
-    loops, ``_kernels``), full convolutions as int8 x int8 -> int32 matrix products of ``x - 128``
-    and ``w - 128`` (|sum| < 2^14 x 9216 < 2^31; torch ``_int_mm``), the offsets added back in
-    int64: sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
+    loops, ``_kernels``), full convolutions as matrix products of ``x - 128`` and ``w - 128``
+    (``matmul``: int8 -> int32, or float32 in blocks exact by construction, whichever this
+    process measured faster), the offsets added back in int64:
+    sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
 
     def __init__(self, weights: np.ndarray, args: ConvArgs, in_channels: int, out_channels: int,
                  bn: "BatchNorm | None" = None, act: "Activation | None" = None):
@@ -227,8 +229,8 @@ class ConvKernel:
         else:
             kk = in_channels * k * k
             w4 = w.reshape(out_channels, in_channels, k, k)
-            # (ky, kx, C) x OC, the order of a channels-last im2col row; w - 128 as int8
-            self.w8 = np.ascontiguousarray((w4.transpose(2, 3, 1, 0).reshape(kk, out_channels) ^ 0x80).view(np.int8))
+            # (ky, kx, C) x OC, the order of a channels-last im2col row
+            self.mat = OffsetWeights(w4.transpose(2, 3, 1, 0).reshape(kk, out_channels))
             sw = w4.reshape(out_channels, kk).astype(np.int64).sum(1)
             self.cw = 128 * sw - 16384 * kk + ((args.arg_w * sw) >> args.shift_w) + args.arg_add * in_channels
 
@@ -237,17 +239,16 @@ class ConvKernel:
         return np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=self.args.pad_value) if p else x
 
     def _products(self, x: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """(N, L, OC) int32 offset products and (N, L) int64 input sums of a full convolution at
-        every ``stride``-th pixel of channels-last ``x``, with the output's height and width."""
-        import torch
-
+        """(N, L, OC) offset products (int32, or float32 holding the same integers: see
+        :meth:`OffsetWeights.products`) and (N, L) int64 input sums of a full convolution at every
+        ``stride``-th pixel of channels-last ``x``, with the output's height and width."""
         n, c = x.shape[0], x.shape[3]
         k = self.args.kernel
         if k == 1:
             xs = x[:, ::stride, ::stride] if stride > 1 else x
             h, w = xs.shape[1:3]
             cols = np.ascontiguousarray(xs).reshape(n * h * w, c)
-        else:  # im2col in u8: (n, h, w, ky, kx, c), the order of self.w8's rows
+        else:  # im2col in u8: (n, h, w, ky, kx, c), the order of self.mat's weight rows
             xp = self._padded(x)
             h, w = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
             cols = np.empty((n, h, w, k, k, c), np.uint8)
@@ -255,8 +256,7 @@ class ConvKernel:
                 for kx in range(k):
                     cols[:, :, :, ky, kx] = xp[:, ky:ky + stride * (h - 1) + 1:stride, kx:kx + stride * (w - 1) + 1:stride]
             cols = cols.reshape(n * h * w, c * k * k)
-        prod = torch._int_mm(torch.from_numpy((cols ^ 0x80).view(np.int8)), torch.from_numpy(self.w8)).numpy()
-        xs = cols.sum(1, dtype=np.int64)
+        prod, xs = self.mat.products(cols)
         return prod.reshape(n, h * w, self.oc), xs.reshape(n, h * w), h, w
 
     def nhwc(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
