@@ -22,6 +22,7 @@ from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
 
 RELEASE = ROOT / "models" / "releases" / "kpu_mobilenet_v1-075-128-v8"
+CAMERA = 320 * 240 * 2 + 320 * 240 * 3  # the app's QVGA camera buffers, in the same free heap
 STEM_WEIGHTS = 1024 * 3 * 3 * 3  # KPU uint8: 1 B each
 GEMM_WEIGHTS = 1025 * 1024  # wider than 1024: the CPU runs it in float, 4 B each
 
@@ -88,11 +89,12 @@ def test_weights_over_the_profile_budget_are_refused_in_seconds_and_nothing_is_w
 
 def test_a_low_budget_refuses_a_recipe_before_calibration(tiny_recipe, tmp_path, no_toolchain):
     out = tmp_path / "out"
-    r = build(tiny_recipe, "--budget", "200kB", "--calibration", tmp_path / "no-images", "--out", out)
+    r = build(tiny_recipe, "--budget", "600kB", "--calibration", tmp_path / "no-images", "--out", out)
     assert r.exit_code == 3, r.output
-    assert "tiny.toml" in r.output and "weights alone" in r.output and "(from --budget) is 200,000 B" in r.output
+    assert "tiny.toml" in r.output and "weights alone" in r.output and "(from --budget) is 600,000 B" in r.output
+    assert f"leaves {600_000 - CAMERA:,} B for the model" in r.output  # once the camera has its buffers
     assert "width multiplier 0.25 -> " in r.output
-    assert "a larger --budget than 200.0 kB" in r.output and "--board maix-bit-minimum" in r.output
+    assert "a larger --budget than 600.0 kB" in r.output and "--board maix-bit-minimum" in r.output
     assert not out.exists()
 
 
@@ -135,11 +137,11 @@ def test_over_budget_after_compiling_names_the_sizes_before_the_v3_refusal(toolc
     est = estimate(lint_model(onnx.load(str(ex.onnx_path))), ex.input_size, len(ex.classes))
     common = ["--calibration", dataset, "--calibration-count", 4, "--verify-count", 0, "--format", "v3"]
     out = tmp_path / "out"
-    r = build(model, *common, "--budget", est.weights + 1, "--out", out)
+    r = build(model, *common, "--budget", est.weights + CAMERA + 1, "--out", out)
     assert r.exit_code == 3, r.output
     assert "budget pre-check" in r.output and "compiled in" in r.output  # it got past the pre-check
     assert "five.onnx: the model does not fit maix-bit" in r.output and "of RAM at run time" in r.output
-    assert f"budget is {est.weights + 1:,} B" in r.output
+    assert f"budget is {est.weights + CAMERA + 1:,} B" in r.output
     assert "the v3 re-emission stopped too" in r.output and "CONV2D" in r.output
     assert not out.exists()
     r = build(model, *common, "--out", out)

@@ -41,7 +41,9 @@ def test_tiny_model_builds_fits_and_verifies(toolchain_ready, tiny_recipe, datas
     for f, info in m["files"].items():
         assert sha(out / f) == info["sha256"] and (out / f).stat().st_size == info["bytes"]
     assert m["kmodel"]["version"] == 5 and m["kmodel"]["compiler"] == "nncase 1.9.0.20230322"
-    assert m["budget"]["fits"] is True and m["budget"]["ram_used"] == m["memory"]["runtime_total"]
+    camera = 320 * 240 * 2 + 320 * 240 * 3  # maix-bit-canmv's QVGA camera buffers, counted beside the model
+    assert m["budget"]["fits"] is True and m["budget"]["model_bytes"] == m["memory"]["runtime_total"]
+    assert m["budget"]["ram_used"] == m["memory"]["runtime_total"] + camera
     mem = m["memory"]
     assert mem["runtime_total"] == mem["kmodel_bytes"] + mem["data_bytes"] + mem["input_bytes"] + mem["output_bytes"]
     assert mem["input_bytes"] == 3 * 128 * 128 and mem["output_bytes"] >= 1025 * 4
@@ -91,7 +93,7 @@ def test_over_budget_exits_3_with_a_breakdown_and_writes_nothing(toolchain_ready
     ex = export_model(tiny_recipe, tmp_path / "x", log=lambda m: None)
     weights = estimate(lint_model(onnx.load(str(ex.onnx_path))), ex.input_size, len(ex.classes)).weights
     out = tmp_path / "out"
-    r = build(tiny_recipe, dataset, out, "--budget", weights + 1)
+    r = build(tiny_recipe, dataset, out, "--budget", weights + 384_000 + 1)  # the weights fit beside the camera
     assert r.exit_code == 3, r.output
     assert "compiled in" in r.output and "tiny.toml: the model does not fit" in r.output and "largest items" in r.output
     assert "weights of" in r.output and "options" in r.output and "width multiplier" in r.output
@@ -147,7 +149,8 @@ def test_missing_toolchain_says_how_to_install(tiny_recipe, dataset, tmp_path, m
 
 
 def test_default_model_fits_stock_maixpy(toolchain_ready, tmp_path):
-    """The README's main job: MobileNetV1 a0.75 @224, 1025 classes, within 3.5 MB (a few images here)."""
+    """The README's main job: MobileNetV1 a0.75 @224, 1025 classes, within maix-bit's 3.5 MB of free heap
+    beside the camera's buffers (a few images here)."""
     from pokedex_host import paths
 
     out = tmp_path / "default"
@@ -156,7 +159,7 @@ def test_default_model_fits_stock_maixpy(toolchain_ready, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((out / "manifest.json").read_text())
     assert m["classes"] == 1025
-    assert m["memory"]["runtime_total"] <= 3_500_000
+    assert m["memory"]["runtime_total"] + 384_000 <= 3_500_000 and m["budget"]["fits"]
     assert m["memory"]["kpu_sram_peak"] <= 2 * 2**20
     assert m["lint"]["cpu_fallbacks"] == [] and m["lint"]["disagreements_with_compiler"] == []
     assert m["verification"]["cosine_mean"] > 0.99

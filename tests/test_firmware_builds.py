@@ -111,7 +111,7 @@ def test_each_family_imports_only_its_own_modules(tmp_path):
 
 
 def test_the_system_heap_is_the_profile_s_less_camera_and_model(tmp_path):
-    """Maix.utils.heap_free(): the profile's model RAM plus the QVGA camera buffers at boot; the
+    """Maix.utils.heap_free(): the profile's model_ram at boot (the free heap after boot); the
     camera takes its buffers at set_framesize (reset frees them), kpu.load takes the file and its
     main memory, deinit gives it back."""
     from pokedex_host.kmodel import v3
@@ -135,9 +135,9 @@ def test_the_system_heap_is_the_profile_s_less_camera_and_model(tmp_path):
         "print('BACK', utils.heap_free())\n"), kmodel)
     assert res.exit_code == 0, res.console
     ram = board.firmware.model_ram
-    assert f"BOOT {ram + CAMERA} {board.firmware.gc_heap_size}" in res.console
-    assert f"CAMERA {ram}" in res.console and f"MODEL {ram - model}" in res.console
-    assert f"BACK {ram + CAMERA}" in res.console
+    assert f"BOOT {ram} {board.firmware.gc_heap_size}" in res.console
+    assert f"CAMERA {ram - CAMERA}" in res.console and f"MODEL {ram - CAMERA - model}" in res.console
+    assert f"BACK {ram}" in res.console
 
 
 def test_a_model_first_can_leave_the_camera_no_room(tmp_path):
@@ -146,7 +146,7 @@ def test_a_model_first_can_leave_the_camera_no_room(tmp_path):
     kmodel = releases()[0] / "model.kmodel"
     data = kmodel.read_bytes()
     model = len(data) + v3.parse(data, str(kmodel)).main_mem_usage
-    board = load_board_file(_profile(tmp_path, "maix-bit", "tight", model_ram=str(model - 100_000)))
+    board = load_board_file(_profile(tmp_path, "maix-bit", "tight", model_ram=str(model + 100_000)))
     res = _script(tmp_path, board, (
         "import sensor, KPU as kpu\n"
         "t = kpu.load('/sd/model.kmodel')\n"
@@ -179,8 +179,9 @@ def test_the_app_on_the_minimum_build_classifies_the_centre_and_says_so(tmp_path
 
 
 def test_the_app_refuses_a_model_the_system_heap_cannot_hold(tmp_path):
-    """A profile with 2.5 MB for a model and release v0 (2,810,924 B at run time): the app says
-    so on the LCD and the console before kpu.load, with the figures and the fixes."""
+    """A profile with 2.5 MB of free heap (2,116,000 B once the camera has its buffers) and release
+    v0 (2,810,924 B at run time): the app says so on the LCD and the console before kpu.load, with
+    the figures and the fixes."""
     from pokedex_host.build.artifact import BuildArtifact
 
     kmodel = releases()[0] / "model.kmodel"
@@ -191,7 +192,7 @@ def test_the_app_refuses_a_model_the_system_heap_cannot_hold(tmp_path):
     assert cfg["model_runtime"] == need  # the host wrote the build's figure
     assert res.exit_code == 0 and not res.uart_lines
     text = " ".join(res.console.split())
-    assert f"needs {need} B" in text and "2500000 B free" in text
+    assert f"needs {need} B" in text and f"{2_500_000 - CAMERA} B free" in text
     assert "a smaller model" in text and "the minimum firmware" in text and "gc_heap_size(262144)" in text
     assert "model loaded" not in text
     assert not [e for e in (tmp_path / "emu" / "events.jsonl").read_text().splitlines() if '"kpu_load"' in e]

@@ -53,7 +53,10 @@ class FirmwareProfile:
     kmodel_versions: tuple[int, ...]
     default_format: str  # "v3" | "v5"
     gc_heap_size: int
-    model_ram: int  # bytes this firmware leaves for a model (kmodel + working data + I/O)
+    # the free system heap after boot (Maix.utils.heap_free() before the app allocates anything: the
+    # GC heap is already out of it), which the model and the app's camera buffers share
+    model_ram: int
+    model_ram_source: str  # where that figure comes from (shown in build reports and errors)
     uart_baud: int
     runtime_nncase: str | None = None
     build: FirmwareBuild | None = None  # boards/firmware/<family>.toml [flavours.<flavour>]; None: no MicroPython
@@ -68,11 +71,39 @@ class FlashMap:
     baud: tuple[int, ...]
 
 
+# sensor.c's frame sizes (MaixPy-v1 components/micropython/port/src/omv/sensor.c `resolution`),
+# by the name sensor.<NAME> has in MicroPython
+FRAMESIZES = {
+    "QQCIF": (88, 72), "QCIF": (176, 144), "CIF": (352, 288), "QQSIF": (88, 60), "QSIF": (176, 120),
+    "SIF": (352, 240), "QQQQVGA": (40, 30), "QQQVGA": (80, 60), "QQVGA": (160, 120), "QVGA": (320, 240),
+    "VGA": (640, 480), "HQQQVGA": (60, 40), "HQQVGA": (120, 80), "HQVGA": (240, 160), "WVGA": (720, 480),
+    "WVGA2": (752, 480), "SVGA": (800, 600), "SXGA": (1280, 1024), "UXGA": (1600, 1200),
+}
+
+
+def camera_buffer_bytes(width: int, height: int, dual_buff: bool = False) -> int:
+    """What ``sensor.set_framesize`` mallocs from the system heap for a ``width`` x ``height``
+    frame (sensor.c): the RGB565 frame, rounded up to 128 B, and the planar RGB888 copy the KPU
+    reads, rounded up to 64 B; two such pairs after ``sensor.reset(dual_buff=True)``."""
+    pair = (width * height * 2 + 127) // 128 * 128 + (width * height * 3 + 63) // 64 * 64
+    return 2 * pair if dual_buff else pair
+
+
 @dataclass(frozen=True)
 class CameraProfile:
     pixformat: str
     framesize: str
     window: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return FRAMESIZES[self.framesize]
+
+    @property
+    def buffer_bytes(self) -> int:
+        """The app's camera buffers in the system heap: one pair at the frame size (firmware/main.py
+        calls sensor.reset() without dual_buff); set_windowing crops without reallocating."""
+        return camera_buffer_bytes(*self.size)
 
 
 @dataclass(frozen=True)
@@ -95,6 +126,11 @@ class Board:
 
     def loads(self, kmodel_version: int) -> bool:
         return kmodel_version in self.firmware.kmodel_versions
+
+    @property
+    def model_room(self) -> int:
+        """Run-time RAM left for a model once the app's camera buffers are out of the free heap."""
+        return self.firmware.model_ram - self.camera.buffer_bytes
 
 
 _FORMATS = ("v3", "v5")
@@ -167,6 +203,14 @@ def load_board_file(path: Path) -> Board:
         if default_format not in _FORMATS:
             raise PokedexError(f"{where}: default_format {default_format!r} is not one of {_FORMATS}")
         fs = tuple(fl.get("filesystem") or ()) or None
+        if not str(fw.get("model_ram_source", "")).strip():
+            raise PokedexError(f"{where}: [firmware] model_ram has no model_ram_source",
+                               "add model_ram_source = \"...\": where the free-heap figure comes from (a board's "
+                               "`pokedex-host probe`, an issue, Sipeed's docs); see docs/boards.md")
+        framesize = _need(cam, "framesize", where)
+        if framesize not in FRAMESIZES:
+            raise PokedexError(f"{where}: [camera] framesize {framesize!r} is not a sensor frame size",
+                               "use one of " + ", ".join(FRAMESIZES) + " (MaixPy's sensor.<NAME>)")
         return Board(
             name=_need(raw, "name", where),
             description=raw.get("description", ""),
@@ -187,6 +231,7 @@ def load_board_file(path: Path) -> Board:
                 default_format=default_format,
                 gc_heap_size=parse_size(fw.get("gc_heap_size", 0), what=f"{where} gc_heap_size", allow_zero=True),
                 model_ram=parse_size(_need(fw, "model_ram", where), what=f"{where} model_ram"),
+                model_ram_source=str(fw["model_ram_source"]).strip(),
                 uart_baud=int(fw.get("uart_baud", 115200)),
                 runtime_nncase=fw.get("runtime_nncase"),
                 build=load_firmware_build(fam_name, _need(fw, "flavour", where), where),
@@ -201,7 +246,7 @@ def load_board_file(path: Path) -> Board:
             ),
             camera=CameraProfile(
                 pixformat=_need(cam, "pixformat", where),
-                framesize=_need(cam, "framesize", where),
+                framesize=framesize,
                 window=tuple(_need(cam, "window", where)),  # type: ignore[arg-type]
             ),
             path=path,

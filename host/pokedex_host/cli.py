@@ -92,7 +92,10 @@ def _classes_file(ctx, param, value):
 @main.command("build-kmodel")
 @click.argument("model", type=click.Path(path_type=Path), required=False)
 @click.option("--board", default="maix-bit", show_default=True, help="Board profile name (boards/*.toml) or path.")
-@click.option("--budget", callback=_size, help="RAM the model may use at run time; default: the profile's figure. " + SIZE_HELP)
+@click.option("--budget", callback=_size,
+              help="The free system heap your board reports, e.g. from `pokedex-host probe` (Maix.utils.heap_free() "
+                   "before the app starts); the model and the app's camera buffers must fit in it. Default: the "
+                   "profile's model_ram. " + SIZE_HELP)
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Folder of images (per-species subfolders or flat). Default: calibration/default.toml.")
 @click.option("--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/.")
@@ -700,7 +703,9 @@ def distill(teacher, data_dir, out, width, input_size, epochs, temperature, alph
 
 @main.command()
 @click.option("--board", default="maix-bit", show_default=True)
-@click.option("--budget", callback=_size, help="RAM for the model (default: the profile's). " + SIZE_HELP)
+@click.option("--budget", callback=_size,
+              help="The free system heap your board reports (`pokedex-host probe`), shared by the model and the "
+                   "camera buffers (default: the profile's model_ram). " + SIZE_HELP)
 @click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True)
 @click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True)
 @click.option("--inputs", default="96,128,160,224", show_default=True)
@@ -749,14 +754,16 @@ def groups(model, data, n_groups, out, seed):
 
 @main.command("boards")
 def boards_cmd():
-    """List board profiles and what each firmware leaves for a model."""
+    """List board profiles: the free system heap each firmware leaves, and the room for a model
+    beside the app's camera buffers."""
     from .boards import available_boards, get_board
     from .sizes import short_size
 
     for name in available_boards():
         b = get_board(name)
         fmts = ",".join(f"v{v}" for v in b.firmware.kmodel_versions)
-        click.echo(f"{name:20s} model RAM {short_size(b.firmware.model_ram):>9s}  kmodel {fmts:6s} {b.description}")
+        click.echo(f"{name:20s} free heap {short_size(b.firmware.model_ram):>9s}, model {short_size(b.model_room):>9s}  "
+                   f"kmodel {fmts:6s} {b.description}")
 
 
 @main.command("probe")

@@ -277,7 +277,7 @@ def precheck_stage(exported: ExportedModel, lint: LintReport, board: Board, budg
     est = estimate(lint, exported.input_size, len(exported.classes))
     verdict = precheck(est, lint, board, budget, family_config=_family_config(exported))
     log(f"budget pre-check: weights {est.weights:,} B, estimated kmodel {est.kmodel:,} B, run-time RAM at least "
-        f"{est.runtime:,} B of {budget.bytes:,} B")
+        f"{verdict.ram_used:,} B (model {est.runtime:,} + the app's {verdict.app_bytes:,}) of {budget.bytes:,} B")
     if not verdict.fits:
         raise _refusal(verdict, exported, board, "\nrefused before compiling: nothing was compiled or written")
     return verdict
@@ -288,9 +288,10 @@ def judge_stage(mem: MemoryReport, lint: LintReport, board: Board, budget, expor
     """``budget.judge`` on the measured file; stops (BudgetExceeded, with the largest items and the
     options, ``note`` under the problems) when it does not fit."""
     verdict = judge(mem, lint, board, budget, family_config=_family_config(exported))
-    log(f"run-time RAM {mem.runtime_total:,} B of {verdict.ram_budget:,} B "
-        f"(kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
-        f"{mem.output_bytes:,}); KPU SRAM peak {mem.kpu_peak:,} B")
+    log(f"run-time RAM {verdict.ram_used:,} B of {verdict.ram_budget:,} B free system heap (model "
+        f"{mem.runtime_total:,}: kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
+        f"{mem.output_bytes:,}; " + "; ".join(f"{w} {b:,}" for w, b in verdict.app)
+        + f"); KPU SRAM peak {mem.kpu_peak:,} B")
     if not verdict.fits:
         raise _refusal(verdict, exported, board, note)
     return verdict
@@ -389,6 +390,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
                            f"use one of {', '.join(CALIBRATE_METHODS)}")
     board = get_board(opts.board)
     budget = resolve_budget(board, opts.budget)
+    log(f"budget: {budget.bytes:,} B of free system heap after boot, from {budget.named(board)}")
     for w in budget.warnings:
         log(f"WARNING: {w}")
     warnings += budget.warnings

@@ -31,17 +31,18 @@ def budget_png(path: Path, mem, verdict, board_name: str) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 1]})
     parts = [("kmodel", mem.kmodel_bytes, "#4c72b0"), ("working data", mem.data_bytes, "#dd8452"),
              ("input", mem.input_bytes, "#55a868"), ("output", mem.output_bytes, "#c44e52")]
+    parts += [(what.split(",")[0], b, "#937860") for what, b in verdict.app]  # the camera buffers
     left = 0
     for name, b, c in parts:
         ax1.barh([0], [b / 1e6], left=[left / 1e6], color=c, label=f"{name} {b / 1e6:.2f} MB")
         left += b
     ax1.axvline(verdict.ram_budget / 1e6, color="k", ls="--", lw=1.5)
-    ax1.text(verdict.ram_budget / 1e6, 0.45, f" budget {verdict.ram_budget / 1e6:.2f} MB", va="center", fontsize=8)
-    ax1.set_xlim(0, max(verdict.ram_budget, mem.runtime_total) * 1.15 / 1e6)
+    ax1.text(verdict.ram_budget / 1e6, 0.45, f" free heap {verdict.ram_budget / 1e6:.2f} MB", va="center", fontsize=8)
+    ax1.set_xlim(0, max(verdict.ram_budget, verdict.ram_used) * 1.15 / 1e6)
     ax1.set_yticks([])
-    ax1.set_xlabel("general SRAM, MB (10^6 B)")
+    ax1.set_xlabel("system heap free after boot, MB (10^6 B)")
     ax1.set_title(f"{board_name}: run-time RAM {'fits' if verdict.fits else 'OVER BUDGET'}", fontsize=10)
-    ax1.legend(loc="lower center", bbox_to_anchor=(0.5, -0.75), ncol=2, fontsize=8, frameon=False)
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.38), ncol=3, fontsize=8, frameon=False)
     ax2.bar([0], [mem.kpu_peak / 2**20], color="#8172b3")
     ax2.axhline(verdict.kpu_sram / 2**20, color="k", ls="--", lw=1.5)
     ax2.set_ylim(0, max(verdict.kpu_sram, mem.kpu_peak) * 1.15 / 2**20)
@@ -49,6 +50,7 @@ def budget_png(path: Path, mem, verdict, board_name: str) -> None:
     ax2.set_ylabel("KPU SRAM, MiB")
     ax2.set_title(f"KPU peak {mem.kpu_peak / 2**20:.2f} MiB", fontsize=10)
     fig.tight_layout()
+    fig.subplots_adjust(bottom=0.42)  # room for the legend under the axis label
     save_png(fig, path, dpi=110)
 
 
@@ -71,7 +73,9 @@ def report_markdown(ctx: dict) -> str:
         + (f"\n- v3 check: the v3 file (our interpreter) gives the v5 file's simulator outputs bit for bit on "
            f"{ctx['v3_check']['identical']} of {ctx['v3_check']['images']} images" if ctx.get("v3_check") else ""),
         f"- verdict: **{'fits' if v.fits else 'does not fit'}** — {format_size(v.ram_used)} of "
-        f"{format_size(v.ram_budget)} ({ctx['budget_source']}); KPU SRAM peak {mem.kpu_peak:,} of {b.kpu_sram:,} B",
+        f"{format_size(v.ram_budget)} of free system heap (the model and the camera buffers); KPU SRAM peak "
+        f"{mem.kpu_peak:,} of {b.kpu_sram:,} B",
+        f"- budget: {v.ram_budget:,} B, from {v.budget_named}",
         f"- input: {ctx['input']['shape']} {ctx['input']['dtype']} {ctx['input']['channels']} "
         f"range {ctx['input']['range']}; {ctx['input']['resize']}",
         f"- export: {ctx['export'].source_kind}; {ctx['export'].simplifier}; 1/255 input scale "
@@ -90,8 +94,15 @@ def report_markdown(ctx: dict) -> str:
         f"| working data (main memory) | {mem.data_bytes:,} |",
         f"| input | {mem.input_bytes:,} |",
         f"| output | {mem.output_bytes:,} |",
-        f"| **run-time total** | **{mem.runtime_total:,}** |",
+        f"| **model run-time total** | **{mem.runtime_total:,}** |",
+        *[f"| {what} | {n:,} |" for what, n in v.app],
+        f"| **system heap the app needs** | **{v.ram_used:,}** |",
+        f"| free system heap after boot (the budget) | {v.ram_budget:,} |",
+        f"| headroom | {v.ram_budget - v.ram_used:,} |",
         f"| KPU SRAM peak (separate 2 MiB) | {mem.kpu_peak:,} |",
+        "",
+        f"The budget is the free system heap after boot (`Maix.utils.heap_free()` before the app allocates "
+        f"anything). {v.gc_heap}." if v.gc_heap else "",
         "",
     ]
     if mem.crosscheck:

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 
+from ..boards import camera_buffer_bytes
+
 # what sensor.set_framesize(QVGA) mallocs from the system heap: the RGB565 frame and its RGB888
 # copy for the KPU (omv/sensor.c)
-CAMERA_QVGA = 320 * 240 * 2 + 320 * 240 * 3
+CAMERA_QVGA = camera_buffer_bytes(320, 240)
 
 
 class EmulatorDone(BaseException):
@@ -33,9 +35,8 @@ class Board:
         self.heap_peak = 0
         self.bytearray_type = bytearray  # run.py gives the firmware one that takes heap
         # the system heap (Maix.utils.heap_free(); malloc: camera buffers, KPU models): at boot the
-        # profile's model RAM plus the app's QVGA camera buffers, so that with the camera running
-        # exactly the profile's figure is left for the model
-        self.sys_heap = self.model_ram + CAMERA_QVGA
+        # profile's model_ram, the free heap after boot the build's budget is
+        self.sys_heap = self.model_ram
         self.sys_used = 0
         self.build = cfg.get("build") or {}  # boards/firmware/<family>.toml: banner, image_lacks
         self.image_lacks = tuple(self.build.get("image_lacks", ()))

@@ -14,7 +14,7 @@ def gc_heap_size(size=None):
 
 
 def heap_free():
-    """Free system heap: the profile's model RAM plus the QVGA camera buffers at boot, less the
+    """Free system heap: the profile's model_ram at boot (the GC heap already out of it), less the
     camera buffers sensor.set_framesize took and the models kpu.load holds."""
     return max(0, _board().system_free())
 

@@ -7,6 +7,7 @@ precision (5/6/5 bits), then windowed like MaixPy-v1's ``set_windowing``: the to
 import numpy as _np
 from PIL import Image as _PIL
 
+from pokedex_host.boards import camera_buffer_bytes as _camera_buffer_bytes
 from pokedex_host.emulator.pixels import to_rgb565 as _to_rgb565
 from pokedex_host.emulator.state import EmulatorDone, board as _board
 import image as _image
@@ -18,14 +19,13 @@ QVGA = 2
 VGA = 3
 _SIZES = {QQVGA: (160, 120), QVGA: (320, 240), VGA: (640, 480)}
 _state = {"reset": False, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0, "run": 0,
-          "buffers": 0}
+          "buffers": 0, "dual": False}
 
 
 def _buffers(size):
     """What sensor_set_framesize mallocs from the system heap for a frame size: the RGB565 frame
-    (rounded up to 128 B) and the RGB888 copy the KPU reads (rounded up to 64 B)."""
-    w, h = _SIZES[size]
-    return (w * h * 2 + 127) // 128 * 128 + (w * h * 3 + 63) // 64 * 64
+    and the RGB888 copy the KPU reads, twice after reset(dual_buff=True) (boards.camera_buffer_bytes)."""
+    return _camera_buffer_bytes(*_SIZES[size], dual_buff=_state["dual"])
 
 
 def _free_buffers():
@@ -35,9 +35,11 @@ def _free_buffers():
 
 
 def reset(freq=None, dual_buff=False):
-    """sensor_reset: frees the frame buffers (sensor_init_fb); set_framesize allocates them again."""
+    """sensor_reset: frees the frame buffers (sensor_init_fb); set_framesize allocates them again,
+    two pairs with ``dual_buff``."""
     _free_buffers()
-    _state.update({"reset": True, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0})
+    _state.update({"reset": True, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0,
+                   "dual": bool(dual_buff)})
 
 
 def _need_reset():
