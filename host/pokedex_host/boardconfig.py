@@ -24,13 +24,10 @@ CARD_LOCATOR = {"scale": 2, "rect_threshold": 6000, "mask_threshold": 6000, "asp
                 "loose": {"max_cos": 0.6, "side_ratio": 1.9, "aspect": [1.0, 2.0], "texture": 9}}
 
 
-# the app names a species at this confidence or more (else "unknown"), chosen per release on the
-# validation card frames (`data camera-set --kind card --split validation --seed 1 --limit 600`,
-# bench-cards --threshold 0, which prints the sweep; docs/card-in-frame.md) as the lowest threshold
-# at which more than four in five named answers are right. Release v6 (a sharper teacher than v5's)
-# is surer of itself: 0.25 names 45.5 % right and 10.8 % wrong there (0.2: 47.7 / 15.0 %, 76 % of
-# named right; 0.3: 43.5 / 8.5 %). v5 used 0.15, v3/v4 0.3. Release v7 (v6's student, rebuilt) with
-# session 9's locator: 0.25 again (46.2 % right, 11.3 % wrong).
+# the app names a species at this confidence or more (else "unknown"). Each release chooses its
+# own on the validation cards (`release`: the lowest threshold at which more than four in five
+# named answers are right) and carries it in its app.json (APP_FILE); this is the value for a
+# kmodel that has none.
 APP_THRESHOLD = 0.25
 
 # the app also classifies the mirror image of the crop and averages the two logit vectors (a second

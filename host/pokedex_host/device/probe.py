@@ -130,6 +130,7 @@ class Match:
     notes: tuple[str, ...]  # where the board differs from the profile, and what to do
     room: int  # bytes of run-time RAM left for a model with the app's camera running
     room_source: str
+    heap: int  # the free system heap after boot the room was taken from (a build's --budget)
 
 
 def _differences(p: Probe, b: Board) -> tuple[int, int, int]:
@@ -145,7 +146,6 @@ def _differences(p: Probe, b: Board) -> tuple[int, int, int]:
 def match_profile(p: Probe, boards: list[Board]) -> Match:
     """The profile whose firmware build answers as this board did: same platform, the same image
     methods missing, then the nearest GC heap."""
-    from ..emulator.state import CAMERA_QVGA
     from ..families import FAMILIES
 
     cands = [b for b in boards if b.firmware.build is not None and FAMILIES[b.firmware.family].api is not None]
@@ -163,13 +163,15 @@ def match_profile(p: Probe, boards: list[Board]) -> Match:
     if gc and p.gc_heap is not None:
         notes.append(f"GC heap {p.gc_heap:,} B, {best.name} expects {best.firmware.gc_heap_size:,} B: "
                      f"`from Maix import utils; utils.gc_heap_size({best.firmware.gc_heap_size})`, then reset")
+    camera = best.camera.buffer_bytes
     if p.heap_free is not None:
-        room = max(0, p.heap_free - CAMERA_QVGA)
-        source = f"system heap free {p.heap_free:,} B less the app's QVGA camera buffers ({CAMERA_QVGA:,} B)"
+        heap = p.heap_free
+        source = (f"system heap free {heap:,} B less the app's {best.camera.framesize} camera buffers "
+                  f"({camera:,} B)")
     else:
-        room = best.firmware.model_ram
-        source = f"no Maix.utils.heap_free() on this firmware: {best.name}'s figure"
-    return Match(best, tuple(notes), room, source)
+        heap = best.firmware.model_ram
+        source = f"no Maix.utils.heap_free() on this firmware: {best.name}'s figure less the camera's {camera:,} B"
+    return Match(best, tuple(notes), max(0, heap - camera), source, heap)
 
 
 def release_that_fits(board: Board, room: int) -> tuple[Path | None, int, int]:
@@ -218,7 +220,8 @@ def report(p: Probe, m: Match) -> list[str]:
         lines.append(f"  {fits} of the {loads} releases fit; the newest: {newest}/model.kmodel")
     elif loads:
         lines.append(f"  none of the {loads} releases fits: build a smaller model "
-                     f"(pokedex-host shrink --board {m.board.name} --budget {m.room})")
+                     f"(pokedex-host shrink --board {m.board.name} --budget {m.heap}: the free heap, of which the "
+                     "build counts the camera's share itself)")
     else:
         lines.append(f"  no release is a kmodel {fmts}, which this firmware loads: "
                      f"pokedex-host build-kmodel --board {m.board.name}")

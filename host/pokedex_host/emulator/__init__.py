@@ -1,2 +1,2 @@
 """Run the firmware in ``firmware/`` unmodified under CPython, with host versions of the MaixPy
-modules it imports (``emulator/mods``). See docs/emulator.md."""
+modules it imports (``emulator/mods``). See docs/firmware.md."""

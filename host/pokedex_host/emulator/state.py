@@ -7,13 +7,6 @@ import os
 from pathlib import Path
 
 
-from ..boards import camera_buffer_bytes
-
-# what sensor.set_framesize(QVGA) mallocs from the system heap: the RGB565 frame and its RGB888
-# copy for the KPU (omv/sensor.c)
-CAMERA_QVGA = camera_buffer_bytes(320, 240)
-
-
 class EmulatorDone(BaseException):
     """Raised when the camera has no more frames (BaseException: firmware's `except Exception` lets it through)."""
 
