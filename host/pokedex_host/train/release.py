@@ -11,9 +11,10 @@ same command again after an interruption continues where it stopped:
    against nncase's simulator on the v5 file);
 4. ``eval`` of teacher, student, kmodel — and the previous release — on the full test split and on
    the card-crop set;
-5. the release folder: ``model.pt`` (float16), ``model.kmodel`` (v3), ``model.v5.kmodel``, the build
-   artifact, ``teacher.pt`` (float16: a later recipe can distil from it or continue its fine-tune;
-   not with ``teacher.epochs = 0``, where the teacher is its init file unchanged),
+5. the release folder: ``model.pt`` (float16), ``model.kmodel`` (v3), the build artifact (its
+   manifest names the v5 file the v3 was re-emitted from; that file is not shipped: ``build-kmodel
+   model.pt --format v5`` rebuilds it), ``teacher.pt`` (float16: a later recipe can distil from it
+   or continue its fine-tune; not with ``teacher.epochs = 0``, where the teacher is its init file unchanged),
    metrics, eval tables, and ``README.md`` (the model card).
 """
 
@@ -43,6 +44,11 @@ class ReleaseOptions:
     calibration_count: int = 128
     verify_count: int = 300
     eval_count: int | None = None  # None: the whole split
+
+
+# what a release folder keeps of its build folder: not model.v5.kmodel (the manifest holds its hash;
+# `build-kmodel model.pt --format v5` rebuilds it) nor model.onnx
+SHIPPED_BUILD_FILES = ("model.kmodel", "classes.txt", MANIFEST, "report.md", "budget.png")
 
 
 def release_paths(recipe: Path) -> tuple[Path, Path]:
@@ -128,7 +134,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(student, out / "model.pt")
     ship_teacher(r.teacher, teacher, out)
-    for f in ("model.kmodel", "model.v5.kmodel", "classes.txt", MANIFEST, "report.md", "budget.png"):
+    for f in SHIPPED_BUILD_FILES:
         if (build / f).exists():
             shutil.copyfile(build / f, out / f)
     for stage in ("teacher", "student"):
@@ -318,7 +324,6 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "| file | what |", "|---|---|",
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
-        "| `model.v5.kmodel` | the v5 file it came from (CanMV) |",
         *([f"| `teacher.pt` | {_teacher_file(kept['student'])} "
            f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"] if not r.teacher.as_is else []),
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
