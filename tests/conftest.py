@@ -78,7 +78,7 @@ def tiny_recipe(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory, toolchain_ready) -> Path:
     """A build-kmodel output folder (v5, maix-bit-canmv) of the tiny 64 px 1025-class student."""
-    from pokedex_host.build import BuildOptions, build_kmodel
+    from pokedex_host.compile import BuildOptions, build_kmodel
 
     d = tmp_path_factory.mktemp("tiny")
     (d / "tiny.toml").write_text(TINY_RECIPE)
@@ -93,7 +93,7 @@ TINY_V3_RECIPE = TINY_RECIPE.replace("input = 64", "input = 128")
 @pytest.fixture(scope="session")
 def tiny_v3_build(tmp_path_factory, toolchain_ready) -> Path:
     """A build-kmodel output folder (kmodel v3 for stock MaixPy) of a tiny 128 px 1025-class student."""
-    from pokedex_host.build import BuildOptions, build_kmodel
+    from pokedex_host.compile import BuildOptions, build_kmodel
 
     d = tmp_path_factory.mktemp("tiny3")
     (d / "tiny128.toml").write_text(TINY_V3_RECIPE)

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import ROOT
-from pokedex_host.build.artifact import BuildArtifact
+from pokedex_host.compile.artifact import BuildArtifact
 from pokedex_host.errors import PokedexError
 from pokedex_host.paths import releases
 

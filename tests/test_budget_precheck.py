@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import ROOT
-from pokedex_host.build.budget import estimate
-from pokedex_host.build.export import export_model
-from pokedex_host.build.lint import lint_model
+from pokedex_host.compile.budget import estimate
+from pokedex_host.compile.export import export_model
+from pokedex_host.compile.lint import lint_model
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
 

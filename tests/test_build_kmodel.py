@@ -85,9 +85,9 @@ def test_over_budget_exits_3_with_a_breakdown_and_writes_nothing(toolchain_ready
     """A budget the weights fit (so the pre-check lets it compile) but the compiled model does not."""
     import onnx
 
-    from pokedex_host.build.budget import estimate
-    from pokedex_host.build.export import export_model
-    from pokedex_host.build.lint import lint_model
+    from pokedex_host.compile.budget import estimate
+    from pokedex_host.compile.export import export_model
+    from pokedex_host.compile.lint import lint_model
 
     (tmp_path / "x").mkdir()
     ex = export_model(tiny_recipe, tmp_path / "x", log=lambda m: None)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_dataset
-from pokedex_host.build.calibration import (calibration_and_holdout, load_spec, pick_images, synthetic_images)
+from pokedex_host.compile.calibration import (calibration_and_holdout, load_spec, pick_images, synthetic_images)
 from pokedex_host.errors import PokedexError
 from pokedex_host.preprocess import BadImage, load_image
 

@@ -8,7 +8,7 @@ from pokedex_host.evaluate import evaluate
 
 @pytest.mark.toolchain
 def test_eval_compares_float_onnx_and_kmodel(tmp_path, toolchain_ready):
-    from pokedex_host.build import BuildOptions, build_kmodel
+    from pokedex_host.compile import BuildOptions, build_kmodel
     from pokedex_host.models import create_model
     from pokedex_host.models.checkpoint import save_checkpoint
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pokedex_host.errors import PokedexError
-from pokedex_host.build.export import export_model, fold_input_scale, onnx_float_logits
+from pokedex_host.compile.export import export_model, fold_input_scale, onnx_float_logits
 from pokedex_host.models import create_model
 
 
@@ -86,7 +86,7 @@ def test_input_scale_not_folded_when_input_feeds_something_else(tmp_path: Path):
 
 @pytest.mark.parametrize("task", ["classify", "detect"])
 def test_ultralytics_checkpoint_exports_logits(tmp_path: Path, task):
-    from pokedex_host.build.export import ultralytics_env
+    from pokedex_host.compile.export import ultralytics_env
 
     ultralytics_env()
     from ultralytics.nn.tasks import ClassificationModel, DetectionModel

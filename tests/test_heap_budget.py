@@ -22,10 +22,10 @@ from pokedex_host.boards import (
     get_board,
     load_board_file,
 )
-from pokedex_host.build.budget import Budget, estimate, judge, resolve_budget
-from pokedex_host.build.export import export_model
-from pokedex_host.build.lint import LintReport, lint_model
-from pokedex_host.build.memory import MemoryReport
+from pokedex_host.compile.budget import Budget, estimate, judge, resolve_budget
+from pokedex_host.compile.export import export_model
+from pokedex_host.compile.lint import LintReport, lint_model
+from pokedex_host.compile.memory import MemoryReport
 from pokedex_host.cli import main
 from pokedex_host.emulator.host import emulate
 from pokedex_host.errors import PokedexError
@@ -155,7 +155,7 @@ def test_the_build_refuses_v8_where_only_the_camera_puts_it_over(tmp_path, monke
 
 
 def test_the_report_shows_the_camera_and_the_budget_s_source(tmp_path):
-    from pokedex_host.build.report import budget_png, report_markdown
+    from pokedex_host.compile.report import budget_png, report_markdown
 
     b = get_board("maix-bit")
     mem = v8_memory()

@@ -53,7 +53,7 @@ def test_v3_build_is_the_default_for_maixpy_and_matches_the_simulator(tiny_v3_bu
 @pytest.mark.skipif(not POKEMON.is_dir(), reason="../shared Pokémon images absent")
 def test_v3_of_the_released_model_on_real_images(toolchain_ready, tmp_path):
     """CI's handful: the trained 1025-class student, 8 real images, v3 (interpreted) == v5 (simulated)."""
-    from pokedex_host.build.calibration import pick_images
+    from pokedex_host.compile.calibration import pick_images
     from pokedex_host.toolchain import simulate_parallel
 
     out = tmp_path / "rel"
@@ -76,7 +76,7 @@ def test_v3_of_the_released_model_on_real_images(toolchain_ready, tmp_path):
 def test_v3_equals_v5_on_300_held_out_images(toolchain_ready, tmp_path):
     """The large check: 300 images of the data pipeline's held-out test split when this checkout has
     processed data, else 300 images from ../shared (the bit-for-bit claim does not depend on which)."""
-    from pokedex_host.build.calibration import pick_images
+    from pokedex_host.compile.calibration import pick_images
     from pokedex_host.toolchain import simulate_parallel
 
     test_split = ROOT / "data" / "processed" / "classify" / "test"

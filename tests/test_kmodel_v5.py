@@ -6,13 +6,13 @@ import pytest
 
 from conftest import TINY_RECIPE
 from pokedex_host.kmodel import KmodelFormatError, v5
-from pokedex_host.build.memory import parse_sched
+from pokedex_host.compile.memory import parse_sched
 
 pytestmark = pytest.mark.toolchain
 
 
 def test_kpu_register_blocks_match_the_compiler_schedule(tmp_path, toolchain_ready):
-    from pokedex_host.build import BuildOptions, build_kmodel
+    from pokedex_host.compile import BuildOptions, build_kmodel
 
     (tmp_path / "tiny.toml").write_text(TINY_RECIPE)
     out = tmp_path / "out"

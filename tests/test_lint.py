@@ -9,8 +9,8 @@ import onnx
 import pytest
 
 from kpu_zoo import zoo, zoo_extra, zoo_kpu_overflow
-from pokedex_host.build.export import simplify, torch_to_onnx
-from pokedex_host.build.lint import compare_with_compiler, kpu_map_bytes, lint_model
+from pokedex_host.compile.export import simplify, torch_to_onnx
+from pokedex_host.compile.lint import compare_with_compiler, kpu_map_bytes, lint_model
 
 
 def _graph(name: str, tmp_path: Path) -> onnx.ModelProto:

@@ -259,7 +259,7 @@ def test_recipe_cli_and_bad_recipe(tmp_path):
 
 
 def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkeypatch):
-    import pokedex_host.build as build_mod
+    import pokedex_host.compile as build_mod
     from pokedex_host import paths
 
     rel = tmp_path / "models" / "releases"
@@ -291,7 +291,7 @@ def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkey
     r = CliRunner().invoke(main, ["build-kmodel", "--calibrate-method", "minmax"])
     assert r.exit_code == 2 and "no_clip" in r.output
     monkeypatch.undo()
-    from pokedex_host.build import BuildOptions, build_kmodel
+    from pokedex_host.compile import BuildOptions, build_kmodel
     with pytest.raises(PokedexError, match="'minmax' is not one nncase 1.9 has"):  # refused before anything runs
         build_kmodel(BuildOptions(model=tmp_path / "nothing.pt", calibrate_method="minmax"))
     monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "empty"))

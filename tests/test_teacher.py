@@ -7,7 +7,7 @@ from conftest import make_dataset
 
 
 def test_classify_teacher_smoke(tmp_path, monkeypatch):
-    from pokedex_host.build.export import export_model
+    from pokedex_host.compile.export import export_model
     from pokedex_host.train.teacher import train_teacher
 
     root = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def test_yolov3_tiny_teacher_smoke(tmp_path):
     best = train_teacher(root / "models" / "teachers" / "yolov3-tinyu.toml", data, tmp_path / "t", epochs=1,
                          imgsz=64, batch=4, extra={"workers": 0}, log=lambda m: None)
     assert best.exists()
-    from pokedex_host.build.export import export_model
+    from pokedex_host.compile.export import export_model
 
     ex = export_model(best, tmp_path, log=lambda m: None)
     assert ex.source_kind == "ultralytics" and len(ex.classes) == 1025  # the detector's class scores as logits

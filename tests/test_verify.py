@@ -1,6 +1,6 @@
 import numpy as np
 
-from pokedex_host.build.verify import compare
+from pokedex_host.compile.verify import compare
 
 
 def test_verification_figures_are_judged():

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
-from pokedex_host.build.artifact import BuildArtifact  # noqa: E402
-from pokedex_host.build import BuildOptions, build_kmodel  # noqa: E402
+from pokedex_host.compile.artifact import BuildArtifact  # noqa: E402
+from pokedex_host.compile import BuildOptions, build_kmodel  # noqa: E402
 from pokedex_host.paths import newest_release  # noqa: E402
 
 from bench_interp import report as interpreter_report  # noqa: E402

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
-from pokedex_host.build.export import load_torch_model  # noqa: E402
+from pokedex_host.compile.export import load_torch_model  # noqa: E402
 from pokedex_host.train.data import load_split, to_input  # noqa: E402
 
 

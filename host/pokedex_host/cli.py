@@ -130,7 +130,7 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
 
     Exit codes: 0 fits and verifies; 1 bad input or tool failure; 3 over budget; 4 lost more than --max-loss.
     """
-    from .build import BuildOptions, build_kmodel
+    from .compile import BuildOptions, build_kmodel
 
     if model is None:
         from .paths import newest_release
@@ -660,7 +660,7 @@ def kmodel_run(path, images, labels, top):
     c, h, w = it.input_shape
     if h != w:
         raise PokedexError(f"{path}: input {w}x{h} is not square", "this command feeds square model inputs")
-    from .build.artifact import BuildArtifact
+    from .compile.artifact import BuildArtifact
     from .species import read_classes_txt
 
     if labels is None and BuildArtifact.exists(path):
@@ -716,7 +716,7 @@ def distill(teacher, data_dir, out, width, input_size, epochs, temperature, alph
 def shrink(board, budget, classes, widths, inputs, dry_run, data_dir, out, epochs):
     """Find the largest KPU student that compiles within the budget (asking the compiler), then train it."""
     from .boards import get_board
-    from .build.budget import resolve_budget
+    from .compile.budget import resolve_budget
     from .train.shrink import choose, evaluate_candidates
 
     b = get_board(board)

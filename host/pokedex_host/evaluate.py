@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .build.calibration import class_folders, round_robin
+from .compile.calibration import class_folders, round_robin
 from .errors import PokedexError
 from .fsutil import atomic_write_text
 from .plotting import save_png
@@ -70,7 +70,7 @@ def _model_size(path: Path) -> int:
             shape = v3.read(path).input_shape
             if shape:
                 return shape[1]
-    from .build.artifact import BuildArtifact
+    from .compile.artifact import BuildArtifact
 
     art = BuildArtifact.find(path)
     if art is not None:
@@ -96,12 +96,12 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         with torch.no_grad():
             out = torch.cat([model(torch.from_numpy(x[i:i + 64]).float() / 255) for i in range(0, len(x), 64)]).numpy()
         return ModelRun(f"{path.parent.name}/{path.name}", "float (torch)", ck.classes, out, time.time() - t)
-    from .build.artifact import BuildArtifact
+    from .compile.artifact import BuildArtifact
 
     art = BuildArtifact.find(path)
     classes = art.classes if art is not None else None
     if s == ".onnx":
-        from .build.export import onnx_float_logits
+        from .compile.export import onnx_float_logits
 
         out = onnx_float_logits(path, x, art.input_range if art is not None else (0.0, 1.0))
         kind = "float (onnxruntime)"

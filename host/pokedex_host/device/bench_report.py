@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..build.artifact import BuildArtifact
-from ..build.export import onnx_float_logits
+from ..compile.artifact import BuildArtifact
+from ..compile.export import onnx_float_logits
 from ..fsutil import atomic_write_text, sha256_file
 from ..plotting import save_png
 from ..preprocess import load_image

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build.calibration import class_folders, round_robin
+from ..compile.calibration import class_folders, round_robin
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text, sha256_file
 from ..preprocess import BadImage, load_image

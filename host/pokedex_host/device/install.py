@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..boards import Board
-from ..build.artifact import BuildArtifact
+from ..compile.artifact import BuildArtifact
 from ..errors import PokedexError
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..build.memory import Buffer, parse_sched
+from ..compile.memory import Buffer, parse_sched
 from ..errors import PokedexError
 from . import stackvm, v5
 from .stackvm import Operand

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..boardconfig import APP_FILE
-from ..build.artifact import MANIFEST, BuildArtifact
+from ..compile.artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -77,7 +77,7 @@ def _count_images(folder: Path) -> int:
 
 
 def make_release(o: ReleaseOptions, log=print) -> Path:
-    from ..build import BuildOptions, build_kmodel
+    from ..compile import BuildOptions, build_kmodel
     from ..dataset.preview import camera_set
     from ..evaluate import evaluate
     from .recipe import Recipe, run_recipe

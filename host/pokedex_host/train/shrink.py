@@ -38,9 +38,9 @@ def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: 
                         family: str = "kpu_mobilenet_v1", fmt: str | None = None, log=print) -> list[Candidate]:
     import torch
 
-    from ..build.budget import Budget, judge
-    from ..build.export import export_model
-    from ..build.pipeline import compile_stage, lint_stage, measure_stage
+    from ..compile.budget import Budget, judge
+    from ..compile.export import export_model
+    from ..compile.pipeline import compile_stage, lint_stage, measure_stage
     from ..models import create_model
     from ..toolchain import Worker
 

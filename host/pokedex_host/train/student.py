@@ -266,7 +266,7 @@ def teacher_logits(cfg: StudentConfig, train, dhash: str, out: Path, log) -> tor
             log(f"teacher logits from the cache ({cache})")
             return c["logits"]
     if tpath.suffix.lower() in (".pt", ".pth"):
-        from ..build.export import load_torch_model
+        from ..compile.export import load_torch_model
 
         teacher, size, classes, _ = load_torch_model(tpath, log)
     else:

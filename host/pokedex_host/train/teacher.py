@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import PokedexError
-from ..build.export import ultralytics_env
+from ..compile.export import ultralytics_env
 
 
 def _fonts() -> None:
