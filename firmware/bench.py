@@ -114,7 +114,7 @@ def run():
     print("pokedex bench: start, " + pk_app.memory_line())
     try:
         cfg, path = pk_app.load_config()
-        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"], cfg.get("model_size"))
+        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"], cfg["model_size"])
     except pk_app.AppError as e:
         lcd.draw_string(4, 4, "bench error", pk_app.LCD_RED, pk_app.LCD_BLACK)
         lcd.draw_string(4, 24, str(e)[:40], pk_app.LCD_WHITE, pk_app.LCD_BLACK)

@@ -21,11 +21,11 @@ def setup_camera(cam):
     sensor.reset()
     sensor.set_pixformat(sensor.RGB565)
     sensor.set_framesize(sensor.QVGA)
-    w = cam.get("window")
+    w = cam["window"]
     if w:
         sensor.set_windowing((w[0], w[1]))
-    sensor.set_hmirror(1 if cam.get("hmirror") else 0)
-    sensor.set_vflip(1 if cam.get("vflip") else 0)
+    sensor.set_hmirror(1 if cam["hmirror"] else 0)
+    sensor.set_vflip(1 if cam["vflip"] else 0)
     sensor.run(1)
     sensor.skip_frames(10)
 
@@ -34,7 +34,7 @@ def show_error(message):
     """Keep showing the camera with the error on top, so the board stays usable."""
     print("pokedex: " + message)
     try:
-        setup_camera({"window": (224, 224)})
+        setup_camera({"window": (224, 224), "hmirror": False, "vflip": False})
         camera = True
     except Exception:
         camera = False
@@ -73,7 +73,7 @@ def run():
     except pk_app.AppError as e:
         show_error(str(e))
         return
-    cam = cfg.get("camera") or {}
+    cam = cfg["camera"]
     try:  # the camera's buffers first: they share the system heap with the model
         setup_camera(cam)
     except Exception as e:
@@ -83,19 +83,19 @@ def run():
         note = pk_app.check_model_room(cfg)
         if note:
             print("pokedex: " + note)
-        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"], cfg.get("model_size"))
+        kpu = pk_app.KPUAdapter(cfg["api"], cfg["model"], cfg["model_size"])
     except pk_app.AppError as e:
         show_error(str(e))
         return
     print("pokedex: model loaded (%s), %s" % (cfg["api"], pk_app.memory_line()))
     uart = pk_app.open_uart(cfg, 4096)
     in_w, in_h = cfg["input"][0], cfg["input"][1]
-    resize = cam.get("resize", False)
-    threshold = cfg.get("threshold", 0.25)
-    weight = cfg.get("smoothing", 0.6)
-    k = min(cfg.get("topk", 3), 5)
-    card_cfg = cfg.get("card")
-    centre = card_cfg.get("centre", 224) if card_cfg else 0
+    resize = cam["resize"]
+    threshold = cfg["threshold"]
+    weight = cfg["smoothing"]
+    k = min(cfg["topk"], 5)
+    card_cfg = cfg["card"]
+    centre = card_cfg["centre"] if card_cfg else 0
     locator = False
     if card_cfg:
         lacks = pk_app.image_lacks(pk_app.LOCATOR_CALLS)
@@ -103,7 +103,7 @@ def run():
         if lacks:  # e.g. MaixPy-v1's minimum build
             print("pokedex: this firmware has no img.%s: no card locator, the centre %dx%d of the frame is classified"
                   % (", img.".join(lacks), centre, centre))
-    mirror = cfg.get("mirror", False)  # also classify the crop's mirror image, average the logits
+    mirror = cfg["mirror"]  # also classify the crop's mirror image, average the logits
     if mirror and pk_app.image_lacks(pk_app.MIRROR_CALLS):
         print("pokedex: this firmware has no img.replace: no mirror image, one KPU run per frame")
         mirror = False
@@ -163,7 +163,7 @@ def run():
             fps = 1000.0 / dt if fps == 0 else 0.8 * fps + 200.0 / dt
         best, conf = top[0]
         # no card in sight: the centre crop is a guess, named only when the model is very sure
-        thr = max(threshold, card_cfg.get("no_card_threshold", threshold)) if locator and not corners else threshold
+        thr = max(threshold, card_cfg["no_card_threshold"]) if locator and not corners else threshold
         if corners:
             for i in range(4):
                 a = corners[i]

@@ -10,6 +10,18 @@ except ImportError:
 
 CONFIG_PATHS = ("/sd/pokedex.json", "/flash/pokedex.json")
 
+# the keys pokedex.json must hold: the host writes every one (host/pokedex_host/boardconfig.py,
+# docs/specs/board-config.md); the app reads them as written and has no defaults of its own
+APP_KEYS = ("version", "api", "model", "model_size", "model_runtime", "labels", "outputs", "input", "camera",
+            "threshold", "mirror", "smoothing", "topk", "uart", "gc_heap_size", "card")
+CAMERA_KEYS = ("framesize", "window", "resize", "hmirror", "vflip")
+UART_KEYS = ("baud", "tx", "rx")
+# the card locator's (pk_card.py); "card" is null when the app classifies the camera window
+CARD_KEYS = ("art", "margin", "centre", "scale", "rect_threshold", "mask_threshold", "aspect", "min_height",
+             "mask_scale", "strip", "desk_k", "desk_margin", "chroma_k", "art_look", "art_outside",
+             "no_card_threshold", "max_cos", "side_ratio", "blob_look", "blob_from", "blob_density", "texture",
+             "loose")
+
 # lcd.draw_string takes integer colours (a tuple is a TypeError on MaixPy-v1), in MaixPy's
 # byte-swapped RGB565: these are lcd.h's WHITE, BLACK, RED, YELLOW (lcd.RED == 0x00F8)
 LCD_WHITE = 0xFFFF
@@ -61,7 +73,7 @@ def check_model_room(cfg):
     "model_runtime", written by the host from the build) is more than the free system heap,
     saying what is needed, what is free and what to change. Returns why it could not check, or
     None."""
-    need = cfg.get("model_runtime")
+    need = cfg["model_runtime"]
     if not need:
         return "no model_runtime in pokedex.json: the model's size is not checked before kpu.load"
     free = heap_free()
@@ -77,7 +89,7 @@ def check_model_room(cfg):
     if gc_total > 256 * 1024:
         fix += "; or a smaller GC heap (%d B now): Maix.utils.gc_heap_size(262144), reset" % gc_total
     raise AppError("model %s needs %d B, system heap has %d B free (camera's %d B taken). Fix: %s"
-                   % (cfg.get("model"), need, free, CAMERA_BYTES, fix))
+                   % (cfg["model"], need, free, CAMERA_BYTES, fix))
 
 
 def wrap(text, width):
@@ -101,6 +113,20 @@ def wrap(text, width):
     return lines
 
 
+def check_keys(cfg, path):
+    """AppError naming the first key the host writes that ``cfg`` lacks (an older host's file)."""
+    for keys, d, where in ((APP_KEYS, cfg, ""), (CAMERA_KEYS, cfg.get("camera"), "camera."),
+                           (UART_KEYS, cfg.get("uart"), "uart."), (CARD_KEYS, cfg.get("card"), "card.")):
+        if d is None and where == "card.":
+            continue
+        if not isinstance(d, dict):
+            raise AppError("%s: %s is not an object" % (path, where[:-1] or "the file"))
+        for key in keys:
+            if key not in d:
+                raise AppError("%s: missing %s%s (written by an older pokedex-host: install again)"
+                               % (path, where, key))
+
+
 def load_config():
     for path in CONFIG_PATHS:
         try:
@@ -112,9 +138,7 @@ def load_config():
             cfg = json.loads(text)
         except ValueError:
             raise AppError("%s is not valid JSON" % path)
-        for key in ("api", "model", "labels", "outputs", "input"):
-            if key not in cfg:
-                raise AppError("%s: missing %s" % (path, key))
+        check_keys(cfg, path)
         return cfg, path
     raise AppError("no pokedex.json on /sd or /flash")
 
@@ -244,9 +268,9 @@ def open_uart(cfg, read_buf_len):
     sends nothing), else UARTHS, which is also the REPL (print() shares the wire). ``read``
     waits at most timeout_char (10 ms) and returns None when nothing came: callers poll."""
     from machine import UART
-    u = cfg.get("uart") or {}
-    baud = u.get("baud", 115200)
-    if u.get("tx") is not None and u.get("rx") is not None:
+    u = cfg["uart"]
+    baud = u["baud"]
+    if u["tx"] is not None and u["rx"] is not None:
         from fpioa_manager import fm
         fm.register(u["tx"], fm.fpioa.UART1_TX, force=True)
         fm.register(u["rx"], fm.fpioa.UART1_RX, force=True)

@@ -100,9 +100,9 @@ def _card_like(quads, s, fh, cfg, best, art=False, fw=0, texture=None):
     art, the quads shaped like the art window (a card's aspect times the window's) stand for the
     cards around them instead. With texture = (image, its scale), a quad whose art window is flat
     there (L stdev under cfg["texture"]) is passed over."""
-    lo, hi = cfg.get("aspect", (1.15, 1.75))
-    max_cos = cfg.get("max_cos", 1.0)
-    max_ratio = cfg.get("side_ratio", 1e9)
+    lo, hi = cfg["aspect"]
+    max_cos = cfg["max_cos"]
+    max_ratio = cfg["side_ratio"]
     if art:
         x0, y0, x1, y1 = cfg["art"]
         f = (y1 - y0) / (x1 - x0)
@@ -124,11 +124,11 @@ def _card_like(quads, s, fh, cfg, best, art=False, fw=0, texture=None):
             if a < lo * f or a > hi * f:
                 continue
             c = card_from_art(c, cfg)
-            if not _inside([(x * s, y * s) for x, y in c], fw, fh, cfg.get("art_outside", 0.0)):
+            if not _inside([(x * s, y * s) for x, y in c], fw, fh, cfg["art_outside"]):
                 continue
             w, h = card_shape(c)
             a = h / w
-        if a < lo or a > hi or h * s < cfg.get("min_height", 0.3) * fh:
+        if a < lo or a > hi or h * s < cfg["min_height"] * fh:
             continue
         if w * h * s * s > area:
             if texture is not None and not textured(texture[0], [(x * s / texture[1], y * s / texture[1]) for x, y in c], cfg):
@@ -149,7 +149,7 @@ def textured(img, c, cfg):
     xs = [mx + (p[0] - mx) * 0.5 for p in q]
     ys = [my + (p[1] - my) * 0.5 for p in q]
     roi = clip_box(min(xs), min(ys), max(xs), max(ys), img.width(), img.height(), 2)
-    return img.get_statistics(roi=roi).l_stdev() >= cfg.get("texture", 0)
+    return img.get_statistics(roi=roi).l_stdev() >= cfg["texture"]
 
 
 def desk_threshold(img, cfg):
@@ -157,11 +157,11 @@ def desk_threshold(img, cfg):
     frame's four border strips of their means, widened by k standard deviations plus a margin."""
     w = img.width()
     h = img.height()
-    m = cfg.get("strip", 6)
+    m = cfg["strip"]
     rois = ((0, 0, w, m), (0, h - m, w, m), (0, 0, m, h), (w - m, 0, m, h))
     st = [img.get_statistics(roi=r) for r in rois]
-    k = cfg.get("desk_k", 3.0)
-    pad = cfg.get("desk_margin", 6)
+    k = cfg["desk_k"]
+    pad = cfg["desk_margin"]
     out = []
     for mean, sd in ((lambda t: t.l_mean(), lambda t: t.l_stdev()), (lambda t: t.a_mean(), lambda t: t.a_stdev()),
                      (lambda t: t.b_mean(), lambda t: t.b_stdev())):
@@ -190,35 +190,35 @@ def find_card(img, cfg):
     cfg["loose"] (a dict of the settings above, looser) takes the largest quad of any look that
     passes them and shows a picture in its art window: the coarse masks bend a real card's corners
     (glare, a card cut by the frame's edge) past the strict shape test."""
-    s = cfg.get("scale", 2)
+    s = cfg["scale"]
     fw = img.width()
     fh = img.height()
     small = img.resize(fw // s, fh // s) if s > 1 else img.copy()
     blur = small.copy()
     blur.gaussian(1)
-    rects = [r.corners() for r in blur.find_rects(threshold=cfg.get("rect_threshold", 6000))]
+    rects = [r.corners() for r in blur.find_rects(threshold=cfg["rect_threshold"])]
     del blur
     best = _card_like(rects, s, fh, cfg, None)
-    k = cfg.get("mask_scale", 2)  # the mask passes work on a further reduced copy: a clean outline needs few pixels
+    k = cfg["mask_scale"]  # the mask passes work on a further reduced copy: a clean outline needs few pixels
     tiny = small.resize(small.width() // k, small.height() // k) if k > 1 else small
     del small
     looks = [desk_threshold(tiny, cfg)]
-    for ck in cfg.get("chroma_k", ()):
+    for ck in cfg["chroma_k"]:
         c = dict(cfg)
         c["desk_k"] = ck
         t = desk_threshold(tiny, c)
         looks.append((0, 100, t[2], t[3], t[4], t[5]))
-    mthr = cfg.get("mask_threshold", 6000) // k
-    mh = cfg.get("min_height", 0.3) * fh / (s * k)  # the smallest card, in tiny's pixels
-    mpix = int(mh * mh / cfg.get("aspect", (1.15, 1.75))[1] * 0.5)
+    mthr = cfg["mask_threshold"] // k
+    mh = cfg["min_height"] * fh / (s * k)  # the smallest card, in tiny's pixels
+    mpix = int(mh * mh / cfg["aspect"][1] * 0.5)
     seen = [(rects, s)]  # every look's quads (and textured blobs), for the art look and the loose pass
     for i in range(len(looks)):
         if i > 0 and best is not None:
             break
         blobs = []
-        if cfg.get("blob_look") and i >= cfg.get("blob_from", 0):
-            dmin = cfg.get("blob_density", 0.6)
-            tex = cfg.get("texture", 0)
+        if cfg["blob_look"] and i >= cfg["blob_from"]:
+            dmin = cfg["blob_density"]
+            tex = cfg["texture"]
             for b in tiny.find_blobs([looks[i]], invert=True, x_stride=1, area_threshold=mpix, pixels_threshold=mpix):
                 q = blob_quad(b)
                 if q is None or q[1] < dmin:
@@ -236,10 +236,10 @@ def find_card(img, cfg):
         seen.append((mrects, s * k))
         if blobs:
             seen.append((blobs, s * k))
-    if best is None and cfg.get("art_look"):
-        for rs, sc in seen[:1] if cfg.get("art_look") == "edges" else seen:
+    if best is None and cfg["art_look"]:
+        for rs, sc in seen[:1] if cfg["art_look"] == "edges" else seen:
             best = _card_like(rs, sc, fh, cfg, best, True, fw)
-    loose = cfg.get("loose")
+    loose = cfg["loose"]
     if best is None and loose:
         c = dict(cfg)
         c.update(loose)
@@ -255,7 +255,7 @@ def _lerp(a, b, t):
 def art_quad(c, cfg):
     """The art window of card c (TL, TR, BR, BL), grown by cfg["margin"] per side."""
     x0, y0, x1, y1 = cfg["art"]
-    m = cfg.get("margin", 0.06)
+    m = cfg["margin"]
     mx = (x1 - x0) * m
     my = (y1 - y0) * m
     out = []

@@ -395,13 +395,6 @@ def test_the_locator_bench_counts_what_find_card_finds(tmp_path):
     assert off["found_pct"] == 0.0 and off["empty_taken_for_a_card"] == 0  # nothing to find with
 
 
-def test_the_firmwares_own_default_threshold_is_the_hosts():
-    """main.py falls back to a threshold when pokedex.json has none; it is the one the host writes."""
-    from pokedex_host.boardconfig import APP_THRESHOLD
-
-    assert f'cfg.get("threshold", {APP_THRESHOLD})' in (FIRMWARE / "main.py").read_text()
-
-
 def test_the_loose_pass_takes_a_bent_card_with_a_picture_and_not_a_blank_one(image_mod, pk_card):
     """A card seen in strong perspective (top edge 60 px, bottom 100 px: opposite sides 1.67x
     apart, past the strict 1.4) is found only by the loose pass, and only while its art window

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -40,37 +41,57 @@ APP_SMOOTHING = 0.6
 APP_FILE = "app.json"  # beside a release's model.kmodel: the app settings chosen for that release
 
 
-def app_settings(kmodel: Path | None) -> dict:
-    """The app's threshold, mirror and smoothing for ``kmodel``: the defaults above, overridden by
-    the ``app.json`` its release folder carries (the release chose its threshold on validation)."""
-    out = {"threshold": APP_THRESHOLD, "mirror": APP_MIRROR, "smoothing": APP_SMOOTHING}
-    f = Path(kmodel).with_name(APP_FILE) if kmodel else None
-    if f is not None and f.is_file():
-        try:
-            got = json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            from .errors import PokedexError
+def default_app_settings() -> dict:
+    """The app settings of a kmodel whose folder carries no app.json (a build of your own)."""
+    return {"threshold": APP_THRESHOLD, "mirror": APP_MIRROR, "smoothing": APP_SMOOTHING,
+            "locator": copy.deepcopy(CARD_LOCATOR)}
 
-            raise PokedexError(f"{f} is not readable JSON ({e})", "restore it from the release or delete it") from e
-        out.update({k: got[k] for k in out if k in got})
+
+def app_settings(kmodel: Path | None) -> dict:
+    """The app's threshold, mirror, smoothing and card-locator settings for ``kmodel``: those its
+    release folder's ``app.json`` carries (a release writes all of them, chosen or evaluated with
+    it), the defaults above for what a folder's file does not name."""
+    from .errors import PokedexError
+
+    out = default_app_settings()
+    f = Path(kmodel).with_name(APP_FILE) if kmodel else None
+    if f is None or not f.is_file():
+        return out
+    try:
+        got = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise PokedexError(f"{f} is not readable JSON ({e})", "restore it from the release or delete it") from e
+    unknown = sorted(set(got.get("locator", {})) - set(CARD_LOCATOR))
+    if unknown:
+        raise PokedexError(f"{f}: unknown locator setting(s) {', '.join(unknown)}",
+                           f"use the keys of boardconfig.CARD_LOCATOR ({', '.join(CARD_LOCATOR)})")
+    out.update({k: got[k] for k in ("threshold", "mirror", "smoothing") if k in got})
+    out["locator"].update(got.get("locator", {}))
     return out
 
 
-def card_config(board: Board, locate: bool = True) -> dict | None:
-    """The ``card`` section of pokedex.json: where the art window is on a card, how to find one,
-    and the centre crop (the profile's camera window) used when no card is found."""
+def release_app_file(threshold: float, chosen_on: str) -> dict:
+    """What a release writes as its app.json: the threshold it chose and the settings its
+    end-to-end figures were measured with."""
+    return {**default_app_settings(), "threshold": threshold, "chosen_on": chosen_on}
+
+
+def card_config(board: Board, locate: bool = True, locator: dict | None = None) -> dict | None:
+    """The ``card`` section of pokedex.json: where the art window is on a card, how to find one
+    (``locator``: a release's settings, CARD_LOCATOR when none), and the centre crop (the
+    profile's camera window) used when no card is found."""
     if not locate:
         return None
     from .dataset.cards import LAYOUT
 
-    return {**CARD_LOCATOR, "art": list(LAYOUT.art), "margin": LAYOUT.crop_margin,
+    return {**(CARD_LOCATOR if locator is None else locator), "art": list(LAYOUT.art), "margin": LAYOUT.crop_margin,
             "centre": int(min(board.camera.window))}
 
 
 def make_config(board: Board, *, input_size: int, outputs: int, model: str | int, labels: str = "/sd/classes.txt",
                 threshold: float = APP_THRESHOLD, smoothing: float = APP_SMOOTHING, topk: int = 3, uart: dict | None = None,
                 locate_card: bool = True, model_size: int | None = None, mirror: bool = APP_MIRROR,
-                model_runtime: int | None = None) -> dict:
+                model_runtime: int | None = None, locator: dict | None = None) -> dict:
     from .families import app_family
 
     api = app_family(board.firmware.family, board.name).api
@@ -101,7 +122,7 @@ def make_config(board: Board, *, input_size: int, outputs: int, model: str | int
         "topk": topk,
         "uart": uart or {"baud": board.firmware.uart_baud, "tx": None, "rx": None},
         "gc_heap_size": board.firmware.gc_heap_size,
-        "card": card_config(board, locate_card),
+        "card": card_config(board, locate_card, locator),
     }
 
 

@@ -561,7 +561,7 @@ def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshol
     threshold = app["threshold"] if threshold is None else threshold
     over = {"mirror": app["mirror"] if mirror is None else mirror}
     if rect_threshold is not None:
-        over["card"] = {**card_config(b), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}
+        over["card"] = {**card_config(b, locator=app["locator"]), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}
     with _stoppable("stopped; the emulated board has been shut down", "run it again"):
         bench_cards(b, kmodel, set_dir, out, threshold=threshold, count=count, config_overrides=over, log=_log)
 

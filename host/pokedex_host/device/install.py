@@ -52,7 +52,8 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
         app = app_settings(kmodel)
         cfg = make_config(board, input_size=art.input_size, outputs=len(art.classes),
                           model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt", threshold=app["threshold"],
-                          mirror=app["mirror"], smoothing=app["smoothing"], model_runtime=art.runtime_bytes or None)
+                          mirror=app["mirror"], smoothing=app["smoothing"], model_runtime=art.runtime_bytes or None,
+                          locator=app["locator"])
         write_config(Path(tmp) / "pokedex.json", cfg)
         files = install_files(board, art, dest, bench_app, Path(tmp) / "pokedex.json")
         for src, dst in files:

@@ -108,7 +108,7 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",
                       labels="/sd/classes.txt", threshold=app["threshold"] if threshold is None else threshold,
                       smoothing=app["smoothing"] if smoothing is None else smoothing, mirror=app["mirror"],
-                      model_runtime=runtime)
+                      model_runtime=runtime, locator=app["locator"])
     cfg.update(config_overrides or {})
     write_config(sd / "pokedex.json", cfg)
     run_cfg = {

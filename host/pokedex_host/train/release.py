@@ -171,7 +171,7 @@ def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log
     """``bench-cards`` at threshold 0 (every answer a best guess) on the validation and test frames
     of real cards: the app's threshold is the validation frames' four-in-five choice, and the test
     frames are read at it."""
-    from ..boardconfig import APP_THRESHOLD
+    from ..boardconfig import APP_THRESHOLD, release_app_file
     from ..boards import get_board
     from ..emulator.bench_cards import bench_cards, by_group, read_truth
 
@@ -194,8 +194,9 @@ def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log
 
     frames = [FrameResult(**{**x, "box": tuple(x["box"]) if x["box"] else x["box"]}) for x in per_frame]
     groups = by_group(read_truth(real["test-card"]), frames, threshold)
-    return {"settings": {"threshold": threshold, "chosen_on": "validation real-card frames, four in five named right"
-                         if chosen is not None else "no threshold reached four in five: the app's default"},
+    chosen_on = ("validation real-card frames, four in five named right" if chosen is not None
+                 else "no threshold reached four in five: the app's default")
+    return {"settings": release_app_file(threshold, chosen_on),
             "validation": res["validation"], "test": test, "at": rows[threshold], "by_group": groups}
 
 
