@@ -111,3 +111,20 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     with pytest.raises(BadImage) as e:
         load_image(tmp_path / "big.png", 8)
     assert "limit" in str(e.value)
+
+
+def test_each_set_names_its_count_once(tmp_path):
+    """The count lives in the set's file: a file without one is refused, naming it."""
+    import tomllib
+
+    from pokedex_host.train.release import ReleaseOptions
+
+    for name in ("default", "release"):
+        spec = load_spec(name)
+        raw = tomllib.loads(spec.path.read_text())
+        assert spec.count == raw["count"] and spec.name == name
+    assert load_spec(ReleaseOptions(recipe=tmp_path, run=tmp_path, out=tmp_path).calibration_spec).name == "release"
+    bad = tmp_path / "nocount.toml"
+    bad.write_text('name = "x"\nseed = 0\n')
+    with pytest.raises(PokedexError, match="nocount.toml has no count"):
+        load_spec(str(bad))

@@ -325,12 +325,13 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
                 "verification": {"images": 300, "agreement_top1": 97.0, "cosine_mean": 0.9996,
                                  "v3_vs_v5": {"identical": 16, "images": 16,
                                               "board_runtime": {"top1_agreement": 100.0, "max_abs_diff": 4.8e-6}}},
-                "timings_s": {"compile": 40.0, "verify": 80.0}}
+                "timings_s": {"compile": 40.0, "verify": 80.0}, "calibration": {"count": 96}}
     o = ReleaseOptions(recipe=ROOT / "models/recipes/release-v1.toml", run=run, out=tmp_path / "x-v1",
                        previous=tmp_path / "x-v0")
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
     assert "| **v1 kmodel v3** (uint8, as the board runs it) | 69.5 % |" in card
     assert "| v0 kmodel v3 | 55.1 % |" in card and "bit for bit on 16 of the 16 images the simulator ran" in card
+    assert "calibration on 96 card crops" in card  # the count the build used, from its manifest
     assert "## Accuracy (v0 beside v1, same images)" in card and "MaixPy's own runtime" in card
     assert "#0025 Pikachu → #0026 Raichu: 3" in card and "2,810,924 B" in card and "fits" in card
     assert "- the teacher's view of each batch: sprites at its own input, card crops at its own input;" in card

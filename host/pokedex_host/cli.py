@@ -99,7 +99,7 @@ def _classes_file(ctx, param, value):
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Folder of images (per-species subfolders or flat). Default: calibration/default.toml.")
 @click.option("--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/.")
-@click.option("--calibration-count", type=click.IntRange(1, 5000), help="Images for PTQ (default from the set: 128).")
+@click.option("--calibration-count", type=click.IntRange(1, 5000), help="Images for PTQ (default: the set's count, calibration/<set>.toml).")
 @click.option("--calibrate-method", type=click.Choice(CALIBRATE_METHODS),
               help="How nncase sets activation ranges from the calibration images (default no_clip; a release "
                    "built without MODEL uses its recipe's).")

@@ -53,7 +53,9 @@ def load_spec(name_or_path: str = "default") -> CalibrationSpec:
         raise PokedexError(f"no calibration set definition {name_or_path!r} ({p})",
                            "see calibration/default.toml")
     raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    return CalibrationSpec(raw.get("name", p.stem), int(raw.get("count", 128)), int(raw.get("seed", 0)),
+    if "count" not in raw:
+        raise PokedexError(f"{p} has no count (how many images calibrate)", "add count = N, as calibration/default.toml has")
+    return CalibrationSpec(raw.get("name", p.stem), int(raw["count"]), int(raw.get("seed", 0)),
                            raw.get("strategy", "round-robin"), tuple(raw.get("sources", ())), raw.get("fallback"), p)
 
 

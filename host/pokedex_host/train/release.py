@@ -41,7 +41,7 @@ class ReleaseOptions:
     data: Path = Path("data")
     previous: Path | None = None  # the release to compare with (its folder)
     board: str = "maix-bit"
-    calibration_count: int = 128
+    calibration_spec: str = "release"  # calibration/release.toml: how many images, which seed
     verify_count: int = 300
     eval_count: int | None = None  # None: the whole split
 
@@ -111,7 +111,7 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     build = o.run / "build"
     if not _fresh(build / MANIFEST, student):
         build_kmodel(BuildOptions(model=student, board=o.board, out=build, calibration=sets["validation"],
-                                  calibration_count=o.calibration_count, verify_count=o.verify_count,
+                                  calibration_spec=o.calibration_spec, verify_count=o.verify_count,
                                   verify_data=split_dir / "test", calibrate_method=r.build.calibrate_method), log=log)
     # 4. eval
     models = [teacher, student, build / "model.kmodel"]
@@ -412,7 +412,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         _teacher_view(r.student),
         f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per training image),"
         " the rest sprites with crop/flip/colour jitter;",
-        f"- build: calibration on {o.calibration_count} card crops of the validation split (activation ranges by "
+        f"- build: calibration on {manifest['calibration']['count']} card crops of the validation split (activation ranges by "
         f"nncase's `{r.build.calibrate_method}`); compile "
         f"{manifest['timings_s'].get('compile', 0):.0f} s, verification {manifest['timings_s'].get('verify', 0):.0f} s.",
         "",
