@@ -11,6 +11,7 @@ from . import __version__
 from .boardconfig import app_settings
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
+from .species import SPECIES_COUNT
 from .toolchain.client import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD
 
 
@@ -309,7 +310,7 @@ def data_report(data_dir):
 @data.command("verify")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--no-decode", is_flag=True, help="Skip decoding every JPEG (faster).")
-@click.option("--expect-species", type=click.IntRange(0, 1025), default=1025, show_default=True,
+@click.option("--expect-species", type=click.IntRange(0, SPECIES_COUNT), default=SPECIES_COUNT, show_default=True,
               help="Fail when fewer species than this have training images.")
 def data_verify(data_dir, no_decode, expect_species):
     """Check DATA/processed; exits non-zero with the files at fault."""
@@ -388,8 +389,8 @@ def train_recipe_cmd(recipe, out, data_dir, stages, threads):
 @click.option("--workers", type=click.IntRange(0, 64), default=0, help="Augmentation processes (camera-aug).")
 @click.option("--groups", "groups_file", type=click.Path(exists=True, dir_okay=False),
               help="Train a coarse model on species groups (a file from `pokedex-host groups`).")
-@click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True,
-              help="Outputs: 1025 species, or the number of groups with --groups.")
+@click.option("--classes", type=click.IntRange(2, 100000), default=SPECIES_COUNT, show_default=True,
+              help=f"Outputs: {SPECIES_COUNT} species, or the number of groups with --groups.")
 @click.option("--tensorboard", type=click.Path(), help="Also write TensorBoard scalars to this folder.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads,
@@ -706,7 +707,7 @@ def distill(teacher, data_dir, out, width, input_size, epochs, temperature, alph
 @click.option("--budget", callback=_size,
               help="The free system heap your board reports (`pokedex-host probe`), shared by the model and the "
                    "camera buffers (default: the profile's model_ram). " + SIZE_HELP)
-@click.option("--classes", type=click.IntRange(2, 100000), default=1025, show_default=True)
+@click.option("--classes", type=click.IntRange(2, 100000), default=SPECIES_COUNT, show_default=True)
 @click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True)
 @click.option("--inputs", default="96,128,160,224", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only print the table and the choice.")

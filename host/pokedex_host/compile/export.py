@@ -22,6 +22,7 @@ from onnx import numpy_helper
 
 from ..errors import PokedexError
 from ..fsutil import atomic_write_bytes
+from ..species import SPECIES_COUNT
 
 OPSET = 11  # what nncase 1.9's ONNX importer is tested with here
 
@@ -56,7 +57,7 @@ def _load_recipe(path: Path):
         model = create_model(raw["family"], **raw["config"]).eval()
     except (TypeError, ValueError) as e:
         raise PokedexError(f"model recipe {path}: {e}") from e
-    classes = list(range(1, int(raw["config"].get("classes", 1025)) + 1))
+    classes = list(range(1, int(raw["config"].get("classes", SPECIES_COUNT)) + 1))
     return model, int(raw["config"]["input"]), classes
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..boardconfig import APP_THRESHOLD, app_settings
+from ..species import SPECIES_COUNT
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
@@ -288,7 +289,7 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
     from ..compile.artifact import BuildArtifact
 
     art = BuildArtifact.find(Path(kmodel))
-    outputs = len(art.classes) if art is not None and art.classes else 1025
+    outputs = len(art.classes) if art is not None and art.classes else SPECIES_COUNT
     # the mirror as the app ran it: two KPU runs per frame (the emulator logs each)
     events = (out / "emulator" / "events.jsonl").read_text().splitlines()
     mirror = sum('"kpu_run"' in e for e in events) >= 2 * len(truth)

