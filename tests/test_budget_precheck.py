@@ -15,13 +15,14 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import ROOT
+from pokedex_host.paths import releases
 from pokedex_host.compile.budget import estimate
 from pokedex_host.compile.export import export_model
 from pokedex_host.compile.lint import lint_model
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
 
-RELEASE = ROOT / "models" / "releases" / "kpu_mobilenet_v1-075-128-v8"
+RELEASE = releases()[-1]  # the newest release
 CAMERA = 320 * 240 * 2 + 320 * 240 * 3  # the app's QVGA camera buffers, in the same free heap
 STEM_WEIGHTS = 1024 * 3 * 3 * 3  # KPU uint8: 1 B each
 GEMM_WEIGHTS = 1025 * 1024  # wider than 1024: the CPU runs it in float, 4 B each

@@ -29,15 +29,15 @@ from pokedex_host.compile.memory import MemoryReport
 from pokedex_host.cli import main
 from pokedex_host.emulator.host import emulate
 from pokedex_host.errors import PokedexError
-from pokedex_host.paths import firmware_dir
+from pokedex_host.paths import firmware_dir, releases
 
-V8 = ROOT / "models" / "releases" / "kpu_mobilenet_v1-075-128-v8"
+NEWEST = releases()[-1]  # the newest release
 QVGA = 320 * 240 * 2 + 320 * 240 * 3  # 153,600 + 230,400
 FRAME = ROOT / "docs" / "img" / "synthetic_frame.png"
 
 
-def v8_memory() -> MemoryReport:
-    m = json.loads((V8 / "manifest.json").read_text())["memory"]
+def newest_memory() -> MemoryReport:
+    m = json.loads((NEWEST / "manifest.json").read_text())["memory"]
     return MemoryReport(kmodel_bytes=m["kmodel_bytes"], input_bytes=m["input_bytes"], output_bytes=m["output_bytes"],
                         data_bytes=m["data_bytes"], kpu_peak=m["kpu_sram_peak"])
 
@@ -93,11 +93,11 @@ def test_a_profile_must_say_where_its_figure_comes_from(tmp_path):
 
 
 # -- the verdict ----------------------------------------------------------------------------------
-def test_release_v8_with_the_camera_fits_the_default_profile():
-    """Release v8: 2,806,820 B of model + 384,000 B of camera buffers = 3,190,820 B of maix-bit's
+def test_the_newest_release_with_the_camera_fits_the_default_profile():
+    """The newest release (v8, v9 alike): 2,806,820 B of model + 384,000 B of camera buffers = 3,190,820 B of maix-bit's
     3,500,000 B of free heap; the GC heap is not counted again (it is out of the figure)."""
     b = get_board("maix-bit")
-    v = judge(v8_memory(), LintReport(), b, resolve_budget(b, None))
+    v = judge(newest_memory(), LintReport(), b, resolve_budget(b, None))
     assert v.fits and v.model_bytes == 2_806_820 and v.app_bytes == QVGA
     d = v.as_dict()
     assert d["ram_used"] == 3_190_820 and d["ram_budget"] == 3_500_000 and d["ram_headroom"] == 309_180
@@ -107,14 +107,14 @@ def test_release_v8_with_the_camera_fits_the_default_profile():
     assert "free system heap after boot" in d["budget_means"] and "GC heap is already out" in d["budget_means"]
     assert "524,288 B: not counted" in d["gc_heap"]
     # the boundary: the model and the camera to the byte
-    assert judge(v8_memory(), LintReport(), b, Budget(3_190_820, "--budget")).fits
-    assert not judge(v8_memory(), LintReport(), b, Budget(3_190_819, "--budget")).fits
+    assert judge(newest_memory(), LintReport(), b, Budget(3_190_820, "--budget")).fits
+    assert not judge(newest_memory(), LintReport(), b, Budget(3_190_819, "--budget")).fits
 
 
 def test_over_the_free_heap_with_the_camera_names_sizes_source_and_fixes(tmp_path):
-    """3,000,000 B of free heap holds v8's model alone (2,806,820 B) but not the camera beside it."""
+    """3,000,000 B of free heap holds the newest release's model alone (2,806,820 B) but not the camera beside it."""
     b = get_board("maix-bit")
-    v = judge(v8_memory(), LintReport(), b, resolve_budget(b, 3_000_000))
+    v = judge(newest_memory(), LintReport(), b, resolve_budget(b, 3_000_000))
     assert not v.fits
     (p,) = v.problems
     assert "the model 2,806,820" in p and "camera buffers" in p and "384,000" in p and "over by 190,820 B" in p
@@ -125,22 +125,22 @@ def test_over_the_free_heap_with_the_camera_names_sizes_source_and_fixes(tmp_pat
     assert "pokedex-host probe" in text
     # a profile's own figure: the problem and the --budget fix name the file and where the figure came from
     small = load_board_file(profile(tmp_path, "maix-bit", "heap3m", model_ram="3MB"))
-    v = judge(v8_memory(), LintReport(), small, resolve_budget(small, None))
+    v = judge(newest_memory(), LintReport(), small, resolve_budget(small, None))
     assert not v.fits and "heap3m.toml" in v.problems[0] and "MaixPy-v1#180" in v.problems[0]
     (fix,) = [o for o in v.options if o.startswith("--budget SIZE")]
     assert "the free system heap your board reports" in fix and "pokedex-host probe" in fix and "#180" in fix
 
 
-def test_the_build_refuses_v8_where_only_the_camera_puts_it_over(tmp_path, monkeypatch):
-    """Before compiling (no compiler here): v8's weights fit a budget 100,000 B over them, but not
+def test_the_build_refuses_the_newest_release_where_only_the_camera_puts_it_over(tmp_path, monkeypatch):
+    """Before compiling (no compiler here): the newest release's weights fit a budget 100,000 B over them, but not
     with the camera's 384,000 B beside them -> exit 3, sized, nothing written; 384,000 B more and
     the same model passes the pre-check (and stops at the missing compiler)."""
     monkeypatch.setenv("POKEDEX_TOOLCHAIN_DIR", str(tmp_path / "no-toolchain"))
     (tmp_path / "x").mkdir()
-    ex = export_model(V8 / "model.pt", tmp_path / "x", log=lambda m: None)
+    ex = export_model(NEWEST / "model.pt", tmp_path / "x", log=lambda m: None)
     weights = estimate(lint_model(onnx.load(str(ex.onnx_path))), ex.input_size, len(ex.classes)).weights
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["build-kmodel", str(V8 / "model.pt"), "--budget", str(weights + 100_000),
+    r = CliRunner().invoke(main, ["build-kmodel", str(NEWEST / "model.pt"), "--budget", str(weights + 100_000),
                                   "--out", str(out)], catch_exceptions=False)
     assert r.exit_code == 3, r.output
     text = " ".join(r.output.split())
@@ -148,7 +148,7 @@ def test_the_build_refuses_v8_where_only_the_camera_puts_it_over(tmp_path, monke
     assert f"leaves {weights + 100_000 - QVGA:,} B for the model: over by {QVGA - 100_000:,} B" in text
     assert "maix-bit-minimum" in text and "gc_heap_size(262144)" in text
     assert not out.exists()
-    r = CliRunner().invoke(main, ["build-kmodel", str(V8 / "model.pt"), "--budget", str(weights + 100_000 + QVGA),
+    r = CliRunner().invoke(main, ["build-kmodel", str(NEWEST / "model.pt"), "--budget", str(weights + 100_000 + QVGA),
                                   "--out", str(out)], catch_exceptions=False)
     assert r.exit_code == 1 and "toolchain install" in r.output and "does not fit" not in r.output
     assert "budget: " in r.output and "free system heap after boot" in r.output
@@ -158,10 +158,10 @@ def test_the_report_shows_the_camera_and_the_budget_s_source(tmp_path):
     from pokedex_host.compile.report import budget_png, report_markdown
 
     b = get_board("maix-bit")
-    mem = v8_memory()
+    mem = newest_memory()
     v = judge(mem, LintReport(), b, resolve_budget(b, None))
     ctx = {"board": b, "memory": mem, "verdict": v, "verification": None, "lint": LintReport(),
-           "source": V8 / "model.pt", "warnings": [], "kmodel_version": 3, "nncase": b.nncase, "conversion": None,
+           "source": NEWEST / "model.pt", "warnings": [], "kmodel_version": 3, "nncase": b.nncase, "conversion": None,
            "v3_check": None, "lint_disagreements": [], "budget_source": "profile",
            "input": {"shape": [1, 3, 128, 128], "dtype": "uint8", "channels": "RGB", "range": [0, 255], "resize": "-"},
            "export": SimpleNamespace(source_kind="checkpoint", simplifier="-", scale_folded=True, notes=[]),
@@ -208,14 +208,14 @@ def test_dual_buffers_take_two_pairs_on_the_emulated_board(tmp_path):
 
 
 def test_the_app_in_its_order_on_a_heap_too_small_for_model_and_camera(tmp_path):
-    """A free heap that holds release v8 (2,806,820 B) but not the camera's 384,000 B beside it.
+    """A free heap that holds the newest release (2,806,820 B) but not the camera's 384,000 B beside it.
     The app sets the camera up first (firmware/main.py), so its check before kpu.load sees the heap
     the camera left and refuses; without that check kpu.load itself fails with MaixPy's
     ValueError (2006, ERR_NO_MEM); loaded first, the model leaves set_framesize ENOMEM."""
     need = 2_806_820
     board = load_board_file(profile(tmp_path, "maix-bit", "tight", model_ram=str(need + 100_000)))
     frames = _frames(tmp_path)
-    res = emulate(board, V8 / "model.kmodel", frames, tmp_path / "app", log=lambda m: None)
+    res = emulate(board, NEWEST / "model.kmodel", frames, tmp_path / "app", log=lambda m: None)
     text = " ".join(res.console.split())
     assert res.exit_code == 0 and not res.uart_lines
     assert f"needs {need} B" in text and f"{need + 100_000 - QVGA} B free" in text and "camera's 384000 B" in text
@@ -223,17 +223,17 @@ def test_the_app_in_its_order_on_a_heap_too_small_for_model_and_camera(tmp_path)
     allocs = [(e["what"], e["bytes"]) for e in events if e["event"] == "system_alloc"]
     assert allocs[0] == ("camera buffers", QVGA) and not [e for e in events if e["event"] == "kpu_load"]
     # no model_runtime in pokedex.json: kpu.load is asked, and refuses as MaixPy does
-    res = emulate(board, V8 / "model.kmodel", frames, tmp_path / "load", config_overrides={"model_runtime": None},
+    res = emulate(board, NEWEST / "model.kmodel", frames, tmp_path / "load", config_overrides={"model_runtime": None},
                   log=lambda m: None)
     assert "[MAIXPY]kpu: load error:2006, ERR_NO_MEM: memory not enough" in res.console, res.console
     events = [json.loads(e) for e in (tmp_path / "load" / "events.jsonl").read_text().splitlines()]
     (refused,) = [e for e in events if e["event"] == "kpu_load_refused"]
     from pokedex_host.kmodel import v3
 
-    data = (V8 / "model.kmodel").read_bytes()  # kpu.load keeps the file and its main memory (the input is
+    data = (NEWEST / "model.kmodel").read_bytes()  # kpu.load keeps the file and its main memory (the input is
     held = len(data) + v3.parse(data, "v8").main_mem_usage  # pix_to_ai's, on the GC heap)
     assert refused["needs"] == held == need - 128 * 128 * 3 and refused["has"] == need + 100_000 - QVGA
     # the same heap with room for both: the model loads beside the camera
     roomy = load_board_file(profile(tmp_path, "maix-bit", "roomy", model_ram=str(need + QVGA)))
-    res = emulate(roomy, V8 / "model.kmodel", frames, tmp_path / "ok", log=lambda m: None)
+    res = emulate(roomy, NEWEST / "model.kmodel", frames, tmp_path / "ok", log=lambda m: None)
     assert "model loaded" in res.console and len(res.uart_lines) == 1, res.console

@@ -377,12 +377,14 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():
-    from pokedex_host.paths import newest_recipe, recipes
+    from pokedex_host.paths import newest_recipe, recipes, releases
     from pokedex_host.train.release import release_paths
 
     run, out = release_paths(ROOT / "models/recipes/release-v1.toml")
     assert run == Path("runs/release-v1")
-    assert out.resolve() == (ROOT / "models/releases/kpu_mobilenet_v1-075-128-v1").resolve() and out.is_dir()
+    assert out.resolve() == (ROOT / "models/releases/kpu_mobilenet_v1-075-128-v1").resolve()
+    run, out = release_paths(newest_recipe())  # the newest release is in the tree
+    assert out.resolve() == releases()[-1].resolve() and out.is_dir()
     versions = [int(p.stem.rsplit("-v", 1)[1]) for p in recipes()]
     assert versions == sorted(versions) and newest_recipe().stem == f"release-v{versions[-1]}"
 
