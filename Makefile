@@ -12,6 +12,7 @@ MODEL     ?=
 OUT       ?= build/default
 DATA      ?= data
 SOURCE    ?= ../shared/data/pokemon
+CARDS     ?= ../shared/data/cards
 RECIPE    ?=
 PYTEST_ARGS ?=
 
@@ -39,7 +40,11 @@ $(DATA)/processed/yolo_dataset/split.csv: | $(STAMP)
 	$(HOST) data ingest $(SOURCE) --out $(DATA)
 	$(HOST) data process --data $(DATA)
 
-data: setup $(DATA)/processed/yolo_dataset/split.csv
+# the official card scans, checked and split by set (the release's real-card views and benchmarks)
+$(DATA)/processed/cards/scans.csv: | $(STAMP)
+	$(HOST) data cards $(CARDS) --data $(DATA)
+
+data: setup $(DATA)/processed/yolo_dataset/split.csv $(DATA)/processed/cards/scans.csv
 
 # teacher fine-tune + distillation + build + evaluation + release folder; resumable (run it again)
 release: data
