@@ -8,7 +8,7 @@
     budget.py       the fit verdict against a board's budget (one rule for build and shrink)
     verify.py       float vs kmodel on held-out images
     report.py       report.md and budget.png
-    artifact.py     the build folder: the one reader and writer of manifest.json / classes.txt
+    manifest.py     what manifest.json says (the folder itself is ../artifact.py's)
     pipeline.py     the stages wired together (``build_kmodel``)
 """
 

@@ -473,7 +473,8 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
 
 
 def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedModel, ctx: dict) -> None:
-    from .artifact import write_manifest
+    from ..artifact import write_manifest
+    from .manifest import manifest_document
     from .report import budget_png, report_markdown
 
     shutil.copyfile(kmodel, stage / "model.kmodel")
@@ -493,4 +494,4 @@ def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedMod
     files = ["model.kmodel", "classes.txt", "model.onnx", "report.md", "budget.png"]
     if ctx.get("v5_kmodel") is not None:
         files.insert(1, "model.v5.kmodel")
-    write_manifest(stage, ctx, files)
+    write_manifest(stage, manifest_document(stage, ctx, files))

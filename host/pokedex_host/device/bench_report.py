@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compile.artifact import BuildArtifact
+from ..artifact import BuildArtifact
 from ..compile.export import onnx_float_logits
 from ..fsutil import atomic_write_text, sha256_file
 from ..plotting import save_png

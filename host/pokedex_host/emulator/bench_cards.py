@@ -149,7 +149,7 @@ def choose_threshold(rows: list[dict], precision: float = 80.0) -> float | None:
 
 def model_macs(kmodel: Path) -> int | None:
     """Multiply-accumulates of the classifier, from the float model its build folder names."""
-    from ..compile.artifact import BuildArtifact
+    from ..artifact import BuildArtifact
 
     art = BuildArtifact.find(Path(kmodel))
     src = art.float_model if art is not None else None
@@ -285,7 +285,7 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
                   config_overrides=config_overrides, log=log)
     lines = [parse_line(line) for line in res.uart_lines]
     metrics, per_frame = score(truth, lines)
-    from ..compile.artifact import BuildArtifact
+    from ..artifact import BuildArtifact
 
     art = BuildArtifact.find(Path(kmodel))
     outputs = len(art.classes) if art is not None and art.classes else 1025

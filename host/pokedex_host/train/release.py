@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..boardconfig import APP_FILE
-from ..compile.artifact import MANIFEST, BuildArtifact
+from ..artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 
