@@ -82,7 +82,7 @@ def test_resize_copy_binary_statistics_like_maixpy(image_mod):
     small = img.resize(30, 20)  # shrinking RGB565: nearest neighbour, a new image
     assert small is not img and (small._a == a[::2, ::2]).all()
     big = img.resize(120, 80)  # enlarging both sides: bilinear, values stay RGB565 (MaixPy's 5 -> 8 table)
-    from pokedex_host.emulator.pixels import RB528
+    from pokedex_host.pixels import RB528
 
     assert big._a.shape == (80, 120, 3) and np.isin(big._a[..., 0], RB528).all()
     part = img.copy(roi=(10, 5, 20, 10))
@@ -361,7 +361,7 @@ def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
 
 
 def test_rgb565_tables_and_integer_colours_are_maixpys():
-    from pokedex_host.emulator.pixels import G628, G826, RB528, RB825, int_color, rgb_to_int, to_rgb565
+    from pokedex_host.pixels import G628, G826, RB528, RB825, int_color, rgb_to_int, to_rgb565
 
     assert RB825[[0, 4, 5, 255]].tolist() == [0, 0, 1, 31] and G826[[0, 2, 3, 255]].tolist() == [0, 0, 1, 63]
     assert RB528[[0, 1, 3, 31]].tolist() == [0, 8, 25, 255] and G628[[0, 1, 63]].tolist() == [0, 4, 255]
