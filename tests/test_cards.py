@@ -311,6 +311,37 @@ def test_scoring_and_line_parsing():
     assert mirrored["total"] - est["total"] > est["KPU"] and est["mirror + pix_to_ai + KPU again"] == 0.0
 
 
+def _torch_conv_macs(checkpoint) -> int:
+    """The figure bench-cards used to take from the float model: every Conv2d's MACs."""
+    import torch
+
+    from pokedex_host.models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    model, total = ck.build(), 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    for m in model.modules():
+        m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, ck.input_size, ck.input_size))
+    return total
+
+
+def test_model_macs_come_from_the_kmodel_and_equal_the_float_models_count():
+    from pokedex_host.emulator.bench_cards import model_macs
+
+    release = ROOT / "models" / "releases" / "kpu_mobilenet_v1-075-128-v8"
+    expected = _torch_conv_macs(release / "model.pt")
+    assert expected == 118_597_632
+    assert model_macs(release / "model.kmodel") == expected  # v3, stride-2 convs as nncase rewrote them
+    assert model_macs(release / "model.v5.kmodel") == expected  # the same layers in the v5 container
+
+
 @pytest.mark.toolchain
 def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
     """bench-cards on a generated card set: every frame answered, the classifier fed the crop the
