@@ -82,7 +82,7 @@ def test_resize_copy_binary_statistics_like_maixpy(image_mod):
     small = img.resize(30, 20)  # shrinking RGB565: nearest neighbour, a new image
     assert small is not img and (small._a == a[::2, ::2]).all()
     big = img.resize(120, 80)  # enlarging both sides: bilinear, values stay RGB565 (MaixPy's 5 -> 8 table)
-    from pokedex_host.emulator.pixels import RB528
+    from pokedex_host.pixels import RB528
 
     assert big._a.shape == (80, 120, 3) and np.isin(big._a[..., 0], RB528).all()
     part = img.copy(roi=(10, 5, 20, 10))
@@ -311,6 +311,38 @@ def test_scoring_and_line_parsing():
     assert mirrored["total"] - est["total"] > est["KPU"] and est["mirror + pix_to_ai + KPU again"] == 0.0
 
 
+def _torch_conv_macs(checkpoint) -> int:
+    """The figure bench-cards used to take from the float model: every Conv2d's MACs."""
+    import torch
+
+    from pokedex_host.models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    model, total = ck.build(), 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    for m in model.modules():
+        m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, ck.input_size, ck.input_size))
+    return total
+
+
+def test_model_macs_come_from_the_kmodel_and_equal_the_float_models_count():
+    from pokedex_host.emulator.bench_cards import model_macs
+
+    from pokedex_host.paths import releases
+
+    release = releases()[-1]
+    expected = _torch_conv_macs(release / "model.pt")
+    assert expected == 118_597_632
+    assert model_macs(release / "model.kmodel") == expected  # v3, stride-2 convs as nncase rewrote them
+
+
 @pytest.mark.toolchain
 def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
     """bench-cards on a generated card set: every frame answered, the classifier fed the crop the
@@ -361,7 +393,7 @@ def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
 
 
 def test_rgb565_tables_and_integer_colours_are_maixpys():
-    from pokedex_host.emulator.pixels import G628, G826, RB528, RB825, int_color, rgb_to_int, to_rgb565
+    from pokedex_host.pixels import G628, G826, RB528, RB825, int_color, rgb_to_int, to_rgb565
 
     assert RB825[[0, 4, 5, 255]].tolist() == [0, 0, 1, 31] and G826[[0, 2, 3, 255]].tolist() == [0, 0, 1, 63]
     assert RB528[[0, 1, 3, 31]].tolist() == [0, 8, 25, 255] and G628[[0, 1, 63]].tolist() == [0, 4, 255]

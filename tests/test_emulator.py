@@ -14,7 +14,7 @@ from PIL import Image
 from pokedex_host.device import protocol as proto
 from pokedex_host.boards import get_board, load_board_file
 from pokedex_host.emulator.host import emulate
-from pokedex_host.emulator.pixels import G628, RB528
+from pokedex_host.pixels import G628, RB528
 
 pytestmark = pytest.mark.toolchain
 

@@ -182,7 +182,7 @@ def test_the_app_refuses_a_model_the_system_heap_cannot_hold(tmp_path):
     """A profile with 2.5 MB of free heap (2,116,000 B once the camera has its buffers) and release
     v0 (2,810,924 B at run time): the app says so on the LCD and the console before kpu.load, with
     the figures and the fixes."""
-    from pokedex_host.compile.artifact import BuildArtifact
+    from pokedex_host.artifact import BuildArtifact
 
     kmodel = releases()[0] / "model.kmodel"
     need = BuildArtifact.load(kmodel).runtime_bytes

@@ -155,18 +155,20 @@ def test_the_build_refuses_the_newest_release_where_only_the_camera_puts_it_over
 
 
 def test_the_report_shows_the_camera_and_the_budget_s_source(tmp_path):
+    from pokedex_host.compile.record import BuildRecord
     from pokedex_host.compile.report import budget_png, report_markdown
+    from pokedex_host.preprocess import InputSpec
 
     b = get_board("maix-bit")
     mem = newest_memory()
     v = judge(mem, LintReport(), b, resolve_budget(b, None))
-    ctx = {"board": b, "memory": mem, "verdict": v, "verification": None, "lint": LintReport(),
-           "source": NEWEST / "model.pt", "warnings": [], "kmodel_version": 3, "nncase": b.nncase, "conversion": None,
-           "v3_check": None, "lint_disagreements": [], "budget_source": "profile",
-           "input": {"shape": [1, 3, 128, 128], "dtype": "uint8", "channels": "RGB", "range": [0, 255], "resize": "-"},
-           "export": SimpleNamespace(source_kind="checkpoint", simplifier="-", scale_folded=True, notes=[]),
-           "calibration": SimpleNamespace(x=SimpleNamespace(shape=(4,)), source="x"), "calibrate_method": "l2"}
-    md = report_markdown(ctx)
+    images = SimpleNamespace(x=SimpleNamespace(shape=(4,)), source="x")
+    record = BuildRecord(
+        source=NEWEST / "model.pt", board=b, lint=LintReport(), lint_disagreements=[], input=InputSpec(128),
+        export=SimpleNamespace(source_kind="checkpoint", simplifier="-", scale_folded=True, notes=[]),
+        calibration=images, calibration_seed=0, calibrate_method="l2", holdout=images, kmodel_version=3,
+        nncase=b.nncase, reproducible=True, memory=mem, budget_source="profile", verdict=v)
+    md = report_markdown(record)
     assert "3,190,820 B" in md and "of 3,500,000 B" in md and "free system heap" in md
     assert "| **model run-time total** | **2,806,820** |" in md
     assert "| camera buffers, QVGA 320x240 (RGB565 frame + RGB888 copy for the KPU) | 384,000 |" in md

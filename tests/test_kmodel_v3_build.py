@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import SHARED, TINY_RECIPE, make_dataset
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
-from pokedex_host.emulator.pixels import G628, RB528
+from pokedex_host.pixels import G628, RB528
 from pokedex_host.kmodel.interp import Interpreter, run_batch
 
 pytestmark = pytest.mark.toolchain

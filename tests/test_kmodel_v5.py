@@ -6,7 +6,7 @@ import pytest
 
 from conftest import TINY_RECIPE
 from pokedex_host.kmodel import KmodelFormatError, v5
-from pokedex_host.compile.memory import parse_sched
+from pokedex_host.kmodel.sched import parse_sched
 
 pytestmark = pytest.mark.toolchain
 

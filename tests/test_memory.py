@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from pokedex_host.compile.memory import parse_sched, read_memory
+from pokedex_host.compile.memory import read_memory
+from pokedex_host.kmodel.sched import parse_sched
 
 MAIN = """.physical_buffer
 %0(new_input)\t : <u8 [1,3,64,64] 12288 bytes of [1,3,64,64]> @input[0, 12288] life(0, 10)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pokedex_host.boards import available_boards, get_board, load_board_file
-from pokedex_host.compile.artifact import BuildArtifact
+from pokedex_host.artifact import BuildArtifact
 from pokedex_host.cli import main
 from pokedex_host.device.probe import IMAGE_CALLS, PROBE_CODE, emulated_repl, match_profile, probe, report
 from pokedex_host.device.repl import RawRepl, ReplExecError

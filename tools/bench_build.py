@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
-from pokedex_host.compile.artifact import BuildArtifact  # noqa: E402
+from pokedex_host.artifact import BuildArtifact  # noqa: E402
 from pokedex_host.compile import BuildOptions, build_kmodel  # noqa: E402
 from pokedex_host.paths import newest_release  # noqa: E402
 

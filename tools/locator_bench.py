@@ -42,7 +42,7 @@ def locate_all(set_dir: Path, overrides: dict | None = None, count: int | None =
     from pokedex_host.boardconfig import card_config
     from pokedex_host.boards import get_board
     from pokedex_host.emulator.bench_cards import quad_iou, read_truth
-    from pokedex_host.emulator.pixels import to_rgb565
+    from pokedex_host.pixels import to_rgb565
 
     image, pk_card = _modules()
     cfg = {**card_config(get_board("maix-bit")), **(overrides or {})}

@@ -661,7 +661,7 @@ def kmodel_run(path, images, labels, top):
     c, h, w = it.input_shape
     if h != w:
         raise PokedexError(f"{path}: input {w}x{h} is not square", "this command feeds square model inputs")
-    from .compile.artifact import BuildArtifact
+    from .artifact import BuildArtifact
     from .species import read_classes_txt
 
     if labels is None and BuildArtifact.exists(path):

@@ -70,7 +70,7 @@ def _model_size(path: Path) -> int:
             shape = v3.read(path).input_shape
             if shape:
                 return shape[1]
-    from .compile.artifact import BuildArtifact
+    from .artifact import BuildArtifact
 
     art = BuildArtifact.find(path)
     if art is not None:
@@ -96,7 +96,7 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         with torch.no_grad():
             out = torch.cat([model(torch.from_numpy(x[i:i + 64]).float() / 255) for i in range(0, len(x), 64)]).numpy()
         return ModelRun(f"{path.parent.name}/{path.name}", "float (torch)", ck.classes, out, time.time() - t)
-    from .compile.artifact import BuildArtifact
+    from .artifact import BuildArtifact
 
     art = BuildArtifact.find(path)
     classes = art.classes if art is not None else None

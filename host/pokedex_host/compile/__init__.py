@@ -7,8 +7,9 @@
     memory.py       run-time RAM and KPU SRAM from the compiler's schedule
     budget.py       the fit verdict against a board's budget (one rule for build and shrink)
     verify.py       float vs kmodel on held-out images
+    record.py       BuildRecord: what a build found, handed to report.py and manifest.py
     report.py       report.md and budget.png
-    artifact.py     the build folder: the one reader and writer of manifest.json / classes.txt
+    manifest.py     what manifest.json says (the folder itself is ../artifact.py's)
     pipeline.py     the stages wired together (``build_kmodel``)
 """
 

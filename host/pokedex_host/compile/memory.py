@@ -1,10 +1,9 @@
 """Memory figures of a compiled kmodel, read from nncase's dump (its printed summary is empty).
 
-``dump_dir/codegen/<module>.sched`` lists every physical buffer with its segment and byte
-range: ``@input``/``@output`` (the model's I/O), ``@data`` (working main memory), ``@rdata``
-(constants inside the kmodel) and, in the K210 module, the KPU's own 2 MiB SRAM (which this
-nncase release prints as ``@unknown``). ``kmodel_info.txt``'s MEMORY USAGES block, when nncase
-writes one, is cross-checked against these figures.
+The buffers come from the compiler's schedule (``kmodel/sched.py`` reads it); here they become
+the build's figures: run-time RAM (kmodel + ``@data`` + I/O), the KPU SRAM peak and each KPU
+layer's maps. ``kmodel_info.txt``'s MEMORY USAGES block, when nncase writes one, is cross-checked
+against these figures.
 """
 
 from __future__ import annotations
@@ -14,26 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PokedexError
+from ..kmodel.sched import KPU_SEGMENTS, Buffer, parse_sched
 
-_BUF_RE = re.compile(
-    r"^%(\d+)\((.*)\)\s*:\s*<(\w+) \[([\d,]*)\] (\d+) bytes of \[[\d,]*\]>\s*@(\w+)\[(\d+), (\d+)\]"
-)
-_KPU_RE = re.compile(r"^\s*%(\d+)\s*=\s*KPUConv2D\(([^)]*)\)")
 _INFO_RE = re.compile(r"^(\w+):\s+[\d.]+ \w+\s+\((\d+) B\)")
-KPU_SEGMENTS = ("unknown", "kpu")
-
-
-@dataclass(frozen=True)
-class Buffer:
-    module: str
-    id: int
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    bytes: int
-    segment: str
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
@@ -79,24 +61,6 @@ class MemoryReport:
             "cpu_ops": [f"{k} {n}" for k, n in self.cpu_ops],
             "crosscheck": self.crosscheck,
         }
-
-
-def parse_sched(path: Path) -> tuple[list[Buffer], list[tuple[int, list[int]]]]:
-    """Buffers and the KPU conv calls (output id, input ids) of one ``.sched`` file."""
-    module = path.stem
-    buffers, convs = [], []
-    for line in path.read_text(errors="replace").splitlines():
-        m = _BUF_RE.match(line.strip())
-        if m:
-            shape = tuple(int(x) for x in m.group(4).split(",") if x)
-            buffers.append(Buffer(module, int(m.group(1)), m.group(2), m.group(3), shape, int(m.group(5)),
-                                  m.group(6), int(m.group(7)), int(m.group(8))))
-            continue
-        m = _KPU_RE.match(line)
-        if m:
-            ins = [int(x.strip().lstrip("%").split("[")[0]) for x in m.group(2).split(",") if x.strip()]
-            convs.append((int(m.group(1)), ins))
-    return buffers, convs
 
 
 def _kmodel_info(dump_dir: Path) -> dict[str, int]:

@@ -33,6 +33,7 @@ from ..preprocess import InputSpec
 from ..species import classes_txt
 from ..toolchain import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD, CompileRequest, ToolchainError, Worker, simulate_parallel
 from ..toolchain import env as tc_env
+from .record import BuildRecord
 from .verify import compare
 
 KMODEL_VERSION = {"v3": 3, "v5": 5}
@@ -457,30 +458,31 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             v3_out = _run_v3(conversion.data, x, conversion.output_shape)
             v3_check = _check_v3(v3_out, k, time.time() - t, log, conversion.data, x)
         timings["total"] = time.time() - t_start
-        ctx = {"board": board, "memory": mem, "verdict": verdict, "verification": ver, "lint": lint,
-               "source": Path(opts.model), "export": exported, "input": input_spec.as_dict(),
-               "calibration": calib, "holdout": hold, "calibration_seed": spec.seed,
-               "calibrate_method": opts.calibrate_method, "warnings": warnings,
-               "kmodel_version": KMODEL_VERSION[fmt], "nncase": board.nncase, "budget_source": budget.source,
-               "lint_disagreements": disagreements, "timings": timings,
-               "reproducible": comp.reproducible, "v5_kmodel": v5_kmodel if conversion is not None else None,
-               "conversion": conversion, "v3_check": v3_check}
+        record = BuildRecord(
+            source=Path(opts.model), board=board, export=exported, input=input_spec, lint=lint,
+            lint_disagreements=disagreements, calibration=calib, calibration_seed=spec.seed,
+            calibrate_method=opts.calibrate_method, holdout=hold, kmodel_version=KMODEL_VERSION[fmt],
+            nncase=board.nncase, reproducible=comp.reproducible, memory=mem, budget_source=budget.source,
+            verdict=verdict, verification=ver, conversion=conversion,
+            v5_kmodel=v5_kmodel if conversion is not None else None, v3_check=v3_check, warnings=warnings,
+            timings=timings)
         with atomic_dir(opts.out) as stage:
-            _write_artifacts(stage, tmp, kmodel, exported, ctx)
+            _write_artifacts(stage, tmp, kmodel, record)
     log(f"wrote {opts.out}/ (model.kmodel{' (v3), model.v5.kmodel' if fmt == 'v3' else ''}, classes.txt, "
         "manifest.json, report.md, budget.png)")
     return BuildResult(Path(opts.out), verdict.fits, mem.as_dict(), ver.as_dict() if ver else None, warnings)
 
 
-def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedModel, ctx: dict) -> None:
-    from .artifact import write_manifest
+def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, record: BuildRecord) -> None:
+    from ..artifact import write_manifest
+    from .manifest import manifest_document
     from .report import budget_png, report_markdown
 
     shutil.copyfile(kmodel, stage / "model.kmodel")
-    if ctx.get("v5_kmodel") is not None:  # what the v3 file was re-emitted from, for CanMV and for checking
-        shutil.copyfile(ctx["v5_kmodel"], stage / "model.v5.kmodel")
-    atomic_write_text(stage / "classes.txt", classes_txt(exported.classes))
-    shutil.copyfile(exported.onnx_path, stage / "model.onnx")
+    if record.v5_kmodel is not None:  # what the v3 file was re-emitted from, for CanMV and for checking
+        shutil.copyfile(record.v5_kmodel, stage / "model.v5.kmodel")
+    atomic_write_text(stage / "classes.txt", classes_txt(record.export.classes))
+    shutil.copyfile(record.export.onnx_path, stage / "model.onnx")
     comp = stage / "compiler"
     comp.mkdir()
     for f in list((tmp / "dump" / "codegen").glob("*.sched")) + [tmp / "dump" / "kmodel_info.txt", tmp / "compile.log"]:
@@ -488,9 +490,9 @@ def _write_artifacts(stage: Path, tmp: Path, kmodel: Path, exported: ExportedMod
             shutil.copyfile(f, comp / f.name)
     for f in (tmp / "dump").glob("*/*/runtime_ops.txt"):
         shutil.copyfile(f, comp / f"{f.parent.parent.name}.{f.parent.name}.runtime_ops.txt")
-    budget_png(stage / "budget.png", ctx["memory"], ctx["verdict"], ctx["board"].name)
-    atomic_write_text(stage / "report.md", report_markdown(ctx))
+    budget_png(stage / "budget.png", record.memory, record.verdict, record.board.name)
+    atomic_write_text(stage / "report.md", report_markdown(record))
     files = ["model.kmodel", "classes.txt", "model.onnx", "report.md", "budget.png"]
-    if ctx.get("v5_kmodel") is not None:
+    if record.v5_kmodel is not None:
         files.insert(1, "model.v5.kmodel")
-    write_manifest(stage, ctx, files)
+    write_manifest(stage, manifest_document(stage, record, files))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import paths
 from ..sizes import format_size
+from .record import BuildRecord
 
 
 def git_revision() -> str | None:
@@ -58,35 +59,35 @@ def _pct(v) -> str:
     return "—" if v is None else f"{v:.1f} %"
 
 
-def report_markdown(ctx: dict) -> str:
-    b, mem, v, ver, lint = ctx["board"], ctx["memory"], ctx["verdict"], ctx["verification"], ctx["lint"]
-    lines = [f"# build-kmodel report: {ctx['source'].name}", ""]
-    for w in ctx["warnings"]:
+def report_markdown(record: BuildRecord) -> str:
+    b, mem, v, ver, lint = record.board, record.memory, record.verdict, record.verification, record.lint
+    inp = record.input.as_dict()
+    lines = [f"# build-kmodel report: {record.source.name}", ""]
+    for w in record.warnings:
         lines.append(f"> **WARNING:** {w}")
         lines.append("")
     lines += [
         f"- board profile: `{b.name}` — {b.description}",
-        f"- kmodel format: v{ctx['kmodel_version']} "
-        + (f"(re-emitted from nncase {ctx['nncase']}'s v5 build, kept as model.v5.kmodel)"
-           if ctx.get("conversion") is not None else f"(nncase {ctx['nncase']})")
+        f"- kmodel format: v{record.kmodel_version} "
+        + (f"(re-emitted from nncase {record.nncase}'s v5 build, kept as model.v5.kmodel)"
+           if record.conversion is not None else f"(nncase {record.nncase})")
         + "; this firmware loads " + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions)
         + (f"\n- v3 check: the v3 file (our interpreter) gives the v5 file's simulator outputs bit for bit on "
-           f"{ctx['v3_check']['identical']} of {ctx['v3_check']['images']} images" if ctx.get("v3_check") else ""),
+           f"{record.v3_check['identical']} of {record.v3_check['images']} images" if record.v3_check else ""),
         f"- verdict: **{'fits' if v.fits else 'does not fit'}** — {format_size(v.ram_used)} of "
         f"{format_size(v.ram_budget)} of free system heap (the model and the camera buffers); KPU SRAM peak "
         f"{mem.kpu_peak:,} of {b.kpu_sram:,} B",
         f"- budget: {v.ram_budget:,} B, from {v.budget_named}",
-        f"- input: {ctx['input']['shape']} {ctx['input']['dtype']} {ctx['input']['channels']} "
-        f"range {ctx['input']['range']}; {ctx['input']['resize']}",
-        f"- export: {ctx['export'].source_kind}; {ctx['export'].simplifier}; 1/255 input scale "
-        + ("folded into the first conv" if ctx['export'].scale_folded else "not folded"),
-        f"- calibration: {ctx['calibration'].x.shape[0]} images from `{ctx['calibration'].source}`, "
-        f"ranges by nncase's `{ctx['calibrate_method']}`",
+        f"- input: {inp['shape']} {inp['dtype']} {inp['channels']} range {inp['range']}; {inp['resize']}",
+        f"- export: {record.export.source_kind}; {record.export.simplifier}; 1/255 input scale "
+        + ("folded into the first conv" if record.export.scale_folded else "not folded"),
+        f"- calibration: {record.calibration.x.shape[0]} images from `{record.calibration.source}`, "
+        f"ranges by nncase's `{record.calibrate_method}`",
         "",
         "![memory budget](budget.png)",
         "",
         "## Memory (from the compiler's schedule" + ("; v3: file + the main memory it declares)"
-                                                     if ctx.get("conversion") is not None else ")"),
+                                                     if record.conversion is not None else ")"),
         "",
         "| part | bytes |",
         "|---|---:|",
@@ -117,13 +118,13 @@ def report_markdown(ctx: dict) -> str:
     if lint.cpu_fallbacks:
         lines += ["Layers that fall back to the CPU:", ""]
         lines += [f"- `{e.node}` ({e.op}): {e.reason} — fix: {e.fix}" for e in lint.cpu_fallbacks] + [""]
-    if ctx["lint_disagreements"]:
-        lines += ["Lint and compiler disagree (please report): " + "; ".join(ctx["lint_disagreements"]), ""]
+    if record.lint_disagreements:
+        lines += ["Lint and compiler disagree (please report): " + "; ".join(record.lint_disagreements), ""]
     if ver is not None:
         lines += [
             "## Verification on the host",
             "",
-            f"{ver.images} held-out images ({ver.labelled} labelled) from `{ctx['holdout'].source}`; "
+            f"{ver.images} held-out images ({ver.labelled} labelled) from `{record.holdout.source}`; "
             "float = ONNX in onnxruntime, kmodel = "
             + ("the v3 file in our v3 interpreter (uint8 KPU arithmetic)." if ver.v3_vs_v5
                else "nncase simulator (uint8)."),
@@ -143,7 +144,7 @@ def report_markdown(ctx: dict) -> str:
             lines.append(f"- kmodel v3 (our interpreter) vs nncase's v5 (its simulator): identical outputs, bit for bit, "
                          f"on {c['identical']} of {c['images']} images")
         lines += [f"- {n}" for n in ver.notes] + [""]
-    for n in ctx["export"].notes:
+    for n in record.export.notes:
         lines.append(f"- note: {n}")
     lines.append("")
     return "\n".join(lines)

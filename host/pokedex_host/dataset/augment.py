@@ -176,7 +176,7 @@ def camera_frame(sprite: Image.Image, rng: np.random.Generator, strength: float 
         buf = io.BytesIO()
         Image.fromarray(a).save(buf, "JPEG", quality=int(_u(rng, 95, 30, s)))
         a = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    from ..emulator.pixels import to_rgb565
+    from ..pixels import to_rgb565
 
     return Image.fromarray(to_rgb565(a))
 

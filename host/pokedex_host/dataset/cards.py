@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..emulator.pixels import resize_rgb565, to_rgb565
+from ..pixels import resize_rgb565, to_rgb565
 from .augment import crop_to_alpha, perspective_coeffs
 
 BORDER_COLOURS = [(236, 200, 64), (200, 200, 210), (230, 120, 90), (110, 170, 230), (140, 200, 120),

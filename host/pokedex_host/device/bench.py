@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..compile.artifact import BuildArtifact
+from ..artifact import BuildArtifact
 from ..boards import Board
 from ..errors import PokedexError
 from .client import BenchClient

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compile.artifact import BuildArtifact
+from ..artifact import BuildArtifact
 from ..compile.export import onnx_float_logits
 from ..fsutil import atomic_write_text, sha256_file
 from ..plotting import save_png
@@ -38,7 +38,7 @@ def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int
     x = np.stack([load_image(Path(data) / r["file"], size) for r in rows])
     # the bench server builds its image with set_pixel on an RGB565 image.Image: the KPU gets
     # 5/6/5-bit colour, so the host reference does too (device = host means the same input)
-    from ..emulator.pixels import to_rgb565
+    from ..pixels import to_rgb565
 
     x = np.ascontiguousarray(to_rgb565(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2))
     art = BuildArtifact.load(kmodel)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..boards import Board
-from ..compile.artifact import BuildArtifact
+from ..artifact import BuildArtifact
 from ..errors import PokedexError
 
 

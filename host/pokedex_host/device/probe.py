@@ -177,7 +177,7 @@ def match_profile(p: Probe, boards: list[Board]) -> Match:
 def release_that_fits(board: Board, room: int) -> tuple[Path | None, int, int]:
     """(the newest release in models/releases/ whose kmodel the profile's firmware loads and
     whose run-time RAM fits ``room``, or None; how many releases it loads; how many fit)."""
-    from ..compile.artifact import BuildArtifact
+    from ..artifact import BuildArtifact
     from ..paths import releases
 
     loads = fits = 0

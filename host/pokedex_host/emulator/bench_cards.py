@@ -149,32 +149,17 @@ def choose_threshold(rows: list[dict], precision: float = 80.0) -> float | None:
 
 
 def model_macs(kmodel: Path) -> int | None:
-    """Multiply-accumulates of the classifier, from the float model its build folder names."""
-    from ..compile.artifact import BuildArtifact
+    """Multiply-accumulates of the classifier, from its kmodel's KPU convolutions (v3 or v5:
+    :func:`kmodel.v3.conv_macs`, the float model's count); None for a v4 file."""
+    from ..kmodel import detect_version, v3, v5
 
-    art = BuildArtifact.find(Path(kmodel))
-    src = art.float_model if art is not None else None
-    if src is None or src.suffix != ".pt":
-        return None
-    import torch
-
-    from ..models.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(src)
-    model = ck.build()
-    total = 0
-
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, torch.nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-
-    hs = [mm.register_forward_hook(hook) for mm in model.modules()]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, ck.input_size, ck.input_size))
-    for h in hs:
-        h.remove()
-    return total
+    data = Path(kmodel).read_bytes()
+    version = detect_version(data)
+    if version == 3:
+        return v3.parse(data, str(kmodel)).macs
+    if version == 5:
+        return v3.conv_macs([regs for _, regs in v5.kpu_layers(data)])
+    return None
 
 
 # What the estimate rests on (docs/card-in-frame.md says where each figure comes from; only a
@@ -286,7 +271,7 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
                   config_overrides=config_overrides, log=log)
     lines = [parse_line(line) for line in res.uart_lines]
     metrics, per_frame = score(truth, lines)
-    from ..compile.artifact import BuildArtifact
+    from ..artifact import BuildArtifact
 
     art = BuildArtifact.find(Path(kmodel))
     outputs = len(art.classes) if art is not None and art.classes else SPECIES_COUNT

@@ -35,7 +35,7 @@ firmware_dir = paths.firmware_dir  # one definition (install must not import thi
 
 
 def _kmodel_input(kmodel: Path) -> int:
-    from ..compile.artifact import BuildArtifact
+    from ..artifact import BuildArtifact
 
     art = BuildArtifact.find(kmodel)
     if art is not None:
@@ -90,7 +90,7 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
         if not kmodel.is_file():
             raise PokedexError(f"kmodel {kmodel} does not exist", "run `make kmodel` or pass --kmodel FILE")
         shutil.copyfile(kmodel, sd / "model.kmodel")
-        from ..compile.artifact import BuildArtifact
+        from ..artifact import BuildArtifact
 
         art = BuildArtifact.find(kmodel)
         runtime = (art.runtime_bytes or None) if art is not None else None  # pokedex.json model_runtime

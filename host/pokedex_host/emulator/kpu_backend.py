@@ -64,7 +64,7 @@ def load(model, allowed_versions, error, v3_runtime: str = "sdk") -> LoadedModel
         c, h, w = interpreter.input_shape
         wh = (w, h)
         runtime = len(data) + interpreter.model.main_mem_usage  # what kpu_load_kmodel keeps: file + main buffer
-    from ..compile.artifact import BuildArtifact
+    from ..artifact import BuildArtifact
 
     art = BuildArtifact.find(host)
     if art is not None:

@@ -1,6 +1,7 @@
 """kmodel file formats (like esptool's ``bin_image``): detection here; ``v3`` (reader),
-``write_v3``, ``kpu`` + ``interp`` (the v3 interpreter), ``v5`` (reader) and ``from_nncase``
-(an nncase 1.9 v5 build re-emitted as v3).
+``write_v3``, ``kpu`` + ``interp`` (the v3 interpreter), ``v5`` (reader), ``sched`` (nncase 1.9's
+schedule files: buffers and memory layout) and ``from_nncase`` (an nncase 1.9 v5 build re-emitted
+as v3). Nothing here imports the build pipeline (``compile/``): the formats sit below it.
 
 - v3 (nncase 0.1, what every MaixPy-v1 build loads): starts with the u32 3, arch 0.
 - v4 / v5 (nncase 0.2 / 1.x): start with ``LDMK`` (the C constant 'KMDL' stored little-endian),

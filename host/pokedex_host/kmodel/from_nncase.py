@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compile.memory import Buffer, parse_sched
 from ..errors import PokedexError
 from . import stackvm, v5
+from .sched import Buffer, parse_sched
 from .stackvm import Operand
 from .v3 import LayerType
 from .write_v3 import ConvLayerSpec, CpuLayerSpec, ModelSpec, write

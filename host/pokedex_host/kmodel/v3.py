@@ -190,6 +190,12 @@ class KmodelV3:
         return [lay for lay in self.layers if lay.type == LayerType.K210_CONV]
 
     @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the KPU convolutions, counted as the float model defines them
+        (:func:`conv_macs`)."""
+        return conv_macs([lay.conv.registers for lay in self.conv_layers])
+
+    @property
     def input_shape(self) -> tuple[int, int, int] | None:
         """(channels, height, width) of the u8 image a first K210_CONV reads (what MaixPy checks
         camera images against); None when the model starts with another layer."""
@@ -198,6 +204,33 @@ class KmodelV3:
             return None
         w, h, c = first.conv.registers.in_shape
         return (c, h, w)
+
+
+SUBSAMPLE_POOLS = {5: 2, 6: 2, 7: 4}  # pool_type -> stride of the pools that only pick pixels (a conv's stride)
+
+
+def conv_macs(layers: list[KPURegisters]) -> int:
+    """Multiply-accumulates of KPU convolutions in execution order, counted as the float model
+    defines them (what a PyTorch count over its Conv2d layers gives): output pixels x output
+    channels x input channels (1 when depthwise) x k x k.
+
+    The KPU computes every conv at its input's resolution, then pools. A subsampling pool
+    (left-top / right-top) is the float conv's stride, so that conv counts at its output's
+    resolution; a max or average pool is a layer of its own, so the conv counts before it. A
+    1x1 subsampling conv only reads every s-th pixel of its input: when it follows the conv that
+    made that input (nncase moves a depthwise conv's stride onto the pointwise conv after it),
+    that conv counts at the subsampled resolution too, as the float model's strided conv. Maps
+    nncase pads up to the KPU's smallest width (4) count as the KPU computes them: more than the
+    float model's count (a 64 px input's last 2x2 stage)."""
+    total = 0
+    for i, r in enumerate(layers):
+        w, h, c = r.in_shape
+        s = SUBSAMPLE_POOLS.get(r.fields["pool_type"], 1)
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if nxt is not None and nxt.kernel == 1 and nxt.in_shape == r.out_shape:
+            s *= SUBSAMPLE_POOLS.get(nxt.fields["pool_type"], 1)
+        total += (w // s) * (h // s) * r.out_shape[2] * (1 if r.depthwise else c) * r.kernel * r.kernel
+    return total
 
 
 # CPU layer bodies: field names of the fixed part (u32 unless noted), per kpu.h.

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..boardconfig import APP_FILE
+from ..artifact import MANIFEST, BuildArtifact
 from ..species import SPECIES_COUNT
-from ..compile.artifact import MANIFEST, BuildArtifact
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
 

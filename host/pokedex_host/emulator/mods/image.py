@@ -22,7 +22,7 @@ def _color(c):
     """A colour argument as 8-bit (r, g, b): an integer is MaixPy's byte-swapped RGB565 (lcd.RED is
     0x00F8); a tuple is taken as given (set_pixel reduces it to the image's 5/6/5 bits)."""
     if isinstance(c, int):
-        from pokedex_host.emulator.pixels import int_color
+        from pokedex_host.pixels import int_color
 
         return int_color(c)
     return tuple(int(v) for v in c[:3])
@@ -205,7 +205,7 @@ class Image:
     def set_pixel(self, x, y, color):
         """The image is RGB565: an (r, g, b) keeps 5/6/5 bits, rounded through MaixPy's tables
         (py_image_set_pixel); stored here as the 8-bit values the board expands them to."""
-        from pokedex_host.emulator.pixels import G_ROUND_TRIP, RB_ROUND_TRIP
+        from pokedex_host.pixels import G_ROUND_TRIP, RB_ROUND_TRIP
 
         r, g, b = (min(255, max(0, v)) for v in _color(color))
         self._a[y, x] = (RB_ROUND_TRIP[r], G_ROUND_TRIP[g], RB_ROUND_TRIP[b])
@@ -240,7 +240,7 @@ class Image:
         """A new image (no pix_ai), as MaixPy's py_image_resize does for RGB565: the same size is
         a copy; shrinking either side (w0 >= w or h0 > h) is nearest neighbour; enlarging both is
         bilinear on the 5/6/5-bit channels."""
-        from pokedex_host.emulator.pixels import resize_rgb565
+        from pokedex_host.pixels import resize_rgb565
 
         return Image._from_array(resize_rgb565(self._a, int(w), int(h)))
 
@@ -334,7 +334,7 @@ class Image:
             row = _np.convolve(row, [1.0, 1.0])
         row /= row.sum()
         b = _cv2.sepFilter2D(self._a.astype(_np.float32), -1, row, row, borderType=_cv2.BORDER_REPLICATE)
-        from pokedex_host.emulator.pixels import to_rgb565
+        from pokedex_host.pixels import to_rgb565
 
         self._a = to_rgb565(_np.clip(_np.rint(b), 0, 255).astype(_np.uint8))  # stored as RGB565
         return self

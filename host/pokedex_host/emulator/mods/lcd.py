@@ -57,7 +57,7 @@ def clear(color=0):
     """An integer (byte-swapped RGB565) or an (r, g, b) tuple (py_lcd_clear converts it)."""
     _need()
     if isinstance(color, (tuple, list)):
-        from pokedex_host.emulator.pixels import to_rgb565
+        from pokedex_host.pixels import to_rgb565
 
         rgb = to_rgb565(_np.clip(_np.array(color[:3], _np.int64), 0, 255).astype(_np.uint8))
     else:

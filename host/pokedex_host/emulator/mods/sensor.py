@@ -8,7 +8,7 @@ import numpy as _np
 from PIL import Image as _PIL
 
 from pokedex_host.boards import camera_buffer_bytes as _camera_buffer_bytes
-from pokedex_host.emulator.pixels import to_rgb565 as _to_rgb565
+from pokedex_host.pixels import to_rgb565 as _to_rgb565
 from pokedex_host.emulator.state import EmulatorDone, board as _board
 import image as _image
 

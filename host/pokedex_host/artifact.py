@@ -7,7 +7,14 @@ compiled), ``classes.txt`` (one line per output, docs/specs/classes-txt.md), ``m
 
 Consumers take a :class:`BuildArtifact` (``BuildArtifact.load(folder_or_file)``) and use its typed
 fields; nothing else indexes ``manifest.json`` or parses ``classes.txt``. Folders of every
-manifest version the project has written load (release v0's included).
+manifest version the project has written load (release v0's included). :func:`write_manifest`
+is the one writer of the file; the build pipeline (``compile/manifest.py``) supplies what goes in.
+
+Why here, at the top of the package and not in ``compile/`` or ``kmodel/``: the folder is a
+format shared by the pipeline that writes it and by the emulator, the device commands, evaluate
+and the release step that read it, so it sits below all of them (like ``species`` and
+``fsutil``, which it uses). It is not a kmodel format: the kmodel is one file in it, beside the
+class list and the manifest, so ``kmodel/`` (the file formats the board loads) is not its place.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PokedexError
-from ..fsutil import atomic_write_text
+from .errors import PokedexError
+from .fsutil import atomic_write_text
 
 MANIFEST = "manifest.json"
 FORMAT = "pokedex-k210/kmodel-artifact"
+MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class BuildArtifact:
     @classmethod
     def load(cls, path: Path) -> "BuildArtifact":
         """The artifact of ``path`` (the folder, or any file in it such as its model.kmodel)."""
-        from ..species import read_classes_txt
+        from .species import read_classes_txt
 
         folder = cls.folder_of(path)
         mf = folder / MANIFEST
@@ -114,48 +122,8 @@ class BuildArtifact:
         return cls.load(path) if cls.exists(path) else None
 
 
-def write_manifest(out: Path, ctx: dict, files: list[str]) -> Path:
-    """``manifest.json`` of a build being staged in ``out``, from build-kmodel's typed results."""
-    from .. import __version__
-    from ..fsutil import sha256_file
-    from .report import git_revision
-
-    b, mem = ctx["board"], ctx["memory"]
-    ver = ctx["verification"]
-    manifest = {
-        "format": FORMAT,
-        "version": 1,
-        "tool": {"name": "pokedex-host", "version": __version__, "git": git_revision()},
-        "source": {"path": str(ctx["source"]), "kind": ctx["export"].source_kind,
-                   "sha256": sha256_file(ctx["source"])},
-        "board": {"name": b.name, "profile_sha256": sha256_file(b.path), "firmware": b.firmware.family,
-                  "flavour": b.firmware.flavour, "loads_kmodel_versions": list(b.firmware.kmodel_versions)},
-        "kmodel": {"version": ctx["kmodel_version"], "compiler": f"nncase {ctx['nncase']}", "target": "k210",
-                   "quantization": "uint8 PTQ", "loads_on_board_firmware": b.loads(ctx["kmodel_version"]),
-                   "reproducible": ctx["reproducible"],
-                   **({"re_emitted_from": "model.v5.kmodel",
-                       "dequantize": [{"output": d.name, "scale": d.scale, "bias": d.bias}
-                                      for d in ctx["conversion"].dequant],
-                       "main_mem_usage": ctx["conversion"].main_mem_usage,
-                       "v3_vs_v5": ctx.get("v3_check")}
-                      if ctx.get("conversion") is not None else {})},
-        "input": ctx["input"],
-        "classes": len(ctx["export"].classes),
-        "memory": mem.as_dict(),
-        "budget": {"bytes": ctx["verdict"].ram_budget, "source": ctx["budget_source"], **ctx["verdict"].as_dict()},
-        "calibration": {"source": ctx["calibration"].source, "count": len(ctx["calibration"]),
-                        "seed": ctx["calibration_seed"], "method": ctx["calibrate_method"],
-                        "files": ctx["calibration"].files,
-                        "rejected": ctx["calibration"].rejected},
-        "verification": ver.as_dict() if ver is not None else None,
-        "lint": {"kpu_convs": len(ctx["lint"].kpu_convs),
-                 "cpu_fallbacks": [{"node": e.node, "op": e.op, "reason": e.reason, "fix": e.fix}
-                                   for e in ctx["lint"].cpu_fallbacks],
-                 "disagreements_with_compiler": ctx["lint_disagreements"]},
-        "export": {"simplifier": ctx["export"].simplifier, "scale_folded": ctx["export"].scale_folded,
-                   "notes": ctx["export"].notes},
-        "warnings": ctx["warnings"],
-        "timings_s": ctx["timings"],
-        "files": {f: {"sha256": sha256_file(out / f), "bytes": (out / f).stat().st_size} for f in files},
-    }
-    return atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+def write_manifest(folder: Path, document: dict) -> Path:
+    """``folder/manifest.json`` from ``document`` (the build's figures), stamped with this format's
+    name and version first; written atomically."""
+    manifest = {"format": FORMAT, "version": MANIFEST_VERSION, **document}
+    return atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

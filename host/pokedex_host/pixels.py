@@ -1,5 +1,8 @@
 """What MaixPy-v1 does to RGB565 pixels, in numpy: one place for the emulator's ``image`` module
-and for the training views and benchmarks that must see the board's crops."""
+and for the training views and benchmarks that must see the board's crops.
+
+At the top of the package, below ``dataset/``, ``emulator/`` and ``device/``, which all use it;
+it imports nothing of the project."""
 
 from __future__ import annotations
 
