@@ -92,6 +92,9 @@ def test_teacher_fine_tune_and_online_distillation_on_generated_data(tmp_path):
     assert not torch.equal(t.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"])
     assert any("distill: teacher forward" in m and "img/s" in m for m in logs)
     assert (tmp_path / "run" / "views" / "train.pt").exists()
+    st = torch.load(tmp_path / "run" / "teacher" / "last.pt", weights_only=True)  # the trainer's one schema
+    assert st["format"] == "pokedex-k210/last" and st["stage"] == "teacher" and st["epoch"] == 0
+    assert st["generator"] is not None and st["meta"]["freeze_blocks"] == 3
     # resume: a second run with more student epochs continues, and re-uses views and teacher
     rec.write_text(rec.read_text().replace("epochs = 2", "epochs = 3"))
     logs.clear()
@@ -152,9 +155,12 @@ def test_a_continued_student_hands_on_its_start_unless_an_epoch_beats_it(tmp_pat
     assert any(m.startswith("student epoch 0 (its start)") and m.endswith("*") for m in logs)
     with (run / "student" / "metrics.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
-    # a run from before the rule: no epoch 0, best.pt = its epoch 1
+    # a run from before the rule (and before the one trainer: the recipe's old last.pt, which the
+    # trainer converts): no epoch 0, best.pt = its epoch 1
     st = torch.load(run / "student" / "last.pt", weights_only=True)
+    assert st["format"] == "pokedex-k210/last" and st["stage"] == "student" and st["best_epoch"] == 0
     e1 = st["history"][1]
+    st = {k: st[k] for k in ("model", "optimizer", "epoch", "torch_rng", "meta")}
     st["history"], st["best"] = [e1], (e1["val_top1"] + e1["val_card_top1"]) / 2
     torch.save(st, run / "student" / "last.pt")
     from pokedex_host.models.checkpoint import save_checkpoint
