@@ -114,7 +114,7 @@ def test_the_last_pt_schema(tmp_path):
     _fit(tmp_path, epochs=2)
     st = torch.load(tmp_path / "last.pt", weights_only=True)  # loads without pickled code
     assert set(st) == {"format", "version", "stage", "epoch", "model", "optimizer", "scheduler", "best", "best_epoch",
-                       "history", "generator", "torch_rng", "meta"}
+                       "history", "generator", "torch_rng", "cuda_rng", "meta"}
     assert st["format"] == LAST_FORMAT and st["version"] == 1 and st["stage"] == "toy" and st["epoch"] == 1
     assert st["scheduler"] == {"name": "warmup_cosine", "warmup_steps": 1, "total_steps": 6, "step": 6}
     assert st["generator"].dtype == torch.uint8 and st["meta"] == {"what": "toy"} and len(st["history"]) == 2

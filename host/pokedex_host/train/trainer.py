@@ -16,9 +16,11 @@ step (batch and loss), the validation and the score best.pt is chosen by.
      "optimizer": state dict, "scheduler": {"name", "warmup_steps", "total_steps", "step"},
      "best": best score, "best_epoch": its metrics.csv epoch (None: none yet), "history": metric rows,
      "generator": the stage's torch.Generator state, "torch_rng": torch's global RNG state,
+     "cuda_rng": the CUDA generators' states (None without CUDA),
      "meta": what a resume must match (the stage's configuration)}
 
-The generator and RNG states make a resumed run bit-identical to one that was never interrupted.
+The generator and RNG states make a resumed run bit-identical to one that was never interrupted
+(on a GPU, as far as its kernels are deterministic).
 The last.pt files of the two loops this one replaced (``train student``'s and the recipe's) are
 converted when they are read.
 """
@@ -113,7 +115,7 @@ class Stage:
 
 def _convert(obj: dict, path: Path) -> dict:
     """A last.pt of the two earlier loops in this schema; anything else is refused."""
-    base = {"format": LAST_FORMAT, "version": LAST_VERSION, "scheduler": None}
+    base = {"format": LAST_FORMAT, "version": LAST_VERSION, "scheduler": None, "cuda_rng": None}
     if "best_top1" in obj and "config" in obj:  # train student, until December
         be = obj["best_epoch"]
         return {**base, "stage": "student", "epoch": obj["epoch"], "model": obj["model"], "optimizer": obj["optimizer"],
@@ -180,7 +182,8 @@ class Trainer:
                 "scheduler": {"name": "warmup_cosine", "warmup_steps": self.warm, "total_steps": self.total,
                               "step": (epoch + 1) * st.steps},
                 "best": self.best, "best_epoch": self.best_epoch, "history": self.history,
-                "generator": st.generator.get_state(), "torch_rng": torch.get_rng_state(), "meta": st.meta}
+                "generator": st.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "meta": st.meta}
 
     def save_last(self, state: dict) -> None:
         try:
@@ -216,6 +219,9 @@ class Trainer:
         if state["generator"] is not None:
             st.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        cuda = state.get("cuda_rng")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
         self.start = state["epoch"] + 1
         if self.start < self.epochs:
             best = f", best {self.best:.2f} at epoch {self.best_epoch}" if self.best_epoch is not None else ""
