@@ -425,3 +425,31 @@ def test_the_release_builds_the_float16_weights_it_ships(tmp_path):
     save_checkpoint(best, m, "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 4})
     os.utime(best, ns=(stamp + 10**9, stamp + 10**9))
     assert load_checkpoint(shipped_weights(best)).meta["epoch"] == 4
+
+
+def test_an_interrupted_teacher_resumes_to_the_weights_of_a_straight_run(tmp_path, monkeypatch):
+    """last.pt holds the batch generator's state: a fine-tune cut in the middle of an epoch and
+    run again ends with the very weights of one never interrupted."""
+    import pokedex_host.train.recipe as recipe
+
+    rec = _tiny(tmp_path)
+    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\nepochs = 1\n", "[teacher]\ninput = 32\nepochs = 2\n"))
+    run_recipe(Recipe.load(rec), tmp_path / "a", stages=("teacher",), log=lambda m: None)
+    real, calls = recipe.mixed_batch, {"n": 0}
+
+    def cut(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 2 steps an epoch: Ctrl-C after the first step of epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(recipe, "mixed_batch", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=lambda m: None)
+    monkeypatch.setattr(recipe, "mixed_batch", real)
+    logs = []
+    run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=logs.append)
+    assert any("teacher: resuming at epoch 2 of 2" in m for m in logs)
+    a, b = (torch.load(tmp_path / d / "teacher" / "last.pt", weights_only=True) for d in ("a", "b"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [h["val_top1"] for h in a["history"]] == [h["val_top1"] for h in b["history"]]
