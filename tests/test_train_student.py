@@ -49,6 +49,10 @@ def test_resume_refuses_another_architecture_and_a_corrupt_checkpoint(classify, 
     with pytest.raises(PokedexError) as e:
         train_student(cfg(classify, out, width=0.5), resume=True, log=lambda m: None)
     assert "same model options" in e.value.hint
+    st = torch.load(out / "last.pt", weights_only=True)
+    torch.save({**st, "stage": "teacher", "meta": {"stage": "teacher"}}, out / "last.pt")  # a recipe stage's
+    with pytest.raises(PokedexError, match="another stage"):
+        train_student(cfg(classify, out), resume=True, log=lambda m: None)
     (out / "last.pt").write_bytes(b"garbage")
     with pytest.raises(PokedexError) as e:
         train_student(cfg(classify, out), resume=True, log=lambda m: None)

