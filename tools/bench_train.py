@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from pokedex_host.models import create_model  # noqa: E402
 from pokedex_host.train.data import augment  # noqa: E402
+from pokedex_host.train.losses import kd_loss, label_loss  # noqa: E402
 
 
 def student(width: float, size: int, steps: int, batch: int, kd: bool) -> float:
@@ -38,11 +38,7 @@ def student(width: float, size: int, steps: int, batch: int, kd: bool) -> float:
             t0 = time.time()
         xb = augment(x, size, g).contiguous(memory_format=torch.channels_last)
         out = m(xb)
-        loss = nn.functional.cross_entropy(out, y)
-        if kd:
-            loss = 0.3 * loss + 0.7 * 16 * nn.functional.kl_div(nn.functional.log_softmax(out / 4, 1),
-                                                                 nn.functional.softmax(soft.float() / 4, 1),
-                                                                 reduction="batchmean")
+        loss = kd_loss(out, soft, y, temperature=4.0, alpha=0.7) if kd else label_loss(out, y, 0.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
