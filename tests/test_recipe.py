@@ -92,6 +92,9 @@ def test_teacher_fine_tune_and_online_distillation_on_generated_data(tmp_path):
     assert not torch.equal(t.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"])
     assert any("distill: teacher forward" in m and "img/s" in m for m in logs)
     assert (tmp_path / "run" / "views" / "train.pt").exists()
+    st = torch.load(tmp_path / "run" / "teacher" / "last.pt", weights_only=True)  # the trainer's one schema
+    assert st["format"] == "pokedex-k210/last" and st["stage"] == "teacher" and st["epoch"] == 0
+    assert st["generator"] is not None and st["meta"]["freeze_blocks"] == 3
     # resume: a second run with more student epochs continues, and re-uses views and teacher
     rec.write_text(rec.read_text().replace("epochs = 2", "epochs = 3"))
     logs.clear()
@@ -152,9 +155,12 @@ def test_a_continued_student_hands_on_its_start_unless_an_epoch_beats_it(tmp_pat
     assert any(m.startswith("student epoch 0 (its start)") and m.endswith("*") for m in logs)
     with (run / "student" / "metrics.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
-    # a run from before the rule: no epoch 0, best.pt = its epoch 1
+    # a run from before the rule (and before the one trainer: the recipe's old last.pt, which the
+    # trainer converts): no epoch 0, best.pt = its epoch 1
     st = torch.load(run / "student" / "last.pt", weights_only=True)
+    assert st["format"] == "pokedex-k210/last" and st["stage"] == "student" and st["best_epoch"] == 0
     e1 = st["history"][1]
+    st = {k: st[k] for k in ("model", "optimizer", "epoch", "torch_rng", "meta")}
     st["history"], st["best"] = [e1], (e1["val_top1"] + e1["val_card_top1"]) / 2
     torch.save(st, run / "student" / "last.pt")
     from pokedex_host.models.checkpoint import save_checkpoint
@@ -423,3 +429,31 @@ def test_the_release_builds_the_float16_weights_it_ships(tmp_path):
     save_checkpoint(best, m, "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 4})
     os.utime(best, ns=(stamp + 10**9, stamp + 10**9))
     assert load_checkpoint(shipped_weights(best)).meta["epoch"] == 4
+
+
+def test_an_interrupted_teacher_resumes_to_the_weights_of_a_straight_run(tmp_path, monkeypatch):
+    """last.pt holds the batch generator's state: a fine-tune cut in the middle of an epoch and
+    run again ends with the very weights of one never interrupted."""
+    import pokedex_host.train.recipe as recipe
+
+    rec = _tiny(tmp_path)
+    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\nepochs = 1\n", "[teacher]\ninput = 32\nepochs = 2\n"))
+    run_recipe(Recipe.load(rec), tmp_path / "a", stages=("teacher",), log=lambda m: None)
+    real, calls = recipe.mixed_batch, {"n": 0}
+
+    def cut(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 2 steps an epoch: Ctrl-C after the first step of epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(recipe, "mixed_batch", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=lambda m: None)
+    monkeypatch.setattr(recipe, "mixed_batch", real)
+    logs = []
+    run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=logs.append)
+    assert any("teacher: resuming at epoch 2 of 2" in m for m in logs)
+    a, b = (torch.load(tmp_path / d / "teacher" / "last.pt", weights_only=True) for d in ("a", "b"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [h["val_top1"] for h in a["history"]] == [h["val_top1"] for h in b["history"]]

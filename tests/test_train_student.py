@@ -30,7 +30,7 @@ def test_trains_checkpoints_and_resumes(classify, tmp_path):
     res = train_student(cfg(classify, out, epochs=1), log=lambda m: None)
     assert len(res["history"]) == 1
     last = torch.load(out / "last.pt", weights_only=True)  # the project's checkpoints are weights-only
-    assert last["epoch"] == 0 and last["config"]["width"] == 0.25
+    assert last["format"] == "pokedex-k210/last" and last["epoch"] == 0 and last["meta"]["config"]["width"] == 0.25
     ck = load_checkpoint(out / "best.pt")
     assert ck.classes == [1, 2, 3] and ck.meta["epoch"] == 1
     logs = []
@@ -49,6 +49,10 @@ def test_resume_refuses_another_architecture_and_a_corrupt_checkpoint(classify, 
     with pytest.raises(PokedexError) as e:
         train_student(cfg(classify, out, width=0.5), resume=True, log=lambda m: None)
     assert "same model options" in e.value.hint
+    st = torch.load(out / "last.pt", weights_only=True)
+    torch.save({**st, "stage": "teacher", "meta": {"stage": "teacher"}}, out / "last.pt")  # a recipe stage's
+    with pytest.raises(PokedexError, match="another stage"):
+        train_student(cfg(classify, out), resume=True, log=lambda m: None)
     (out / "last.pt").write_bytes(b"garbage")
     with pytest.raises(PokedexError) as e:
         train_student(cfg(classify, out), resume=True, log=lambda m: None)
@@ -100,7 +104,7 @@ def test_ddp_on_cpu_with_gloo_two_processes(classify, tmp_path):
 
 
 def test_disk_full_keeps_the_last_good_checkpoint(classify, tmp_path, monkeypatch):
-    import pokedex_host.train.student as st
+    import pokedex_host.train.trainer as st
     from pokedex_host.errors import PokedexError
 
     out = tmp_path / "run"
@@ -181,3 +185,27 @@ def test_tensorboard_scalars_when_asked(classify, tmp_path):
     tb = tmp_path / "tb"
     train_student(cfg(classify, tmp_path / "r", epochs=1, tensorboard=str(tb)), log=lambda m: None)
     assert list(tb.glob("events.out.tfevents.*"))
+
+
+def test_a_resumed_run_gives_the_weights_of_an_uninterrupted_one(classify, tmp_path, monkeypatch):
+    import pokedex_host.train.student as st
+
+    train_student(cfg(classify, tmp_path / "straight", epochs=3), log=lambda m: None)
+    calls = {"n": 0}
+    real = st.augment
+
+    def interrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 steps an epoch: Ctrl-C in the middle of epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(st, "augment", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(cfg(classify, tmp_path / "cut", epochs=3), log=lambda m: None)
+    monkeypatch.setattr(st, "augment", real)
+    res = train_student(cfg(classify, tmp_path / "cut", epochs=3), resume=True, log=lambda m: None)
+    assert [h["epoch"] for h in res["history"]] == [1, 2, 3]
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in ("straight", "cut"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [h["top1"] for h in a["history"]] == [h["top1"] for h in b["history"]]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark training throughput (images/s) on this machine: two student sizes (plain and with
-cached-teacher distillation) on random data, and the ultralytics YOLOv8n-cls ReLU6 teacher.
+cached-teacher distillation) on random data (the recipe's teacher and distillation:
+tools/bench_recipe.py).
 
     python tools/bench_train.py [--steps 20] [--batch 32]
 Prints figures; writes only to a temporary folder."""
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from pokedex_host.models import create_model  # noqa: E402
 from pokedex_host.train.data import augment  # noqa: E402
+from pokedex_host.train.losses import kd_loss, label_loss  # noqa: E402
 
 
 def student(width: float, size: int, steps: int, batch: int, kd: bool) -> float:
@@ -38,33 +38,13 @@ def student(width: float, size: int, steps: int, batch: int, kd: bool) -> float:
             t0 = time.time()
         xb = augment(x, size, g).contiguous(memory_format=torch.channels_last)
         out = m(xb)
-        loss = nn.functional.cross_entropy(out, y)
-        if kd:
-            loss = 0.3 * loss + 0.7 * 16 * nn.functional.kl_div(nn.functional.log_softmax(out / 4, 1),
-                                                                 nn.functional.softmax(soft.float() / 4, 1),
-                                                                 reduction="batchmean")
+        loss = kd_loss(out, soft, y, temperature=4.0, alpha=0.7) if kd else label_loss(out, y, 0.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if i >= 2:
             n += batch
     return n / (time.time() - t0)
-
-
-def teacher(epochs_imgs: int = 256) -> float:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import make_dataset
-
-    from pokedex_host.train.teacher import train_teacher
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "c"
-        make_dataset(data / "train", species=16, per_species=epochs_imgs // 16, size=64)
-        make_dataset(data / "validation", species=16, per_species=1, size=64)
-        t = time.time()
-        train_teacher(ROOT / "models" / "teachers" / "yolov8n-cls-relu6.toml", data, Path(tmp) / "t", epochs=1,
-                      imgsz=224, batch=16, extra={"workers": 0, "val": False}, log=lambda m: None)
-        return epochs_imgs / (time.time() - t)
 
 
 def main() -> None:
@@ -76,7 +56,6 @@ def main() -> None:
     for w, s in ((0.5, 96), (0.75, 128)):
         print(f"student w{w} @{s}: {student(w, s, a.steps, a.batch, False):6.1f} img/s plain, "
               f"{student(w, s, a.steps, a.batch, True):6.1f} img/s with cached-teacher distillation")
-    print(f"teacher yolov8n-cls-relu6 @224: {teacher():6.1f} img/s (one epoch incl. start-up)")
 
 
 if __name__ == "__main__":

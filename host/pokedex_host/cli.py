@@ -330,24 +330,6 @@ def train() -> None:
     """Train models (students for the KPU)."""
 
 
-@train.command("teacher")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("models/teachers/yolov8n-cls-relu6.toml"), show_default=True)
-@click.option("--data", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True,
-              help="classify: the ImageFolder; detect: the data folder or its data.yaml.")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--epochs", type=int)
-@click.option("--imgsz", type=int)
-@click.option("--batch", type=int)
-@click.option("--device", default="cpu", show_default=True, help='"cpu", or GPU ids like "0,1" (ultralytics DDP).')
-@click.option("--resume", is_flag=True)
-def train_teacher_cmd(recipe, data, out, epochs, imgsz, batch, device, resume):
-    """Train an ultralytics teacher offline (default: YOLOv8n-cls with ReLU6; YOLOv3-tiny recipes in models/teachers)."""
-    from .train.teacher import train_teacher
-
-    train_teacher(recipe, data, out, epochs=epochs, imgsz=imgsz, batch=batch, resume=resume, device=device, log=_log)
-
-
 @train.command("recipe")
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Default: the newest models/recipes/release-vN.toml.")

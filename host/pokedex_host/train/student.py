@@ -1,16 +1,14 @@
-"""``pokedex-host train student``: a KPU-family student, checkpointed every epoch, resumable.
+"""``pokedex-host train student`` and ``distill``: a KPU-family student, checkpointed every epoch, resumable.
 
-Checkpoints (all load with ``torch.load(..., weights_only=True)``):
-``OUT/last.pt`` (model, optimiser, schedule, epoch, metrics, config, data hash, RNG state) and
-``OUT/best.pt`` (a pokedex-k210 checkpoint that ``build-kmodel`` and ``eval`` take), written
-atomically; ``OUT/metrics.csv`` gets one line per epoch.
+:class:`StudentStage` runs in :class:`.trainer.Trainer`, which writes ``OUT/last.pt`` (the
+trainer's one schema), ``OUT/best.pt`` (a pokedex-k210 checkpoint that ``build-kmodel`` and
+``eval`` take) and ``OUT/metrics.csv``, all atomically. With a teacher (``distill``), the
+teacher's logits for every training image are computed once and cached in OUT.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +19,9 @@ from torch import nn
 from ..errors import PokedexError
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
-from ..models.checkpoint import save_checkpoint
 from .data import augment, data_hash, list_split, load_split, to_input
+from .losses import kd_loss, label_loss
+from .trainer import Stage, Trainer, read_last, warmup_cosine, write_metrics  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -49,17 +48,6 @@ class StudentConfig:
     kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to the labels
     groups: str | None = None  # a grouping file: train a coarse model that predicts the group
     tensorboard: str | None = None  # write scalars for TensorBoard here (off by default)
-
-
-def warmup_cosine(step: int, total: int, warm: int) -> float:
-    """The learning-rate factor at ``step`` of ``total``: linear warm-up over ``warm`` steps, then cosine to 0."""
-    if step < warm:
-        return (step + 1) / warm
-    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
-def _lr_at(cfg: StudentConfig, step: int, steps_per_epoch: int) -> float:
-    return cfg.lr * warmup_cosine(step, cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch)))
 
 
 @torch.no_grad()
@@ -96,9 +84,83 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+class StudentStage(Stage):
+    """A KPU-family student from scratch on sprite augmentation (or camera frames), with the
+    labels and, when ``cfg.teacher`` is set, the teacher's cached logits (:func:`.losses.kd_loss`).
+    Under DDP each process takes its share of every batch."""
+
+    name = "student"
+
+    def __init__(self, cfg: StudentConfig, train, val, soft, dhash: str, rank: int, world: int, log):
+        self.cfg, self.train, self.val, self.soft, self.rank, self.world = cfg, train, val, soft, rank, world
+        self.family, self.classes = cfg.family, list(range(1, cfg.classes + 1))
+        self.meta = {"config": asdict(cfg), "data_hash": dhash}
+        self.warmup_epochs = cfg.warmup_epochs
+        self.model = create_model(cfg.family, width=cfg.width, input=cfg.input, classes=cfg.classes)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+            log(f"DDP: {world} processes, {cfg.batch} images each per step")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # a last partial batch is kept only if every process gets at least 2 images of it (batch norm
+        # needs two, and DDP needs every process to take the same number of steps)
+        per_step = cfg.batch * world
+        self.steps = max(1, len(train) // per_step + (1 if len(train) % per_step >= 2 * world else 0))
+
+    def _share(self, perm: torch.Tensor, s: int) -> torch.Tensor:
+        n = self.cfg.batch * self.world
+        return perm[s * n:(s + 1) * n][self.rank::self.world]
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.model.train()
+        self.perm = torch.randperm(len(self.train), generator=self.generator)
+        self.batches = None
+        if self.cfg.camera_aug_ramp >= 0:
+            mine = torch.cat([self._share(self.perm, s) for s in range(self.steps)])
+            self.batches = _camera_batches(self.train, mine, self.cfg, epoch)
+
+    def step(self, epoch: int, s: int) -> tuple[float, int]:
+        cfg = self.cfg
+        idx = self._share(self.perm, s)
+        xb = next(self.batches) if self.batches is not None else augment(self.train.x[idx], cfg.input, self.generator)
+        xb = xb.contiguous(memory_format=torch.channels_last)
+        logits = self.net(xb)
+        y = self.train.y[idx]
+        if self.soft is None:
+            loss = label_loss(logits, y, cfg.label_smoothing)
+        else:
+            loss = kd_loss(logits, self.soft[idx], y, temperature=cfg.kd_temperature, alpha=cfg.kd_alpha,
+                           smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), len(idx)
+
+    def validate(self) -> dict:
+        return evaluate(self.model, self.val.x, self.val.y, self.cfg.input)
+
+    def best_meta(self) -> dict:
+        return dict(self.meta)
+
+    def check_resume(self, state: dict, path: Path, log) -> None:
+        cfg = self.cfg
+        if not isinstance(state.get("meta"), dict) or "config" not in state["meta"]:
+            raise PokedexError(f"{path} was written by another stage ({state.get('stage')})",
+                               "use another --out, or delete the file to start over")
+        saved = StudentConfig(**state["meta"]["config"])
+        if (saved.family, saved.width, saved.input, saved.classes) != (cfg.family, cfg.width, cfg.input, cfg.classes):
+            raise PokedexError(f"{path} is a {saved.family} w{saved.width} @{saved.input} x{saved.classes} run; "
+                               f"asked for {cfg.family} w{cfg.width} @{cfg.input} x{cfg.classes}",
+                               "use the same model options to resume, or another --out")
+        old, new = state["meta"]["data_hash"], self.meta["data_hash"]
+        if old != new:
+            log(f"warning: the training split changed since {path} was written (data hash {old} -> {new})")
+
+
 def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dict:
-    """Train (or resume) a student. Under ``torchrun`` each process takes its share of every
-    batch (DDP); rank 0 evaluates and writes checkpoints."""
+    """Train (or resume) a student with :class:`.trainer.Trainer`. Under ``torchrun`` each process
+    takes its share of every batch (DDP); rank 0 evaluates and writes checkpoints."""
     rank, world = _distributed()
     if rank != 0:
         log = lambda m: None  # noqa: E731
@@ -110,20 +172,8 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     train_items = list_split(data / "train")
     dhash = data_hash(train_items)
     last = out / "last.pt"
-    state = None
     if resume and last.exists():
-        try:
-            state = torch.load(last, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise PokedexError(f"{last} is corrupt ({type(e).__name__}); cannot resume",
-                               "delete it to start over, or restore it from a backup") from e
-        saved = StudentConfig(**state["config"])
-        if (saved.family, saved.width, saved.input, saved.classes) != (cfg.family, cfg.width, cfg.input, cfg.classes):
-            raise PokedexError(f"{last} is a {saved.family} w{saved.width} @{saved.input} x{saved.classes} run; "
-                               f"asked for {cfg.family} w{cfg.width} @{cfg.input} x{cfg.classes}",
-                               "use the same model options to resume, or another --out")
-        if state["data_hash"] != dhash:
-            log(f"warning: the training split changed since {last} was written (data hash {state['data_hash']} -> {dhash})")
+        read_last(last)  # a corrupt or foreign file is refused before the data is loaded
     elif resume:
         log(f"no {last} to resume from; starting a new run")
     torch.manual_seed(cfg.seed)
@@ -150,107 +200,23 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         log(f"warning: {len(missing)} species have training images but none in validation "
             f"(e.g. #{missing[0] + 1:04d}); validation accuracy says nothing about them")
     soft = teacher_logits(cfg, train, dhash, out, log) if cfg.teacher else None
-    model = create_model(cfg.family, width=cfg.width, input=cfg.input, classes=cfg.classes)
-    model = model.to(memory_format=torch.channels_last)
-    if state is not None:
-        model.load_state_dict(state["model"])
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
-        log(f"DDP: {world} processes, {cfg.batch} images each per step")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    start, best, best_epoch, history = 0, -1.0, -1, []
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best, best_epoch, history = state["epoch"] + 1, state["best_top1"], state["best_epoch"], state["history"]
-        log(f"resuming {out} at epoch {start + 1} of {cfg.epochs} (best top-1 {best:.2f} % at epoch {best_epoch + 1})")
-    # a last partial batch is kept only if every process gets at least 2 images of it (batch norm
-    # needs two, and DDP needs every process to take the same number of steps)
-    per_step = cfg.batch * world
-    steps = max(1, len(train) // per_step + (1 if len(train) % per_step >= 2 * world else 0))
-    tb = None
+    stage = StudentStage(cfg, train, val, soft, dhash, rank, world, log)
+    stage.generator = gen
+    callbacks = []
     if cfg.tensorboard and rank == 0:
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(cfg.tensorboard)
-    for epoch in range(start, cfg.epochs):
-        stop = bool(cfg.patience and best_epoch >= 0 and epoch - best_epoch > cfg.patience)
-        if world > 1:  # rank 0 alone knows the validation history: share its decision
-            import torch.distributed as dist
 
-            flag = torch.tensor([1 if stop else 0])
-            dist.broadcast(flag, src=0)
-            stop = bool(flag.item())
-        if stop:
-            log(f"early stop: no better top-1 for {cfg.patience} epochs")
-            break
-        model.train()
-        te, total, seen = time.time(), 0.0, 0
-        from ..dataset.progress import Progress
-
-        bar = Progress(f"epoch {epoch + 1}/{cfg.epochs}", steps) if rank == 0 else None
-        perm = torch.randperm(len(train), generator=gen)
-        mine = torch.cat([perm[s * cfg.batch * world:(s + 1) * cfg.batch * world][rank::world] for s in range(steps)])
-        batches = _camera_batches(train, mine, cfg, epoch) if cfg.camera_aug_ramp >= 0 else None
-        for s in range(steps):
-            idx = perm[s * cfg.batch * world:(s + 1) * cfg.batch * world][rank::world]
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(cfg, epoch * steps + s, steps)
-            if batches is not None:
-                xb = next(batches)
-            else:
-                xb = augment(train.x[idx], cfg.input, gen)
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            logits = net(xb)
-            loss = crit(logits, train.y[idx])
-            if soft is not None:
-                t = cfg.kd_temperature
-                kd = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
-                                          nn.functional.softmax(soft[idx].float() / t, dim=1), reduction="batchmean")
-                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * t * t * kd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            if bar is not None:
-                bar.step()
-        if bar is not None:
-            bar.done()
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-            if rank != 0:
-                continue
-        m = {"epoch": epoch + 1, "train_loss": total / seen, **evaluate(model, val.x, val.y, cfg.input),
-             "lr": opt.param_groups[0]["lr"], "seconds": time.time() - te, "images_per_s": seen / (time.time() - te)}
-        history.append(m)
-        if tb is not None:
+        def scalars(m: dict) -> None:
             for k in ("train_loss", "val_loss", "top1", "top5", "lr", "images_per_s"):
-                tb.add_scalar(k, m[k], epoch + 1)
+                tb.add_scalar(k, m[k], m["epoch"])
             tb.flush()
-        improved = m["top1"] > best
-        if improved:
-            best, best_epoch = m["top1"], epoch
-            save_checkpoint(out / "best.pt", model, cfg.family, list(range(1, cfg.classes + 1)),
-                            {"epoch": epoch + 1, "metrics": m, "config": asdict(cfg), "data_hash": dhash})
-        buf = io.BytesIO()
-        torch.save({"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best_top1": best,
-                    "best_epoch": best_epoch, "history": history, "data_hash": dhash}, buf)
-        try:
-            atomic_write_bytes(last, buf.getvalue())
-            write_metrics(out / "metrics.csv", history)
-        except OSError as e:
-            raise PokedexError(f"could not write {last}: {e.strerror or e}; the previous checkpoint is intact",
-                               "free some disk space, then run the same command with --resume") from e
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {m['train_loss']:.3f}, val top-1 {m['top1']:.2f} % top-5 "
-            f"{m['top5']:.2f} % ({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
-    return {"best_top1": best, "best_epoch": best_epoch + 1, "history": history}
+
+        callbacks.append(scalars)
+    res = Trainer(stage, out, cfg.epochs, resume=resume, patience=cfg.patience, rank=rank, world=world, log=log,
+                  callbacks=callbacks).fit()
+    return {"best_top1": res["best"], "best_epoch": res["best_epoch"] or 0, "history": res["history"]}
 
 
 def teacher_logits(cfg: StudentConfig, train, dhash: str, out: Path, log) -> torch.Tensor:
@@ -317,12 +283,3 @@ def _camera_batches(train, perm, cfg: StudentConfig, epoch: int):
     ds = _CameraFrames(train.x, perm, cfg.input, strength, cfg.seed * 100003 + epoch)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch, shuffle=False, num_workers=cfg.workers)
     return iter(loader)
-
-
-def write_metrics(path: Path, history: list[dict]) -> None:
-    """metrics.csv: one row per epoch, written atomically."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0]))
-    w.writeheader()
-    w.writerows(history)
-    atomic_write_bytes(path, buf.getvalue().encode())
