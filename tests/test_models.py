@@ -119,3 +119,17 @@ def test_released_model_loads_and_matches_its_kmodel(rel):
         assert m["files"][f]["sha256"] == sha256_file(rel / f)
     assert len(m["files"]["model.v5.kmodel"]["sha256"]) == 64  # the v5 build it was re-emitted from, named
     assert m["memory"]["runtime_total"] <= 3_500_000
+
+
+def test_the_species_count_has_one_definition():
+    """No literal 1025 (or 1026, its range's end) in host code: species.SPECIES_COUNT is the one."""
+    import ast
+
+    found = []
+    for f in sorted((ROOT / "host" / "pokedex_host").rglob("*.py")):
+        if f.name == "species.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value in (1025, 1026):
+                found.append(f"{f.relative_to(ROOT)}:{node.lineno}")
+    assert not found, found

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..species import SPECIES_COUNT
 from . import register_model
 
 # (repeats, kernel, stride, expand ratio, in, out) of EfficientNet-B0, which Lite0 keeps
@@ -92,7 +93,7 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    def __init__(self, variant: str = "lite0", input: int = 224, classes: int = 1025, dropout: float = 0.2,
+    def __init__(self, variant: str = "lite0", input: int = 224, classes: int = SPECIES_COUNT, dropout: float = 0.2,
                  drop_path: float = 0.0):
         super().__init__()
         if variant not in VARIANTS:
@@ -186,6 +187,6 @@ def load_pretrained(model: EfficientNetLite, path: Path | None = None, *, head: 
 
 
 @register_model("efficientnet_lite")
-def efficientnet_lite(variant: str = "lite0", input: int = 224, classes: int = 1025, dropout: float = 0.2,
+def efficientnet_lite(variant: str = "lite0", input: int = 224, classes: int = SPECIES_COUNT, dropout: float = 0.2,
                       drop_path: float = 0.0) -> EfficientNetLite:
     return EfficientNetLite(variant=variant, input=input, classes=classes, dropout=dropout, drop_path=drop_path)

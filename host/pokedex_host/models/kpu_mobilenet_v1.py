@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..species import SPECIES_COUNT
 from . import register_model
 
 # (output channels at width 1.0, stride) for the 13 depthwise-separable blocks of MobileNetV1.
@@ -41,7 +42,7 @@ def split_sizes(classes: int, head_max: int) -> list[int]:
 
 
 class KPUMobileNetV1(nn.Module):
-    def __init__(self, width: float = 0.75, input: int = 224, classes: int = 1025, head_max: int = 1024,
+    def __init__(self, width: float = 0.75, input: int = 224, classes: int = SPECIES_COUNT, head_max: int = 1024,
                  dropout: float = 0.0):
         super().__init__()
         if not 0 < width <= 1.0:
@@ -84,6 +85,6 @@ class KPUMobileNetV1(nn.Module):
 
 
 @register_model("kpu_mobilenet_v1")
-def kpu_mobilenet_v1(width: float = 0.75, input: int = 224, classes: int = 1025, head_max: int = 1024,
+def kpu_mobilenet_v1(width: float = 0.75, input: int = 224, classes: int = SPECIES_COUNT, head_max: int = 1024,
                      dropout: float = 0.0) -> KPUMobileNetV1:
     return KPUMobileNetV1(width=width, input=input, classes=classes, head_max=head_max, dropout=dropout)

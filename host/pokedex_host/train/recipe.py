@@ -33,6 +33,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import PokedexError
+from ..species import SPECIES_COUNT
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
@@ -350,7 +351,7 @@ class RecipeStage(Stage):
 
     def __init__(self, val: SplitData, val_views: torch.Tensor, size: int, dev, real: tuple | None):
         self.val, self.val_views, self.size, self.dev, self.real = val, val_views, size, dev, real
-        self.classes = list(range(1, 1026))
+        self.classes = list(range(1, SPECIES_COUNT + 1))
 
     def validate(self) -> dict:
         t0 = time.time()
@@ -397,9 +398,9 @@ def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
 
     hint = "start from a teacher checkpoint of the same family and variant"
     ck = load_checkpoint(Path(t.init))
-    if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != 1025:
+    if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != SPECIES_COUNT:
         raise PokedexError(f"teacher init {t.init} is a {ck.family} {ck.config.get('variant')} with {len(ck.classes)} "
-                           f"classes, the recipe's teacher a {t.family} {t.variant} with 1025", hint)
+                           f"classes, the recipe's teacher a {t.family} {t.variant} with {SPECIES_COUNT}", hint)
     _start_from(model, ck, "teacher", t.init, hint)
 
 
@@ -420,7 +421,7 @@ class TeacherStage(RecipeStage):
         self.r, self.t, self.train, self.views = r, t, train, views
         torch.manual_seed(r.seed)
         self.generator = torch.Generator().manual_seed(r.seed)
-        model = create_model(t.family, variant=t.variant, input=t.input, classes=1025, drop_path=t.drop_path)
+        model = create_model(t.family, variant=t.variant, input=t.input, classes=SPECIES_COUNT, drop_path=t.drop_path)
         if t.init:
             _load_teacher_init(model, t)
             log(f"teacher: EfficientNet-{t.variant.title()} continues from {t.init}")
@@ -490,7 +491,7 @@ class DistillStage(RecipeStage):
         self.bf16 = _bf16_ok(dev)
         log(f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in "
             f"{'bfloat16' if self.bf16 else 'float32'})")
-        model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=1025)
+        model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=SPECIES_COUNT)
         if s_cfg.init:
             init = load_checkpoint(Path(s_cfg.init))
             if init.family != s_cfg.family or init.input_size != s_cfg.input:

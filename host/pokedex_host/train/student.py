@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import PokedexError
+from ..species import SPECIES_COUNT
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from .data import augment, data_hash, list_split, load_split, to_input
@@ -31,7 +32,7 @@ class StudentConfig:
     family: str = "kpu_mobilenet_v1"
     width: float = 0.75
     input: int = 128
-    classes: int = 1025
+    classes: int = SPECIES_COUNT
     epochs: int = 16
     batch: int = 64
     lr: float = 2e-3
@@ -190,7 +191,7 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         if cfg.classes != n_groups:
             raise PokedexError(f"{cfg.groups} has {n_groups} groups but --classes is {cfg.classes}",
                                f"pass --classes {n_groups} with --groups")
-        lut = torch.tensor([g.get(d, -1) for d in range(1, 1026)])
+        lut = torch.tensor([g.get(d, -1) for d in range(1, SPECIES_COUNT + 1)])
         train.y, val.y = lut[train.y], lut[val.y]
         if (train.y < 0).any() or (val.y < 0).any():
             raise PokedexError(f"{cfg.groups} does not place every species of the data in a group")
