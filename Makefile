@@ -16,7 +16,7 @@ CARDS     ?= ../shared/data/cards
 RECIPE    ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup toolchain kmodel data release test test-all bench bench-interp doctor clean
+.PHONY: setup toolchain kmodel data release test lint format test-all bench bench-interp doctor clean
 
 $(STAMP): pyproject.toml requirements/host.txt requirements/host-lock.txt
 	@py=$$(tools/find-python.sh 3.11) || exit 1; \
@@ -50,8 +50,17 @@ data: setup $(DATA)/processed/yolo_dataset/split.csv $(DATA)/processed/cards/sca
 release: data
 	nice $(HOST) release $(if $(RECIPE),--recipe $(RECIPE)) --data $(DATA)
 
-test: setup
+# ruff (settings in pyproject.toml) first: the format is checked, not rewritten (`make format` does that)
+test: setup lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test-all: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -49,8 +49,11 @@ def toolchain_ready() -> str:
 
     st = env.check(env.DEFAULT_NNCASE)
     if not st.ok:
-        pytest.fail("nncase compiler venv not usable: " + "; ".join(st.problems)
-                    + " — run `make setup` (or `pokedex-host toolchain install`)")
+        pytest.fail(
+            "nncase compiler venv not usable: "
+            + "; ".join(st.problems)
+            + " — run `make setup` (or `pokedex-host toolchain install`)"
+        )
     return env.DEFAULT_NNCASE
 
 
@@ -82,8 +85,10 @@ def tiny_build(tmp_path_factory, toolchain_ready) -> Path:
 
     d = tmp_path_factory.mktemp("tiny")
     (d / "tiny.toml").write_text(TINY_RECIPE)
-    build_kmodel(BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4,
-                              verify_count=0), log=lambda m: None)
+    build_kmodel(
+        BuildOptions(model=d / "tiny.toml", board="maix-bit-canmv", out=d / "out", calibration_count=4, verify_count=0),
+        log=lambda m: None,
+    )
     return d / "out"
 
 
@@ -97,6 +102,15 @@ def tiny_v3_build(tmp_path_factory, toolchain_ready) -> Path:
 
     d = tmp_path_factory.mktemp("tiny3")
     (d / "tiny128.toml").write_text(TINY_V3_RECIPE)
-    build_kmodel(BuildOptions(model=d / "tiny128.toml", board="maix-bit", out=d / "out", calibration_count=4,
-                              verify_count=4, calibration=make_dataset(d / "data", size=96)), log=lambda m: None)
+    build_kmodel(
+        BuildOptions(
+            model=d / "tiny128.toml",
+            board="maix-bit",
+            out=d / "out",
+            calibration_count=4,
+            verify_count=4,
+            calibration=make_dataset(d / "data", size=96),
+        ),
+        log=lambda m: None,
+    )
     return d / "out"

@@ -25,8 +25,16 @@ def _cbr(cin, cout, k=3, s=1, p=None, g=1, act=None, d=1):
 def zoo() -> dict[str, tuple[nn.Module, int]]:
     """name -> (model, input size). Each is small enough to compile in a few seconds."""
     return {
-        "good_3x3_1x1_dw": (Net(*_cbr(3, 16, 3, 2), *_cbr(16, 16, 3, 1, g=16), *_cbr(16, 32, 1), *_cbr(32, 32, 3, 2, g=32),
-                                *_cbr(32, 64, 1)), 64),
+        "good_3x3_1x1_dw": (
+            Net(
+                *_cbr(3, 16, 3, 2),
+                *_cbr(16, 16, 3, 1, g=16),
+                *_cbr(16, 32, 1),
+                *_cbr(32, 32, 3, 2, g=32),
+                *_cbr(32, 64, 1),
+            ),
+            64,
+        ),
         "good_maxpool2x2": (Net(*_cbr(3, 16), nn.MaxPool2d(2, 2), *_cbr(16, 32)), 32),
         "good_relu_leaky": (Net(*_cbr(3, 16, act=nn.ReLU()), *_cbr(16, 16, act=nn.LeakyReLU(0.1))), 32),
         "bad_5x5": (Net(*_cbr(3, 16, 3, 2), *_cbr(16, 16, 5)), 32),

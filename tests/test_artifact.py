@@ -6,8 +6,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import ROOT
+
 from pokedex_host.artifact import BuildArtifact
 from pokedex_host.errors import PokedexError
 from pokedex_host.paths import releases
@@ -60,7 +60,11 @@ def test_nothing_but_the_artifact_reads_the_manifest():
         if p.name == "artifact.py":
             continue
         text = p.read_text()
-        if 'with_name("manifest.json")' in text or '/ "manifest.json"' in text or "write_manifest(" in text \
-                and "from ..artifact import write_manifest" not in text:
+        if (
+            'with_name("manifest.json")' in text
+            or '/ "manifest.json"' in text
+            or "write_manifest(" in text
+            and "from ..artifact import write_manifest" not in text
+        ):
             offenders.append(str(p.relative_to(ROOT)))
     assert offenders == []

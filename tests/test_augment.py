@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import make_dataset
 from PIL import Image
 
-from conftest import make_dataset
 from pokedex_host.dataset.augment import alpha_from_white, camera_frame, crop_to_alpha, curriculum
 from pokedex_host.dataset.ingest import ingest_folder
 from pokedex_host.dataset.preview import camera_set, preview
@@ -65,7 +65,7 @@ def test_preview_camera_set_and_report(tmp_path):
     assert n == len(files) > 0 and Image.open(files[0]).size == (64, 64)
     again = tmp_path / "cam2"
     camera_set(data, "train", again, size=64)
-    assert (files[0].read_bytes() == (again / files[0].relative_to(tmp_path / "cam")).read_bytes())
+    assert files[0].read_bytes() == (again / files[0].relative_to(tmp_path / "cam")).read_bytes()
     md = report(data).read_text()
     assert "16 images of 4 species (1021 species missing)" in md and (data / "reports" / "dataset.png").exists()
     assert "| train |" in md and "fewest" in md
@@ -77,6 +77,18 @@ def test_student_trains_with_camera_augmentation(tmp_path):
     root = tmp_path / "classify"
     make_dataset(root / "train", species=3, per_species=4, size=40, seed=1)
     make_dataset(root / "validation", species=3, per_species=1, size=40, seed=2)
-    res = train_student(StudentConfig(data=str(root), out=str(tmp_path / "run"), width=0.25, input=32, classes=3,
-                                      epochs=2, batch=4, threads=1, camera_aug_ramp=2), log=lambda m: None)
+    res = train_student(
+        StudentConfig(
+            data=str(root),
+            out=str(tmp_path / "run"),
+            width=0.25,
+            input=32,
+            classes=3,
+            epochs=2,
+            batch=4,
+            threads=1,
+            camera_aug_ramp=2,
+        ),
+        log=lambda m: None,
+    )
     assert len(res["history"]) == 2

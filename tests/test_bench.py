@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import types
 import threading
 import time
 import tty
+import types
 from pathlib import Path
 
 import pytest
-
 from conftest import make_dataset
+
+from pokedex_host.boards import get_board
 from pokedex_host.device import protocol as proto
-from pokedex_host.device.client import BenchClient
 from pokedex_host.device.bench import bench, read_classes
+from pokedex_host.device.client import BenchClient
 from pokedex_host.device.harness import link_seconds_per_image, load_done, run_bench, select_items
 from pokedex_host.device.transport import FaultyTransport, SerialTransport
-from pokedex_host.boards import get_board
 from pokedex_host.emulator.host import emulate
 from pokedex_host.errors import PokedexError
 
@@ -43,7 +43,7 @@ def test_protocol_codec_round_trip_and_resync():
     dec = proto.Decoder()
     got = []
     for i in range(0, len(frames), 3):  # arrives in small pieces
-        got += dec.feed(frames[i:i + 3])
+        got += dec.feed(frames[i : i + 3])
     assert [(f.type, f.seq, f.payload) for f in got] == [(proto.PING, 1, b"a"), (proto.PONG, 2, b"bc")]
     huge = bytearray(proto.encode(proto.PING, 3))
     huge[6:10] = (proto.MAX_PAYLOAD + 1).to_bytes(4, "little")
@@ -59,8 +59,19 @@ def test_link_time_figure():
 
 def test_bench_on_the_emulator_matches_the_simulator(tiny, tmp_path):
     out = tmp_path / "b"
-    f = bench(get_board("maix-bit-canmv"), tiny / "out" / "model.kmodel", tiny / "test", out, port=None, emulate=True,
-              baud=None, count=10, resume=False, timeout=10, log=lambda m: None)
+    f = bench(
+        get_board("maix-bit-canmv"),
+        tiny / "out" / "model.kmodel",
+        tiny / "test",
+        out,
+        port=None,
+        emulate=True,
+        baud=None,
+        count=10,
+        resume=False,
+        timeout=10,
+        log=lambda m: None,
+    )
     rows = _rows(out)
     assert len(rows) == 10 and len({r["file"] for r in rows}) == 10
     assert f["device_vs_simulator_top1_agreement"] == 100.0
@@ -90,9 +101,12 @@ class _Board:
         self.stop = threading.Event()
         self.runs += 1
         out = self.out / f"run{self.runs}"
-        self.thread = threading.Thread(target=emulate, args=(get_board("maix-bit-canmv"), self.kmodel, None, out),
-                                       kwargs=dict(script="bench.py", uart_fd=self.master, stop=self.stop,
-                                                   log=lambda m: None), daemon=True)
+        self.thread = threading.Thread(
+            target=emulate,
+            args=(get_board("maix-bit-canmv"), self.kmodel, None, out),
+            kwargs=dict(script="bench.py", uart_fd=self.master, stop=self.stop, log=lambda m: None),
+            daemon=True,
+        )
         self.thread.start()
 
     def reset(self, down: float = 1.0):
@@ -116,10 +130,12 @@ def test_faults_lose_and_duplicate_nothing(tiny, tmp_path, fault):
     board = _Board(kmodel, tmp_path)
     board.start()
     serial_t = SerialTransport(board.port)
-    t = {"drop": lambda s: FaultyTransport(s, seed=1, drop=0.3),
-         "corrupt": lambda s: FaultyTransport(s, seed=2, corrupt=0.3),
-         "silent": lambda s: FaultyTransport(s, seed=3, silent_after=4, silent_for=3.0),
-         "reset": lambda s: s}[fault](serial_t)
+    t = {
+        "drop": lambda s: FaultyTransport(s, seed=1, drop=0.3),
+        "corrupt": lambda s: FaultyTransport(s, seed=2, corrupt=0.3),
+        "silent": lambda s: FaultyTransport(s, seed=3, silent_after=4, silent_for=3.0),
+        "reset": lambda s: s,
+    }[fault](serial_t)
     client = BenchClient(t, timeout=2.0, retries=2)
     out = tmp_path / "out"
     logs = []
@@ -127,8 +143,18 @@ def test_faults_lose_and_duplicate_nothing(tiny, tmp_path, fault):
         if fault == "reset":
             timer = threading.Timer(1.0, board.reset)
             timer.start()
-        run_bench(client, tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel, resume=False,
-                  reconnects=8, log=logs.append)
+        run_bench(
+            client,
+            tiny / "test",
+            items,
+            read_classes(kmodel),
+            64,
+            out,
+            kmodel=kmodel,
+            resume=False,
+            reconnects=8,
+            log=logs.append,
+        )
         if fault == "reset":
             timer.join()
     finally:
@@ -153,12 +179,30 @@ def test_a_noisy_line_is_repaired_by_naks_and_chunks_not_timeouts(tiny, tmp_path
     clean_out, noisy_out = tmp_path / "clean", tmp_path / "noisy"
     try:
         s = SerialTransport(board.port)
-        run_bench(BenchClient(s, timeout=5, chunk=1024), tiny / "test", items, read_classes(kmodel), 64, clean_out,
-                  kmodel=kmodel, resume=False, log=lambda m: None)
+        run_bench(
+            BenchClient(s, timeout=5, chunk=1024),
+            tiny / "test",
+            items,
+            read_classes(kmodel),
+            64,
+            clean_out,
+            kmodel=kmodel,
+            resume=False,
+            log=lambda m: None,
+        )
         t = FaultyTransport(s, seed=5, byte_in=0.002, byte_out=1e-5, text_in=0.1)
         client = BenchClient(t, timeout=5, chunk=1024)
-        run_bench(client, tiny / "test", items, read_classes(kmodel), 64, noisy_out, kmodel=kmodel, resume=False,
-                  log=lambda m: None)
+        run_bench(
+            client,
+            tiny / "test",
+            items,
+            read_classes(kmodel),
+            64,
+            noisy_out,
+            kmodel=kmodel,
+            resume=False,
+            log=lambda m: None,
+        )
         s.close()
     finally:
         board.close()
@@ -179,6 +223,7 @@ def test_a_pulled_cable_ends_bench_with_the_image_and_resume(tiny, tmp_path):
     class Pulled(SerialTransport):
         """The cable comes out once two images are done (not after a count of writes: on a loaded
         machine the emulated board may not have answered any by then): the far end closes."""
+
         pulled = False
 
         def write(self, data):
@@ -193,8 +238,18 @@ def test_a_pulled_cable_ends_bench_with_the_image_and_resume(tiny, tmp_path):
     t = Pulled(board.port)
     try:
         with pytest.raises(PokedexError) as e:
-            run_bench(BenchClient(t, timeout=1, retries=1), tiny / "test", items, read_classes(kmodel), 64,
-                      tmp_path / "out", kmodel=kmodel, resume=False, reconnects=2, log=lambda m: None)
+            run_bench(
+                BenchClient(t, timeout=1, retries=1),
+                tiny / "test",
+                items,
+                read_classes(kmodel),
+                64,
+                tmp_path / "out",
+                kmodel=kmodel,
+                resume=False,
+                reconnects=2,
+                log=lambda m: None,
+            )
     finally:
         t.close()
         board.close()
@@ -213,22 +268,52 @@ def test_interrupted_run_resumes_without_duplicates(tiny, tmp_path):
     out = tmp_path / "out"
     try:
         t = SerialTransport(board.port)
-        run_bench(BenchClient(t, timeout=5), tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel,
-                  resume=False, log=lambda m: None, stop_after=4)  # "Ctrl-C" after 4 images
+        run_bench(
+            BenchClient(t, timeout=5),
+            tiny / "test",
+            items,
+            read_classes(kmodel),
+            64,
+            out,
+            kmodel=kmodel,
+            resume=False,
+            log=lambda m: None,
+            stop_after=4,
+        )  # "Ctrl-C" after 4 images
         with open(out / "results.jsonl", "a") as f:
             f.write('{"file": "half a li')  # a row cut by the crash
         with pytest.raises(PokedexError) as e:
-            run_bench(BenchClient(t, timeout=5), tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel,
-                      resume=False, log=lambda m: None)
+            run_bench(
+                BenchClient(t, timeout=5),
+                tiny / "test",
+                items,
+                read_classes(kmodel),
+                64,
+                out,
+                kmodel=kmodel,
+                resume=False,
+                log=lambda m: None,
+            )
         assert "--resume" in e.value.hint
-        run_bench(BenchClient(t, timeout=5), tiny / "test", items, read_classes(kmodel), 64, out, kmodel=kmodel,
-                  resume=True, log=lambda m: None)
+        run_bench(
+            BenchClient(t, timeout=5),
+            tiny / "test",
+            items,
+            read_classes(kmodel),
+            64,
+            out,
+            kmodel=kmodel,
+            resume=True,
+            log=lambda m: None,
+        )
         t.close()
     finally:
         board.close()
     done = load_done(out / "results.jsonl")
     assert sorted(done) == sorted(i.file for i in items)
-    lines = [x for x in (out / "results.jsonl").read_text().splitlines() if x.startswith('{"file": "') and x.endswith("}")]
+    lines = [
+        x for x in (out / "results.jsonl").read_text().splitlines() if x.startswith('{"file": "') and x.endswith("}")
+    ]
     assert len(lines) == 9
 
 
@@ -243,7 +328,7 @@ class _FakeRawRepl(threading.Thread):
 
     def _open(self, path, mode="r"):
         assert path.startswith("/sd/")
-        return open(self.root / path[len("/sd/"):], mode)
+        return open(self.root / path[len("/sd/") :], mode)
 
     def run(self):
         import contextlib
@@ -283,7 +368,7 @@ class _FakeRawRepl(threading.Thread):
                 out, err = io.StringIO(), ""
                 self.ns["open"] = self._open
                 code = code.replace("import os\n", "")
-                self.ns["os"] = types.SimpleNamespace(stat=lambda p: os.stat(self.root / p[len("/sd/"):]))
+                self.ns["os"] = types.SimpleNamespace(stat=lambda p: os.stat(self.root / p[len("/sd/") :]))
                 try:
                     with contextlib.redirect_stdout(out):
                         exec(code.strip("\r"), self.ns)
@@ -356,8 +441,16 @@ def test_a_pulled_cable_ends_install_with_the_file_and_the_way_back(tmp_path):
     t = Pulled(os.ttyname(slave))
     try:
         with pytest.raises(PokedexError) as e:
-            install(get_board("maix-bit"), releases()[0] / "model.kmodel", None, "/sd", False, False,
-                    echo=lambda m, nl=True: None, transport=t)
+            install(
+                get_board("maix-bit"),
+                releases()[0] / "model.kmodel",
+                None,
+                "/sd",
+                False,
+                False,
+                echo=lambda m, nl=True: None,
+                transport=t,
+            )
     finally:
         _stop(peer)
         t.close()

@@ -14,13 +14,12 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import ROOT
-from pokedex_host.paths import releases
+from pokedex_host.cli import main
 from pokedex_host.compile.budget import estimate
 from pokedex_host.compile.export import export_model
 from pokedex_host.compile.lint import lint_model
-from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
+from pokedex_host.paths import releases
 
 RELEASE = releases()[-1]  # the newest release
 CAMERA = 320 * 240 * 2 + 320 * 240 * 3  # the app's QVGA camera buffers, in the same free heap
@@ -33,19 +32,34 @@ def big_gemm_onnx(path: Path) -> Path:
     1024 -> 1025 Gemm, which nncase runs on the CPU in float (4.2 MB of weights, over maix-bit's
     3.5 MB). Random weights: cheap to make, as large as a real head."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal((1024, 3, 3, 3)) * 0.1).astype(np.float32), "stem.w"),
-             numpy_helper.from_array(np.zeros(1024, np.float32), "stem.b"),
-             numpy_helper.from_array((rng.standard_normal((1025, 1024)) * 0.01).astype(np.float32), "fc.w"),
-             numpy_helper.from_array(np.zeros(1025, np.float32), "fc.b")]
-    nodes = [helper.make_node("Conv", ["input", "stem.w", "stem.b"], ["stem"], name="stem", kernel_shape=[3, 3],
-                              pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("Relu", ["stem"], ["act"], name="act"),
-             helper.make_node("GlobalAveragePool", ["act"], ["pool"], name="pool"),
-             helper.make_node("Flatten", ["pool"], ["flat"], name="flat"),
-             helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "big_gemm",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1025])], inits)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((1024, 3, 3, 3)) * 0.1).astype(np.float32), "stem.w"),
+        numpy_helper.from_array(np.zeros(1024, np.float32), "stem.b"),
+        numpy_helper.from_array((rng.standard_normal((1025, 1024)) * 0.01).astype(np.float32), "fc.w"),
+        numpy_helper.from_array(np.zeros(1025, np.float32), "fc.b"),
+    ]
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["input", "stem.w", "stem.b"],
+            ["stem"],
+            name="stem",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[2, 2],
+        ),
+        helper.make_node("Relu", ["stem"], ["act"], name="act"),
+        helper.make_node("GlobalAveragePool", ["act"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "big_gemm",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1025])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     model.ir_version = 6
     onnx.save(model, str(path))
@@ -78,8 +92,14 @@ def test_weights_over_the_profile_budget_are_refused_in_seconds_and_nothing_is_w
     assert f"{4 * GEMM_WEIGHTS:,} B in float on the CPU" in r.output
     assert "3,500,000 B" in r.output  # maix-bit's budget
     assert "estimated kmodel" in r.output and "largest items" in r.output
-    for fix in ("fc runs on the CPU in float", "width multiplier", "fewer classes", "--board maix-bit-minimum",
-                "minimum firmware", "--budget SIZE"):
+    for fix in (
+        "fc runs on the CPU in float",
+        "width multiplier",
+        "fewer classes",
+        "--board maix-bit-minimum",
+        "minimum firmware",
+        "--budget SIZE",
+    ):
         assert fix in r.output, fix
     assert "compiled in" not in r.output and "calibration:" not in r.output and "toolchain install" not in r.output
     # the output folder as it was, and no staging folder left beside it
@@ -124,15 +144,21 @@ def test_over_budget_after_compiling_names_the_sizes_before_the_v3_refusal(toolc
     """A 5x5 conv runs on the CPU, which kmodel v3 cannot express. With a budget its weights fit but
     the compiled model does not, the stop is the budget (exit 3, the v5 build's sizes) with the v3
     failure noted, not the v3 layer error; with room, the v3 error stands."""
-    import torch
-
     import kpu_zoo
+    import torch
 
     net, size = kpu_zoo.zoo()["bad_5x5"]
     model = tmp_path / "five.onnx"
     torch.manual_seed(0)
-    torch.onnx.export(net.eval(), torch.zeros(1, 3, size, size), str(model), opset_version=11, dynamo=False,
-                      input_names=["input"], output_names=["logits"])
+    torch.onnx.export(
+        net.eval(),
+        torch.zeros(1, 3, size, size),
+        str(model),
+        opset_version=11,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+    )
     (tmp_path / "x").mkdir()
     ex = export_model(model, tmp_path / "x", log=lambda m: None)
     est = estimate(lint_model(onnx.load(str(ex.onnx_path))), ex.input_size, len(ex.classes))

@@ -19,8 +19,19 @@ def run(*args):
 
 
 def build(recipe, data, out, *extra):
-    return run("build-kmodel", recipe, "--calibration", data, "--calibration-count", 8, "--verify-count", 6,
-               "--out", out, *extra)
+    return run(
+        "build-kmodel",
+        recipe,
+        "--calibration",
+        data,
+        "--calibration-count",
+        8,
+        "--verify-count",
+        6,
+        "--out",
+        out,
+        *extra,
+    )
 
 
 def sha(p: Path) -> str:
@@ -122,11 +133,14 @@ def test_kpu_sram_overflow_is_refused_before_compiling(toolchain_ready, tmp_path
     assert "KPU SRAM" in r.output and "/features/" in r.output
 
 
-@pytest.mark.parametrize("args,code,words", [
-    (["--budget", "lots"], 2, "is not a size"),
-    (["--board", "maix-nano"], 1, "unknown board"),
-    (["--format", "v4"], 2, "'v4' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args,code,words",
+    [
+        (["--budget", "lots"], 2, "is not a size"),
+        (["--board", "maix-nano"], 1, "unknown board"),
+        (["--format", "v4"], 2, "'v4' is not one of"),
+    ],
+)
 def test_bad_options(toolchain_ready, tiny_recipe, dataset, tmp_path, args, code, words):
     r = build(tiny_recipe, dataset, tmp_path / "o", *args)
     assert r.exit_code == code and words in r.output
@@ -154,8 +168,16 @@ def test_default_model_fits_stock_maixpy(toolchain_ready, tmp_path):
     from pokedex_host import paths
 
     out = tmp_path / "default"
-    r = run("build-kmodel", paths.models_dir() / "kpu_mobilenet_v1-075-224.toml", "--board", "maix-bit",
-            "--verify-count", 4, "--out", out)
+    r = run(
+        "build-kmodel",
+        paths.models_dir() / "kpu_mobilenet_v1-075-224.toml",
+        "--board",
+        "maix-bit",
+        "--verify-count",
+        4,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     m = json.loads((out / "manifest.json").read_text())
     assert m["classes"] == 1025
@@ -171,8 +193,16 @@ def test_default_model_verification_on_200_images(toolchain_ready, tmp_path):
     from pokedex_host import paths
 
     out = tmp_path / "default"
-    r = run("build-kmodel", paths.models_dir() / "kpu_mobilenet_v1-075-224.toml", "--board", "maix-bit-canmv",
-            "--verify-count", 200, "--out", out)
+    r = run(
+        "build-kmodel",
+        paths.models_dir() / "kpu_mobilenet_v1-075-224.toml",
+        "--board",
+        "maix-bit-canmv",
+        "--verify-count",
+        200,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     v = json.loads((out / "manifest.json").read_text())["verification"]
     assert v["images"] == 200 and v["cosine_min"] > 0.98
@@ -184,12 +214,19 @@ def _onnx_with(op: str, path: Path) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.1, (8, 3, 3, 3)).astype(np.float32), "w")
-    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
-             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
-             helper.make_node(op, ["f"], ["logits"], name="odd_op", equation="ij->ij")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])], [w])
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node(op, ["f"], ["logits"], name="odd_op", equation="ij->ij"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])],
+        [w],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
     m.ir_version = 7
     onnx.save(m, str(path))
@@ -204,4 +241,3 @@ def test_an_op_nncase_cannot_import_is_named(toolchain_ready, dataset, tmp_path)
     assert r.exit_code == 1
     assert "einsum.onnx" in r.output and "cannot import the ONNX op Einsum" in r.output and "odd_op" in r.output
     assert not (tmp_path / "o").exists()
-

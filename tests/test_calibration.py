@@ -2,10 +2,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_dataset
 from PIL import Image
 
-from conftest import make_dataset
-from pokedex_host.compile.calibration import (calibration_and_holdout, load_spec, pick_images, synthetic_images)
+from pokedex_host.compile.calibration import calibration_and_holdout, load_spec, pick_images, synthetic_images
 from pokedex_host.errors import PokedexError
 from pokedex_host.preprocess import BadImage, load_image
 
@@ -73,6 +73,7 @@ def test_synthetic_frames_are_deterministic():
 
 # --- the model-input spec -------------------------------------------------------------------
 
+
 def test_alpha_flattens_on_white_and_letterboxes(tmp_path):
     im = Image.new("RGBA", (40, 20), (255, 0, 0, 0))
     im.paste((0, 0, 255, 255), (10, 5, 30, 15))
@@ -86,7 +87,9 @@ def test_alpha_flattens_on_white_and_letterboxes(tmp_path):
 
 @pytest.mark.parametrize("mode", ["CMYK", "I;16", "P", "L", "LA", "1"])
 def test_odd_modes_convert_to_rgb(tmp_path, mode):
-    Image.new("RGB", (16, 16), (10, 200, 30)).convert(mode).save(tmp_path / "x.tiff" if mode == "CMYK" else tmp_path / "x.png")
+    Image.new("RGB", (16, 16), (10, 200, 30)).convert(mode).save(
+        tmp_path / "x.tiff" if mode == "CMYK" else tmp_path / "x.png"
+    )
     p = tmp_path / ("x.tiff" if mode == "CMYK" else "x.png")
     x = load_image(p, 8)
     assert x.shape == (3, 8, 8) and x.dtype == np.uint8

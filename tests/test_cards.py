@@ -10,12 +10,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, make_dataset
 from PIL import Image
 
-from conftest import ROOT, make_dataset
-from pokedex_host.emulator.bench_cards import board_time_estimate, parse_line, quad_iou, score
 from pokedex_host.boardconfig import CARD_LOCATOR
 from pokedex_host.dataset.cards import LAYOUT, art_crop_quad, card_frame, sprite_from_rgb
+from pokedex_host.emulator.bench_cards import board_time_estimate, parse_line, quad_iou, score
 
 FIRMWARE = ROOT / "firmware"
 
@@ -120,9 +120,9 @@ def test_a_card_the_colour_of_the_desk_is_found_by_its_art_window(image_mod, pk_
     x0, y0, w = 110, 40, 120
     h = int(round(w * LAYOUT.aspect))
     ax0, ay0, ax1, ay1 = LAYOUT.art
-    a[y0 + int(h * ay0):y0 + int(h * ay1), x0 + int(w * ax0):x0 + int(w * ax1)] = (40, 60, 110)
+    a[y0 + int(h * ay0) : y0 + int(h * ay1), x0 + int(w * ax0) : x0 + int(w * ax1)] = (40, 60, 110)
     for ty in range(int(h * 0.6), int(h * 0.85), 12):  # text lines
-        a[y0 + ty:y0 + ty + 3, x0 + 12:x0 + w - 20] = (30, 30, 30)
+        a[y0 + ty : y0 + ty + 3, x0 + 12 : x0 + w - 20] = (30, 30, 30)
     truth = [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)]
     cfg = _cfg()
     c = pk_card.find_card(image_mod.Image._from_array(a), cfg)
@@ -143,9 +143,14 @@ def test_locator_sensitivity_to_the_rect_threshold(image_mod, pk_card):
         cfg = _cfg()
         cfg["rect_threshold"] = int(cfg["rect_threshold"] * f)
         cfg["mask_threshold"] = int(cfg["mask_threshold"] * f)
-        rates.append(sum(1 for img, corners in frames
-                         if (c := pk_card.find_card(image_mod.Image._from_array(img), cfg)) is not None
-                         and quad_iou(c, corners) >= 0.5))
+        rates.append(
+            sum(
+                1
+                for img, corners in frames
+                if (c := pk_card.find_card(image_mod.Image._from_array(img), cfg)) is not None
+                and quad_iou(c, corners) >= 0.5
+            )
+        )
     assert max(rates) - min(rates) <= 3, rates
 
 
@@ -219,10 +224,10 @@ def test_the_blob_look_finds_a_card_no_quad_outlines(image_mod, pk_card):
     a[50:176, 100:190] = (70, 90, 200)
     blank = a.copy()
     ax0, ay0, ax1, ay1 = LAYOUT.art
-    art = a[50 + int(126 * ay0):50 + int(126 * ay1), 100 + int(90 * ax0):100 + int(90 * ax1)]
+    art = a[50 + int(126 * ay0) : 50 + int(126 * ay1), 100 + int(90 * ax0) : 100 + int(90 * ax1)]
     art[:] = (250, 240, 200)
     for y in range(0, art.shape[0], 16):  # a picture: bands coarse enough to survive the locator's 1/8 copy
-        art[y:y + 8] = (20, 20, 60)
+        art[y : y + 8] = (20, 20, 60)
     cfg = {**_cfg(), "rect_threshold": 10**9, "mask_threshold": 10**9}
     c = pk_card.find_card(image_mod.Image._from_array(a), cfg)
     assert c is not None and quad_iou(c, truth) >= 0.8, c
@@ -263,15 +268,21 @@ def test_art_box_and_centre_box(pk_card):
     assert pk_card.art_box([(-50, -50), (10, -50), (10, 10), (-50, 10)], cfg, 320, 240)[:2] == (0, 0)
     assert pk_card.centre_box(320, 240, 224) == (48, 8, 224, 224)
     assert pk_card.order_corners([(163, 108), (100, 20), (100, 108), (163, 20)]) == [
-        (100.0, 20.0), (163.0, 20.0), (163.0, 108.0), (100.0, 108.0)]
+        (100.0, 20.0),
+        (163.0, 20.0),
+        (163.0, 108.0),
+        (100.0, 108.0),
+    ]
 
 
 def test_scoring_and_line_parsing():
     line = "R\t3\t25\tPikachu\t0.810\t25:0.810,26:0.100,172:0.020\t9.5\tcard\t10,20,30,40\t1,2;50,2;50,70;1,70\n"
     r = parse_line(line)
     assert r["dex"] == 25 and r["card"] == "card" and r["box"] == (10, 20, 30, 40) and r["corners"][2] == (50.0, 70.0)
-    truth = [{"file": "a.png", "dex": 25, "corners": [[1, 2], [50, 2], [50, 70], [1, 70]]},
-             {"file": "b.png", "dex": 0, "corners": None}]
+    truth = [
+        {"file": "a.png", "dex": 25, "corners": [[1, 2], [50, 2], [50, 70], [1, 70]]},
+        {"file": "b.png", "dex": 0, "corners": None},
+    ]
     none = parse_line("R\t4\t0\tunknown\t0.100\t1:0.1\t9.5\tnone\t48,8,224,224\t-\n")
     m, _ = score(truth, [r, none])
     assert m["card_found_pct"] == 100.0 and m["top1_pct"] == 100.0 and m["no_card_handled_pct"] == 100.0
@@ -279,9 +290,13 @@ def test_scoring_and_line_parsing():
     assert m["card_found_pct"] == 0.0 and m["no_card_handled_pct"] == 0.0 and m["false_card_on_empty_pct"] == 100.0
     from pokedex_host.emulator.bench_cards import FrameResult, choose_threshold, threshold_sweep
 
-    fr = [FrameResult("a", 25, 25, 0.9, "card", (0, 0, 1, 1), None), FrameResult("b", 26, 27, 0.2, "card", (0, 0, 1, 1), None),
-          FrameResult("c", 27, 27, 0.12, "card", (0, 0, 1, 1), None), FrameResult("d", 0, 30, 0.85, "none", (0, 0, 1, 1), None),
-          FrameResult("e", 0, 0, 0.3, "none", (0, 0, 1, 1), None)]
+    fr = [
+        FrameResult("a", 25, 25, 0.9, "card", (0, 0, 1, 1), None),
+        FrameResult("b", 26, 27, 0.2, "card", (0, 0, 1, 1), None),
+        FrameResult("c", 27, 27, 0.12, "card", (0, 0, 1, 1), None),
+        FrameResult("d", 0, 30, 0.85, "none", (0, 0, 1, 1), None),
+        FrameResult("e", 0, 0, 0.3, "none", (0, 0, 1, 1), None),
+    ]
     sw = {r["threshold"]: r for r in threshold_sweep(fr, (0.0, 0.1, 0.15, 0.3, 0.95))}
     assert sw[0.0]["named_right_pct"] == pytest.approx(200 / 3) and sw[0.0]["named_wrong_pct"] == pytest.approx(100 / 3)
     assert sw[0.15]["right_among_named_pct"] == 50.0 and sw[0.3]["right_among_named_pct"] == 100.0
@@ -334,7 +349,6 @@ def _torch_conv_macs(checkpoint) -> int:
 
 def test_model_macs_come_from_the_kmodel_and_equal_the_float_models_count():
     from pokedex_host.emulator.bench_cards import model_macs
-
     from pokedex_host.paths import releases
 
     release = releases()[-1]
@@ -347,11 +361,11 @@ def test_model_macs_come_from_the_kmodel_and_equal_the_float_models_count():
 def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
     """bench-cards on a generated card set: every frame answered, the classifier fed the crop the
     UART line reports (checked against the v3 interpreter on that crop)."""
-    from pokedex_host.emulator.bench_cards import bench_cards
     from pokedex_host.boards import get_board
     from pokedex_host.dataset.ingest import ingest_folder
     from pokedex_host.dataset.preview import camera_set
     from pokedex_host.dataset.process import process
+    from pokedex_host.emulator.bench_cards import bench_cards
     from pokedex_host.kmodel.interp import Interpreter
 
     src = make_dataset(tmp_path / "src", species=3, per_species=4, size=64)
@@ -361,11 +375,20 @@ def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
     n = camera_set(data, "train", tmp_path / "set", kind="card", no_card_every=3)
     truth = [json.loads(x) for x in (tmp_path / "set" / "truth.jsonl").read_text().splitlines()]
     assert n > 0 and len(truth) == n + n // 3 and any(t["dex"] == 0 for t in truth)
-    rep = bench_cards(get_board("maix-bit"), tiny_v3_build / "model.kmodel", tmp_path / "set", tmp_path / "out",
-                      threshold=0.0, log=lambda m: None)
+    rep = bench_cards(
+        get_board("maix-bit"),
+        tiny_v3_build / "model.kmodel",
+        tmp_path / "set",
+        tmp_path / "out",
+        threshold=0.0,
+        log=lambda m: None,
+    )
     assert rep["card_frames"] == n and 0 <= rep["card_found_pct"] <= 100 and rep["board_ms_estimate"]["total"] > 0
-    lines = [parse_line(x) for x in (tmp_path / "out" / "emulator" / "uart.log").read_text().splitlines()
-             if x.startswith("R\t")]
+    lines = [
+        parse_line(x)
+        for x in (tmp_path / "out" / "emulator" / "uart.log").read_text().splitlines()
+        if x.startswith("R\t")
+    ]
     assert {x["card"] for x in lines} <= {"card", "none"}
     # threshold 0 names every found card's best guess; with no card in sight the centre crop's
     # answer needs the card config's no_card_threshold (0.8)
@@ -382,7 +405,7 @@ def test_card_app_end_to_end_in_the_emulator(tiny_v3_build, tmp_path):
         a = np.asarray(Image.open(f).convert("RGB"))
         a = ((a >> np.array([3, 2, 3])) << np.array([3, 2, 3])) | (a >> np.array([8, 6, 8]))  # RGB565 as the sensor
         bx, by, bw, bh = x["box"]
-        crop = a[by:by + bh, bx:bx + bw]
+        crop = a[by : by + bh, bx : bx + bw]
         ys = (np.arange(128) * bh // 128) if bh >= 128 or bw >= 128 else None
         if ys is None:
             continue  # enlarged crops go through the bilinear path; nearest ones are checked exactly
@@ -417,7 +440,13 @@ def test_the_locator_bench_counts_what_find_card_finds(tmp_path):
         img, corners = card_frame(sp if i < 4 else None, np.random.default_rng(700 + i))
         name = f"frames/{i:02d}.png"
         Image.fromarray(img).save(tmp_path / name)
-        rows.append({"file": name, "dex": 25 if i < 4 else 0, "corners": [list(map(float, p)) for p in corners] if i < 4 else None})
+        rows.append(
+            {
+                "file": name,
+                "dex": 25 if i < 4 else 0,
+                "corners": [list(map(float, p)) for p in corners] if i < 4 else None,
+            }
+        )
     (tmp_path / "truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     r = lb.locate_all(tmp_path)
     assert r["card_frames"] == 4 and r["empty_frames"] == 2
@@ -443,7 +472,7 @@ def test_the_loose_pass_takes_a_bent_card_with_a_picture_and_not_a_blank_one(ima
     x0, x1 = 160 - int(80 * (0.5 - ax0)) + 8, 160 + int(80 * (ax1 - 0.5)) - 8
     a[y0:y1, x0:x1] = (250, 240, 200)
     for y in range(y0, y1, 16):  # a picture: bands coarse enough to survive the locator's 1/8 copy
-        a[y:min(y + 8, y1), x0:x1] = (20, 20, 60)
+        a[y : min(y + 8, y1), x0:x1] = (20, 20, 60)
     cfg = {**_cfg(), "blob_look": False}  # a blob outlines the trapezoid by its box: quads only here
     assert cfg["loose"]["side_ratio"] > 1.67 > cfg["side_ratio"]
     c = pk_card.find_card(image_mod.Image._from_array(a), cfg)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import make_dataset
 from PIL import Image
 
-from conftest import make_dataset
 from pokedex_host.cli import main
 from pokedex_host.dataset.check import verify
 from pokedex_host.dataset.ingest import ingest_folder
@@ -23,8 +23,18 @@ from pokedex_host.dataset.store import load_index
 QUIET = dict(log=lambda m: None, workers=1)
 
 
-@pytest.mark.parametrize("n,expect", [(1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)), (4, (2, 1, 1)),
-                                      (7, (5, 1, 1)), (20, (14, 3, 3)), (100, (70, 15, 15))])
+@pytest.mark.parametrize(
+    "n,expect",
+    [
+        (1, (1, 0, 0)),
+        (2, (1, 1, 0)),
+        (3, (1, 1, 1)),
+        (4, (2, 1, 1)),
+        (7, (5, 1, 1)),
+        (20, (14, 3, 3)),
+        (100, (70, 15, 15)),
+    ],
+)
 def test_split_targets(n, expect):
     t = targets(n)
     assert (t["train"], t["validation"], t["test"]) == expect
@@ -82,8 +92,11 @@ def messy(tmp_path: Path) -> Path:
 
 
 def _tree_hash(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_ingest_reports_and_quarantines_bad_inputs_and_changes_nothing(messy, tmp_path):

@@ -36,8 +36,11 @@ def top_level_imports(source: str) -> set[str]:
 
 def third_party(path) -> set[str]:
     local = {"pokedex_host"} | ({p.stem for p in MODS.glob("*.py")} if MODS in path.parents else set())
-    return {n for n in top_level_imports(path.read_text(encoding="utf-8"))
-            if n not in sys.stdlib_module_names and n not in local}
+    return {
+        n
+        for n in top_level_imports(path.read_text(encoding="utf-8"))
+        if n not in sys.stdlib_module_names and n not in local
+    }
 
 
 def declared() -> set[str]:
@@ -75,4 +78,8 @@ def test_the_check_names_an_undeclared_import():
     dists = {"cv2": ["opencv-python"], "numpy": ["numpy"]}
     bad = undeclared({"cv2": ["x.py"], "numpy": ["y.py"], "nosuch": ["z.py"]}, {"numpy"}, dists)
     assert set(bad) == {"cv2", "nosuch"} and "opencv-python" in bad["cv2"] and "x.py" in bad["cv2"]
-    assert top_level_imports("import a.b\nfrom c.d import e\nfrom . import f\ndef g():\n    import h\n") == {"a", "c", "h"}
+    assert top_level_imports("import a.b\nfrom c.d import e\nfrom . import f\ndef g():\n    import h\n") == {
+        "a",
+        "c",
+        "h",
+    }

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pokedex_host.device import protocol as proto
 from pokedex_host.boards import get_board, load_board_file
+from pokedex_host.device import protocol as proto
 from pokedex_host.emulator.host import emulate
 from pokedex_host.pixels import G628, RB528
 
@@ -34,20 +34,32 @@ def _frames(folder: Path, n: int, size=(320, 240), seed=0) -> Path:
     return folder
 
 
-EXACT = {"camera": {"framesize": "QVGA", "window": [64, 64], "resize": False, "hmirror": False, "vflip": False}, "card": None,
-         "smoothing": 0.0, "threshold": 0.0}
+EXACT = {
+    "camera": {"framesize": "QVGA", "window": [64, 64], "resize": False, "hmirror": False, "vflip": False},
+    "card": None,
+    "smoothing": 0.0,
+    "threshold": 0.0,
+}
 
 
 def test_canmv_app_predictions_equal_the_simulator(tiny_build, tmp_path):
     from pokedex_host.toolchain import Worker
 
     frames = _frames(tmp_path / "frames", 4)
-    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "emu",
-                  config_overrides=EXACT, log=lambda m: None)
+    res = emulate(
+        get_board("maix-bit-canmv"),
+        tiny_build / "model.kmodel",
+        frames,
+        tmp_path / "emu",
+        config_overrides=EXACT,
+        log=lambda m: None,
+    )
     assert res.exit_code == 0, res.console
     assert res.frames == 4 and res.lcd_frames == 4 and len(res.uart_lines) == 4
     assert not res.warnings
-    x = np.stack([np.asarray(Image.open(f))[0:64, 0:64].transpose(2, 0, 1) for f in sorted(frames.iterdir())])  # set_windowing: top-left
+    x = np.stack(
+        [np.asarray(Image.open(f))[0:64, 0:64].transpose(2, 0, 1) for f in sorted(frames.iterdir())]
+    )  # set_windowing: top-left
     with Worker() as w:
         logits = w.simulate(tiny_build / "model.kmodel", x, tmp_path)
     expected = [int(i) + 1 for i in logits.argmax(1)]
@@ -58,8 +70,13 @@ def test_canmv_app_predictions_equal_the_simulator(tiny_build, tmp_path):
 
 
 def test_maixpy_adapter_refuses_v5_like_the_board(tiny_build, tmp_path):
-    res = emulate(get_board("maix-bit"), tiny_build / "model.kmodel", _frames(tmp_path / "f", 2), tmp_path / "emu",
-                  log=lambda m: None)
+    res = emulate(
+        get_board("maix-bit"),
+        tiny_build / "model.kmodel",
+        _frames(tmp_path / "f", 2),
+        tmp_path / "emu",
+        log=lambda m: None,
+    )
     assert res.exit_code == 0  # the app survives and shows the error
     assert "ERR_KMODEL_VERSION" in res.console and "load error:2002" in res.console
     assert res.lcd_frames == 2 and not res.uart_lines
@@ -74,20 +91,39 @@ def test_model_too_big_for_the_heap(tiny_build, tmp_path):
     res = emulate(board, tiny_build / "model.kmodel", frames, tmp_path / "emu", log=lambda m: None)
     assert "needs" in res.console and "100000 B free" in res.console  # the app's own check, before kpu.load
     # a config without the model's size (written before the app checked): kpu.load refuses it itself
-    res = emulate(board, tiny_build / "model.kmodel", frames, tmp_path / "emu2", config_overrides={"model_runtime": None},
-                  log=lambda m: None)
+    res = emulate(
+        board,
+        tiny_build / "model.kmodel",
+        frames,
+        tmp_path / "emu2",
+        config_overrides={"model_runtime": None},
+        log=lambda m: None,
+    )
     assert "ERR_NO_MEM" in res.console and "2006" in res.console
 
 
 def test_missing_model_and_short_labels_show_on_the_lcd(tiny_build, tmp_path):
     frames = _frames(tmp_path / "f", 1)
-    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "e1",
-                  config_overrides={"model": "/sd/nothing.kmodel"}, log=lambda m: None)
+    res = emulate(
+        get_board("maix-bit-canmv"),
+        tiny_build / "model.kmodel",
+        frames,
+        tmp_path / "e1",
+        config_overrides={"model": "/sd/nothing.kmodel"},
+        log=lambda m: None,
+    )
     assert "ERR_READ_FILE" in res.console and res.lcd_frames == 1
     short = tmp_path / "classes.txt"
     short.write_text("0001\tBulbasaur\tBulbasaur\n")
-    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "e2", labels=short,
-                  config_overrides={"outputs": 1025}, log=lambda m: None)
+    res = emulate(
+        get_board("maix-bit-canmv"),
+        tiny_build / "model.kmodel",
+        frames,
+        tmp_path / "e2",
+        labels=short,
+        config_overrides={"outputs": 1025},
+        log=lambda m: None,
+    )
     assert "has 1 labels; the model has 1025 outputs" in res.console
     lcd = np.asarray(Image.open(tmp_path / "e2" / "lcd_0000.png"))
     assert (lcd[..., 0] > 200).any()  # the red error title is drawn
@@ -97,8 +133,15 @@ def test_utf8_names_on_uart_ascii_on_lcd_and_odd_frames(tiny_build, tmp_path):
     labels = tmp_path / "classes.txt"
     labels.write_text("".join(f"{i:04d}\tFlabébé\tFlabebe\n" for i in range(1, 1026)), encoding="utf-8")
     frames = _frames(tmp_path / "f", 2, size=(500, 300))
-    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "emu", labels=labels,
-                  config_overrides={**EXACT, "camera": {**EXACT["camera"]}}, log=lambda m: None)
+    res = emulate(
+        get_board("maix-bit-canmv"),
+        tiny_build / "model.kmodel",
+        frames,
+        tmp_path / "emu",
+        labels=labels,
+        config_overrides={**EXACT, "camera": {**EXACT["camera"]}},
+        log=lambda m: None,
+    )
     assert res.exit_code == 0
     assert all(line.split("\t")[3] == "Flabébé" for line in res.uart_lines)
     assert not [w for w in res.warnings if "non-ASCII" in w]
@@ -119,9 +162,22 @@ def test_bench_server_over_a_pty_survives_garbage(tiny_build, tmp_path):
     link = tmp_path / "board-uart"
     out: dict = {}
     stop = threading.Event()
-    t = threading.Thread(target=lambda: out.setdefault("res", emulate(
-        get_board("maix-bit-canmv"), tiny_build / "model.kmodel", None, tmp_path / "emu", script="bench.py",
-        uart_link=link, timeout=120, stop=stop, log=lambda m: None)))
+    t = threading.Thread(
+        target=lambda: out.setdefault(
+            "res",
+            emulate(
+                get_board("maix-bit-canmv"),
+                tiny_build / "model.kmodel",
+                None,
+                tmp_path / "emu",
+                script="bench.py",
+                uart_link=link,
+                timeout=120,
+                stop=stop,
+                log=lambda m: None,
+            ),
+        )
+    )
     t.start()
     for _ in range(200):
         if link.exists():
@@ -186,27 +242,35 @@ def _run_script(tmp_path, code: str, **kw):
 
 
 def test_image_stand_in_is_rgb565_and_pix_to_ai_returns_none(tmp_path):
-    res = _run_script(tmp_path, (
-        "import image\n"
-        "img = image.Image(size=(2, 1))\n"
-        "img.set_pixel(0, 0, (255, 3, 7))\n"
-        "img.set_pixel(1, 0, (100, 130, 200))\n"
-        "print('PIX', img.get_pixel(0, 0), img.get_pixel(1, 0), img.pix_to_ai())\n"))
+    res = _run_script(
+        tmp_path,
+        (
+            "import image\n"
+            "img = image.Image(size=(2, 1))\n"
+            "img.set_pixel(0, 0, (255, 3, 7))\n"
+            "img.set_pixel(1, 0, (100, 130, 200))\n"
+            "print('PIX', img.get_pixel(0, 0), img.get_pixel(1, 0), img.pix_to_ai())\n"
+        ),
+    )
     assert res.exit_code == 0, res.console
     # 5/6/5 bits through MaixPy's rounding tables and back: g 3 -> 1 -> 4, b 7 -> 1 -> 8, b 200 -> 24 -> 197
     assert "PIX (255, 4, 8) (99, 130, 197) None" in res.console
 
 
 def test_uart_stand_in_waits_timeout_char_and_unrouted_uart1_sends_nothing(tmp_path):
-    res = _run_script(tmp_path, (
-        "import time\n"
-        "from machine import UART\n"
-        "u = UART(UART.UART1, 115200, 8, 0, 1, timeout=1000, read_buf_len=64)\n"  # no fm.register
-        "u.write(b'lost')\n"
-        "h = UART(UART.UARTHS, 115200, 8, 0, 1, timeout=1000, read_buf_len=64)\n"
-        "t = time.ticks_ms()\n"
-        "r = h.read(16)\n"
-        "print('READ', r, time.ticks_diff(time.ticks_ms(), t) < 500)\n"))
+    res = _run_script(
+        tmp_path,
+        (
+            "import time\n"
+            "from machine import UART\n"
+            "u = UART(UART.UART1, 115200, 8, 0, 1, timeout=1000, read_buf_len=64)\n"  # no fm.register
+            "u.write(b'lost')\n"
+            "h = UART(UART.UARTHS, 115200, 8, 0, 1, timeout=1000, read_buf_len=64)\n"
+            "t = time.ticks_ms()\n"
+            "r = h.read(16)\n"
+            "print('READ', r, time.ticks_diff(time.ticks_ms(), t) < 500)\n"
+        ),
+    )
     assert res.exit_code == 0, res.console
     assert "READ None True" in res.console  # returns None after timeout_char, not after timeout=1000
     assert any("fm.register" in w for w in res.warnings)
@@ -235,13 +299,18 @@ def test_print_shares_the_wire_once_the_app_talks_over_uarths(tmp_path):
 
     th = threading.Thread(target=reader)
     th.start()
-    res = _run_script(tmp_path, (
-        "import time\nfrom machine import UART\n"
-        "time.sleep_ms(300)\n"
-        "u = UART(UART.UARTHS, 115200)\n"
-        "u.write(b'FRAME')\n"
-        "print('pokedex bench: ready')\n"
-        "time.sleep_ms(300)\n"), uart_link=link)
+    res = _run_script(
+        tmp_path,
+        (
+            "import time\nfrom machine import UART\n"
+            "time.sleep_ms(300)\n"
+            "u = UART(UART.UARTHS, 115200)\n"
+            "u.write(b'FRAME')\n"
+            "print('pokedex bench: ready')\n"
+            "time.sleep_ms(300)\n"
+        ),
+        uart_link=link,
+    )
     done.set()
     th.join()
     assert res.exit_code == 0, res.console
@@ -250,21 +319,25 @@ def test_print_shares_the_wire_once_the_app_talks_over_uarths(tmp_path):
 
 def test_gc_heap_accounts_the_big_allocations_and_raises_memoryerror(tmp_path):
     # the 224 px bench plan: one upload buffer, one image and its pix_ai fit the 512 KB heap ...
-    res = _run_script(tmp_path, (
-        "import gc, image\n"
-        "free0 = gc.mem_free()\n"
-        "up = bytearray(3 * 224 * 224)\n"
-        "img = image.Image(size=(224, 224))\n"
-        "img.pix_to_ai()\n"
-        "print('PLAN', free0 - gc.mem_free())\n"
-        "try:\n"
-        "    more = [bytearray(3 * 224 * 224), bytearray(3 * 224 * 224)]  # ... the payload held twice more does not\n"
-        "    print('NO ERROR')\n"
-        "except MemoryError as e:\n"
-        "    print('MEMORYERROR', e)\n"
-        "del up, img\n"
-        "gc.collect()\n"
-        "print('BACK', gc.mem_free() == free0)\n"))
+    res = _run_script(
+        tmp_path,
+        (
+            "import gc, image\n"
+            "free0 = gc.mem_free()\n"
+            "up = bytearray(3 * 224 * 224)\n"
+            "img = image.Image(size=(224, 224))\n"
+            "img.pix_to_ai()\n"
+            "print('PLAN', free0 - gc.mem_free())\n"
+            "try:\n"
+            "    more = [bytearray(3 * 224 * 224), bytearray(3 * 224 * 224)]  # the payload twice more: no\n"
+            "    print('NO ERROR')\n"
+            "except MemoryError as e:\n"
+            "    print('MEMORYERROR', e)\n"
+            "del up, img\n"
+            "gc.collect()\n"
+            "print('BACK', gc.mem_free() == free0)\n"
+        ),
+    )
     assert res.exit_code == 0, res.console
     plan = 150528 + 224 * 224 * 2 + 256 * 224 * 3  # upload + RGB565 image + pix_ai with w rounded up to 64
     assert f"PLAN {plan}" in res.console
@@ -281,9 +354,11 @@ def test_kpu_forward_fmap_slice_is_a_tuple(tiny_v3_build, tmp_path):
         "img = image.Image(size=(128, 128))\n"
         "img.pix_to_ai()\n"
         "out = kpu.forward(t, img)[:]\n"
-        "print('FMAP', type(out).__name__, len(out))\n")
-    res = emulate(get_board("maix-bit"), tiny_v3_build / "model.kmodel", None, tmp_path / "emu", firmware=fw,
-                  log=lambda m: None)
+        "print('FMAP', type(out).__name__, len(out))\n"
+    )
+    res = emulate(
+        get_board("maix-bit"), tiny_v3_build / "model.kmodel", None, tmp_path / "emu", firmware=fw, log=lambda m: None
+    )
     assert res.exit_code == 0, res.console
     assert "FMAP tuple 1025" in res.console
 
@@ -291,17 +366,21 @@ def test_kpu_forward_fmap_slice_is_a_tuple(tiny_v3_build, tmp_path):
 def test_lcd_integer_colours_are_maixpys_byte_swapped_rgb565(tmp_path):
     from PIL import Image as PILImage
 
-    res = _run_script(tmp_path, (
-        "import lcd\n"
-        "import pk_app\n"
-        "lcd.init()\n"
-        "lcd.clear(pk_app.LCD_RED)\n"
-        "lcd.clear((0, 0, 255))\n"  # py_lcd_clear takes a tuple too
-        "lcd.clear(lcd.YELLOW)\n"
-        "try:\n"
-        "    lcd.draw_string(0, 0, 'x', (255, 0, 0), 0)\n"
-        "except TypeError:\n"
-        "    print('TUPLE REFUSED')\n"))
+    res = _run_script(
+        tmp_path,
+        (
+            "import lcd\n"
+            "import pk_app\n"
+            "lcd.init()\n"
+            "lcd.clear(pk_app.LCD_RED)\n"
+            "lcd.clear((0, 0, 255))\n"  # py_lcd_clear takes a tuple too
+            "lcd.clear(lcd.YELLOW)\n"
+            "try:\n"
+            "    lcd.draw_string(0, 0, 'x', (255, 0, 0), 0)\n"
+            "except TypeError:\n"
+            "    print('TUPLE REFUSED')\n"
+        ),
+    )
     assert res.exit_code == 0, res.console
     assert "TUPLE REFUSED" in res.console
     shots = sorted((tmp_path / "emu").glob("lcd_*.png"))
@@ -317,7 +396,8 @@ def test_canmv_load_kmodel_from_an_address_needs_the_size(tmp_path):
         "try:\n"
         "    KPU().load_kmodel(0x300000)\n"
         "except TypeError as e:\n"
-        "    print('NEEDS SIZE', e)\n")
+        "    print('NEEDS SIZE', e)\n"
+    )
     res = emulate(get_board("maix-bit-canmv"), None, None, tmp_path / "emu", firmware=fw, log=lambda m: None)
     assert res.exit_code == 0 and "NEEDS SIZE" in res.console, res.console
 
@@ -339,8 +419,14 @@ def test_smoothing_is_a_moving_average_of_the_softmax(tiny_build, tmp_path):
     from pokedex_host.toolchain import Worker
 
     frames = _frames(tmp_path / "frames", 4, seed=5)
-    res = emulate(get_board("maix-bit-canmv"), tiny_build / "model.kmodel", frames, tmp_path / "emu",
-                  config_overrides={**EXACT, "smoothing": 0.6}, log=lambda m: None)
+    res = emulate(
+        get_board("maix-bit-canmv"),
+        tiny_build / "model.kmodel",
+        frames,
+        tmp_path / "emu",
+        config_overrides={**EXACT, "smoothing": 0.6},
+        log=lambda m: None,
+    )
     assert res.exit_code == 0, res.console
     x = np.stack([np.asarray(Image.open(f))[0:64, 0:64].transpose(2, 0, 1) for f in sorted(frames.iterdir())])
     with Worker() as w:

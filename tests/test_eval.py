@@ -1,27 +1,44 @@
 import json
 
 import pytest
-
 from conftest import make_dataset
+
 from pokedex_host.evaluate import evaluate
 
 
 @pytest.mark.toolchain
 def test_eval_compares_float_onnx_and_kmodel(tmp_path, toolchain_ready):
+    import torch
+
     from pokedex_host.compile import BuildOptions, build_kmodel
     from pokedex_host.models import create_model
     from pokedex_host.models.checkpoint import save_checkpoint
 
-    import torch
-
     torch.manual_seed(1)
-    ck = save_checkpoint(tmp_path / "m.pt", create_model("kpu_mobilenet_v1", width=0.25, input=64, classes=1025).eval(),
-                         "kpu_mobilenet_v1", list(range(1, 1026)))
+    ck = save_checkpoint(
+        tmp_path / "m.pt",
+        create_model("kpu_mobilenet_v1", width=0.25, input=64, classes=1025).eval(),
+        "kpu_mobilenet_v1",
+        list(range(1, 1026)),
+    )
     data = make_dataset(tmp_path / "test", species=4, per_species=3)
-    build_kmodel(BuildOptions(model=ck, board="maix-bit-canmv", out=tmp_path / "out", calibration=data,
-                              calibration_count=4, verify_count=0), log=lambda m: None)
-    res = evaluate([ck, tmp_path / "out" / "model.onnx", tmp_path / "out" / "model.kmodel"], data, tmp_path / "ev",
-                   log=lambda m: None)
+    build_kmodel(
+        BuildOptions(
+            model=ck,
+            board="maix-bit-canmv",
+            out=tmp_path / "out",
+            calibration=data,
+            calibration_count=4,
+            verify_count=0,
+        ),
+        log=lambda m: None,
+    )
+    res = evaluate(
+        [ck, tmp_path / "out" / "model.onnx", tmp_path / "out" / "model.kmodel"],
+        data,
+        tmp_path / "ev",
+        log=lambda m: None,
+    )
     kinds = [m["kind"] for m in res["models"]]
     assert kinds == ["float (torch)", "float (onnxruntime)", "uint8 kmodel v5 (nncase simulator)"]
     assert res["images"] == 12
@@ -62,7 +79,6 @@ def test_eval_with_the_mirror_image_averages_the_logits(tmp_path):
 def test_models_of_different_input_sizes_each_see_the_images_at_their_own(tmp_path):
     """A 160-px teacher beside a 128-px student (the release's card): each model gets the same
     images, loaded at its own input size, and agrees with itself run on those by hand."""
-    import numpy as np
     import torch
 
     from pokedex_host.evaluate import _images
@@ -70,10 +86,18 @@ def test_models_of_different_input_sizes_each_see_the_images_at_their_own(tmp_pa
     from pokedex_host.models.checkpoint import save_checkpoint
 
     torch.manual_seed(2)
-    small = save_checkpoint(tmp_path / "s.pt", create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025).eval(),
-                            "kpu_mobilenet_v1", list(range(1, 1026)))
-    big = save_checkpoint(tmp_path / "b.pt", create_model("kpu_mobilenet_v1", width=0.25, input=48, classes=1025).eval(),
-                          "kpu_mobilenet_v1", list(range(1, 1026)))
+    small = save_checkpoint(
+        tmp_path / "s.pt",
+        create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025).eval(),
+        "kpu_mobilenet_v1",
+        list(range(1, 1026)),
+    )
+    big = save_checkpoint(
+        tmp_path / "b.pt",
+        create_model("kpu_mobilenet_v1", width=0.25, input=48, classes=1025).eval(),
+        "kpu_mobilenet_v1",
+        list(range(1, 1026)),
+    )
     data = make_dataset(tmp_path / "test", species=3, per_species=2)
     res = evaluate([small, big], data, tmp_path / "ev", log=lambda m: None)
     assert res["images"] == 6

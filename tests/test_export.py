@@ -5,8 +5,8 @@ import onnx
 import pytest
 import torch
 
-from pokedex_host.errors import PokedexError
 from pokedex_host.compile.export import export_model, fold_input_scale, onnx_float_logits
+from pokedex_host.errors import PokedexError
 from pokedex_host.models import create_model
 
 
@@ -27,8 +27,16 @@ def test_recipe_exports_a_static_folded_graph(tiny_recipe: Path, tmp_path: Path)
 
 
 def _export_torch(model, path: Path, dynamic=None):
-    torch.onnx.export(model.eval(), torch.zeros(1, 3, 32, 32), str(path), opset_version=11, dynamo=False,
-                      input_names=["input"], output_names=["logits"], dynamic_axes=dynamic)
+    torch.onnx.export(
+        model.eval(),
+        torch.zeros(1, 3, 32, 32),
+        str(path),
+        opset_version=11,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes=dynamic,
+    )
 
 
 def test_onnx_with_dynamic_spatial_dims_needs_input_size(tmp_path: Path):
@@ -51,12 +59,15 @@ def test_onnx_class_count_must_match(tmp_path: Path):
     assert "20 classes" in e.value.message
 
 
-@pytest.mark.parametrize("content,name,words", [
-    (None, "missing.onnx", "does not exist"),
-    (b"", "empty.onnx", "empty"),
-    (b"\x08\x01garbage" * 10, "corrupt.onnx", "not a readable ONNX"),
-    (b"x", "model.h5", "unknown model type"),
-])
+@pytest.mark.parametrize(
+    "content,name,words",
+    [
+        (None, "missing.onnx", "does not exist"),
+        (b"", "empty.onnx", "empty"),
+        (b"\x08\x01garbage" * 10, "corrupt.onnx", "not a readable ONNX"),
+        (b"x", "model.h5", "unknown model type"),
+    ],
+)
 def test_bad_model_files_are_named(tmp_path: Path, content, name, words):
     p = tmp_path / name
     if content is not None:
@@ -89,8 +100,8 @@ def test_ultralytics_checkpoint_exports_logits(tmp_path: Path, task):
     from pokedex_host.compile.export import ultralytics_env
 
     ultralytics_env()
-    from ultralytics.nn.tasks import ClassificationModel, DetectionModel
     import ultralytics
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 
     cfg = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8"
     if task == "classify":

@@ -12,9 +12,33 @@ import pytest
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 FILES = sorted(FIRMWARE.glob("*.py"))
 # Modules a MaixPy-v1 build offers (firmware may import only these, or its own files).
-MAIXPY_MODULES = {"gc", "time", "utime", "math", "json", "ujson", "struct", "ustruct", "binascii", "ubinascii",
-                  "sys", "os", "uos", "lcd", "sensor", "image", "KPU", "maix", "Maix", "machine", "fpioa_manager",
-                  "board", "micropython", "select", "uselect"}
+MAIXPY_MODULES = {
+    "gc",
+    "time",
+    "utime",
+    "math",
+    "json",
+    "ujson",
+    "struct",
+    "ustruct",
+    "binascii",
+    "ubinascii",
+    "sys",
+    "os",
+    "uos",
+    "lcd",
+    "sensor",
+    "image",
+    "KPU",
+    "maix",
+    "Maix",
+    "machine",
+    "fpioa_manager",
+    "board",
+    "micropython",
+    "select",
+    "uselect",
+}
 
 
 def mpy_cross(src: Path, out: Path) -> subprocess.CompletedProcess:

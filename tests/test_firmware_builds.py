@@ -55,8 +55,9 @@ def test_the_minimum_build_lacks_what_its_source_leaves_out():
     full, minimum = get_board("maix-bit").firmware.build, get_board("maix-bit-minimum").firmware.build
     assert full.path == minimum.path and full.path.name == "maixpy.toml"
     assert full.image_lacks == ()
-    assert {"find_rects", "find_blobs", "rotation_corr", "get_statistics", "binary", "gaussian",
-            "replace"} <= set(minimum.image_lacks)
+    assert {"find_rects", "find_blobs", "rotation_corr", "get_statistics", "binary", "gaussian", "replace"} <= set(
+        minimum.image_lacks
+    )
     assert not {"copy", "resize", "pix_to_ai", "draw_string", "set_pixel"} & set(minimum.image_lacks)
     assert "OMV_MINIMUM" in minimum.config
     assert full.banner == "MicroPython v0.6.3-2-gd8901fd22 on 2024-06-17; Sipeed_M1 with kendryte-k210"
@@ -76,23 +77,36 @@ def test_the_firmware_s_lists_of_image_calls_are_the_host_s():
     """firmware/pk_app.py asks hasattr for the same names install and probe judge by, and the
     app calls none of what the minimum build lacks outside the optional lists."""
     tree = ast.parse((firmware_dir() / "pk_app.py").read_text())
-    lists = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-             for t in n.targets if isinstance(t, ast.Name) and t.id.endswith("_CALLS")}
-    assert lists == {"APP_CALLS": APP_IMAGE_CALLS["camera app"], "LOCATOR_CALLS": APP_IMAGE_CALLS["card locator"],
-                     "MIRROR_CALLS": APP_IMAGE_CALLS["mirror image"]}
+    lists = {
+        t.id: ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name) and t.id.endswith("_CALLS")
+    }
+    assert lists == {
+        "APP_CALLS": APP_IMAGE_CALLS["camera app"],
+        "LOCATOR_CALLS": APP_IMAGE_CALLS["card locator"],
+        "MIRROR_CALLS": APP_IMAGE_CALLS["mirror image"],
+    }
     optional = set(lists["LOCATOR_CALLS"]) | set(lists["MIRROR_CALLS"])
     lacks = set(get_board("maix-bit-minimum").firmware.build.image_lacks)
     for f in ("main.py", "pk_card.py"):
-        called = {n.func.attr for n in ast.walk(ast.parse((firmware_dir() / f).read_text()))
-                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        called = {
+            n.func.attr
+            for n in ast.walk(ast.parse((firmware_dir() / f).read_text()))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+        }
         assert called & lacks <= optional, (f, called & lacks - optional)
 
 
 def test_the_emulated_minimum_build_refuses_what_it_lacks_in_micropython_s_words(tmp_path):
-    code = ("import image\n"
-            "img = image.Image(size=(8, 8))\n"
-            "print('HAS', hasattr(img, 'find_rects'), hasattr(img, 'replace'), hasattr(img, 'resize'))\n"
-            "img.find_rects()\n")
+    code = (
+        "import image\n"
+        "img = image.Image(size=(8, 8))\n"
+        "print('HAS', hasattr(img, 'find_rects'), hasattr(img, 'replace'), hasattr(img, 'resize'))\n"
+        "img.find_rects()\n"
+    )
     res = _script(tmp_path / "min", get_board("maix-bit-minimum"), code)
     assert "HAS False False True" in res.console
     assert res.exit_code == 3 and "AttributeError: 'Image' object has no attribute 'find_rects'" in res.console
@@ -120,19 +134,25 @@ def test_the_system_heap_is_the_profile_s_less_camera_and_model(tmp_path):
     data = kmodel.read_bytes()
     model = len(data) + v3.parse(data, str(kmodel)).main_mem_usage
     board = get_board("maix-bit")
-    res = _script(tmp_path, board, (
-        "from Maix import utils\n"
-        "import sensor, KPU as kpu\n"
-        "print('BOOT', utils.heap_free(), utils.gc_heap_size())\n"
-        "sensor.reset()\n"
-        "sensor.set_framesize(sensor.QVGA)\n"
-        "sensor.set_framesize(sensor.QVGA)\n"  # the same size: nothing reallocated
-        "print('CAMERA', utils.heap_free())\n"
-        "t = kpu.load('/sd/model.kmodel')\n"
-        "print('MODEL', utils.heap_free())\n"
-        "kpu.deinit(t)\n"
-        "sensor.reset()\n"
-        "print('BACK', utils.heap_free())\n"), kmodel)
+    res = _script(
+        tmp_path,
+        board,
+        (
+            "from Maix import utils\n"
+            "import sensor, KPU as kpu\n"
+            "print('BOOT', utils.heap_free(), utils.gc_heap_size())\n"
+            "sensor.reset()\n"
+            "sensor.set_framesize(sensor.QVGA)\n"
+            "sensor.set_framesize(sensor.QVGA)\n"  # the same size: nothing reallocated
+            "print('CAMERA', utils.heap_free())\n"
+            "t = kpu.load('/sd/model.kmodel')\n"
+            "print('MODEL', utils.heap_free())\n"
+            "kpu.deinit(t)\n"
+            "sensor.reset()\n"
+            "print('BACK', utils.heap_free())\n"
+        ),
+        kmodel,
+    )
     assert res.exit_code == 0, res.console
     ram = board.firmware.model_ram
     assert f"BOOT {ram} {board.firmware.gc_heap_size}" in res.console
@@ -147,14 +167,20 @@ def test_a_model_first_can_leave_the_camera_no_room(tmp_path):
     data = kmodel.read_bytes()
     model = len(data) + v3.parse(data, str(kmodel)).main_mem_usage
     board = load_board_file(_profile(tmp_path, "maix-bit", "tight", model_ram=str(model + 100_000)))
-    res = _script(tmp_path, board, (
-        "import sensor, KPU as kpu\n"
-        "t = kpu.load('/sd/model.kmodel')\n"
-        "sensor.reset()\n"
-        "try:\n"
-        "    sensor.set_framesize(sensor.QVGA)\n"
-        "except OSError as e:\n"
-        "    print('CAMERA', e)\n"), kmodel)
+    res = _script(
+        tmp_path,
+        board,
+        (
+            "import sensor, KPU as kpu\n"
+            "t = kpu.load('/sd/model.kmodel')\n"
+            "sensor.reset()\n"
+            "try:\n"
+            "    sensor.set_framesize(sensor.QVGA)\n"
+            "except OSError as e:\n"
+            "    print('CAMERA', e)\n"
+        ),
+        kmodel,
+    )
     assert "CAMERA [Errno 12] ENOMEM" in res.console, res.console
 
 

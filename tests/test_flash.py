@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import SHARED
 from v3_fixtures import small_model
+
 from pokedex_host.boards import get_board
 from pokedex_host.cli import main
-from pokedex_host.errors import PokedexError
+from pokedex_host.device.flash_plan import make_plan
 from pokedex_host.device.flasher import flash_with_fallback
 from pokedex_host.device.kfpkg import FlashEntry, build_kfpkg, flash_list_json, parse_like_kflash, read_kfpkg
-from pokedex_host.device.flash_plan import make_plan
 from pokedex_host.device.ports import Port, pick_port
+from pokedex_host.errors import PokedexError
 
 V5 = b"LDMK\x05\x00\x00\x00" + bytes(range(256)) * 40
 V3 = small_model()
@@ -116,7 +116,9 @@ def test_baud_fallback_and_messages(tmp_path):
             raise Exception("[ERROR] Failed to Connect to K210's Stub")
 
     logs = []
-    att = flash_with_fallback("/dev/ttyUSB0", (1500000, 115200), "bit", tmp_path / "p.kfpkg", runner=flaky, log=logs.append)
+    att = flash_with_fallback(
+        "/dev/ttyUSB0", (1500000, 115200), "bit", tmp_path / "p.kfpkg", runner=flaky, log=logs.append
+    )
     assert calls == [1500000, 115200] and att[-1].ok
     assert any("retrying at 115200" in m for m in logs)
 
@@ -124,14 +126,18 @@ def test_baud_fallback_and_messages(tmp_path):
         raise Exception("Greeting fail, check serial port")
 
     with pytest.raises(PokedexError) as e:
-        flash_with_fallback("/dev/ttyUSB0", (1500000, 115200), "bit", tmp_path / "p.kfpkg", runner=no_board, log=lambda m: None)
+        flash_with_fallback(
+            "/dev/ttyUSB0", (1500000, 115200), "bit", tmp_path / "p.kfpkg", runner=no_board, log=lambda m: None
+        )
     assert "did not answer" in e.value.message and "--port" in e.value.hint
 
     def wrong_port(port, baud, board, file):
         raise Exception("recv unknown op 0x42")
 
     with pytest.raises(PokedexError) as e:
-        flash_with_fallback("/dev/ttyUSB1", (115200,), "bit", tmp_path / "p.kfpkg", runner=wrong_port, log=lambda m: None)
+        flash_with_fallback(
+            "/dev/ttyUSB1", (115200,), "bit", tmp_path / "p.kfpkg", runner=wrong_port, log=lambda m: None
+        )
     assert "not the K210's port" in e.value.hint
 
 
@@ -140,13 +146,29 @@ def test_dry_run_shows_the_package_and_the_kflash_call(tmp_path):
     fw.write_bytes(b"f" * 1000)
     km.write_bytes(V5)
     out = tmp_path / "p.kfpkg"
-    r = CliRunner().invoke(main, ["flash", "--board", "maix-bit-canmv", "--firmware", str(fw), "--kmodel", str(km),
-                                  "--port", "/dev/ttyUSB9", "--out", str(out), "--dry-run"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "flash",
+            "--board",
+            "maix-bit-canmv",
+            "--firmware",
+            str(fw),
+            "--kmodel",
+            str(km),
+            "--port",
+            "/dev/ttyUSB9",
+            "--out",
+            str(out),
+            "--dry-run",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert f"kflash -p /dev/ttyUSB9 -b 1500000 -B bit {out}" in r.output
     assert f"kflash -p /dev/ttyUSB9 -b 115200 -B bit {out}" in r.output
     assert '"address": 3145728,' in r.output and "0x300000" in r.output
     assert [x[:3] for x in read_kfpkg(out)] == [(0, "maixpy.bin", True), (0x300000, "model.kmodel", False)]
-    r = CliRunner().invoke(main, ["flash", "--board", "maix-bit", "--kmodel", str(km), "--port", "X", "--out",
-                                  str(out), "--dry-run"])
+    r = CliRunner().invoke(
+        main, ["flash", "--board", "maix-bit", "--kmodel", str(km), "--port", "X", "--out", str(out), "--dry-run"]
+    )
     assert r.exit_code == 0 and "ERR_KMODEL_VERSION" in r.output

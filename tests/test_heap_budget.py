@@ -15,6 +15,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
+
 from pokedex_host.boards import (
     FRAMESIZES,
     available_boards,
@@ -22,11 +23,11 @@ from pokedex_host.boards import (
     get_board,
     load_board_file,
 )
+from pokedex_host.cli import main
 from pokedex_host.compile.budget import Budget, estimate, judge, resolve_budget
 from pokedex_host.compile.export import export_model
 from pokedex_host.compile.lint import LintReport, lint_model
 from pokedex_host.compile.memory import MemoryReport
-from pokedex_host.cli import main
 from pokedex_host.emulator.host import emulate
 from pokedex_host.errors import PokedexError
 from pokedex_host.paths import firmware_dir, releases
@@ -38,8 +39,13 @@ FRAME = ROOT / "docs" / "img" / "synthetic_frame.png"
 
 def newest_memory() -> MemoryReport:
     m = json.loads((NEWEST / "manifest.json").read_text())["memory"]
-    return MemoryReport(kmodel_bytes=m["kmodel_bytes"], input_bytes=m["input_bytes"], output_bytes=m["output_bytes"],
-                        data_bytes=m["data_bytes"], kpu_peak=m["kpu_sram_peak"])
+    return MemoryReport(
+        kmodel_bytes=m["kmodel_bytes"],
+        input_bytes=m["input_bytes"],
+        output_bytes=m["output_bytes"],
+        data_bytes=m["data_bytes"],
+        kpu_peak=m["kpu_sram_peak"],
+    )
 
 
 def profile(tmp_path: Path, base: str, name: str, **values) -> Path:
@@ -68,8 +74,14 @@ def test_every_profile_counts_the_camera_the_app_sets_up_and_names_its_source():
     every profile's framesize is that one, so the build counts what the app allocates."""
     tree = ast.parse((firmware_dir() / "main.py").read_text())
     (setup,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "setup_camera"]
-    calls = [n for n in ast.walk(setup) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-             and isinstance(n.func.value, ast.Name) and n.func.value.id == "sensor"]
+    calls = [
+        n
+        for n in ast.walk(setup)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == "sensor"
+    ]
     (reset,) = [c for c in calls if c.func.attr == "reset"]
     assert not [k for k in reset.keywords if k.arg == "dual_buff"]
     (size,) = [c.args[0].attr for c in calls if c.func.attr == "set_framesize"]
@@ -140,16 +152,22 @@ def test_the_build_refuses_the_newest_release_where_only_the_camera_puts_it_over
     ex = export_model(NEWEST / "model.pt", tmp_path / "x", log=lambda m: None)
     weights = estimate(lint_model(onnx.load(str(ex.onnx_path))), ex.input_size, len(ex.classes)).weights
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["build-kmodel", str(NEWEST / "model.pt"), "--budget", str(weights + 100_000),
-                                  "--out", str(out)], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["build-kmodel", str(NEWEST / "model.pt"), "--budget", str(weights + 100_000), "--out", str(out)],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 3, r.output
     text = " ".join(r.output.split())
     assert "refused before compiling" in text and "camera buffers, QVGA 320x240" in text and "384,000" in text
     assert f"leaves {weights + 100_000 - QVGA:,} B for the model: over by {QVGA - 100_000:,} B" in text
     assert "maix-bit-minimum" in text and "gc_heap_size(262144)" in text
     assert not out.exists()
-    r = CliRunner().invoke(main, ["build-kmodel", str(NEWEST / "model.pt"), "--budget", str(weights + 100_000 + QVGA),
-                                  "--out", str(out)], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["build-kmodel", str(NEWEST / "model.pt"), "--budget", str(weights + 100_000 + QVGA), "--out", str(out)],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 1 and "toolchain install" in r.output and "does not fit" not in r.output
     assert "budget: " in r.output and "free system heap after boot" in r.output
 
@@ -164,10 +182,23 @@ def test_the_report_shows_the_camera_and_the_budget_s_source(tmp_path):
     v = judge(mem, LintReport(), b, resolve_budget(b, None))
     images = SimpleNamespace(x=SimpleNamespace(shape=(4,)), source="x")
     record = BuildRecord(
-        source=NEWEST / "model.pt", board=b, lint=LintReport(), lint_disagreements=[], input=InputSpec(128),
+        source=NEWEST / "model.pt",
+        board=b,
+        lint=LintReport(),
+        lint_disagreements=[],
+        input=InputSpec(128),
         export=SimpleNamespace(source_kind="checkpoint", simplifier="-", scale_folded=True, notes=[]),
-        calibration=images, calibration_seed=0, calibrate_method="l2", holdout=images, kmodel_version=3,
-        nncase=b.nncase, reproducible=True, memory=mem, budget_source="profile", verdict=v)
+        calibration=images,
+        calibration_seed=0,
+        calibrate_method="l2",
+        holdout=images,
+        kmodel_version=3,
+        nncase=b.nncase,
+        reproducible=True,
+        memory=mem,
+        budget_source="profile",
+        verdict=v,
+    )
     md = report_markdown(record)
     assert "3,190,820 B" in md and "of 3,500,000 B" in md and "free system heap" in md
     assert "| **model run-time total** | **2,806,820** |" in md
@@ -203,7 +234,8 @@ def test_dual_buffers_take_two_pairs_on_the_emulated_board(tmp_path):
         "sensor.reset(dual_buff=True)\nsensor.set_framesize(sensor.QVGA)\n"
         "b = utils.heap_free()\n"
         "sensor.reset()\nsensor.set_framesize(sensor.QVGA)\n"
-        "print('TAKEN', a - b, a - utils.heap_free())\n")
+        "print('TAKEN', a - b, a - utils.heap_free())\n"
+    )
     res = emulate(get_board("maix-bit"), None, None, tmp_path / "emu", firmware=fw, log=lambda m: None)
     assert res.exit_code == 0, res.console
     assert f"TAKEN {2 * QVGA} {QVGA}" in res.console
@@ -225,8 +257,14 @@ def test_the_app_in_its_order_on_a_heap_too_small_for_model_and_camera(tmp_path)
     allocs = [(e["what"], e["bytes"]) for e in events if e["event"] == "system_alloc"]
     assert allocs[0] == ("camera buffers", QVGA) and not [e for e in events if e["event"] == "kpu_load"]
     # no model_runtime in pokedex.json: kpu.load is asked, and refuses as MaixPy does
-    res = emulate(board, NEWEST / "model.kmodel", frames, tmp_path / "load", config_overrides={"model_runtime": None},
-                  log=lambda m: None)
+    res = emulate(
+        board,
+        NEWEST / "model.kmodel",
+        frames,
+        tmp_path / "load",
+        config_overrides={"model_runtime": None},
+        log=lambda m: None,
+    )
     assert "[MAIXPY]kpu: load error:2006, ERR_NO_MEM: memory not enough" in res.console, res.console
     events = [json.loads(e) for e in (tmp_path / "load" / "events.jsonl").read_text().splitlines()]
     (refused,) = [e for e in events if e["event"] == "kpu_load_refused"]

@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SHARED
 from v3_fixtures import conv_layer, small_model, spread
+
 from pokedex_host.errors import PokedexError
 from pokedex_host.kmodel import matmul
 from pokedex_host.kmodel._kernels import offset_rows
@@ -37,8 +37,8 @@ def _operands(m: int, k: int, oc: int, seed: int) -> tuple[np.ndarray, np.ndarra
     rng = np.random.default_rng(seed)
     cols = rng.integers(0, 256, (m, k), dtype=np.uint8)
     w = rng.integers(0, 256, (k, oc), dtype=np.uint8)
-    cols[m // 4:m // 2] = rng.integers(224, 256, (m // 2 - m // 4, k), dtype=np.uint8)
-    w[:, oc // 4:oc // 2] = rng.integers(224, 256, (k, oc // 2 - oc // 4), dtype=np.uint8)
+    cols[m // 4 : m // 2] = rng.integers(224, 256, (m // 2 - m // 4, k), dtype=np.uint8)
+    w[:, oc // 4 : oc // 2] = rng.integers(224, 256, (k, oc // 2 - oc // 4), dtype=np.uint8)
     cols[0], cols[1], w[:, 0], w[:, 1] = 0, 255, 0, 255
     return cols, w
 
@@ -55,8 +55,7 @@ def test_offset_rows_writes_x_minus_128_and_returns_the_row_sums():
 
 # K: a 3x3 on 3 channels, one block's bound exactly (1024 x 128^2 = 2^24), one past it (two
 # blocks), the largest 1x1 (1024 channels), 3x3 on 1024 channels (the most a KPU layer takes)
-@pytest.mark.parametrize("m,k,oc", [(64, 1, 8), (300, 27, 24), (40, 1024, 33), (40, 1025, 16),
-                                    (24, matmul.MAX_K, 24)])
+@pytest.mark.parametrize("m,k,oc", [(64, 1, 8), (300, 27, 24), (40, 1024, 33), (40, 1025, 16), (24, matmul.MAX_K, 24)])
 def test_both_paths_give_the_exact_sums(m, k, oc):
     cols, w = _operands(m, k, oc, k)
     want = _exact(cols, w)
@@ -95,6 +94,7 @@ def _calls(monkeypatch) -> dict[str, int]:
         def spy(self, cols, real=real, path=path):
             seen[path] += 1
             return real(self, cols)
+
         monkeypatch.setattr(matmul.OffsetWeights, f"_{path}", spy)
     return seen
 
@@ -201,11 +201,14 @@ def _off_by_one(monkeypatch, path: str) -> None:
     def wrong(self, cols):
         prod, sums = real(self, cols)
         return prod + 1, sums
+
     monkeypatch.setattr(matmul.OffsetWeights, f"_{path}", wrong)
 
 
-@pytest.mark.parametrize("faster,wrong,want", [("float", None, "float"), ("int", None, "int"),
-                                               ("float", "float", "int"), ("int", "int", "float")])
+@pytest.mark.parametrize(
+    "faster,wrong,want",
+    [("float", None, "float"), ("int", None, "int"), ("float", "float", "int"), ("int", "int", "float")],
+)
 def test_the_faster_exact_path_is_chosen(faster, wrong, want, monkeypatch):
     monkeypatch.setattr(matmul, "_timed", lambda ow, cols, path: 0.001 if path == faster else 0.01)
     if wrong:
@@ -230,8 +233,10 @@ def test_the_reference_is_exact_at_the_largest_reduction():
 def test_with_onednn_capped_to_avx2_the_chosen_path_is_still_exact():
     # on a VNNI machine this cap makes torch's _int_mm give wrong sums (torch 2.14): auto must
     # then pick float; wherever the cap changes nothing, whatever it picks must be exact
-    code = ("from pokedex_host.kmodel import matmul; m = matmul.measure(); "
-            "print(m.chosen, m.exact['int'], m.exact['float'])")
+    code = (
+        "from pokedex_host.kmodel import matmul; m = matmul.measure(); "
+        "print(m.chosen, m.exact['int'], m.exact['float'])"
+    )
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "POKEDEX_KPU_MATMUL": "auto"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -255,10 +260,17 @@ def _bench_tool():
 def test_the_bench_reports_the_flags_the_measurement_and_each_path(tmp_path, monkeypatch):
     bench = _bench_tool()
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx2 fma\n\n"
-                    "processor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n")
-    assert bench.cpu_flags(info) == {"avx2": True, "avx512f": False, "avx512_vnni": False, "avx_vnni": False,
-                                     "amx_int8": False}
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx2 fma\n\n"
+        "processor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n"
+    )
+    assert bench.cpu_flags(info) == {
+        "avx2": True,
+        "avx512f": False,
+        "avx512_vnni": False,
+        "avx_vnni": False,
+        "amx_int8": False,
+    }
     assert bench.cpu_name(info) == "AMD EPYC 7B12"
     assert not any(bench.cpu_flags(tmp_path / "absent").values())
     kmodel = tmp_path / "m" / "model.kmodel"

@@ -8,12 +8,11 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import SHARED
 from v3_fixtures import conv_layer, random_act, small_model, spread
-from pokedex_host.kmodel import KmodelFormatError
+
+from pokedex_host.kmodel import KmodelFormatError, v3
 from pokedex_host.kmodel import kpu as K
-from pokedex_host.kmodel import v3
 from pokedex_host.kmodel.interp import Interpreter
 from pokedex_host.kmodel.write_v3 import CpuLayerSpec, ModelSpec, write
 
@@ -21,6 +20,7 @@ REF = SHARED / "data" / "k210_reference"
 
 
 # -- KPU SRAM layout ---------------------------------------------------------------------------
+
 
 def _addr(width, height, c, y, x):
     """Byte address of pixel (c, y, x), straight from the layout rule in kpu.py's docstring."""
@@ -33,8 +33,10 @@ def _addr(width, height, c, y, x):
     return (c // groups) * row_len * height * 64 + (c % groups) * pitch + y * row_len * 64 + x
 
 
-@pytest.mark.parametrize("w,h,c", [(1, 1, 1), (4, 4, 5), (16, 3, 7), (17, 2, 3), (32, 5, 2), (33, 2, 2),
-                                   (64, 2, 3), (100, 3, 2), (224, 2, 3)])
+@pytest.mark.parametrize(
+    "w,h,c",
+    [(1, 1, 1), (4, 4, 5), (16, 3, 7), (17, 2, 3), (32, 5, 2), (33, 2, 2), (64, 2, 3), (100, 3, 2), (224, 2, 3)],
+)
 def test_layout_matches_the_rule_and_round_trips(w, h, c):
     rng = np.random.default_rng(w * 100 + c)
     fmap = rng.integers(0, 256, (c, h, w), dtype=np.uint8)
@@ -59,8 +61,23 @@ def test_a_map_past_the_kpu_sram_is_refused():
 
 # -- arithmetic --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("v,s,want", [(5, 1, 2), (7, 1, 4), (6, 2, 2), (10, 2, 2), (11, 2, 3), (9, 2, 2),
-                                      (-3, 1, -2), (-5, 2, -3), (-8, 2, -2), (123, 0, 123), (2**40 + 2**39, 40, 2)])
+
+@pytest.mark.parametrize(
+    "v,s,want",
+    [
+        (5, 1, 2),
+        (7, 1, 4),
+        (6, 2, 2),
+        (10, 2, 2),
+        (11, 2, 3),
+        (9, 2, 2),
+        (-3, 1, -2),
+        (-5, 2, -3),
+        (-8, 2, -2),
+        (123, 0, 123),
+        (2**40 + 2**39, 40, 2),
+    ],
+)
 def test_round_shift_is_nncases_banker_rounding(v, s, want):
     # includes nncase's treatment of negatives (-5 >> 2 with rounding gives -3): the simulator's result
     assert int(K.round_shift(np.array([v], np.int64), np.array([s]))[0]) == want
@@ -86,8 +103,12 @@ def _conv_reference(x, w, args, out_c):
                             acc += xv * wv
                             sx += xv
                             sw += wv
-                out[o, y, xx] = acc + ((args.arg_x * sx) >> args.shift_x) + ((args.arg_w * sw) >> args.shift_w) \
+                out[o, y, xx] = (
+                    acc
+                    + ((args.arg_x * sx) >> args.shift_x)
+                    + ((args.arg_w * sw) >> args.shift_w)
                     + args.arg_add * len(ins)
+                )
     return out
 
 
@@ -114,12 +135,14 @@ def test_batch_norm_and_activation_follow_the_tables():
     got = K.bn_act(acc, bn, act)
     v0 = [(-60 >> 1) + 10, 10, (90 >> 1) + 10, (600 >> 1) + 10]  # -20, 10, 55, 310
     v1 = [1000, 800, -200, 100]
+
     def f(v):
         if v > 100:
             return min(255, int(K.round_shift(np.array([(v - 100) * 2]), 2)[0]) + 50)
         if v > 0:
             return v + 5
         return 0
+
     assert got.tolist() == [[[f(v) for v in v0]], [[f(v) for v in v1]]]
     assert K.decode_bn(K.encode_bn(bn), 2).mul.tolist() == [3, -2]
     back = K.decode_act(K.encode_act(act))
@@ -135,13 +158,21 @@ def test_unsorted_activation_table_uses_the_last_matching_segment():
     assert K.bn_act(v, bn, act).tolist() == [[[0, 30, 150]]]
 
 
-@pytest.mark.parametrize("pool,want", [
-    (0, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]),
-    (1, [[6, 8], [14, 16]]), (2, [[3, 5], [11, 13]]), (3, [[16]]), (4, [[8]]),
-    (5, [[1, 3], [9, 11]]), (6, [[2, 4], [10, 12]]), (7, [[1]]),
-    (8, [[3, 4, 5, 6], [7, 8, 9, 10], [11, 12, 13, 14], [13, 14, 15, 16]]),
-    (9, [[6, 7, 8, 8], [10, 11, 12, 12], [14, 15, 16, 16], [14, 15, 16, 16]]),
-])
+@pytest.mark.parametrize(
+    "pool,want",
+    [
+        (0, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]),
+        (1, [[6, 8], [14, 16]]),
+        (2, [[3, 5], [11, 13]]),
+        (3, [[16]]),
+        (4, [[8]]),
+        (5, [[1, 3], [9, 11]]),
+        (6, [[2, 4], [10, 12]]),
+        (7, [[1]]),
+        (8, [[3, 4, 5, 6], [7, 8, 9, 10], [11, 12, 13, 14], [13, 14, 15, 16]]),
+        (9, [[6, 7, 8, 8], [10, 11, 12, 12], [14, 15, 16, 16], [14, 15, 16, 16]]),
+    ],
+)
 def test_pools(pool, want):
     y = np.arange(1, 17, dtype=np.uint8).reshape(1, 4, 4)
     assert K.pool(y, pool)[0].tolist() == want
@@ -157,9 +188,13 @@ def test_a_left_top_pool_computes_only_the_outputs_it_keeps(pool, kernel, depthw
     x = rng.integers(0, 256, (3, c, 9, 11), dtype=np.uint8)
     w = rng.integers(0, 256, out_c * (1 if depthwise else c) * kernel * kernel, dtype=np.uint8)
     args = K.ConvArgs(depthwise, kernel, pool, 7, -128, 0, 3, 1, -50)
-    bn = K.BatchNorm(rng.integers(2**10, 2**12, out_c), rng.integers(2, 6, out_c), rng.integers(-2**12, 2**12, out_c))
-    act = K.Activation(np.array([-(2**35), 0] + [2**20 + 1000 * i for i in range(14)]),
-                       np.array([0, 3] + [1] * 14), np.array([0, 4] + [0] * 14), np.array([0, 0] + [250] * 14))
+    bn = K.BatchNorm(rng.integers(2**10, 2**12, out_c), rng.integers(2, 6, out_c), rng.integers(-(2**12), 2**12, out_c))
+    act = K.Activation(
+        np.array([-(2**35), 0] + [2**20 + 1000 * i for i in range(14)]),
+        np.array([0, 3] + [1] * 14),
+        np.array([0, 4] + [0] * 14),
+        np.array([0, 0] + [250] * 14),
+    )
     kern = K.ConvKernel(w, args, c, out_c)
     whole = K.pool(K.bn_act(K.conv(x, w, args, out_c), bn, act), pool)
     assert np.array_equal(K.conv_layer(kern, x, bn, act), whole)
@@ -184,10 +219,13 @@ def test_the_fused_layer_equals_the_accumulators_through_the_tables(kernel, dept
         act = K.Activation(*(np.concatenate([t[:1], t[order]]) for t in (act.start_x, act.mul, act.shift, act.add)))
     acc = K.conv(x, w, args, out_c)
     lo, hi = np.percentile(acc, [5, 95])  # a batch norm that spreads the sums over the table's range
-    bn = K.BatchNorm(np.full(out_c, int(2**22 // max(hi - lo, 1))), np.full(out_c, 0),
-                     rng.integers(-2**20, 2**20, out_c))
+    bn = K.BatchNorm(
+        np.full(out_c, int(2**22 // max(hi - lo, 1))), np.full(out_c, 0), rng.integers(-(2**20), 2**20, out_c)
+    )
     want = K.bn_act(acc, bn, act)
-    segs = np.searchsorted(act.start_x, ((acc * bn.mul[:, None, None]) >> 0) + bn.add[:, None, None]) if ordered else None
+    segs = (
+        np.searchsorted(act.start_x, ((acc * bn.mul[:, None, None]) >> 0) + bn.add[:, None, None]) if ordered else None
+    )
     assert segs is None or len(np.unique(segs)) >= 4  # the tables are exercised beyond segments 0 and 1
     assert np.array_equal(K.conv_layer(K.ConvKernel(w, args, c, out_c), x, bn, act), want)
 
@@ -204,9 +242,9 @@ def _eager_run(data: bytes, images: np.ndarray, index: int) -> np.ndarray:
         y = K.conv_layer(cv.kernel, K.download(ram, cv.src, *cv.in_shape))
         K.upload(ram, cv.dst, y)
         if cv.main_out is not None:
-            main[:, cv.main_out:cv.main_out + y[0].size] = y.reshape(len(images), -1)
+            main[:, cv.main_out : cv.main_out + y[0].size] = y.reshape(len(images), -1)
     a, size = m.outputs[index]
-    return main[:, a:a + size]
+    return main[:, a : a + size]
 
 
 @pytest.mark.parametrize("overlap", [False, True])
@@ -236,21 +274,38 @@ def test_a_batch_gives_each_images_own_outputs():
 
 # -- writer <-> reader ---------------------------------------------------------------------------
 
+
 def test_writer_output_reads_back_field_for_field():
     rng = np.random.default_rng(3)
     layers, shapes = [], []
     spec_convs = []
-    for i, (shape, oc, kern, dw, pool) in enumerate([((20, 10, 3), 6, 3, False, 1), ((10, 5, 6), 6, 3, True, 0),
-                                                     ((10, 5, 6), 9, 1, False, 0)]):
-        lay, out = conv_layer(rng, shape, oc, kernel=kern, depthwise=dw, pool=pool, src=10 * i, dst=10 * i + 5,
-                              main_out=64 if i == 2 else None)
+    for i, (shape, oc, kern, dw, pool) in enumerate(
+        [((20, 10, 3), 6, 3, False, 1), ((10, 5, 6), 6, 3, True, 0), ((10, 5, 6), 9, 1, False, 0)]
+    ):
+        lay, out = conv_layer(
+            rng,
+            shape,
+            oc,
+            kernel=kern,
+            depthwise=dw,
+            pool=pool,
+            src=10 * i,
+            dst=10 * i + 5,
+            main_out=64 if i == 2 else None,
+        )
         layers.append(lay)
         spec_convs.append(lay)
         shapes.append(out)
-    layers.append(CpuLayerSpec(v3.LayerType.DEQUANTIZE, {"flags": 0, "in": 64, "out": 512, "count": 450,
-                                                         "scale": 0.25, "bias": -3.5}))
-    layers.append(CpuLayerSpec(v3.LayerType.CONCAT, {"flags": 0, "out": 4000, "input_count": 2},
-                               struct.pack("<4I", 512, 100, 612, 200)))
+    layers.append(
+        CpuLayerSpec(
+            v3.LayerType.DEQUANTIZE, {"flags": 0, "in": 64, "out": 512, "count": 450, "scale": 0.25, "bias": -3.5}
+        )
+    )
+    layers.append(
+        CpuLayerSpec(
+            v3.LayerType.CONCAT, {"flags": 0, "out": 4000, "input_count": 2}, struct.pack("<4I", 512, 100, 612, 200)
+        )
+    )
     spec = ModelSpec(layers, [(4000, 300), (512, 1800)], 4400)
     data = write(spec)
     m = v3.parse(data)
@@ -262,13 +317,14 @@ def test_writer_output_reads_back_field_for_field():
         assert c.layer_offset % 8 == 0 and c.weights_offset % 128 == 0 and c.bn_offset % 128 == 0
         assert c.act_offset % 256 == 0
         assert c.registers.raw == spec_l.registers  # the relocated address fields were zero already
-        assert data[c.weights_offset:c.weights_offset + c.weights_size] == spec_l.weights
-        assert data[c.bn_offset:c.bn_offset + c.bn_size] == spec_l.bn
-        act = data[c.act_offset:c.act_offset + 144]
+        assert data[c.weights_offset : c.weights_offset + c.weights_size] == spec_l.weights
+        assert data[c.bn_offset : c.bn_offset + c.bn_size] == spec_l.bn
+        act = data[c.act_offset : c.act_offset + 144]
         assert act[128:] == spec_l.act[128:]
         assert [w >> 60 for w in struct.unpack_from("<16Q", act)] == [0] * 16
-        assert [w & ((1 << 60) - 1) for w in struct.unpack_from("<16Q", act)] == \
-            [w & ((1 << 60) - 1) for w in struct.unpack_from("<16Q", spec_l.act)]
+        assert [w & ((1 << 60) - 1) for w in struct.unpack_from("<16Q", act)] == [
+            w & ((1 << 60) - 1) for w in struct.unpack_from("<16Q", spec_l.act)
+        ]
         assert (c.flags, c.main_mem_out_address) == ((1, 64) if spec_l.main_mem_out is not None else (0, 0))
     deq = m.layers[3].fields
     assert (deq["in"], deq["out"], deq["count"], deq["scale"], deq["bias"]) == (64, 512, 450, 0.25, -3.5)
@@ -289,6 +345,7 @@ def test_writer_zeroes_the_addresses_the_loader_fills_in_and_the_unused_act_bits
 
 
 # -- interpreter ---------------------------------------------------------------------------------
+
 
 def test_small_model_runs_and_the_float_tail_is_kpu_c():
     data = small_model()
@@ -331,11 +388,14 @@ def test_wrong_input_is_refused():
 
 
 @pytest.mark.skipif(not REF.is_dir(), reason="../shared reference data absent")
-@pytest.mark.parametrize("name,first,last,outputs", [
-    ("face_detect", ((320, 240, 3), (160, 120, 16)), (30, 15, 20), 9000),
-    ("kpu_yolo", ((320, 240, 3), (160, 120, 16)), (125, 7, 10), 8750),
-    ("face_mask_detect_5", ((320, 256, 3), (160, 128, 8)), (35, 8, 10), 2800),
-])
+@pytest.mark.parametrize(
+    "name,first,last,outputs",
+    [
+        ("face_detect", ((320, 240, 3), (160, 120, 16)), (30, 15, 20), 9000),
+        ("kpu_yolo", ((320, 240, 3), (160, 120, 16)), (125, 7, 10), 8750),
+        ("face_mask_detect_5", ((320, 256, 3), (160, 128, 8)), (35, 8, 10), 2800),
+    ],
+)
 def test_kendryte_demo_models_run(name, first, last, outputs):
     data = (REF / f"{name}.v3.kmodel").read_bytes()
     it = Interpreter(data, path=name)
@@ -357,6 +417,7 @@ def test_kendryte_demo_models_run(name, first, last, outputs):
 
 # -- fuzzing -------------------------------------------------------------------------------------
 
+
 def _fuzz(data: bytes, rounds: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     seen = {"ok": 0, "refused": 0}
@@ -372,7 +433,7 @@ def _fuzz(data: bytes, rounds: int, seed: int) -> dict:
                 p = int(rng.integers(0, min(len(b), 400)))
                 b[p] ^= 1 << int(rng.integers(0, 8))
         else:  # truncation
-            b = b[:int(rng.integers(0, len(b)))]
+            b = b[: int(rng.integers(0, len(b)))]
         try:
             it = Interpreter(bytes(b))
             x = rng.integers(0, 256, it.input_shape, dtype=np.uint8)
@@ -402,7 +463,7 @@ def test_bad_files_are_refused_with_offset_and_reason():
         v3.parse(struct.pack("<I", 4) + data[4:])
     with pytest.raises(KmodelFormatError, match="unknown type 77"):
         table = 28 + 8  # one output
-        v3.parse(data[:table] + struct.pack("<I", 77) + data[table + 4:])
+        v3.parse(data[:table] + struct.pack("<I", 77) + data[table + 4 :])
     big = bytearray(data)
     struct.pack_into("<I", big, 20, 64 * 2**20)
     with pytest.raises(KmodelFormatError, match="6291456 B of general SRAM") as e:
@@ -428,14 +489,18 @@ def test_cpu_layers_follow_kpu_c():
         CpuLayerSpec(T.SOFTMAX, {"flags": 0, "in": F, "out": G, "channels": 8}),
         CpuLayerSpec(T.LOGISTIC, {"flags": 0, "in": F, "out": G + 100, "channels": 8}),
         CpuLayerSpec(T.L2_NORMALIZATION, {"flags": 0, "in": F, "out": G + 200, "channels": 8}),
-        CpuLayerSpec(T.FULLY_CONNECTED, {"flags": 0, "in": F, "out": G + 300, "in_channels": 8, "out_channels": 3,
-                                         "act": 2}, fc_w.tobytes() + fc_b.tobytes()),
+        CpuLayerSpec(
+            T.FULLY_CONNECTED,
+            {"flags": 0, "in": F, "out": G + 300, "in_channels": 8, "out_channels": 3, "act": 2},
+            fc_w.tobytes() + fc_b.tobytes(),
+        ),
         CpuLayerSpec(T.ADD, {"flags": 0, "in_a": F, "in_b": G + 200, "out": G + 400, "count": 8}),
         CpuLayerSpec(T.QUANTIZE, {"flags": 0, "in": F, "out": G + 500, "count": 8, "scale": 0.05, "bias": -1.0}),
         CpuLayerSpec(T.REQUANTIZE, {"flags": 0, "in": 0, "out": G + 600, "count": 64}, table.tobytes()),
         CpuLayerSpec(T.K210_REMOVE_PADDING, {"flags": 0, "in": 0, "out": G + 700, "channels": 4}),
-        CpuLayerSpec(T.TENSORFLOW_FLATTEN, {"flags": 0, "in": F, "out": G + 800, "width": 4, "height": 2,
-                                            "channels": 2}),
+        CpuLayerSpec(
+            T.TENSORFLOW_FLATTEN, {"flags": 0, "in": F, "out": G + 800, "width": 4, "height": 2, "channels": 2}
+        ),
         CpuLayerSpec(T.K210_UPLOAD, {"flags": 0, "in": 0, "kpu_out": 100, "width": 4, "height": 4, "channels": 4}),
     ]
     data = write(ModelSpec(layers, [(G, 32)], 4096))
@@ -458,8 +523,16 @@ def test_cpu_layers_follow_kpu_c():
     assert out["TENSORFLOW_FLATTEN"].shape == (2, 2, 4)
     got = np.frombuffer(bytes(res.outputs[0]), "<f4")
     assert np.array_equal(got, out["SOFTMAX"])
-    gmp = write(ModelSpec([conv, CpuLayerSpec(T.GLOBAL_MAX_POOL2D, {"flags": 0, "in": 0, "out": 64, "kernel_size": 16,
-                                                                     "channels": 4})], [(64, 16)], 128))
+    gmp = write(
+        ModelSpec(
+            [
+                conv,
+                CpuLayerSpec(T.GLOBAL_MAX_POOL2D, {"flags": 0, "in": 0, "out": 64, "kernel_size": 16, "channels": 4}),
+            ],
+            [(64, 16)],
+            128,
+        )
+    )
     with pytest.raises(KmodelFormatError, match="kpu.c .* has no handler"):  # neither the SDK nor MaixPy runs it
         Interpreter(gmp).run(np.zeros((3, 4, 4), np.uint8))
     assert np.array_equal(out["K210_UPLOAD"], q.reshape(4, 4, 4))
@@ -478,14 +551,22 @@ def test_writer_rewrites_kendrytes_files_byte_for_byte(name):
     for lay in m.layers:
         if lay.conv is not None:
             c = lay.conv
-            layers.append(ConvLayerSpec(c.registers.raw, data[c.weights_offset:c.weights_offset + c.weights_size],
-                                        data[c.bn_offset:c.bn_offset + c.bn_size],
-                                        data[c.act_offset:c.act_offset + c.ACT_SIZE],
-                                        c.main_mem_out_address if c.flags & 1 else None))
+            layers.append(
+                ConvLayerSpec(
+                    c.registers.raw,
+                    data[c.weights_offset : c.weights_offset + c.weights_size],
+                    data[c.bn_offset : c.bn_offset + c.bn_size],
+                    data[c.act_offset : c.act_offset + c.ACT_SIZE],
+                    c.main_mem_out_address if c.flags & 1 else None,
+                )
+            )
         else:
             fixed = struct.calcsize(v3._CPU_BODIES[lay.type][0])
-            layers.append(CpuLayerSpec(v3.LayerType(lay.type), lay.fields,
-                                       data[lay.body_offset + fixed:lay.body_offset + lay.body_size]))
+            layers.append(
+                CpuLayerSpec(
+                    v3.LayerType(lay.type), lay.fields, data[lay.body_offset + fixed : lay.body_offset + lay.body_size]
+                )
+            )
     assert write(ModelSpec(layers, list(m.outputs), m.main_mem_usage, m.flags)) == data
 
 
@@ -508,8 +589,8 @@ def test_fmaf_rounds_once():
             best = min(cands, key=lambda c: (abs(Fraction(float(c)) - exact), int(np.float32(c).view(np.uint32)) & 1))
             assert got[v] == best, (v, scale, bias)
     # a tie that double rounding gets wrong: p + c lands halfway between two float32s in float64
-    a, b = np.uint8(3), np.float32(1 + 2.0 ** -22)
-    c = np.float32(2.0 ** -23 * 3 * 0.5 + 2.0 ** -50)  # hand-picked tiny term below float64's rounding of the sum
+    a, b = np.uint8(3), np.float32(1 + 2.0**-22)
+    c = np.float32(2.0**-23 * 3 * 0.5 + 2.0**-50)  # hand-picked tiny term below float64's rounding of the sum
     r = fmaf(np.array([a]), b, c)[0]
     exact = Fraction(3) * Fraction(float(b)) + Fraction(float(c))
     assert abs(Fraction(float(r)) - exact) <= abs(Fraction(float(np.nextafter(r, np.float32(np.inf)))) - exact)
@@ -520,11 +601,11 @@ def test_maixpy_runtime_differs_where_maixpy_does():
     T = v3.LayerType
     rng = np.random.default_rng(2)
     conv, _ = conv_layer(rng, (7, 7, 3), 8, kernel=1, src=0, dst=8, main_out=0)  # 7x7x8 u8 at 0
-    layers = [conv,
-              CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 400, "count": 392, "scale": 0.1037,
-                                          "bias": -13.37}),
-              CpuLayerSpec(T.GLOBAL_AVERAGE_POOL2D, {"flags": 0, "in": 400, "out": 2000, "kernel_size": 49,
-                                                     "channels": 8})]
+    layers = [
+        conv,
+        CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 400, "count": 392, "scale": 0.1037, "bias": -13.37}),
+        CpuLayerSpec(T.GLOBAL_AVERAGE_POOL2D, {"flags": 0, "in": 400, "out": 2000, "kernel_size": 49, "channels": 8}),
+    ]
     data = write(ModelSpec(layers, [(2000, 32)], 4096))
     x = rng.integers(0, 256, (64, 3, 7, 7), dtype=np.uint8)
     sdk = Interpreter(data).run_many(x)
@@ -571,9 +652,11 @@ def test_quantize_rounds_exact_halves_away_from_zero_as_kpu_c_does():
     T = v3.LayerType
     rng = np.random.default_rng(3)
     conv, _ = conv_layer(rng, (4, 4, 3), 4, kernel=1, src=0, dst=8, main_out=0)
-    layers = [conv,
-              CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 64, "count": 4, "scale": 0.0, "bias": 2.5}),
-              CpuLayerSpec(T.QUANTIZE, {"flags": 0, "in": 64, "out": 96, "count": 4, "scale": 1.0, "bias": 0.0})]
+    layers = [
+        conv,
+        CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 64, "count": 4, "scale": 0.0, "bias": 2.5}),
+        CpuLayerSpec(T.QUANTIZE, {"flags": 0, "in": 64, "out": 96, "count": 4, "scale": 1.0, "bias": 0.0}),
+    ]
     data = write(ModelSpec(layers, [(96, 4)], 128))
     x = rng.integers(0, 256, (1, 3, 4, 4), dtype=np.uint8)
     assert Interpreter(data).run_many(x).tolist() == [[3, 3, 3, 3]]
@@ -600,24 +683,73 @@ def test_the_other_cpu_layers_kpu_c_runs():
     rng = np.random.default_rng(11)
     conv, _ = conv_layer(rng, (4, 4, 3), 4, kernel=1, src=0, dst=8, main_out=0)  # 4 x 4 x 4 u8 at 0
     qp = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
-    pool = {"in_w": 4, "in_h": 4, "in_c": 4, "out_w": 2, "out_h": 2, "out_c": 4, "kernel_w": 3, "kernel_h": 3,
-            "stride_w": 2, "stride_h": 2, "pad_w": 1, "pad_h": 1}
-    qadd = {"in_a_offset": -7, "in_a_mul": 1234, "in_a_shift": 3, "in_b_offset": 5, "in_b_mul": -321,
-            "in_b_shift": 3, "out_offset": 60, "out_mul": 77, "out_shift": 9}
+    pool = {
+        "in_w": 4,
+        "in_h": 4,
+        "in_c": 4,
+        "out_w": 2,
+        "out_h": 2,
+        "out_c": 4,
+        "kernel_w": 3,
+        "kernel_h": 3,
+        "stride_w": 2,
+        "stride_h": 2,
+        "pad_w": 1,
+        "pad_h": 1,
+    }
+    qadd = {
+        "in_a_offset": -7,
+        "in_a_mul": 1234,
+        "in_a_shift": 3,
+        "in_b_offset": 5,
+        "in_b_mul": -321,
+        "in_b_shift": 3,
+        "out_offset": 60,
+        "out_mul": 77,
+        "out_shift": 9,
+    }
     layers = [
         conv,
         CpuLayerSpec(T.QUANTIZED_ADD, {"flags": 0, "in_a": 0, "in_b": 8, "out": 200, "count": 13, **qadd}),
-        CpuLayerSpec(T.QUANTIZED_ADD, {"flags": 0, "in_a": 0, "in_b": 8, "out": 232, "count": 13,
-                                       **qadd, "in_b_shift": 1}),
+        CpuLayerSpec(
+            T.QUANTIZED_ADD, {"flags": 0, "in_a": 0, "in_b": 8, "out": 232, "count": 13, **qadd, "in_b_shift": 1}
+        ),
         CpuLayerSpec(T.QUANTIZED_MAX_POOL2D, {"flags": 0, "in": 0, "out": 300, **pool}),
         CpuLayerSpec(T.DEQUANTIZE, {"flags": 0, "in": 0, "out": 400, "count": 64, "scale": 0.1, "bias": -3.0}),
         CpuLayerSpec(T.AVERAGE_POOL2D, {"flags": 0, "in": 400, "out": 700, **pool, "act": 1}),
-        CpuLayerSpec(T.RESIZE_NEAREST_NEIGHBOR, {"flags": 0, "in": 400, "out": 800, "in_w": 4, "in_h": 4, "in_c": 4,
-                                                 "out_w": 6, "out_h": 3, "align_corners": 0}),
-        CpuLayerSpec(T.QUANTIZED_RESIZE_NEAREST_NEIGHBOR, {"flags": 0, "in": 0, "out": 1200, "in_w": 4, "in_h": 4,
-                                                           "in_c": 4, "out_w": 3, "out_h": 5, "align_corners": 0}),
-        CpuLayerSpec(T.CHANNELWISE_DEQUANTIZE, {"flags": 0, "in": 0, "out": 1300, "channels": 4, "channel_size": 16},
-                     qp.tobytes()),
+        CpuLayerSpec(
+            T.RESIZE_NEAREST_NEIGHBOR,
+            {
+                "flags": 0,
+                "in": 400,
+                "out": 800,
+                "in_w": 4,
+                "in_h": 4,
+                "in_c": 4,
+                "out_w": 6,
+                "out_h": 3,
+                "align_corners": 0,
+            },
+        ),
+        CpuLayerSpec(
+            T.QUANTIZED_RESIZE_NEAREST_NEIGHBOR,
+            {
+                "flags": 0,
+                "in": 0,
+                "out": 1200,
+                "in_w": 4,
+                "in_h": 4,
+                "in_c": 4,
+                "out_w": 3,
+                "out_h": 5,
+                "align_corners": 0,
+            },
+        ),
+        CpuLayerSpec(
+            T.CHANNELWISE_DEQUANTIZE,
+            {"flags": 0, "in": 0, "out": 1300, "channels": 4, "channel_size": 16},
+            qp.tobytes(),
+        ),
     ]
     data = write(ModelSpec(layers, [(700, 64)], 1600))
     res = Interpreter(data).run(rng.integers(0, 256, (3, 4, 4), dtype=np.uint8), trace=True)
@@ -647,13 +779,35 @@ def test_the_other_cpu_layers_kpu_c_runs():
                 mx[c, oy, ox], av[c, oy, ox] = best, s / np.float32(n)
     assert out[3].reshape(-1).tolist() == mx.reshape(-1).tolist()
     assert np.array_equal(out[5].reshape(-1).view(np.uint32), av.reshape(-1).view(np.uint32))  # act not applied
-    rz = [[[f[c, min(int(np.floor(np.float32(oy) * (np.float32(4) / np.float32(3)))), 3),
-               min(int(np.floor(np.float32(ox) * (np.float32(4) / np.float32(6)))), 3)] for ox in range(6)]
-           for oy in range(3)] for c in range(4)]
+    rz = [
+        [
+            [
+                f[
+                    c,
+                    min(int(np.floor(np.float32(oy) * (np.float32(4) / np.float32(3)))), 3),
+                    min(int(np.floor(np.float32(ox) * (np.float32(4) / np.float32(6)))), 3),
+                ]
+                for ox in range(6)
+            ]
+            for oy in range(3)
+        ]
+        for c in range(4)
+    ]
     assert np.array_equal(out[6].reshape(-1), np.array(rz, np.float32).reshape(-1))
-    qz = [[[m[c, min(int(np.floor(np.float32(oy) * (np.float32(4) / np.float32(5)))), 3),
-              min(int(np.floor(np.float32(ox) * (np.float32(4) / np.float32(3)))), 3)] for ox in range(3)]
-           for oy in range(5)] for c in range(4)]
+    qz = [
+        [
+            [
+                m[
+                    c,
+                    min(int(np.floor(np.float32(oy) * (np.float32(4) / np.float32(5)))), 3),
+                    min(int(np.floor(np.float32(ox) * (np.float32(4) / np.float32(3)))), 3),
+                ]
+                for ox in range(3)
+            ]
+            for oy in range(5)
+        ]
+        for c in range(4)
+    ]
     assert out[7].reshape(-1).tolist() == np.array(qz).reshape(-1).tolist()
     cd = (q.reshape(4, 16).astype(np.float32) * qp[:, :1] + qp[:, 1:]).astype(np.float32)
     assert np.array_equal(out[8].reshape(-1), cd.reshape(-1))

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED, TINY_RECIPE, make_dataset
 from PIL import Image
 
-from conftest import SHARED, TINY_RECIPE, make_dataset
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
-from pokedex_host.pixels import G628, RB528
 from pokedex_host.kmodel.interp import Interpreter, run_batch
+from pokedex_host.pixels import G628, RB528
 
 pytestmark = pytest.mark.toolchain
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,20 @@ def test_v3_of_the_released_model_on_real_images(toolchain_ready, tmp_path):
     from pokedex_host.toolchain import simulate_parallel
 
     out = tmp_path / "rel"
-    r = run("build-kmodel", RELEASE / "model.pt", "--format", "v3", "--calibration", POKEMON,
-            "--calibration-count", 8, "--verify-count", 8, "--out", out)
+    r = run(
+        "build-kmodel",
+        RELEASE / "model.pt",
+        "--format",
+        "v3",
+        "--calibration",
+        POKEMON,
+        "--calibration-count",
+        8,
+        "--verify-count",
+        8,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     man = json.loads((out / "manifest.json").read_text())
     assert man["verification"]["v3_vs_v5"]["identical"] == 8
@@ -82,8 +94,18 @@ def test_v3_equals_v5_on_300_held_out_images(toolchain_ready, tmp_path):
     test_split = ROOT / "data" / "processed" / "classify" / "test"
     src = test_split if test_split.is_dir() else POKEMON
     out = tmp_path / "rel"
-    r = run("build-kmodel", RELEASE / "model.pt", "--format", "v3", "--calibration", POKEMON, "--verify-count", 0,
-            "--out", out)
+    r = run(
+        "build-kmodel",
+        RELEASE / "model.pt",
+        "--format",
+        "v3",
+        "--calibration",
+        POKEMON,
+        "--verify-count",
+        0,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     imgs = pick_images(src, 300, 128, seed=7, log=lambda m: None)
     a = run_batch((out / "model.kmodel").read_bytes(), imgs.x, workers=2)
@@ -99,8 +121,22 @@ def test_a_model_nncase_splits_builds_as_v3(toolchain_ready, dataset, tmp_path):
     tiny64 = tmp_path / "tiny64.toml"
     tiny64.write_text(TINY_RECIPE)
     out = tmp_path / "o"
-    r = run("build-kmodel", tiny64, "--format", "v3", "--calibration", dataset, "--calibration-count", 4,
-            "--verify-count", 6, "--simulate-count", 6, "--out", out)
+    r = run(
+        "build-kmodel",
+        tiny64,
+        "--format",
+        "v3",
+        "--calibration",
+        dataset,
+        "--calibration-count",
+        4,
+        "--verify-count",
+        6,
+        "--simulate-count",
+        6,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     assert "in 5 KPU function(s)" in r.output
     man = json.loads((out / "manifest.json").read_text())
@@ -122,10 +158,20 @@ def test_maixpy_app_on_the_emulator_runs_the_v3_bytes(tiny_v3_build, tmp_path):
         q = rng.integers(0, 32, (30, 40, 3)).repeat(8, 0).repeat(8, 1)
         a = np.stack([RB528[q[..., 0]], G628[2 * q[..., 1]], RB528[q[..., 2]]], -1)  # MaixPy's 5/6 -> 8 bit tables
         Image.fromarray(a.astype(np.uint8)).save(frames / f"f{i}.png")
-    exact = {"camera": {"framesize": "QVGA", "window": [128, 128], "resize": False, "hmirror": False,
-                        "vflip": False}, "card": None, "smoothing": 0.0, "threshold": 0.0}
-    res = emulate(get_board("maix-bit"), tiny_v3_build / "model.kmodel", frames, tmp_path / "emu",
-                  config_overrides=exact, log=lambda m: None)
+    exact = {
+        "camera": {"framesize": "QVGA", "window": [128, 128], "resize": False, "hmirror": False, "vflip": False},
+        "card": None,
+        "smoothing": 0.0,
+        "threshold": 0.0,
+    }
+    res = emulate(
+        get_board("maix-bit"),
+        tiny_v3_build / "model.kmodel",
+        frames,
+        tmp_path / "emu",
+        config_overrides=exact,
+        log=lambda m: None,
+    )
     assert res.exit_code == 0, res.console
     assert "ERR_KMODEL_VERSION" not in res.console and len(res.uart_lines) == 3
     it = Interpreter((tiny_v3_build / "model.kmodel").read_bytes(), runtime="maixpy")  # MaixPy's KPU library
@@ -162,8 +208,18 @@ def test_a_corrupt_v3_is_refused_on_the_emulated_board(tiny_v3_build, tmp_path):
 
 def test_v3_is_checked_even_without_verification(toolchain_ready, tiny_recipe, dataset, tmp_path):
     out = tmp_path / "o"
-    r = run("build-kmodel", tiny_recipe, "--calibration", dataset, "--calibration-count", 4, "--verify-count", 0,
-            "--out", out)
+    r = run(
+        "build-kmodel",
+        tiny_recipe,
+        "--calibration",
+        dataset,
+        "--calibration-count",
+        4,
+        "--verify-count",
+        0,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     man = json.loads((out / "manifest.json").read_text())
     assert man["verification"] is None

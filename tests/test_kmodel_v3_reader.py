@@ -6,8 +6,8 @@ import random
 import zlib
 
 import pytest
-
 from conftest import SHARED
+
 from pokedex_host.kmodel import KmodelFormatError, detect_version, v3
 
 REF = SHARED / "data" / "k210_reference"
@@ -69,7 +69,7 @@ def _mutations(data: bytes, seed: int, count: int):
             b = b[: rng.randrange(len(b))]
         else:  # overwrite a u32 with an extreme value
             pos = rng.randrange(0, min(len(b), 2048) - 4)
-            b[pos:pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\0\0\0\x80", b"\0\0\0\0"])
+            b[pos : pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\0\0\0\x80", b"\0\0\0\0"])
         yield bytes(b)
 
 

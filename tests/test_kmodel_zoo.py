@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
 import zoo
+from click.testing import CliRunner
 from conftest import SHARED
+
 from pokedex_host.cli import main
 from pokedex_host.kmodel import v3
 from pokedex_host.kmodel.interp import Interpreter
@@ -23,8 +23,14 @@ POKEMON = SHARED / "data" / "pokemon"
 
 # the v3 layers that carry each graph's CPU glue (beyond K210_CONV)
 EXPECT = {
-    "pool-then-1x1-head": {"DEQUANTIZE", "GLOBAL_AVERAGE_POOL2D", "QUANTIZE", "CONCAT", "K210_UPLOAD",
-                           "K210_REMOVE_PADDING"},
+    "pool-then-1x1-head": {
+        "DEQUANTIZE",
+        "GLOBAL_AVERAGE_POOL2D",
+        "QUANTIZE",
+        "CONCAT",
+        "K210_UPLOAD",
+        "K210_REMOVE_PADDING",
+    },
     "pool-then-gemm": {"GLOBAL_AVERAGE_POOL2D", "QUANTIZE", "K210_UPLOAD", "K210_REMOVE_PADDING"},
     "mobilenet-v1-64px": {"CONCAT", "REQUANTIZE", "K210_UPLOAD", "GLOBAL_AVERAGE_POOL2D"},
     "mobilenet-v1-96px": {"CONCAT", "K210_UPLOAD", "GLOBAL_AVERAGE_POOL2D"},
@@ -36,9 +42,27 @@ EXPECT = {
 def _build(name: str, tmp_path: Path, calibration: Path, n: int = 6, *extra):
     onnx_path = zoo.export(name, tmp_path / f"{name}.onnx")
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["build-kmodel", str(onnx_path), "--board", "maix-bit", "--calibration",
-                                  str(calibration), "--calibration-count", "4", "--verify-count", str(n),
-                                  "--simulate-count", str(n), "--out", str(out), *extra], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        [
+            "build-kmodel",
+            str(onnx_path),
+            "--board",
+            "maix-bit",
+            "--calibration",
+            str(calibration),
+            "--calibration-count",
+            "4",
+            "--verify-count",
+            str(n),
+            "--simulate-count",
+            str(n),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        catch_exceptions=False,
+    )
     return r, out
 
 
@@ -76,8 +100,9 @@ def test_global_max_pool_is_refused_with_the_op_and_layer_named(images, tmp_path
 @pytest.mark.slow
 def test_the_issue_s_pool_then_head_model_fits_maix_bit_as_v3(images, tmp_path, toolchain_ready, monkeypatch):
     """α0.75, 224 px, 1025 classes, pool first then two 1x1 convs (513 + 512), concat, reshape."""
-    monkeypatch.setitem(zoo.ZOO, "pool-then-1x1-head",
-                        (lambda: zoo.PoolThenConvHead(width=0.75, input=224, classes=1025), 224))
+    monkeypatch.setitem(
+        zoo.ZOO, "pool-then-1x1-head", (lambda: zoo.PoolThenConvHead(width=0.75, input=224, classes=1025), 224)
+    )
     r, out = _build("pool-then-1x1-head", tmp_path, images, 16)
     assert r.exit_code == 0, r.output
     man = json.loads((out / "manifest.json").read_text())

@@ -5,7 +5,6 @@ import counted, those inside functions too."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from conftest import ROOT
 
@@ -14,8 +13,10 @@ PACKAGE = ROOT / "host" / "pokedex_host"
 # Lowest first. A unit is a top-level module or subpackage of pokedex_host ("__init__" is the
 # package itself: __version__).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"__init__", "errors", "fsutil", "paths", "sizes", "species", "families", "preprocess", "pixels",
-              "plotting"}),
+    (
+        "base",
+        {"__init__", "errors", "fsutil", "paths", "sizes", "species", "families", "preprocess", "pixels", "plotting"},
+    ),
     ("formats", {"kmodel", "artifact", "models", "boards", "toolchain"}),
     ("data", {"dataset", "boardconfig"}),
     ("pipeline", {"compile"}),
@@ -45,7 +46,7 @@ def imported_units(module: list[str], is_package: bool, source: str) -> set[str]
                     out.add(unit_of(parts[1:]))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = here[:len(here) - (node.level - 1)]
+                base = here[: len(here) - (node.level - 1)]
                 target = base + (node.module.split(".") if node.module else [])
             elif node.module and node.module.split(".")[0] == "pokedex_host":
                 target = node.module.split(".")[1:]
@@ -60,9 +61,11 @@ def imported_units(module: list[str], is_package: bool, source: str) -> set[str]
 
 def upward_imports(module: list[str], is_package: bool, source: str) -> list[str]:
     own = unit_of(module)
-    return sorted(f"{'.'.join(module)} imports {u} ({LAYERS[LEVEL[u]][0]}), above its layer "
-                  f"({LAYERS[LEVEL[own]][0]})"
-                  for u in imported_units(module, is_package, source) if u in LEVEL and LEVEL[u] > LEVEL[own])
+    return sorted(
+        f"{'.'.join(module)} imports {u} ({LAYERS[LEVEL[u]][0]}), above its layer ({LAYERS[LEVEL[own]][0]})"
+        for u in imported_units(module, is_package, source)
+        if u in LEVEL and LEVEL[u] > LEVEL[own]
+    )
 
 
 def _modules():

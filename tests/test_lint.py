@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from kpu_zoo import zoo, zoo_extra, zoo_kpu_overflow
+
 from pokedex_host.compile.export import simplify, torch_to_onnx
 from pokedex_host.compile.lint import compare_with_compiler, kpu_map_bytes, lint_model
 
@@ -80,8 +80,9 @@ def test_kpu_map_bytes_matches_the_compiler_schedule():
     assert kpu_map_bytes(384, 14, 14) == 86016
 
 
-@pytest.mark.parametrize("name,node", [("bad_kpu_sram", "/body/body.3/Conv"),
-                                       ("bad_kpu_sram_dw_s2", "/body/body.6/Conv")])
+@pytest.mark.parametrize(
+    "name,node", [("bad_kpu_sram", "/body/body.3/Conv"), ("bad_kpu_sram_dw_s2", "/body/body.6/Conv")]
+)
 def test_lint_predicts_a_kpu_sram_overflow(tmp_path, name, node):
     rep = lint_model(_graph(name, tmp_path))
     assert [e.node for e in rep.kpu_over] == [node]
@@ -101,8 +102,17 @@ def test_lint_agrees_with_nncase_on_the_zoo(toolchain_ready, tmp_path):
             d = tmp_path / name
             d.mkdir()
             np.save(d / "c.npy", np.random.default_rng(0).integers(0, 256, (2, 3, size, size), dtype=np.uint8))
-            w.compile(CompileRequest(tmp_path / f"{name}.onnx", d / "m.kmodel", d / "c.npy", d / "dump",
-                                     (1, 3, size, size), (0.0, 1.0), log=d / "log"))
+            w.compile(
+                CompileRequest(
+                    tmp_path / f"{name}.onnx",
+                    d / "m.kmodel",
+                    d / "c.npy",
+                    d / "dump",
+                    (1, 3, size, size),
+                    (0.0, 1.0),
+                    log=d / "log",
+                )
+            )
             dis = compare_with_compiler(lint_model(m), d / "dump")
             if dis:
                 disagreements[name] = dis
@@ -118,6 +128,15 @@ def test_nncase_refuses_what_lint_calls_a_kpu_sram_overflow(toolchain_ready, tmp
     size = m.graph.input[0].type.tensor_type.shape.dim[2].dim_value
     np.save(tmp_path / "c.npy", np.zeros((1, 3, size, size), np.uint8))
     with Worker(toolchain_ready) as w, pytest.raises(ToolchainError) as e:
-        w.compile(CompileRequest(tmp_path / f"{name}.onnx", tmp_path / "m.kmodel", tmp_path / "c.npy",
-                                 tmp_path / "dump", (1, 3, size, size), (0.0, 1.0), log=tmp_path / "log"))
+        w.compile(
+            CompileRequest(
+                tmp_path / f"{name}.onnx",
+                tmp_path / "m.kmodel",
+                tmp_path / "c.npy",
+                tmp_path / "dump",
+                (1, 3, size, size),
+                (0.0, 1.0),
+                log=tmp_path / "log",
+            )
+        )
     assert "ran out of memory" in str(e.value)

@@ -32,8 +32,10 @@ def _dump(tmp_path: Path) -> Path:
     (d / "codegen" / "k210_0.sched").write_text(K210)
     (d / "stackvm" / "main").mkdir(parents=True)
     (d / "stackvm" / "main" / "runtime_ops.txt").write_text("[Call] k210_0\n[Reduce] /ReduceMean(reduce_mean)\n")
-    (d / "kmodel_info.txt").write_text("\nMEMORY USAGES\ninput:   12.00 KB\t(12288 B)\noutput:  4.00 KB\t(4100 B)\n"
-                                       "data:   20.02 KB\t(20504 B)\nMODEL:    1.00 KB\t(1000 B)\n")
+    (d / "kmodel_info.txt").write_text(
+        "\nMEMORY USAGES\ninput:   12.00 KB\t(12288 B)\noutput:  4.00 KB\t(4100 B)\n"
+        "data:   20.02 KB\t(20504 B)\nMODEL:    1.00 KB\t(1000 B)\n"
+    )
     return d
 
 

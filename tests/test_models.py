@@ -31,8 +31,9 @@ def test_split_head_equals_one_big_linear_layer():
         torch.testing.assert_close(m(x), f @ w.T + b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("n,cap,parts", [(1025, 1024, [513, 512]), (1024, 1024, [1024]), (2049, 1024, [683, 683, 683]),
-                                         (10, 4, [4, 3, 3])])
+@pytest.mark.parametrize(
+    "n,cap,parts", [(1025, 1024, [513, 512]), (1024, 1024, [1024]), (2049, 1024, [683, 683, 683]), (10, 4, [4, 3, 3])]
+)
 def test_split_sizes(n, cap, parts):
     assert split_sizes(n, cap) == parts
     assert sum(parts) == n and max(parts) <= cap

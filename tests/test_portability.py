@@ -66,8 +66,16 @@ def test_sigterm_ends_emulate_and_its_board_process(tmp_path):
     for i in range(400):
         Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(frames / f"f{i:04d}.png")
     cli = ROOT / ".venv" / "bin" / "pokedex-host"
-    cmd = [str(cli) if cli.exists() else "pokedex-host", "emulate", "--kmodel", str(V0), "--frames", str(frames),
-           "--out", str(tmp_path / "emu")]
+    cmd = [
+        str(cli) if cli.exists() else "pokedex-host",
+        "emulate",
+        "--kmodel",
+        str(V0),
+        "--frames",
+        str(frames),
+        "--out",
+        str(tmp_path / "emu"),
+    ]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     board = []
     deadline = time.time() + 60
@@ -94,8 +102,19 @@ def test_sigterm_ends_bench_emulate_and_its_board_process(tmp_path):
     data = tmp_path / "test"
     make_dataset(data, species=20, per_species=10, seed=3)
     cli = ROOT / ".venv" / "bin" / "pokedex-host"
-    cmd = [str(cli) if cli.exists() else "pokedex-host", "bench", "--emulate", "--board", "maix-bit",
-           "--kmodel", str(V0), "--data", str(data), "--out", str(tmp_path / "b")]
+    cmd = [
+        str(cli) if cli.exists() else "pokedex-host",
+        "bench",
+        "--emulate",
+        "--board",
+        "maix-bit",
+        "--kmodel",
+        str(V0),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "b"),
+    ]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     board = []
     deadline = time.time() + 90

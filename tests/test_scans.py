@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, make_dataset
 from PIL import Image, ImageDraw
 
-from conftest import ROOT, make_dataset
 from pokedex_host.dataset import scans as S
 from pokedex_host.errors import PokedexError
 
@@ -24,7 +24,8 @@ def _card(rng, colour, art) -> Image.Image:
     x0, y0, x1, y1 = S.LAYOUT.art
     box = [int(x0 * 183), int(y0 * 256), int(x1 * 183), int(y1 * 256)]
     scene = Image.fromarray(rng.integers(0, 255, (6, 9, 3), dtype=np.uint8)).resize(
-        (box[2] - box[0], box[3] - box[1]), Image.BICUBIC)  # a scene of its own behind the Pokémon
+        (box[2] - box[0], box[3] - box[1]), Image.BICUBIC
+    )  # a scene of its own behind the Pokémon
     im.paste(scene, box[:2])
     d.rectangle(box, outline=art, width=2)
     cx, cy = rng.uniform(60, 120), rng.uniform(40, 100)
@@ -41,10 +42,22 @@ def make_scans(root: Path, sets: dict[str, list[int]], seed: int = 0) -> Path:
             cid = f"{st}-{i + 1}"
             f = root / "images" / "gen" / f"{cid}.jpg"
             f.parent.mkdir(parents=True, exist_ok=True)
-            _card(rng, tuple(int(v) for v in rng.integers(0, 255, 3)), tuple(int(v) for v in rng.integers(0, 255, 3))).save(f)
-            rows.append({"file": f"images/gen/{cid}.jpg", "card_id": cid, "set": st, "source": "pokemon_card_images",
-                         "language": "en", "name": f"Mon {dex}" + (" EX" if i % 3 == 0 else ""), "dex": str(dex),
-                         "all_dex": str(dex), "origin": "generated"})
+            _card(
+                rng, tuple(int(v) for v in rng.integers(0, 255, 3)), tuple(int(v) for v in rng.integers(0, 255, 3))
+            ).save(f)
+            rows.append(
+                {
+                    "file": f"images/gen/{cid}.jpg",
+                    "card_id": cid,
+                    "set": st,
+                    "source": "pokemon_card_images",
+                    "language": "en",
+                    "name": f"Mon {dex}" + (" EX" if i % 3 == 0 else ""),
+                    "dex": str(dex),
+                    "all_dex": str(dex),
+                    "origin": "generated",
+                }
+            )
     with (root / "labels.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, list(rows[0]))
         w.writeheader()
@@ -118,9 +131,11 @@ def test_the_recipe_trains_on_cards_and_validates_on_real_ones(tmp_path):
     make_dataset(root / "validation", species=3, per_species=2, size=40, seed=2)
     S.ingest_scans(make_scans(tmp_path / "cards", {"base1": [1, 2, 3, 1], "neo2": [2, 3]}), tmp_path / "data")
     rec = tmp_path / "tiny.toml"
-    rec.write_text(f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
-                   f'[cards]\ndata = "{tmp_path / "data"}"\nrepeat = 3\n'
-                   "[teacher]\ninput = 32\nepochs = 1\nbatch = 4\n[student]\ninput = 32\nwidth = 0.25\nepochs = 1\nbatch = 4\n")
+    rec.write_text(
+        f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
+        f'[cards]\ndata = "{tmp_path / "data"}"\nrepeat = 3\n'
+        "[teacher]\ninput = 32\nepochs = 1\nbatch = 4\n[student]\ninput = 32\nwidth = 0.25\nepochs = 1\nbatch = 4\n"
+    )
     logs = []
     run_recipe(Recipe.load(rec), tmp_path / "run", log=logs.append)
     assert any("cards: 4 training cards (each 3x an epoch), 2 validation cards" in m for m in logs)
@@ -128,8 +143,9 @@ def test_the_recipe_trains_on_cards_and_validates_on_real_ones(tmp_path):
     hist = (tmp_path / "run" / "student" / "metrics.csv").read_text()
     assert "val_real_top1" in hist
     # the epoch: every sprite once, every card `repeat` times
-    from pokedex_host.train.data import SplitData
     import torch
+
+    from pokedex_host.train.data import SplitData
 
     sd = SplitData(torch.zeros(5, 3, 2, 2, dtype=torch.uint8), torch.arange(5), [""] * 5)
     order = epoch_order(sd, 3, 3, 0)
@@ -160,17 +176,33 @@ def test_bench_cards_reports_by_group_and_most_confused():
     from pokedex_host.emulator.bench_cards import FrameResult, by_group, most_confused
 
     sq = [[0, 0], [10, 0], [10, 14], [0, 14]]
-    truth = [{"dex": 1, "style": "a", "corners": sq}, {"dex": 2, "style": "a", "corners": sq},
-             {"dex": 3, "style": "b", "corners": sq}, {"dex": 0, "style": "none", "corners": None}]
-    res = [FrameResult("f1", 1, 1, 0.9, "card", (0, 0, 1, 1), sq), FrameResult("f2", 2, 3, 0.2, "card", (0, 0, 1, 1), None),
-           FrameResult("f3", 3, 2, 0.6, "card", (0, 0, 1, 1), sq), FrameResult("f4", 0, 0, 0.0, "none", (0, 0, 1, 1), None)]
+    truth = [
+        {"dex": 1, "style": "a", "corners": sq},
+        {"dex": 2, "style": "a", "corners": sq},
+        {"dex": 3, "style": "b", "corners": sq},
+        {"dex": 0, "style": "none", "corners": None},
+    ]
+    res = [
+        FrameResult("f1", 1, 1, 0.9, "card", (0, 0, 1, 1), sq),
+        FrameResult("f2", 2, 3, 0.2, "card", (0, 0, 1, 1), None),
+        FrameResult("f3", 3, 2, 0.6, "card", (0, 0, 1, 1), sq),
+        FrameResult("f4", 0, 0, 0.0, "none", (0, 0, 1, 1), None),
+    ]
     g = by_group(truth, res, 0.25)
-    assert g["a"] == {"frames": 2, "found_pct": 50.0, "best_guess_pct": 50.0, "named_right_pct": 50.0, "named_wrong_pct": 0.0}
+    assert g["a"] == {
+        "frames": 2,
+        "found_pct": 50.0,
+        "best_guess_pct": 50.0,
+        "named_right_pct": 50.0,
+        "named_wrong_pct": 0.0,
+    }
     assert g["b"]["named_wrong_pct"] == 100.0 and "none" not in g
     assert most_confused(res) == [{"label": 2, "predicted": 3, "count": 1}, {"label": 3, "predicted": 2, "count": 1}]
 
 
-@pytest.mark.skipif(not (SHARED_CARDS / "labels.csv").is_file(), reason="the shared card scans are not beside this checkout")
+@pytest.mark.skipif(
+    not (SHARED_CARDS / "labels.csv").is_file(), reason="the shared card scans are not beside this checkout"
+)
 def test_the_shared_scans_split_spans_eras_and_no_reserved_set(tmp_path):
     by = S.ingest_scans(SHARED_CARDS, tmp_path / "data", log=lambda m: None)
     for split in ("validation", "test"):

@@ -29,8 +29,21 @@ def test_shrink_and_build_kmodel_agree_on_what_does_not_build(toolchain_ready, t
     (c,) = evaluate_candidates(board, 6_000_000, [0.25], [64], 1025, log=lambda m: None)
     recipe = tmp_path / "r.toml"
     recipe.write_text('family = "kpu_mobilenet_v1"\n[config]\nwidth = 0.25\ninput = 64\nclasses = 1025\n')
-    r = CliRunner().invoke(main, ["build-kmodel", str(recipe), "--board", "maix-bit", "--out", str(tmp_path / "o"),
-                                  "--verify-count", "0", "--calibration-count", "2"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "build-kmodel",
+            str(recipe),
+            "--board",
+            "maix-bit",
+            "--out",
+            str(tmp_path / "o"),
+            "--verify-count",
+            "0",
+            "--calibration-count",
+            "2",
+        ],
+    )
     if r.exit_code == 0:
         assert c.fits
     else:
@@ -38,7 +51,8 @@ def test_shrink_and_build_kmodel_agree_on_what_does_not_build(toolchain_ready, t
 
 
 def test_shrink_cli_dry_run(toolchain_ready):
-    r = CliRunner().invoke(main, ["shrink", "--board", "maix-bit", "--budget", "800kB", "--widths", "0.25",
-                                  "--inputs", "128", "--dry-run"])
+    r = CliRunner().invoke(
+        main, ["shrink", "--board", "maix-bit", "--budget", "800kB", "--widths", "0.25", "--inputs", "128", "--dry-run"]
+    )
     assert "largest that fits" in r.output or "no candidate fits" in r.output
     assert "w 0.25" in r.output

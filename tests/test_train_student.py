@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import make_dataset
+
 from pokedex_host.cli import main
 from pokedex_host.models.checkpoint import load_checkpoint
 from pokedex_host.train.student import StudentConfig, train_student
@@ -60,8 +60,27 @@ def test_resume_refuses_another_architecture_and_a_corrupt_checkpoint(classify, 
 
 
 def test_cli(classify, tmp_path):
-    r = CliRunner().invoke(main, ["train", "student", "--data", str(classify), "--out", str(tmp_path / "r"),
-                                  "--width", "0.25", "--input", "32", "--epochs", "1", "--batch", "8", "--threads", "1"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "student",
+            "--data",
+            str(classify),
+            "--out",
+            str(tmp_path / "r"),
+            "--width",
+            "0.25",
+            "--input",
+            "32",
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--threads",
+            "1",
+        ],
+    )
     # the CLI trains all 1025 classes; the fixture has 3 species, which is fine for a smoke run
     assert r.exit_code == 0, r.output
     assert "best validation top-1" in r.output
@@ -76,8 +95,9 @@ def test_distillation_uses_cached_teacher_logits(classify, tmp_path):
     cache = torch.load(tmp_path / "s" / "teacher_logits.pt", weights_only=True)
     assert cache["logits"].shape == (18, 3)
     logs = []
-    train_student(cfg(classify, tmp_path / "s", epochs=2, teacher=str(teacher_run / "best.pt")), resume=True,
-                  log=logs.append)
+    train_student(
+        cfg(classify, tmp_path / "s", epochs=2, teacher=str(teacher_run / "best.pt")), resume=True, log=logs.append
+    )
     assert any("from the cache" in m for m in logs)
     assert len(res["history"]) == 1
 
@@ -92,10 +112,36 @@ def test_ddp_on_cpu_with_gloo_two_processes(classify, tmp_path):
     exe = shutil.which("pokedex-host", path=os.path.dirname(sys.executable))
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--no-python", exe,
-                        "train", "student", "--data", str(classify), "--out", str(out), "--width", "0.25",
-                        "--input", "32", "--epochs", "2", "--batch", "4", "--threads", "1"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--no-python",
+            exe,
+            "train",
+            "student",
+            "--data",
+            str(classify),
+            "--out",
+            str(out),
+            "--width",
+            "0.25",
+            "--input",
+            "32",
+            "--epochs",
+            "2",
+            "--batch",
+            "4",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "DDP: 2 processes" in r.stdout + r.stderr
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -169,8 +215,9 @@ def test_groups_and_a_coarse_student(classify, tmp_path):
     g = make_groups(fine / "best.pt", classify / "train", 2, tmp_path / "g.json", log=lambda m: None)
     assert sorted(g["dex_to_group"]) == ["1", "2", "3"] and set(g["dex_to_group"].values()) <= {0, 1}
     assert load_groups(tmp_path / "g.json") == {int(k): v for k, v in g["dex_to_group"].items()}
-    res = train_student(cfg(classify, tmp_path / "coarse", classes=2, groups=str(tmp_path / "g.json")),
-                        log=lambda m: None)
+    res = train_student(
+        cfg(classify, tmp_path / "coarse", classes=2, groups=str(tmp_path / "g.json")), log=lambda m: None
+    )
     assert len(res["history"]) == 2
     assert load_checkpoint(tmp_path / "coarse" / "best.pt").classes == [1, 2]
     from pokedex_host.errors import PokedexError

@@ -1,7 +1,5 @@
 """The one training loop (train/trainer.py): resume, best.pt, last.pt, a continued stage's start."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -39,7 +37,7 @@ class Toy(Stage):
     def step(self, epoch, s):
         if (epoch, s) == self.interrupt_at:
             raise KeyboardInterrupt
-        idx = self.perm[s * 4:(s + 1) * 4]
+        idx = self.perm[s * 4 : (s + 1) * 4]
         x = self.x[idx] + 0.1 * torch.randn(4, 4, generator=self.generator)
         loss = nn.functional.cross_entropy(self.model(x), self.y[idx])
         self.optimizer.zero_grad()
@@ -77,8 +75,10 @@ def test_a_resumed_run_is_bit_identical_to_a_straight_one(tmp_path):
     resumed, res2 = _fit(tmp_path / "b")
     assert _same(straight.model.state_dict(), resumed.model.state_dict())
     assert _rows(res["history"]) == _rows(res2["history"]) and [h["epoch"] for h in res2["history"]] == [1, 2, 3, 4]
-    assert _same(torch.load(tmp_path / "a" / "best.pt", weights_only=True)["state_dict"],
-                 torch.load(tmp_path / "b" / "best.pt", weights_only=True)["state_dict"])
+    assert _same(
+        torch.load(tmp_path / "a" / "best.pt", weights_only=True)["state_dict"],
+        torch.load(tmp_path / "b" / "best.pt", weights_only=True)["state_dict"],
+    )
     # without the generator's state the resumed epochs draw other batches: the test can tell
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "c", interrupt_at=(2, 1))
@@ -92,8 +92,13 @@ def test_a_resumed_run_is_bit_identical_to_a_straight_one(tmp_path):
 def test_best_pt_is_the_epoch_that_validated_best(tmp_path):
     weights = {}
     stage = Toy(scores=[50.0, 90.0, 70.0])
-    tr = Trainer(stage, tmp_path, 3, log=lambda m: None,
-                 callbacks=[lambda m: weights.update({m["epoch"]: {k: v.clone() for k, v in stage.model.state_dict().items()}})])
+    tr = Trainer(
+        stage,
+        tmp_path,
+        3,
+        log=lambda m: None,
+        callbacks=[lambda m: weights.update({m["epoch"]: {k: v.clone() for k, v in stage.model.state_dict().items()}})],
+    )
     res = tr.fit()
     assert res["best"] == 90.0 and res["best_epoch"] == 2
     best = torch.load(tmp_path / "best.pt", weights_only=True)
@@ -113,8 +118,22 @@ def test_patience_stops_when_no_epoch_beats_the_best(tmp_path):
 def test_the_last_pt_schema(tmp_path):
     _fit(tmp_path, epochs=2)
     st = torch.load(tmp_path / "last.pt", weights_only=True)  # loads without pickled code
-    assert set(st) == {"format", "version", "stage", "epoch", "model", "optimizer", "scheduler", "best", "best_epoch",
-                       "history", "generator", "torch_rng", "cuda_rng", "meta"}
+    assert set(st) == {
+        "format",
+        "version",
+        "stage",
+        "epoch",
+        "model",
+        "optimizer",
+        "scheduler",
+        "best",
+        "best_epoch",
+        "history",
+        "generator",
+        "torch_rng",
+        "cuda_rng",
+        "meta",
+    }
     assert st["format"] == LAST_FORMAT and st["version"] == 1 and st["stage"] == "toy" and st["epoch"] == 1
     assert st["scheduler"] == {"name": "warmup_cosine", "warmup_steps": 1, "total_steps": 6, "step": 6}
     assert st["generator"].dtype == torch.uint8 and st["meta"] == {"what": "toy"} and len(st["history"]) == 2
@@ -129,15 +148,31 @@ def test_last_pt_files_of_the_earlier_loops_are_converted_or_refused(tmp_path):
     stage = Toy()
     sd, opt = stage.model.state_dict(), stage.optimizer.state_dict()
     row = {"epoch": 1, "train_loss": 1.0, "top1": 40.0}
-    old_student = {"config": {"width": 0.25}, "epoch": 0, "model": sd, "optimizer": opt,
-                   "generator": stage.generator.get_state(), "torch_rng": torch.get_rng_state(), "best_top1": 40.0,
-                   "best_epoch": 0, "history": [row], "data_hash": "abc"}
+    old_student = {
+        "config": {"width": 0.25},
+        "epoch": 0,
+        "model": sd,
+        "optimizer": opt,
+        "generator": stage.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "best_top1": 40.0,
+        "best_epoch": 0,
+        "history": [row],
+        "data_hash": "abc",
+    }
     torch.save(old_student, tmp_path / "s.pt")
     st = read_last(tmp_path / "s.pt")
     assert st["format"] == LAST_FORMAT and st["best"] == 40.0 and st["best_epoch"] == 1
     assert st["meta"] == {"config": {"width": 0.25}, "data_hash": "abc"} and st["stage"] == "student"
-    old_recipe = {"model": sd, "optimizer": opt, "epoch": 0, "best": 40.0, "history": [row],
-                  "torch_rng": torch.get_rng_state(), "meta": {"stage": "teacher"}}
+    old_recipe = {
+        "model": sd,
+        "optimizer": opt,
+        "epoch": 0,
+        "best": 40.0,
+        "history": [row],
+        "torch_rng": torch.get_rng_state(),
+        "meta": {"stage": "teacher"},
+    }
     torch.save(old_recipe, tmp_path / "r.pt")
     st = read_last(tmp_path / "r.pt")
     assert st["stage"] == "teacher" and st["generator"] is None and st["best_epoch"] is None

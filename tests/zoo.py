@@ -34,9 +34,13 @@ class PoolThenGemm(nn.Module):
 
     def __init__(self, classes=1000, width=16):
         super().__init__()
-        self.features = nn.Sequential(*_cbr(3, width, s=2), *_cbr(width, width, groups=width),
-                                      *_cbr(width, 2 * width, 1), *_cbr(2 * width, 2 * width, s=2, groups=2 * width),
-                                      *_cbr(2 * width, 4 * width, 1))
+        self.features = nn.Sequential(
+            *_cbr(3, width, s=2),
+            *_cbr(width, width, groups=width),
+            *_cbr(width, 2 * width, 1),
+            *_cbr(2 * width, 2 * width, s=2, groups=2 * width),
+            *_cbr(2 * width, 4 * width, 1),
+        )
         self.fc = nn.Linear(4 * width, classes)
 
     def forward(self, x):
@@ -49,8 +53,11 @@ class InvertedResidual(nn.Module):
     def __init__(self, c=16, expand=4):
         super().__init__()
         self.stem = nn.Sequential(*_cbr(3, c, s=2))
-        self.block = nn.Sequential(*_cbr(c, c * expand, 1), *_cbr(c * expand, c * expand, groups=c * expand),
-                                   *_cbr(c * expand, c, 1, act=False))
+        self.block = nn.Sequential(
+            *_cbr(c, c * expand, 1),
+            *_cbr(c * expand, c * expand, groups=c * expand),
+            *_cbr(c * expand, c, 1, act=False),
+        )
         self.head = nn.Conv2d(c, 10, 1)
 
     def forward(self, x):
@@ -94,8 +101,15 @@ def export(name: str, path: Path) -> Path:
             if isinstance(mod, nn.BatchNorm2d):
                 mod.running_mean.uniform_(-0.2, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
-    torch.onnx.export(m, torch.zeros(1, 3, size, size), str(path), opset_version=11, dynamo=False,
-                      input_names=["input"], output_names=["output"])
+    torch.onnx.export(
+        m,
+        torch.zeros(1, 3, size, size),
+        str(path),
+        opset_version=11,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["output"],
+    )
     return path
 
 

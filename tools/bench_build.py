@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
+from bench_interp import report as interpreter_report  # noqa: E402
+
 from pokedex_host.artifact import BuildArtifact  # noqa: E402
 from pokedex_host.compile import BuildOptions, build_kmodel  # noqa: E402
 from pokedex_host.paths import newest_release  # noqa: E402
-
-from bench_interp import report as interpreter_report  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +44,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         t0 = time.time()
-        build_kmodel(BuildOptions(model=Path(a.model), board=a.board, out=out, verify_count=a.verify_count,
-                                  calibration_count=a.calibration_count, workers=a.workers), log=lambda m: None)
+        build_kmodel(
+            BuildOptions(
+                model=Path(a.model),
+                board=a.board,
+                out=out,
+                verify_count=a.verify_count,
+                calibration_count=a.calibration_count,
+                workers=a.workers,
+            ),
+            log=lambda m: None,
+        )
         wall = time.time() - t0
         m = BuildArtifact.load(out).manifest
         speeds = []
@@ -55,9 +64,14 @@ def main() -> None:
     host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t, mem, v = m["timings_s"], m["memory"], m["verification"]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"model: {Path(a.model).name} ({m['classes']} classes, input {m['input']['shape']}), board {a.board}, "
-          f"kmodel v{m['kmodel']['version']}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        f"model: {Path(a.model).name} ({m['classes']} classes, input {m['input']['shape']}), board {a.board}, "
+        f"kmodel v{m['kmodel']['version']}"
+    )
     print(f"calibration images: {m['calibration']['count']}   verify images: {v['images'] if v else 0}")
     print("wall time (s):")
     for k in ("export", "load_images", "compile", "v3", "verify", "total"):
@@ -65,23 +79,31 @@ def main() -> None:
             print(f"  {k:12s} {t[k]:7.1f}")
     if v:
         n_sim = v["seconds"].get("simulated_images", v["images"])
-        print(f"  simulator    {v['seconds']['simulator']:7.1f}  ({n_sim} images, "
-              f"{v['seconds']['simulator'] / max(n_sim, 1):.2f} s/image over {v['seconds']['workers']} workers)")
+        print(
+            f"  simulator    {v['seconds']['simulator']:7.1f}  ({n_sim} images, "
+            f"{v['seconds']['simulator'] / max(n_sim, 1):.2f} s/image over {v['seconds']['workers']} workers)"
+        )
         if "v3_interpreter" in v["seconds"]:
             n = max(v["images"], 1)
-            print(f"  v3 interp.   {v['seconds']['v3_interpreter']:7.1f}  ({n} images, "
-                  f"{n / max(v['seconds']['v3_interpreter'], 1e-9):.0f} images/s)")
+            print(
+                f"  v3 interp.   {v['seconds']['v3_interpreter']:7.1f}  ({n} images, "
+                f"{n / max(v['seconds']['v3_interpreter'], 1e-9):.0f} images/s)"
+            )
         print(f"  float (ORT)  {v['seconds']['float']:7.1f}")
     print(f"  end to end   {wall:7.1f}")
     print(f"peak RSS (MiB): host {host_peak:.0f}, largest compiler/simulator worker {child_peak:.0f}")
     print("kmodel and RAM (bytes):")
     for k in ("kmodel_bytes", "data_bytes", "input_bytes", "output_bytes", "runtime_total", "kpu_sram_peak"):
         print(f"  {k:14s} {mem[k]:>10,}")
-    print(f"  budget         {m['budget']['bytes']:>10,}  ({'fits' if m['budget']['fits'] else 'OVER'}, "
-          f"headroom {m['budget']['ram_headroom']:,})")
+    print(
+        f"  budget         {m['budget']['bytes']:>10,}  ({'fits' if m['budget']['fits'] else 'OVER'}, "
+        f"headroom {m['budget']['ram_headroom']:,})"
+    )
     if v:
-        print(f"verification: cosine mean {v['cosine_mean']:.4f} min {v['cosine_min']:.4f}, "
-              f"top-1 agreement {v['agreement_top1']:.1f} %")
+        print(
+            f"verification: cosine mean {v['cosine_mean']:.4f} min {v['cosine_min']:.4f}, "
+            f"top-1 agreement {v['agreement_top1']:.1f} %"
+        )
         if v.get("v3_vs_v5"):
             c = v["v3_vs_v5"]
             print(f"v3 vs v5 (interpreter vs simulator): {c['identical']}/{c['images']} images identical bit for bit")

@@ -39,7 +39,10 @@ def main() -> None:
         v = verify(data, decode=True, expect_species=0)
         t_verify = time.time() - t
     print(f"source: {src} ({rep.seen:,} files) on {os.cpu_count()} cores")
-    print(f"ingest        {t_ingest:7.1f} s  {rep.seen / t_ingest:8.0f} images/s  ({rep.added:,} stored, {len(rep.problems)} problems)")
+    print(
+        f"ingest        {t_ingest:7.1f} s  {rep.seen / t_ingest:8.0f} images/s  "
+        f"({rep.added:,} stored, {len(rep.problems)} problems)"
+    )
     print(f"process cold  {t_cold:7.1f} s  {cold.images / t_cold:8.0f} images/s  ({cold.rendered:,} rendered)")
     print(f"process warm  {t_warm:7.1f} s  {warm.images / t_warm:8.0f} images/s  ({warm.cached:,} from cache)")
     print(f"verify        {t_verify:7.1f} s  {v.images / t_verify:8.0f} images/s  ({len(v.failures)} failures)")

@@ -76,19 +76,24 @@ def report(kmodels: list[Path], n: int) -> list[str]:
     flags = cpu_flags()
     m = matmul.measurement()
     forced = os.environ.get(matmul.ENV, "auto")
-    lines = [f"cpu: {cpu_name()}, {os.cpu_count()} cores; "
-             + ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in flags.items()),
-             f"full-convolution products, {'x'.join(map(str, m.shape))} (M x K x OC), one thread, timed once: "
-             + ", ".join(f"{p} {s * 1e3:.2f} ms" for p, s in m.seconds.items())
-             + "; exact: " + ", ".join(f"{p} {'yes' if ok else 'NO'}" for p, ok in m.exact.items())
-             + f"; chosen: {m.chosen}"
-             + (f" (but {matmul.ENV}={forced} forces {matmul.chosen_path()})" if forced not in ("", "auto") else "")]
+    lines = [
+        f"cpu: {cpu_name()}, {os.cpu_count()} cores; "
+        + ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in flags.items()),
+        f"full-convolution products, {'x'.join(map(str, m.shape))} (M x K x OC), one thread, timed once: "
+        + ", ".join(f"{p} {s * 1e3:.2f} ms" for p, s in m.seconds.items())
+        + "; exact: "
+        + ", ".join(f"{p} {'yes' if ok else 'NO'}" for p, ok in m.exact.items())
+        + f"; chosen: {m.chosen}"
+        + (f" (but {matmul.ENV}={forced} forces {matmul.chosen_path()})" if forced not in ("", "auto") else ""),
+    ]
     for kmodel in kmodels:
         for path in matmul.PATHS:
             size, ips = interpreter_speed(kmodel, n, path)
             mark = " <- chosen" if path == m.chosen else ""
-            lines.append(f"v3 interpreter, {path:5s} path: {ips:6.1f} images/s at {size} px "
-                         f"({kmodel.parent.name}/{kmodel.name}, {n} images, batches of 32){mark}")
+            lines.append(
+                f"v3 interpreter, {path:5s} path: {ips:6.1f} images/s at {size} px "
+                f"({kmodel.parent.name}/{kmodel.name}, {n} images, batches of 32){mark}"
+            )
     return lines
 
 

@@ -41,8 +41,10 @@ def main() -> None:
     board = get_board(a.board)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"model: {a.kmodel}; {a.count} images from {a.data}; emulated {board.name}")
-    lines = {"clean": None,
-             "noisy": lambda t: FaultyTransport(t, seed=a.seed, byte_in=0.002, byte_out=1e-5, text_in=0.1)}
+    lines = {
+        "clean": None,
+        "noisy": lambda t: FaultyTransport(t, seed=a.seed, byte_in=0.002, byte_out=1e-5, text_in=0.1),
+    }
     answers = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, wrap in lines.items():
@@ -54,19 +56,35 @@ def main() -> None:
 
             out = Path(tmp) / name
             t0 = time.time()
-            fig = bench(board, a.kmodel, a.data, out, port=None, emulate=True, baud=None, count=a.count, resume=False,
-                        timeout=10, transport_wrap=wrapper if wrap else None, log=lambda m: None)
+            fig = bench(
+                board,
+                a.kmodel,
+                a.data,
+                out,
+                port=None,
+                emulate=True,
+                baud=None,
+                count=a.count,
+                resume=False,
+                timeout=10,
+                transport_wrap=wrapper if wrap else None,
+                log=lambda m: None,
+            )
             dt = time.time() - t0
             rows = load_done(out / "results.jsonl")
             answers[name] = {f: r["top"] for f, r in rows.items()}
             faults = made["t"].damaged if "t" in made else 0
             attempts = sum(r["attempts"] for r in rows.values())
-            print(f"{name:6s} {len(rows):3d} images in {dt:6.1f} s ({len(rows) / dt:5.2f} images/s); faults injected "
-                  f"{faults}; image attempts {attempts}; device = host simulator (top-1) "
-                  f"{fig['device_vs_simulator_top1_agreement']:.1f} %")
+            print(
+                f"{name:6s} {len(rows):3d} images in {dt:6.1f} s ({len(rows) / dt:5.2f} images/s); faults injected "
+                f"{faults}; image attempts {attempts}; device = host simulator (top-1) "
+                f"{fig['device_vs_simulator_top1_agreement']:.1f} %"
+            )
     same = answers["clean"] == answers["noisy"]
-    print(f"noisy answers identical to clean: {same}; every image once: "
-          f"{len(answers['noisy']) == len(answers['clean']) == a.count}")
+    print(
+        f"noisy answers identical to clean: {same}; every image once: "
+        f"{len(answers['noisy']) == len(answers['clean']) == a.count}"
+    )
 
 
 if __name__ == "__main__":

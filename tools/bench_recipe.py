@@ -38,8 +38,10 @@ def main() -> None:
     bf16 = _bf16_ok(torch.device("cpu"))
     teacher = create_model("efficientnet_lite", variant="lite0", input=a.size, classes=1025).to(memory_format=cl)
     student = create_model("kpu_mobilenet_v1", width=0.75, input=a.size, classes=1025).to(memory_format=cl)
-    print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {a.size} px, batch {a.batch}, "
-          f"bfloat16 {'available' if bf16 else 'not available'}")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {a.size} px, batch {a.batch}, "
+        f"bfloat16 {'available' if bf16 else 'not available'}"
+    )
 
     teacher.eval()
 
@@ -47,6 +49,7 @@ def main() -> None:
         def f():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype_bf16):
                 teacher(x)
+
         return f
 
     print(f"teacher forward float32   {rate(t_fwd(False), a.batch, a.steps):7.1f} images/s")
@@ -84,10 +87,14 @@ def main() -> None:
             opt_s.zero_grad()
             loss.backward()
             opt_s.step()
+
         return f
 
     print(f"student step              {rate(s_step(), a.batch, a.steps):7.1f} images/s")
-    print(f"distillation step         {rate(s_step(True), a.batch, a.steps):7.1f} images/s (teacher forward + student step)")
+    print(
+        f"distillation step         {rate(s_step(True), a.batch, a.steps):7.1f} images/s "
+        "(teacher forward + student step)"
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ def main() -> None:
     a = ap.parse_args()
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for w, s in ((0.5, 96), (0.75, 128)):
-        print(f"student w{w} @{s}: {student(w, s, a.steps, a.batch, False):6.1f} img/s plain, "
-              f"{student(w, s, a.steps, a.batch, True):6.1f} img/s with cached-teacher distillation")
+        print(
+            f"student w{w} @{s}: {student(w, s, a.steps, a.batch, False):6.1f} img/s plain, "
+            f"{student(w, s, a.steps, a.batch, True):6.1f} img/s with cached-teacher distillation"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ def window_edges(card: np.ndarray, search: float = 0.06) -> tuple[float, float, 
     dy = np.abs(np.diff(g, axis=0))  # horizontal edges
     dx = np.abs(np.diff(g, axis=1))  # vertical edges
     ax0, ay0, ax1, ay1 = LAYOUT.art
-    rows = dy[:, int(0.25 * w):int(0.75 * w)].mean(axis=1)
-    cols = dx[int((ay0 + 0.1) * h):int((ay1 - 0.1) * h), :].mean(axis=0)
+    rows = dy[:, int(0.25 * w) : int(0.75 * w)].mean(axis=1)
+    cols = dx[int((ay0 + 0.1) * h) : int((ay1 - 0.1) * h), :].mean(axis=0)
 
     def peak(profile, centre, n):
         lo, hi = max(1, int((centre - search) * n)), min(len(profile) - 1, int((centre + search) * n))

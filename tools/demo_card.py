@@ -33,8 +33,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--out", type=Path, default=Path("build/demo"))
     a = ap.parse_args()
-    rows = [r for r in csv.DictReader((a.data / "processed/yolo_dataset/split.csv").open())
-            if r["split"] == "test" and int(r["dex"]) == a.dex]
+    rows = [
+        r
+        for r in csv.DictReader((a.data / "processed/yolo_dataset/split.csv").open())
+        if r["split"] == "test" and int(r["dex"]) == a.dex
+    ]
     if not rows:
         raise SystemExit(f"no test-split image of #{a.dex:04d} under {a.data} (run `make data`)")
     r = load_index(a.data)[rows[0]["sha256"]]

@@ -13,9 +13,14 @@ from PIL import Image, ImageDraw, ImageFilter
 def frame(seed: int = 7) -> Image.Image:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:240, 0:320]
-    desk = np.stack([110 + 30 * np.sin(xx / 23.0) + rng.normal(0, 4, xx.shape),
-                     80 + 20 * np.sin(xx / 23.0) + rng.normal(0, 4, xx.shape),
-                     55 + 10 * np.cos(yy / 31.0) + rng.normal(0, 4, xx.shape)], -1)
+    desk = np.stack(
+        [
+            110 + 30 * np.sin(xx / 23.0) + rng.normal(0, 4, xx.shape),
+            80 + 20 * np.sin(xx / 23.0) + rng.normal(0, 4, xx.shape),
+            55 + 10 * np.cos(yy / 31.0) + rng.normal(0, 4, xx.shape),
+        ],
+        -1,
+    )
     im = Image.fromarray(np.clip(desk, 0, 255).astype(np.uint8))
     card = Image.new("RGBA", (150, 210), (0, 0, 0, 0))
     d = ImageDraw.Draw(card)

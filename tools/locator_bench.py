@@ -65,9 +65,17 @@ def locate_all(set_dir: Path, overrides: dict | None = None, count: int | None =
             wrong += c is not None
             missed.append(t["file"])
     cards = found + none + wrong
-    return {"set": str(set_dir), "card_frames": cards, "found_pct": 100.0 * found / max(1, cards),
-            "missed_no_quad": none, "missed_wrong_quad": wrong, "empty_frames": empty,
-            "empty_taken_for_a_card": false_cards, "seconds": time.time() - t0, "missed": missed}
+    return {
+        "set": str(set_dir),
+        "card_frames": cards,
+        "found_pct": 100.0 * found / max(1, cards),
+        "missed_no_quad": none,
+        "missed_wrong_quad": wrong,
+        "empty_frames": empty,
+        "empty_taken_for_a_card": false_cards,
+        "seconds": time.time() - t0,
+        "missed": missed,
+    }
 
 
 def _value(text: str):
@@ -80,8 +88,14 @@ def _value(text: str):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("set", type=Path, help="a card-frame set (truth.jsonl + frames/)")
-    ap.add_argument("--set", dest="over", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a card-locator setting (JSON value), e.g. blob_look=false")
+    ap.add_argument(
+        "--set",
+        dest="over",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a card-locator setting (JSON value), e.g. blob_look=false",
+    )
     ap.add_argument("--count", type=int, help="frames to use, spread over the set")
     ap.add_argument("--missed", action="store_true", help="also list the missed card frames")
     a = ap.parse_args(argv)
@@ -90,9 +104,11 @@ def main(argv=None) -> int:
         k, _, v = kv.partition("=")
         over[k] = _value(v)
     r = locate_all(a.set, over, a.count)
-    print(f"{r['set']}{' ' + json.dumps(over) if over else ''}: card found {r['found_pct']:.1f} % of "
-          f"{r['card_frames']} (missed: {r['missed_no_quad']} with no quad, {r['missed_wrong_quad']} with a wrong one); "
-          f"{r['empty_taken_for_a_card']} of {r['empty_frames']} empty frames taken for a card ({r['seconds']:.0f} s)")
+    print(
+        f"{r['set']}{' ' + json.dumps(over) if over else ''}: card found {r['found_pct']:.1f} % of "
+        f"{r['card_frames']} (missed: {r['missed_no_quad']} with no quad, {r['missed_wrong_quad']} with a wrong one); "
+        f"{r['empty_taken_for_a_card']} of {r['empty_frames']} empty frames taken for a card ({r['seconds']:.0f} s)"
+    )
     if a.missed:
         print("\n".join(r["missed"]))
     return 0

@@ -36,13 +36,15 @@ def main() -> None:
         t0, plain, both = time.time(), [], []
         with torch.no_grad():
             for i in range(0, len(data.y), 128):
-                x = to_input(data.x[i:i + 128], s).contiguous(memory_format=torch.channels_last)
+                x = to_input(data.x[i : i + 128], s).contiguous(memory_format=torch.channels_last)
                 lg = model(x).float()
                 plain.append(lg)
                 both.append((lg + model(x.flip(-1)).float()) / 2)
         top1 = [100 * float((torch.cat(v).argmax(1) == data.y).float().mean()) for v in (plain, both)]
-        print(f"  {s} px: top-1 {top1[0]:.2f} %, averaged with the mirror image {top1[1]:.2f} % "
-              f"({time.time() - t0:.0f} s)")
+        print(
+            f"  {s} px: top-1 {top1[0]:.2f} %, averaged with the mirror image {top1[1]:.2f} % "
+            f"({time.time() - t0:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -90,19 +90,24 @@ class BuildArtifact:
         folder = cls.folder_of(path)
         mf = folder / MANIFEST
         if not mf.is_file():
-            raise PokedexError(f"{folder} has no {MANIFEST}: not a build-kmodel output folder",
-                               "pass the model.kmodel of a build-kmodel (or release) folder, with the files beside it")
+            raise PokedexError(
+                f"{folder} has no {MANIFEST}: not a build-kmodel output folder",
+                "pass the model.kmodel of a build-kmodel (or release) folder, with the files beside it",
+            )
         try:
             m = json.loads(mf.read_text(encoding="utf-8"))
             shape = m["input"]["shape"]
             input_size = int(shape[2])
             version = int(m["kmodel"]["version"])
         except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-            raise PokedexError(f"{mf} is damaged or not a build manifest ({type(e).__name__}: {e})",
-                               "rebuild the folder with pokedex-host build-kmodel") from e
+            raise PokedexError(
+                f"{mf} is damaged or not a build manifest ({type(e).__name__}: {e})",
+                "rebuild the folder with pokedex-host build-kmodel",
+            ) from e
         if m.get("format", FORMAT) != FORMAT:
-            raise PokedexError(f"{mf} is a {m.get('format')!r} document, not a build manifest",
-                               "pass a build-kmodel output folder")
+            raise PokedexError(
+                f"{mf} is a {m.get('format')!r} document, not a build manifest", "pass a build-kmodel output folder"
+            )
         cf = folder / "classes.txt"
         if cf.is_file():
             rows = read_classes_txt(cf)
@@ -110,11 +115,19 @@ class BuildArtifact:
             rows = [(i + 1, f"#{i + 1:04d}") for i in range(int(m.get("classes") or 0))]
         folded = bool((m.get("export") or {}).get("scale_folded"))
         src = (m.get("source") or {}).get("path") if isinstance(m.get("source"), dict) else None
-        return cls(folder=folder, input_size=input_size, input_range=(0.0, 255.0) if folded else (0.0, 1.0),
-                   classes=[d for d, _ in rows], names=[n for _, n in rows], kmodel_version=version,
-                   board=str((m.get("board") or {}).get("name", "")),
-                   runtime_bytes=int((m.get("memory") or {}).get("runtime_total", 0)),
-                   source=Path(src) if src else None, verification=m.get("verification"), manifest=m)
+        return cls(
+            folder=folder,
+            input_size=input_size,
+            input_range=(0.0, 255.0) if folded else (0.0, 1.0),
+            classes=[d for d, _ in rows],
+            names=[n for _, n in rows],
+            kmodel_version=version,
+            board=str((m.get("board") or {}).get("name", "")),
+            runtime_bytes=int((m.get("memory") or {}).get("runtime_total", 0)),
+            source=Path(src) if src else None,
+            verification=m.get("verification"),
+            manifest=m,
+        )
 
     @classmethod
     def find(cls, path: Path) -> "BuildArtifact | None":

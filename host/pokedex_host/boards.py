@@ -74,10 +74,25 @@ class FlashMap:
 # sensor.c's frame sizes (MaixPy-v1 components/micropython/port/src/omv/sensor.c `resolution`),
 # by the name sensor.<NAME> has in MicroPython
 FRAMESIZES = {
-    "QQCIF": (88, 72), "QCIF": (176, 144), "CIF": (352, 288), "QQSIF": (88, 60), "QSIF": (176, 120),
-    "SIF": (352, 240), "QQQQVGA": (40, 30), "QQQVGA": (80, 60), "QQVGA": (160, 120), "QVGA": (320, 240),
-    "VGA": (640, 480), "HQQQVGA": (60, 40), "HQQVGA": (120, 80), "HQVGA": (240, 160), "WVGA": (720, 480),
-    "WVGA2": (752, 480), "SVGA": (800, 600), "SXGA": (1280, 1024), "UXGA": (1600, 1200),
+    "QQCIF": (88, 72),
+    "QCIF": (176, 144),
+    "CIF": (352, 288),
+    "QQSIF": (88, 60),
+    "QSIF": (176, 120),
+    "SIF": (352, 240),
+    "QQQQVGA": (40, 30),
+    "QQQVGA": (80, 60),
+    "QQVGA": (160, 120),
+    "QVGA": (320, 240),
+    "VGA": (640, 480),
+    "HQQQVGA": (60, 40),
+    "HQQVGA": (120, 80),
+    "HQVGA": (240, 160),
+    "WVGA": (720, 480),
+    "WVGA2": (752, 480),
+    "SVGA": (800, 600),
+    "SXGA": (1280, 1024),
+    "UXGA": (1600, 1200),
 }
 
 
@@ -158,20 +173,31 @@ def load_firmware_build(family: str, flavour: str, where: str = "") -> FirmwareB
         raise PokedexError(f"firmware table {path} is not valid TOML: {e}", "fix the line named") from e
     flavours = raw.get("flavours") or {}
     if flavour not in flavours:
-        raise PokedexError(f"{where or 'a profile'}: firmware flavour {flavour!r} is not in {path}",
-                           f"use one of {', '.join(flavours)} or add [flavours.\"{flavour}\"] to {path.name}")
+        raise PokedexError(
+            f"{where or 'a profile'}: firmware flavour {flavour!r} is not in {path}",
+            f'use one of {", ".join(flavours)} or add [flavours."{flavour}"] to {path.name}',
+        )
     fl = flavours[flavour]
     here = f"{path} [flavours.{flavour}]"
     try:
         return FirmwareBuild(
-            family=family, flavour=flavour, platform=_need(raw, "platform", str(path)),
-            board_name=_need(raw, "board_name", str(path)), mcu_name=_need(raw, "mcu_name", str(path)),
-            kpu_module=_need(raw, "kpu_module", str(path)), git_tag=_need(raw, "git_tag", str(path)),
-            release=_need(raw, "release", str(path)), build_date=_need(raw, "build_date", str(path)),
-            config=_need(fl, "config", here), image_lacks=tuple(str(n) for n in _need(fl, "image_lacks", here)),
-            path=path)
+            family=family,
+            flavour=flavour,
+            platform=_need(raw, "platform", str(path)),
+            board_name=_need(raw, "board_name", str(path)),
+            mcu_name=_need(raw, "mcu_name", str(path)),
+            kpu_module=_need(raw, "kpu_module", str(path)),
+            git_tag=_need(raw, "git_tag", str(path)),
+            release=_need(raw, "release", str(path)),
+            build_date=_need(raw, "build_date", str(path)),
+            config=_need(fl, "config", here),
+            image_lacks=tuple(str(n) for n in _need(fl, "image_lacks", here)),
+            path=path,
+        )
     except TypeError as e:
-        raise PokedexError(f"{here} has a value of the wrong type: {e}", "compare with boards/firmware/maixpy.toml") from e
+        raise PokedexError(
+            f"{here} has a value of the wrong type: {e}", "compare with boards/firmware/maixpy.toml"
+        ) from e
 
 
 def load_board_file(path: Path) -> Board:
@@ -193,24 +219,32 @@ def load_board_file(path: Path) -> Board:
         from .families import FAMILIES
 
         if fam_name not in FAMILIES:
-            raise PokedexError(f"{where}: firmware family {fam_name!r} is not one of {', '.join(FAMILIES)}",
-                               "families are the rows of host/pokedex_host/families.py")
+            raise PokedexError(
+                f"{where}: firmware family {fam_name!r} is not one of {', '.join(FAMILIES)}",
+                "families are the rows of host/pokedex_host/families.py",
+            )
         fam = FAMILIES[fam_name]
         versions = tuple(int(v) for v in _need(fw, "kmodel_versions", where))
         if not set(versions) <= set(fam.kmodel_versions):
-            raise PokedexError(f"{where}: kmodel_versions {list(versions)} but {fam_name} firmware loads "
-                               f"{list(fam.kmodel_versions)}", "fix [firmware] kmodel_versions")
+            raise PokedexError(
+                f"{where}: kmodel_versions {list(versions)} but {fam_name} firmware loads {list(fam.kmodel_versions)}",
+                "fix [firmware] kmodel_versions",
+            )
         if default_format not in _FORMATS:
             raise PokedexError(f"{where}: default_format {default_format!r} is not one of {_FORMATS}")
         fs = tuple(fl.get("filesystem") or ()) or None
         if not str(fw.get("model_ram_source", "")).strip():
-            raise PokedexError(f"{where}: [firmware] model_ram has no model_ram_source",
-                               "add model_ram_source = \"...\": where the free-heap figure comes from (a board's "
-                               "`pokedex-host probe`, an issue, Sipeed's docs); see docs/boards.md")
+            raise PokedexError(
+                f"{where}: [firmware] model_ram has no model_ram_source",
+                'add model_ram_source = "...": where the free-heap figure comes from (a board\'s '
+                "`pokedex-host probe`, an issue, Sipeed's docs); see docs/boards.md",
+            )
         framesize = _need(cam, "framesize", where)
         if framesize not in FRAMESIZES:
-            raise PokedexError(f"{where}: [camera] framesize {framesize!r} is not a sensor frame size",
-                               "use one of " + ", ".join(FRAMESIZES) + " (MaixPy's sensor.<NAME>)")
+            raise PokedexError(
+                f"{where}: [camera] framesize {framesize!r} is not a sensor frame size",
+                "use one of " + ", ".join(FRAMESIZES) + " (MaixPy's sensor.<NAME>)",
+            )
         return Board(
             name=_need(raw, "name", where),
             description=raw.get("description", ""),

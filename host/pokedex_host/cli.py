@@ -93,37 +93,95 @@ def _classes_file(ctx, param, value):
 @main.command("build-kmodel")
 @click.argument("model", type=click.Path(path_type=Path), required=False)
 @click.option("--board", default="maix-bit", show_default=True, help="Board profile name (boards/*.toml) or path.")
-@click.option("--budget", callback=_size,
-              help="The free system heap your board reports, e.g. from `pokedex-host probe` (Maix.utils.heap_free() "
-                   "before the app starts); the model and the app's camera buffers must fit in it. Default: the "
-                   "profile's model_ram. " + SIZE_HELP)
-@click.option("--calibration", type=click.Path(path_type=Path),
-              help="Folder of images (per-species subfolders or flat). Default: calibration/default.toml.")
-@click.option("--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/.")
-@click.option("--calibration-count", type=click.IntRange(1, 5000), help="Images for PTQ (default: the set's count, calibration/<set>.toml).")
-@click.option("--calibrate-method", type=click.Choice(CALIBRATE_METHODS),
-              help="How nncase sets activation ranges from the calibration images (default no_clip; a release "
-                   "built without MODEL uses its recipe's).")
-@click.option("--verify-count", type=click.IntRange(0, 100000), default=200, show_default=True,
-              help="Held-out images run through the float model and the kmodel (0 = skip).")
-@click.option("--simulate-count", type=click.IntRange(0, 100000), default=16, show_default=True,
-              help="v3 builds: how many of the held-out images nncase's simulator also runs, compared bit for bit "
-                   "with the v3 interpreter (which runs them all).")
+@click.option(
+    "--budget",
+    callback=_size,
+    help="The free system heap your board reports, e.g. from `pokedex-host probe` (Maix.utils.heap_free() "
+    "before the app starts); the model and the app's camera buffers must fit in it. Default: the "
+    "profile's model_ram. " + SIZE_HELP,
+)
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    help="Folder of images (per-species subfolders or flat). Default: calibration/default.toml.",
+)
+@click.option(
+    "--calibration-set", default="default", show_default=True, help="Calibration set definition in calibration/."
+)
+@click.option(
+    "--calibration-count",
+    type=click.IntRange(1, 5000),
+    help="Images for PTQ (default: the set's count, calibration/<set>.toml).",
+)
+@click.option(
+    "--calibrate-method",
+    type=click.Choice(CALIBRATE_METHODS),
+    help="How nncase sets activation ranges from the calibration images (default no_clip; a release "
+    "built without MODEL uses its recipe's).",
+)
+@click.option(
+    "--verify-count",
+    type=click.IntRange(0, 100000),
+    default=200,
+    show_default=True,
+    help="Held-out images run through the float model and the kmodel (0 = skip).",
+)
+@click.option(
+    "--simulate-count",
+    type=click.IntRange(0, 100000),
+    default=16,
+    show_default=True,
+    help="v3 builds: how many of the held-out images nncase's simulator also runs, compared bit for bit "
+    "with the v3 interpreter (which runs them all).",
+)
 @click.option("--verify-full", is_flag=True, help="v3 builds: the simulator runs every held-out image too.")
-@click.option("--verify-data", type=click.Path(path_type=Path),
-              help="Held-out folder for the check (e.g. DATA/processed/classify/test); default: the calibration folder's other images.")
+@click.option(
+    "--verify-data",
+    type=click.Path(path_type=Path),
+    help="Held-out folder for the check (e.g. DATA/processed/classify/test); "
+    "default: the calibration folder's other images.",
+)
 @click.option("--workers", type=click.IntRange(0, 256), default=0, help="Simulator processes (0 = one per core).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("build/kmodel"), show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["v5", "v3"]), help="kmodel format (default from the profile).")
 @click.option("--threshold", type=float, default=2.0, show_default=True, help="Top-1 loss (pp) that is flagged.")
 @click.option("--max-loss", type=float, help="Fail (exit 4, no artifacts) when top-1 loss exceeds this many pp.")
 @click.option("--input-size", type=click.IntRange(8, 1024), help="Fix a dynamic input size / export at this size.")
-@click.option("--input-range", type=click.Choice(["0-1", "0-255"]), default="0-1", show_default=True,
-              help="The float range the model was trained on (0-1: pixels/255, folded into the first conv).")
-@click.option("--classes", "classes", callback=_classes_file, type=click.Path(exists=True, dir_okay=False),
-              help="For ONNX models: a file whose lines start with the dex number of each output.")
-def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibration_count, calibrate_method,
-                     verify_count, simulate_count, verify_full, verify_data, workers, out, fmt, threshold, max_loss, input_size, input_range, classes):
+@click.option(
+    "--input-range",
+    type=click.Choice(["0-1", "0-255"]),
+    default="0-1",
+    show_default=True,
+    help="The float range the model was trained on (0-1: pixels/255, folded into the first conv).",
+)
+@click.option(
+    "--classes",
+    "classes",
+    callback=_classes_file,
+    type=click.Path(exists=True, dir_okay=False),
+    help="For ONNX models: a file whose lines start with the dex number of each output.",
+)
+def build_kmodel_cmd(
+    model,
+    board,
+    budget,
+    calibration,
+    calibration_set,
+    calibration_count,
+    calibrate_method,
+    verify_count,
+    simulate_count,
+    verify_full,
+    verify_data,
+    workers,
+    out,
+    fmt,
+    threshold,
+    max_loss,
+    input_size,
+    input_range,
+    classes,
+):
     """Compile MODEL (.pt checkpoint, ultralytics .pt, .onnx or models/*.toml recipe) to a K210 kmodel,
     prove it fits the board's RAM and KPU SRAM, and check it against the float model.
 
@@ -143,12 +201,30 @@ def build_kmodel_cmd(model, board, budget, calibration, calibration_set, calibra
 
             calibrate_method = Recipe.load(model.parent / "recipe.toml").build.calibrate_method
 
-    res = build_kmodel(BuildOptions(
-        model=model, board=board, out=out, budget=budget, calibration=calibration, calibration_spec=calibration_set,
-        calibration_count=calibration_count, verify_count=verify_count, workers=workers, max_loss=max_loss,
-        threshold=threshold, format=fmt, input_size=input_size, input_range01=(input_range == "0-1"),
-        classes=classes, verify_data=verify_data, simulate_count=simulate_count, verify_full=verify_full,
-        calibrate_method=calibrate_method or DEFAULT_CALIBRATE_METHOD), log=_log)
+    res = build_kmodel(
+        BuildOptions(
+            model=model,
+            board=board,
+            out=out,
+            budget=budget,
+            calibration=calibration,
+            calibration_spec=calibration_set,
+            calibration_count=calibration_count,
+            verify_count=verify_count,
+            workers=workers,
+            max_loss=max_loss,
+            threshold=threshold,
+            format=fmt,
+            input_size=input_size,
+            input_range01=(input_range == "0-1"),
+            classes=classes,
+            verify_data=verify_data,
+            simulate_count=simulate_count,
+            verify_full=verify_full,
+            calibrate_method=calibrate_method or DEFAULT_CALIBRATE_METHOD,
+        ),
+        log=_log,
+    )
     if res.warnings:
         click.secho(f"done with {len(res.warnings)} warning(s): see {res.out}/report.md", fg="yellow", err=True)
 
@@ -196,7 +272,9 @@ def doctor(board):
             click.secho(f"  problem: {p}", fg="red")
     click.echo("boards: " + ", ".join(available_boards()))
     if not ok:
-        raise PokedexError("doctor found problems (listed above)", "run `make setup` or `pokedex-host toolchain install`")
+        raise PokedexError(
+            "doctor found problems (listed above)", "run `make setup` or `pokedex-host toolchain install`"
+        )
     click.secho("all good", fg="green")
 
 
@@ -207,8 +285,14 @@ def data() -> None:
 
 @data.command("ingest")
 @click.argument("source")
-@click.option("--out", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
-              help="The data folder (raw store, reports, processed output).")
+@click.option(
+    "--out",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="The data folder (raw store, reports, processed output).",
+)
 @click.option("--workers", type=click.IntRange(0, 64), default=0, help="Decoder processes (0 = one per core).")
 def data_ingest(source, data_dir, workers):
     """Add SOURCE to DATA/raw: a folder of per-species folders named by dex number, npm:PACKAGE
@@ -227,8 +311,10 @@ def data_ingest(source, data_dir, workers):
         from .dataset.ingest import ingest_folder
 
         rep = ingest_folder(source, data_dir, workers=workers, log=_log)
-    click.echo(f"ingested {rep.source}: {rep.seen} files, {rep.added} new, {rep.duplicates} exact duplicates merged, "
-               f"{len(rep.problems)} problems (see {data_dir}/reports/ingest-problems.csv)")
+    click.echo(
+        f"ingested {rep.source}: {rep.seen} files, {rep.added} new, {rep.duplicates} exact duplicates merged, "
+        f"{len(rep.problems)} problems (see {data_dir}/reports/ingest-problems.csv)"
+    )
 
 
 @data.command("cards")
@@ -257,7 +343,9 @@ def data_process(data_dir, seed, workers):
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG contact sheet.")
 @click.option("--count", type=click.IntRange(1, 400), default=24, show_default=True)
-@click.option("--strength", type=float, default=1.0, show_default=True, help="0 = art fills the view, 1 = full camera effects.")
+@click.option(
+    "--strength", type=float, default=1.0, show_default=True, help="0 = art fills the view, 1 = full camera effects."
+)
 @click.option("--size", type=int, default=224, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def data_preview(data_dir, out, count, strength, size, seed):
@@ -275,11 +363,20 @@ def data_preview(data_dir, out, count, strength, size, seed):
 @click.option("--strength", type=float, default=1.0, show_default=True)
 @click.option("--size", type=int, default=224, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cards", "real_cards", is_flag=True,
-              help="Real cards: the card scans of SPLIT (`data cards`) instead of sprites (kinds art and card).")
-@click.option("--kind", type=click.Choice(["camera", "art", "card"]), default="camera", show_default=True,
-              help="camera: centred camera-like frames; art: the firmware's art-window crop of a card; "
-                   "card: QVGA frames of a card anywhere (+ no-card frames) with truth.jsonl.")
+@click.option(
+    "--cards",
+    "real_cards",
+    is_flag=True,
+    help="Real cards: the card scans of SPLIT (`data cards`) instead of sprites (kinds art and card).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["camera", "art", "card"]),
+    default="camera",
+    show_default=True,
+    help="camera: centred camera-like frames; art: the firmware's art-window crop of a card; "
+    "card: QVGA frames of a card anywhere (+ no-card frames) with truth.jsonl.",
+)
 @click.option("--limit", type=click.IntRange(1, 10**7), help="Only this many images, spread over the split.")
 def data_camera_set(data_dir, split, out, strength, size, seed, kind, limit, real_cards):
     """Materialise a split as camera-realistic frames (a fixed, seeded test set)."""
@@ -310,8 +407,13 @@ def data_report(data_dir):
 @data.command("verify")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--no-decode", is_flag=True, help="Skip decoding every JPEG (faster).")
-@click.option("--expect-species", type=click.IntRange(0, SPECIES_COUNT), default=SPECIES_COUNT, show_default=True,
-              help="Fail when fewer species than this have training images.")
+@click.option(
+    "--expect-species",
+    type=click.IntRange(0, SPECIES_COUNT),
+    default=SPECIES_COUNT,
+    show_default=True,
+    help="Fail when fewer species than this have training images.",
+)
 def data_verify(data_dir, no_decode, expect_species):
     """Check DATA/processed; exits non-zero with the files at fault."""
     from .dataset.check import verify
@@ -321,8 +423,10 @@ def data_verify(data_dir, no_decode, expect_species):
         click.secho(f"FAIL {f}", fg="red", err=True)
     click.echo(f"{rep.images} images, {rep.species_in_train} species in train, {len(rep.failures)} failures")
     if not rep.ok:
-        raise PokedexError(f"{data_dir}: dataset verification failed ({len(rep.failures)} problems listed above)",
-                           f"re-run `pokedex-host data process --data {data_dir}`; fix or remove the files named")
+        raise PokedexError(
+            f"{data_dir}: dataset verification failed ({len(rep.failures)} problems listed above)",
+            f"re-run `pokedex-host data process --data {data_dir}`; fix or remove the files named",
+        )
 
 
 @main.group()
@@ -331,13 +435,24 @@ def train() -> None:
 
 
 @train.command("recipe")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Default: the newest models/recipes/release-vN.toml.")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Run folder: views/, teacher/, student/ (each resumable); default runs/<recipe name>.")
+@click.option(
+    "--recipe",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Default: the newest models/recipes/release-vN.toml.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Run folder: views/, teacher/, student/ (each resumable); default runs/<recipe name>.",
+)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Override the recipe's data folder.")
-@click.option("--stage", "stages", multiple=True, type=click.Choice(["teacher", "student"]),
-              help="Run only these stages (default: all).")
+@click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    type=click.Choice(["teacher", "student"]),
+    help="Run only these stages (default: all).",
+)
 @click.option("--threads", type=click.IntRange(0, 256), help="torch threads (0 = torch's default).")
 def train_recipe_cmd(recipe, out, data_dir, stages, threads):
     """Pretrained teacher fine-tune + online distillation into a KPU student, resumable per epoch
@@ -354,8 +469,14 @@ def train_recipe_cmd(recipe, out, data_dir, stages, threads):
 
 
 @train.command("student")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"),
-              show_default=True, help="An ImageFolder with train/ and validation/ of <dex:04d>/ folders.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=Path("data/processed/classify"),
+    show_default=True,
+    help="An ImageFolder with train/ and validation/ of <dex:04d>/ folders.",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder (checkpoints, metrics.csv).")
 @click.option("--family", default="kpu_mobilenet_v1", show_default=True)
 @click.option("--width", type=float, default=0.75, show_default=True)
@@ -366,41 +487,97 @@ def train_recipe_cmd(recipe, out, data_dir, stages, threads):
 @click.option("--patience", type=click.IntRange(0, 1000), default=0, help="Early stopping (0 = off).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0, 256), default=0, help="torch threads (0 = torch's default).")
-@click.option("--camera-aug", "camera_aug_ramp", type=click.IntRange(-1, 1000), default=-1, show_default=True,
-              help="Camera-realistic card frames, strength ramped from 0 to 1 over N epochs (-1 = off).")
+@click.option(
+    "--camera-aug",
+    "camera_aug_ramp",
+    type=click.IntRange(-1, 1000),
+    default=-1,
+    show_default=True,
+    help="Camera-realistic card frames, strength ramped from 0 to 1 over N epochs (-1 = off).",
+)
 @click.option("--workers", type=click.IntRange(0, 64), default=0, help="Augmentation processes (camera-aug).")
-@click.option("--groups", "groups_file", type=click.Path(exists=True, dir_okay=False),
-              help="Train a coarse model on species groups (a file from `pokedex-host groups`).")
-@click.option("--classes", type=click.IntRange(2, 100000), default=SPECIES_COUNT, show_default=True,
-              help=f"Outputs: {SPECIES_COUNT} species, or the number of groups with --groups.")
+@click.option(
+    "--groups",
+    "groups_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Train a coarse model on species groups (a file from `pokedex-host groups`).",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(2, 100000),
+    default=SPECIES_COUNT,
+    show_default=True,
+    help=f"Outputs: {SPECIES_COUNT} species, or the number of groups with --groups.",
+)
 @click.option("--tensorboard", type=click.Path(), help="Also write TensorBoard scalars to this folder.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train_student_cmd(data_dir, out, family, width, input_size, epochs, batch, lr, patience, seed, threads,
-                      camera_aug_ramp, workers, groups_file, classes, tensorboard, resume):
+def train_student_cmd(
+    data_dir,
+    out,
+    family,
+    width,
+    input_size,
+    epochs,
+    batch,
+    lr,
+    patience,
+    seed,
+    threads,
+    camera_aug_ramp,
+    workers,
+    groups_file,
+    classes,
+    tensorboard,
+    resume,
+):
     """Train a KPU-friendly student from scratch (checkpoint every epoch; --resume continues)."""
     from .train.student import StudentConfig, train_student
 
-    cfg = StudentConfig(data=str(data_dir), out=str(out), family=family, width=width, input=input_size, epochs=epochs,
-                        batch=batch, lr=lr, patience=patience, seed=seed, threads=threads,
-                        camera_aug_ramp=camera_aug_ramp, workers=workers, groups=groups_file, classes=classes,
-                        tensorboard=tensorboard)
+    cfg = StudentConfig(
+        data=str(data_dir),
+        out=str(out),
+        family=family,
+        width=width,
+        input=input_size,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        patience=patience,
+        seed=seed,
+        threads=threads,
+        camera_aug_ramp=camera_aug_ramp,
+        workers=workers,
+        groups=groups_file,
+        classes=classes,
+        tensorboard=tensorboard,
+    )
     try:
         res = train_student(cfg, resume=resume, log=_log)
     except KeyboardInterrupt:
-        raise PokedexError(f"interrupted; {out}/last.pt holds the last finished epoch",
-                           "continue with the same command plus --resume") from None
+        raise PokedexError(
+            f"interrupted; {out}/last.pt holds the last finished epoch", "continue with the same command plus --resume"
+        ) from None
     click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
 
 
 @main.command("release")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Default: the newest models/recipes/release-vN.toml.")
+@click.option(
+    "--recipe",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Default: the newest models/recipes/release-vN.toml.",
+)
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Run folder (default runs/release-vN).")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Release folder (default models/releases/<family>-<width>-<input>-vN).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Release folder (default models/releases/<family>-<width>-<input>-vN).",
+)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
-@click.option("--previous", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="An earlier release folder to evaluate side by side (default: the newest one before OUT).")
+@click.option(
+    "--previous",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="An earlier release folder to evaluate side by side (default: the newest one before OUT).",
+)
 @click.option("--eval-count", type=click.IntRange(1, 10**7), help="Evaluate on this many images (default: all).")
 def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
     """Train (recipe), build the kmodel, evaluate and write a release folder with its model card.
@@ -418,24 +595,34 @@ def release_cmd(recipe, run_dir, out, data_dir, previous, eval_count):
     _log(f"release: recipe {recipe}, run {run_dir}, out {out}" + (f", compared with {previous}" if previous else ""))
 
     with _stoppable(f"interrupted; {run_dir} keeps what is finished", "run the same command to continue"):
-        make_release(ReleaseOptions(recipe=recipe, run=run_dir, out=out, data=data_dir, previous=previous,
-                                    eval_count=eval_count), log=_log)
+        make_release(
+            ReleaseOptions(
+                recipe=recipe, run=run_dir, out=out, data=data_dir, previous=previous, eval_count=eval_count
+            ),
+            log=_log,
+        )
 
 
 @main.command()
-@click.option("--board", default="maix-bit", show_default=True, help="Board profile (flash map, kflash board name, baud).")
-@click.option("--firmware", type=click.Path(path_type=Path), help="Firmware .bin, flashed at the profile's firmware address.")
+@click.option(
+    "--board", default="maix-bit", show_default=True, help="Board profile (flash map, kflash board name, baud)."
+)
+@click.option(
+    "--firmware", type=click.Path(path_type=Path), help="Firmware .bin, flashed at the profile's firmware address."
+)
 @click.option("--kmodel", type=click.Path(path_type=Path), help="kmodel, flashed at the profile's model address.")
 @click.option("--port", help="Serial port (default: the one Maix board found).")
 @click.option("--baud", type=int, help="Baud rate (default: the profile's list, fastest first, falling back).")
-@click.option("--out", type=click.Path(path_type=Path), help="Where to write the .kfpkg (default build/flash/BOARD.kfpkg).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Where to write the .kfpkg (default build/flash/BOARD.kfpkg)."
+)
 @click.option("--dry-run", is_flag=True, help="Build and show the package and the kflash call; flash nothing.")
 def flash(board, firmware, kmodel, port, baud, out, dry_run):
     """Pack firmware and/or kmodel into a .kfpkg and flash it with kflash."""
     from .boards import get_board
+    from .device.flash_plan import make_plan
     from .device.flasher import flash_with_fallback, kflash_command
     from .device.kfpkg import build_kfpkg, flash_list_json
-    from .device.flash_plan import make_plan
     from .device.ports import pick_port
 
     b = get_board(board)
@@ -462,17 +649,36 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
 
 
 @main.command()
-@click.option("--kmodel", type=click.Path(path_type=Path), default=Path("build/default/model.kmodel"), show_default=True,
-              help="The model (from a build-kmodel output folder; its classes.txt and manifest.json are used too).")
-@click.option("--board", default="maix-bit", show_default=True, help="Board profile (which firmware API, memory, formats).")
-@click.option("--frames", type=click.Path(path_type=Path), help="Folder of images (in name order) or a video file the camera sees.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="LCD PNGs, uart.log, events.jsonl, console.log; a new or empty folder, or an earlier emulator "
-                   "output (replaced whole).")
-@click.option("--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty).")
+@click.option(
+    "--kmodel",
+    type=click.Path(path_type=Path),
+    default=Path("build/default/model.kmodel"),
+    show_default=True,
+    help="The model (from a build-kmodel output folder; its classes.txt and manifest.json are used too).",
+)
+@click.option(
+    "--board", default="maix-bit", show_default=True, help="Board profile (which firmware API, memory, formats)."
+)
+@click.option(
+    "--frames",
+    type=click.Path(path_type=Path),
+    help="Folder of images (in name order) or a video file the camera sees.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="LCD PNGs, uart.log, events.jsonl, console.log; a new or empty folder, or an earlier emulator "
+    "output (replaced whole).",
+)
+@click.option(
+    "--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty)."
+)
 @click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)
 @click.option("--smoothing", type=float, help="The app's running average weight (default: the release's, else 0.6).")
-@click.option("--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25).")
+@click.option(
+    "--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25)."
+)
 @click.option("--timeout", type=float, help="Stop the emulated board after this many seconds.")
 def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold, timeout):
     """Run firmware/ unmodified on an emulated board: camera frames from a folder, the KPU in the
@@ -482,8 +688,18 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
     from .emulator.host import emulate as run_emulator
 
     with _stoppable(f"stopped; the emulated board has been shut down, {out} holds what it wrote", "run it again"):
-        res = run_emulator(get_board(board), kmodel, frames, out, script=script, uart_link=uart_link,
-                           threshold=threshold, smoothing=smoothing, timeout=timeout, log=_log)
+        res = run_emulator(
+            get_board(board),
+            kmodel,
+            frames,
+            out,
+            script=script,
+            uart_link=uart_link,
+            threshold=threshold,
+            smoothing=smoothing,
+            timeout=timeout,
+            log=_log,
+        )
     for line in res.console.strip().splitlines()[-15:]:
         click.echo(f"  board| {line}")
     for w in res.warnings:
@@ -495,8 +711,12 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
 
 @main.command("bench")
 @click.option("--board", default="maix-bit", show_default=True)
-@click.option("--kmodel", type=click.Path(path_type=Path), required=True,
-              help="The model on the board (its build folder gives classes, input size and host references).")
+@click.option(
+    "--kmodel",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The model on the board (its build folder gives classes, input size and host references).",
+)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Test split: per-species folders.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--port", help="Serial port of a board running bench.py (default: auto-detect).")
@@ -507,54 +727,91 @@ def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold,
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT.")
 def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, resume):
     """Measure accuracy and latency on the board (or the emulator) over the framed serial protocol."""
-    from .device.bench import bench
     from .boards import get_board
+    from .device.bench import bench
 
     if emulate and port:
         raise click.UsageError("--emulate and --port exclude each other")
-    with _stoppable(f"stopped; {out} keeps every image measured so far", "continue with the same command plus --resume"):
-        f = bench(get_board(board), kmodel, data, out, port=port, emulate=emulate, baud=baud, count=count,
-                  resume=resume, timeout=timeout, log=_log)
+    with _stoppable(
+        f"stopped; {out} keeps every image measured so far", "continue with the same command plus --resume"
+    ):
+        f = bench(
+            get_board(board),
+            kmodel,
+            data,
+            out,
+            port=port,
+            emulate=emulate,
+            baud=baud,
+            count=count,
+            resume=resume,
+            timeout=timeout,
+            log=_log,
+        )
     d = f.get("device", {})
-    click.echo(f"device top-1 {d.get('top1', 0):.1f} %, top-5 {d.get('top5', 0):.1f} %; "
-               f"top-1 agreement with the same kmodel on the host {f.get('device_vs_simulator_top1_agreement', 0):.1f} %")
+    click.echo(
+        f"device top-1 {d.get('top1', 0):.1f} %, top-5 {d.get('top5', 0):.1f} %; "
+        f"top-1 agreement with the same kmodel on the host {f.get('device_vs_simulator_top1_agreement', 0):.1f} %"
+    )
 
 
 @main.command("bench-cards")
 @click.option("--board", default="maix-bit", show_default=True)
-@click.option("--kmodel", type=click.Path(path_type=Path), required=True,
-              help="model.kmodel of a release or build folder (classes.txt and manifest.json beside it).")
-@click.option("--set", "set_dir", type=click.Path(path_type=Path), required=True,
-              help="A card-frame set: `pokedex-host data camera-set --kind card --out DIR`.")
+@click.option(
+    "--kmodel",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="model.kmodel of a release or build folder (classes.txt and manifest.json beside it).",
+)
+@click.option(
+    "--set",
+    "set_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A card-frame set: `pokedex-host data camera-set --kind card --out DIR`.",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--count", type=click.IntRange(1, 1_000_000), help="Frames to use (spread over the set).")
-@click.option("--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25).")
+@click.option(
+    "--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25)."
+)
 @click.option("--rect-threshold", type=int, help="Override the locator's find_rects threshold (sensitivity checks).")
-@click.option("--mirror/--no-mirror", default=None,
-              help="Classify the crop and its mirror image and average them (two KPU runs per frame).")
+@click.option(
+    "--mirror/--no-mirror",
+    default=None,
+    help="Classify the crop and its mirror image and average them (two KPU runs per frame).",
+)
 def bench_cards_cmd(board, kmodel, set_dir, out, count, threshold, rect_threshold, mirror):
     """The camera app end to end on card frames in the emulator: card found, top-1, no-card
     frames, and an estimate of the time per frame on a K210."""
-    from .emulator.bench_cards import bench_cards
     from .boardconfig import card_config
     from .boards import get_board
+    from .emulator.bench_cards import bench_cards
 
     b = get_board(board)
     app = app_settings(kmodel)
     threshold = app["threshold"] if threshold is None else threshold
     over = {"mirror": app["mirror"] if mirror is None else mirror}
     if rect_threshold is not None:
-        over["card"] = {**card_config(b, locator=app["locator"]), "rect_threshold": rect_threshold, "mask_threshold": rect_threshold}
+        over["card"] = {
+            **card_config(b, locator=app["locator"]),
+            "rect_threshold": rect_threshold,
+            "mask_threshold": rect_threshold,
+        }
     with _stoppable("stopped; the emulated board has been shut down", "run it again"):
         bench_cards(b, kmodel, set_dir, out, threshold=threshold, count=count, config_overrides=over, log=_log)
 
 
 @main.command("install")
 @click.option("--board", default="maix-bit", show_default=True)
-@click.option("--kmodel", type=click.Path(path_type=Path), required=True, help="model.kmodel of a build-kmodel output folder.")
+@click.option(
+    "--kmodel", type=click.Path(path_type=Path), required=True, help="model.kmodel of a build-kmodel output folder."
+)
 @click.option("--port", help="Serial port (default: auto-detect).")
 @click.option("--to", "dest", default="/sd", show_default=True, help="Board folder: /sd or /flash.")
-@click.option("--bench", "bench_app", is_flag=True, help="Install the bench server as main.py instead of the camera app.")
+@click.option(
+    "--bench", "bench_app", is_flag=True, help="Install the bench server as main.py instead of the camera app."
+)
 @click.option("--dry-run", is_flag=True, help="List what would be copied.")
 def install(board, kmodel, port, dest, bench_app, dry_run):
     """Copy the app, pokedex.json, classes.txt and the model onto the board over the raw REPL."""
@@ -573,8 +830,11 @@ def install(board, kmodel, port, dest, bench_app, dry_run):
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="A split: per-species <dex>/ folders.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--count", type=click.IntRange(1, 10**7), help="Images (round-robin over species).")
-@click.option("--mirror", is_flag=True,
-              help="Also each model with its logits averaged over the image and its mirror image (the camera app's mirror).")
+@click.option(
+    "--mirror",
+    is_flag=True,
+    help="Also each model with its logits averaged over the image and its mirror image (the camera app's mirror).",
+)
 def eval_cmd(models, data, out, count, mirror):
     """Top-1/top-5, per-class accuracy, confusion and host speed of checkpoints, ONNX files and
     kmodels (simulated), side by side on the same images."""
@@ -605,8 +865,10 @@ def kmodel_inspect(path):
         click.echo("  layers: " + ", ".join(lay.name for lay in m.layers))
         for lay in m.layers:
             if lay.conv is None:
-                click.echo(f"   layer {lay.index} {lay.name}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float)
-                                                                            else f"{k} {v}" for k, v in lay.fields.items()))
+                click.echo(
+                    f"   layer {lay.index} {lay.name}: "
+                    + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in lay.fields.items())
+                )
     elif ver == 5:
         m = v5.parse(data, str(path))
         for mod in m.modules:
@@ -617,15 +879,20 @@ def kmodel_inspect(path):
         raise PokedexError(f"{path}: kmodel v{ver} is not readable here", "this tool reads v3 and v5")
     click.echo(f"  {len(layers)} KPU layers (w x h x c in -> out, kernel, depthwise, pool):")
     for i, (off, r) in enumerate(layers):
-        click.echo(f"   {i:3d} @0x{off:06X}  {'x'.join(map(str, r.in_shape))} -> {'x'.join(map(str, r.out_shape))}"
-                   f"  {r.kernel}x{r.kernel}{'  dw' if r.depthwise else ''}  {r.pool}")
+        click.echo(
+            f"   {i:3d} @0x{off:06X}  {'x'.join(map(str, r.in_shape))} -> {'x'.join(map(str, r.out_shape))}"
+            f"  {r.kernel}x{r.kernel}{'  dw' if r.depthwise else ''}  {r.pool}"
+        )
 
 
 @kmodel.command("run")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="classes.txt (default: the one beside the kmodel).")
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="classes.txt (default: the one beside the kmodel).",
+)
 @click.option("--top", default=3, show_default=True, help="How many classes to print per image.")
 def kmodel_run(path, images, labels, top):
     """Run a kmodel v3 on images in the v3 interpreter (the KPU's integer arithmetic, bit for bit
@@ -637,8 +904,10 @@ def kmodel_run(path, images, labels, top):
     from .preprocess import BadImage, load_image
 
     if detect_file_version(path) != 3:
-        raise PokedexError(f"{path} is not a kmodel v3", "`kmodel run` interprets v3; v5 runs in the emulator "
-                                                        "(pokedex-host emulate) through nncase's simulator")
+        raise PokedexError(
+            f"{path} is not a kmodel v3",
+            "`kmodel run` interprets v3; v5 runs in the emulator (pokedex-host emulate) through nncase's simulator",
+        )
     it = Interpreter(path.read_bytes(), path=str(path))
     c, h, w = it.input_shape
     if h != w:
@@ -658,42 +927,68 @@ def kmodel_run(path, images, labels, top):
         p = np.exp(y - y.max())
         p /= p.sum()
         best = np.argsort(-y)[:top]
-        click.echo(f"{img}: " + ", ".join(
-            f"{names[i] if i < len(names) else '#' + str(i)} {100 * p[i]:.1f} %" for i in best))
+        click.echo(
+            f"{img}: " + ", ".join(f"{names[i] if i < len(names) else '#' + str(i)} {100 * p[i]:.1f} %" for i in best)
+        )
 
 
 @main.command()
-@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Teacher: a pokedex checkpoint or an ultralytics .pt (a pickle: only files you trust).")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True)
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Teacher: a pokedex checkpoint or an ultralytics .pt (a pickle: only files you trust).",
+)
+@click.option(
+    "--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--width", type=float, default=0.75, show_default=True)
 @click.option("--input", "input_size", type=int, default=128, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
 @click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Weight of the teacher's term.")
+@click.option(
+    "--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Weight of the teacher's term."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True)
 def distill(teacher, data_dir, out, width, input_size, epochs, temperature, alpha, seed, resume):
     """Train a student on the teacher's softened outputs plus the labels (teacher logits cached once)."""
     from .train.student import StudentConfig, train_student
 
-    res = train_student(StudentConfig(data=str(data_dir), out=str(out), width=width, input=input_size, epochs=epochs,
-                                      seed=seed, teacher=str(teacher), kd_temperature=temperature, kd_alpha=alpha),
-                        resume=resume, log=_log)
+    res = train_student(
+        StudentConfig(
+            data=str(data_dir),
+            out=str(out),
+            width=width,
+            input=input_size,
+            epochs=epochs,
+            seed=seed,
+            teacher=str(teacher),
+            kd_temperature=temperature,
+            kd_alpha=alpha,
+        ),
+        resume=resume,
+        log=_log,
+    )
     click.echo(f"best validation top-1 {res['best_top1']:.2f} % at epoch {res['best_epoch']}; {out}/best.pt")
 
 
 @main.command()
 @click.option("--board", default="maix-bit", show_default=True)
-@click.option("--budget", callback=_size,
-              help="The free system heap your board reports (`pokedex-host probe`), shared by the model and the "
-                   "camera buffers (default: the profile's model_ram). " + SIZE_HELP)
+@click.option(
+    "--budget",
+    callback=_size,
+    help="The free system heap your board reports (`pokedex-host probe`), shared by the model and the "
+    "camera buffers (default: the profile's model_ram). " + SIZE_HELP,
+)
 @click.option("--classes", type=click.IntRange(2, 100000), default=SPECIES_COUNT, show_default=True)
 @click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True)
 @click.option("--inputs", default="96,128,160,224", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only print the table and the choice.")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True)
+@click.option(
+    "--data", "data_dir", type=click.Path(path_type=Path), default=Path("data/processed/classify"), show_default=True
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/shrink"), show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
 def shrink(board, budget, classes, widths, inputs, dry_run, data_dir, out, epochs):
@@ -707,23 +1002,42 @@ def shrink(board, budget, classes, widths, inputs, dry_run, data_dir, out, epoch
     for w in bud.warnings:
         click.secho(f"WARNING: {w}", fg="yellow", err=True)
     click.echo(f"candidates for {b.name}, budget {bud.bytes:,} B, {classes} classes:")
-    cands = evaluate_candidates(b, bud.bytes, [float(x) for x in widths.split(",")],
-                                [int(x) for x in inputs.split(",")], classes, log=click.echo)
+    cands = evaluate_candidates(
+        b,
+        bud.bytes,
+        [float(x) for x in widths.split(",")],
+        [int(x) for x in inputs.split(",")],
+        classes,
+        log=click.echo,
+    )
     best = choose(cands)
-    click.secho(f"largest that fits: width {best.width} @ {best.input}px ({best.params:,} params, "
-                f"{best.ram:,} B run-time RAM)", fg="green")
+    click.secho(
+        f"largest that fits: width {best.width} @ {best.input}px ({best.params:,} params, {best.ram:,} B run-time RAM)",
+        fg="green",
+    )
     if dry_run:
         return
     from .train.student import StudentConfig, train_student
 
-    train_student(StudentConfig(data=str(data_dir), out=str(out), width=best.width, input=best.input, classes=classes,
-                                epochs=epochs), resume=True, log=_log)
+    train_student(
+        StudentConfig(
+            data=str(data_dir), out=str(out), width=best.width, input=best.input, classes=classes, epochs=epochs
+        ),
+        resume=True,
+        log=_log,
+    )
 
 
 @main.command()
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="A trained pokedex checkpoint whose features group the species.")
-@click.option("--data", type=click.Path(path_type=Path), default=Path("data/processed/classify/train"), show_default=True)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A trained pokedex checkpoint whose features group the species.",
+)
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=Path("data/processed/classify/train"), show_default=True
+)
 @click.option("--groups", "n_groups", type=click.IntRange(2, 1024), default=64, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Grouping file (JSON).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -745,15 +1059,21 @@ def boards_cmd():
     for name in available_boards():
         b = get_board(name)
         fmts = ",".join(f"v{v}" for v in b.firmware.kmodel_versions)
-        click.echo(f"{name:20s} free heap {short_size(b.firmware.model_ram):>9s}, model {short_size(b.model_room):>9s}  "
-                   f"kmodel {fmts:6s} {b.description}")
+        click.echo(
+            f"{name:20s} free heap {short_size(b.firmware.model_ram):>9s}, model {short_size(b.model_room):>9s}  "
+            f"kmodel {fmts:6s} {b.description}"
+        )
 
 
 @main.command("probe")
 @click.option("--port", help="Serial port of the board (default: auto-detect).")
 @click.option("--emulate", "emulated", is_flag=True, help="Probe the emulated board (its firmware: --board's).")
-@click.option("--board", default="maix-bit", show_default=True,
-              help="With --emulate: the profile whose firmware the emulated board runs.")
+@click.option(
+    "--board",
+    default="maix-bit",
+    show_default=True,
+    help="With --emulate: the profile whose firmware the emulated board runs.",
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
 def probe_cmd(port, emulated, board, baud):
     """Ask a board over the raw REPL which firmware it runs (banner, version), its free GC and

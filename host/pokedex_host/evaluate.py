@@ -35,7 +35,9 @@ def _images(data: Path, size: int, count: int | None) -> tuple[np.ndarray, list[
     if count:
         picks = picks[:count]
     if not picks:
-        raise PokedexError(f"{data} has no <dex>/ image folders", "pass a split folder such as DATA/processed/classify/test")
+        raise PokedexError(
+            f"{data} has no <dex>/ image folders", "pass a split folder such as DATA/processed/classify/test"
+        )
     x = np.stack([load_image(f, size) for _, f in picks])
     return x, [int(k) for k, _ in picks], [str(f) for _, f in picks]
 
@@ -94,7 +96,9 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         ck = load_checkpoint(path)
         model = ck.build()
         with torch.no_grad():
-            out = torch.cat([model(torch.from_numpy(x[i:i + 64]).float() / 255) for i in range(0, len(x), 64)]).numpy()
+            out = torch.cat(
+                [model(torch.from_numpy(x[i : i + 64]).float() / 255) for i in range(0, len(x), 64)]
+            ).numpy()
         return ModelRun(f"{path.parent.name}/{path.name}", "float (torch)", ck.classes, out, time.time() - t)
     from .artifact import BuildArtifact
 
@@ -110,12 +114,14 @@ def run_model(path: Path, x: np.ndarray, workers: int = 0) -> ModelRun:
         kind = f"uint8 kmodel {how}"
     else:
         raise PokedexError(f"{path}: unknown model type", "pass a .pt checkpoint, an .onnx file or a .kmodel")
-    return ModelRun(f"{path.parent.name}/{path.name}", kind, classes or list(range(1, out.shape[1] + 1)), out,
-                    time.time() - t)
+    return ModelRun(
+        f"{path.parent.name}/{path.name}", kind, classes or list(range(1, out.shape[1] + 1)), out, time.time() - t
+    )
 
 
-def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None, mirror: bool = False,
-             log=print) -> dict:
+def evaluate(
+    models: list[Path], data: Path, out: Path, count: int | None = None, mirror: bool = False, log=print
+) -> dict:
     """Each model on the same images, each loaded from its file at that model's own input size
     (a 160-px teacher beside a 128-px student); with ``mirror`` each also a second time with its
     logits averaged with those of the mirrored images (what the camera app does with ``mirror``)."""
@@ -137,11 +143,22 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
             continue
         # the images and their mirror images in one pass (one model load); each look costs half
         both = run_model(Path(mp), np.concatenate([x, x[..., ::-1]]))
-        a, b = both.logits[:len(x)], both.logits[len(x):]
+        a, b = both.logits[: len(x)], both.logits[len(x) :]
         runs.append((str(mp), Path(mp), "", ModelRun(both.name, both.kind, both.classes, a, both.seconds / 2)))
-        runs.append((f"{mp} + mirror", Path(mp), "_mirror",
-                     ModelRun(f"{both.name} + mirror", f"{both.kind}, averaged with the mirror image", both.classes,
-                              (a.astype(np.float64) + b) / 2, both.seconds)))
+        runs.append(
+            (
+                f"{mp} + mirror",
+                Path(mp),
+                "_mirror",
+                ModelRun(
+                    f"{both.name} + mirror",
+                    f"{both.kind}, averaged with the mirror image",
+                    both.classes,
+                    (a.astype(np.float64) + b) / 2,
+                    both.seconds,
+                ),
+            )
+        )
     for n, (name, path, tag, r) in enumerate(runs):
         cls = np.array(r.classes)
         ranks = cls[np.argsort(-r.logits, axis=1)[:, :5]]
@@ -157,21 +174,31 @@ def evaluate(models: list[Path], data: Path, out: Path, count: int | None = None
         by_gen: dict[int, list[bool]] = {}
         for lab, h in zip(labels, hit):
             by_gen.setdefault(generation(lab), []).append(bool(h))
-        entry = {"model": name, "kind": r.kind, "top1": top1, "top5": top5,
-                 "by_generation": {str(g): {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for g, v in sorted(by_gen.items())},
-                 "images_per_s": len(labels) / max(r.seconds, 1e-9),
-                 "per_class_top1": {str(k): 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
-                 "most_confused": [{"label": a, "predicted": b, "count": n} for (a, b), n in confused.most_common(15)],
-                 "predictions": [int(p) for p in ranks[:, 0]]}
+        entry = {
+            "model": name,
+            "kind": r.kind,
+            "top1": top1,
+            "top5": top5,
+            "by_generation": {
+                str(g): {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for g, v in sorted(by_gen.items())
+            },
+            "images_per_s": len(labels) / max(r.seconds, 1e-9),
+            "per_class_top1": {str(k): 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
+            "most_confused": [{"label": a, "predicted": b, "count": n} for (a, b), n in confused.most_common(15)],
+            "predictions": [int(p) for p in ranks[:, 0]],
+        }
         if styles:
             by_style: dict[str, list[bool]] = {}
             for f, h in zip(files, hit):
                 by_style.setdefault(styles[f], []).append(bool(h))
-            entry["by_style"] = {k: {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for k, v in sorted(by_style.items())}
+            entry["by_style"] = {
+                k: {"images": len(v), "top1": 100.0 * sum(v) / len(v)} for k, v in sorted(by_style.items())
+            }
         results["models"].append(entry)
         log(f"  {r.name}: {r.kind}: top-1 {top1:.2f} %, top-5 {top5:.2f} % ({entry['images_per_s']:.1f} img/s)")
-        _confusion_png(out / f"confusion_{n}_{path.stem}{tag}_{path.suffix[1:]}.png", labels,
-                       [int(p) for p in ranks[:, 0]])
+        _confusion_png(
+            out / f"confusion_{n}_{path.stem}{tag}_{path.suffix[1:]}.png", labels, [int(p) for p in ranks[:, 0]]
+        )
     if len(models) > 1:
         base = results["models"][0]["predictions"]
         for e in results["models"][1:]:
@@ -204,28 +231,58 @@ def _short(model: str) -> str:
 
 
 def _markdown(r: dict) -> str:
-    lines = ["# Evaluation", "", f"{r['images']} images of {r['species']} species.", "",
-             "| model | kind | top-1 | top-5 | host img/s | top-1 agreement with the first |", "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Evaluation",
+        "",
+        f"{r['images']} images of {r['species']} species.",
+        "",
+        "| model | kind | top-1 | top-5 | host img/s | top-1 agreement with the first |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for e in r["models"]:
         agree = f"{e['top1_agreement_with_first']:.1f} %" if "top1_agreement_with_first" in e else "—"
-        lines.append(f"| `{Path(e['model']).parent.name}/{Path(e['model']).name}` | {e['kind']} | {e['top1']:.2f} % | {e['top5']:.2f} % | "
-                     f"{e['images_per_s']:.1f} | {agree} |")
+        lines.append(
+            f"| `{Path(e['model']).parent.name}/{Path(e['model']).name}` | {e['kind']} | "
+            f"{e['top1']:.2f} % | {e['top5']:.2f} % | "
+            f"{e['images_per_s']:.1f} | {agree} |"
+        )
     first = r["models"][0]
     gens = list(first["by_generation"])
-    lines += ["", "Top-1 by generation (images):", "", "| model | " + " | ".join(f"gen {g} ({first['by_generation'][g]['images']})" for g in gens) + " |",
-              "|---|" + "---:|" * len(gens)]
+    lines += [
+        "",
+        "Top-1 by generation (images):",
+        "",
+        "| model | " + " | ".join(f"gen {g} ({first['by_generation'][g]['images']})" for g in gens) + " |",
+        "|---|" + "---:|" * len(gens),
+    ]
     for e in r["models"]:
-        lines.append(f"| `{_short(e['model'])}` | " + " | ".join(f"{e['by_generation'][g]['top1']:.1f} %" for g in gens) + " |")
+        lines.append(
+            f"| `{_short(e['model'])}` | " + " | ".join(f"{e['by_generation'][g]['top1']:.1f} %" for g in gens) + " |"
+        )
     if "by_style" in first:
         st = list(first["by_style"])
-        lines += ["", "Top-1 by source style:", "", "| style | images | " + " | ".join(f"`{_short(e['model'])}`" for e in r["models"]) + " |",
-                  "|---|---:|" + "---:|" * len(r["models"])]
+        lines += [
+            "",
+            "Top-1 by source style:",
+            "",
+            "| style | images | " + " | ".join(f"`{_short(e['model'])}`" for e in r["models"]) + " |",
+            "|---|---:|" + "---:|" * len(r["models"]),
+        ]
         for k in st:
-            lines.append(f"| {k} | {first['by_style'][k]['images']} | " + " | ".join(
-                f"{e['by_style'][k]['top1']:.1f} %" for e in r["models"]) + " |")
+            lines.append(
+                f"| {k} | {first['by_style'][k]['images']} | "
+                + " | ".join(f"{e['by_style'][k]['top1']:.1f} %" for e in r["models"])
+                + " |"
+            )
     for e in r["models"]:
-        lines += ["", f"Most confused by `{Path(e['model']).parent.name}/{Path(e['model']).name}` (true → predicted):", ""]
+        lines += [
+            "",
+            f"Most confused by `{Path(e['model']).parent.name}/{Path(e['model']).name}` (true → predicted):",
+            "",
+        ]
         for c in e["most_confused"][:10]:
-            lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
-                         f"{by_dex(c['predicted']).name}: {c['count']}")
+            lines.append(
+                f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
+                f"{by_dex(c['predicted']).name}: {c['count']}"
+            )
     return "\n".join(lines) + "\n"

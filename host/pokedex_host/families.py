@@ -30,15 +30,36 @@ _MAIXPY_MODS = ("sensor", "image", "lcd", "machine", "fpioa_manager", "Maix")
 
 FAMILIES: dict[str, FirmwareFamily] = {
     "maixpy": FirmwareFamily(
-        "maixpy", "maixpy", (3,), "import KPU as kpu; kpu.load(path or flash address); kpu.forward(task, img); fmap[:]",
-        _APP, (*_MAIXPY_MODS, "KPU"), "MaixPy-v1's KPU library (binary; kmodel v3 like kpu.c of the K210 SDK, "
-        "with a fused multiply-add in DEQUANTIZE and x (1/k) in GLOBAL_AVERAGE_POOL2D)", "maixpy"),
+        "maixpy",
+        "maixpy",
+        (3,),
+        "import KPU as kpu; kpu.load(path or flash address); kpu.forward(task, img); fmap[:]",
+        _APP,
+        (*_MAIXPY_MODS, "KPU"),
+        "MaixPy-v1's KPU library (binary; kmodel v3 like kpu.c of the K210 SDK, "
+        "with a fused multiply-add in DEQUANTIZE and x (1/k) in GLOBAL_AVERAGE_POOL2D)",
+        "maixpy",
+    ),
     "canmv": FirmwareFamily(
-        "canmv", "canmv", (5,), "from maix import KPU; KPU().load_kmodel(path); run_with_output(img, getlist=True)",
-        _APP, (*_MAIXPY_MODS, "maix"), "nncase's runtime compiled into CanMV (feat/kpu)", None),
+        "canmv",
+        "canmv",
+        (5,),
+        "from maix import KPU; KPU().load_kmodel(path); run_with_output(img, getlist=True)",
+        _APP,
+        (*_MAIXPY_MODS, "maix"),
+        "nncase's runtime compiled into CanMV (feat/kpu)",
+        None,
+    ),
     "baremetal": FirmwareFamily(
-        "baremetal", None, (3, 5), "C: kpu_load_kmodel / kpu_run_kmodel (K210 SDK) or nncase's runtime", (), (),
-        "your own C program (kpu.c of the K210 SDK for v3)", "sdk"),
+        "baremetal",
+        None,
+        (3, 5),
+        "C: kpu_load_kmodel / kpu_run_kmodel (K210 SDK) or nncase's runtime",
+        (),
+        (),
+        "your own C program (kpu.c of the K210 SDK for v3)",
+        "sdk",
+    ),
 }
 
 
@@ -52,8 +73,10 @@ APP_IMAGE_CALLS: dict[str, tuple[str, ...]] = {
     "card locator": ("find_rects", "find_blobs", "get_statistics", "binary", "gaussian"),
     "mirror image": ("replace",),
 }
-_WITHOUT = {"card locator": "classifies the fixed centre window of the frame (hold the card in the yellow box)",
-            "mirror image": "runs the KPU once per frame (no mirror average)"}
+_WITHOUT = {
+    "card locator": "classifies the fixed centre window of the frame (hold the card in the yellow box)",
+    "mirror image": "runs the KPU once per frame (no mirror average)",
+}
 
 
 def app_support(board, bench_app: bool = False) -> list[str]:
@@ -66,16 +89,22 @@ def app_support(board, bench_app: bool = False) -> list[str]:
     where = f"{build.path} [flavours.{build.flavour}]"
     missing = build.lacks(APP_IMAGE_CALLS[app])
     if missing:
-        raise PokedexError(f"{board.name}: the {app} calls img.{', img.'.join(missing)}, which {where} says this "
-                           "firmware does not have", "pick a profile whose firmware has them (maix-bit: MaixPy-v1 full)")
+        raise PokedexError(
+            f"{board.name}: the {app} calls img.{', img.'.join(missing)}, which {where} says this "
+            "firmware does not have",
+            "pick a profile whose firmware has them (maix-bit: MaixPy-v1 full)",
+        )
     if bench_app:
         return []
     out = []
     for feature, without in _WITHOUT.items():
         missing = build.lacks(APP_IMAGE_CALLS[feature])
         if missing:
-            out.append(f"{board.name}'s firmware ({build.family} {build.flavour}, {where}) has no img.{', img.'.join(missing)}: "
-                       f"the app runs without its {feature} and {without}; the full firmware (profile maix-bit) has it")
+            out.append(
+                f"{board.name}'s firmware ({build.family} {build.flavour}, {where}) "
+                f"has no img.{', img.'.join(missing)}: "
+                f"the app runs without its {feature} and {without}; the full firmware (profile maix-bit) has it"
+            )
     return out
 
 
@@ -83,14 +112,17 @@ def family(name: str) -> FirmwareFamily:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise PokedexError(f"unknown firmware family {name!r}",
-                           f"[firmware] family in a board profile is one of {', '.join(FAMILIES)}") from None
+        raise PokedexError(
+            f"unknown firmware family {name!r}", f"[firmware] family in a board profile is one of {', '.join(FAMILIES)}"
+        ) from None
 
 
 def app_family(name: str, board: str) -> FirmwareFamily:
     """The family, when it runs the MicroPython camera app."""
     f = family(name)
     if f.api is None:
-        raise PokedexError(f"{board}: firmware family {name!r} does not run the MicroPython app",
-                           "pick a MaixPy or CanMV profile (boards/*.toml) for the camera app")
+        raise PokedexError(
+            f"{board}: firmware family {name!r} does not run the MicroPython app",
+            "pick a MaixPy or CanMV profile (boards/*.toml) for the camera app",
+        )
     return f

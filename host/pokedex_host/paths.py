@@ -73,8 +73,7 @@ def firmware_dir() -> Path:
 
 def releases() -> list[Path]:
     """Release folders ``models/releases/<name>-vN/`` that hold a ``model.pt``, oldest (lowest N) first."""
-    return _by_version([d for d in (models_dir() / "releases").glob("*-v*") if (d / "model.pt").is_file()],
-                       r"-v(\d+)$")
+    return _by_version([d for d in (models_dir() / "releases").glob("*-v*") if (d / "model.pt").is_file()], r"-v(\d+)$")
 
 
 def _by_version(paths, pattern: str) -> list[Path]:
@@ -99,8 +98,9 @@ def newest_recipe() -> Path:
 
     found = recipes()
     if not found:
-        raise PokedexError(f"no release recipe under {models_dir() / 'recipes'}",
-                           "name one: pokedex-host release --recipe FILE.toml")
+        raise PokedexError(
+            f"no release recipe under {models_dir() / 'recipes'}", "name one: pokedex-host release --recipe FILE.toml"
+        )
     return found[-1]
 
 
@@ -111,6 +111,8 @@ def newest_release() -> Path:
 
     found = releases()
     if not found:
-        raise PokedexError(f"no released model under {models_dir() / 'releases'}",
-                           "name a model: pokedex-host build-kmodel MODEL (a .pt, .onnx or models/*.toml recipe)")
+        raise PokedexError(
+            f"no released model under {models_dir() / 'releases'}",
+            "name a model: pokedex-host build-kmodel MODEL (a .pt, .onnx or models/*.toml recipe)",
+        )
     return found[-1] / "model.pt"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # MaixPy-v1's conversion tables (omv/img/rgb2rgb_tab.c): 8 -> 5/6 bits and back, each rounding to
 # the nearest level (not truncation and bit replication)
 _I = np.arange(256)

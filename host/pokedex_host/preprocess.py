@@ -33,9 +33,15 @@ class InputSpec:
     resize: str = "exif-transpose, flatten alpha on white, letterbox to square with white, bilinear resize"
 
     def as_dict(self) -> dict:
-        return {"shape": [1, 3, self.size, self.size], "layout": self.layout, "channels": self.channels,
-                "dtype": self.dtype, "range": list(self.value_range), "resize": self.resize,
-                "background": list(BACKGROUND)}
+        return {
+            "shape": [1, 3, self.size, self.size],
+            "layout": self.layout,
+            "channels": self.channels,
+            "dtype": self.dtype,
+            "range": list(self.value_range),
+            "resize": self.resize,
+            "background": list(BACKGROUND),
+        }
 
 
 class BadImage(Exception):

@@ -27,10 +27,7 @@ _UNITS = {
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*$")
 
-SIZE_HELP = (
-    "Sizes accept 6MB, 6MiB, 3.5M, 6000000: MB/M = 10^6 bytes, MiB = 2^20 bytes, "
-    "KB/K = 10^3, KiB = 2^10."
-)
+SIZE_HELP = "Sizes accept 6MB, 6MiB, 3.5M, 6000000: MB/M = 10^6 bytes, MiB = 2^20 bytes, KB/K = 10^3, KiB = 2^10."
 
 
 def parse_size(text: str | int, *, what: str = "size", allow_zero: bool = False) -> int:

@@ -66,8 +66,10 @@ def read_classes_txt(path) -> list[tuple[int, str]]:
         try:
             dex = int(parts[0].split()[0])
         except (ValueError, IndexError):
-            raise PokedexError(f"{path}:{i}: {line[:40]!r} does not start with a dex number",
-                               "each line is dex<TAB>name<TAB>ascii (docs/specs/classes-txt.md)") from None
+            raise PokedexError(
+                f"{path}:{i}: {line[:40]!r} does not start with a dex number",
+                "each line is dex<TAB>name<TAB>ascii (docs/specs/classes-txt.md)",
+            ) from None
         rows.append((dex, parts[1] if len(parts) > 1 else f"#{dex:04d}"))
     return rows
 

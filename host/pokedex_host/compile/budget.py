@@ -14,13 +14,14 @@ import math
 from dataclasses import dataclass, field
 
 from ..boards import Board, available_boards, load_board_file
-from .lint import LintReport, LintEntry
-from .memory import MemoryReport
 from ..sizes import format_size, short_size
+from .lint import LintEntry, LintReport
+from .memory import MemoryReport
 
-
-BUDGET_MEANS = ("the free system heap after boot (Maix.utils.heap_free() before the app allocates anything; "
-                "the GC heap is already out of it), shared by the model and the app's camera buffers")
+BUDGET_MEANS = (
+    "the free system heap after boot (Maix.utils.heap_free() before the app allocates anything; "
+    "the GC heap is already out of it), shared by the model and the app's camera buffers"
+)
 GC_HEAP_SMALL = 256 * 1024  # the GC heap Sipeed's large-model demos run with (utils.gc_heap_size(256*1024))
 
 
@@ -73,8 +74,10 @@ def gc_heap_line(board: Board) -> str:
     gc = board.firmware.gc_heap_size
     if not gc:
         return "No GC heap (no MicroPython)"
-    return (f"GC heap {gc:,} B: not counted, the firmware takes it from the system heap at boot, before "
-            "the free heap is read")
+    return (
+        f"GC heap {gc:,} B: not counted, the firmware takes it from the system heap at boot, before "
+        "the free heap is read"
+    )
 
 
 @dataclass
@@ -128,7 +131,9 @@ def _app_words(app: list[tuple[str, int]]) -> str:
     return " + ".join(f"{w} {b:,}" for w, b in app)
 
 
-def judge(mem: MemoryReport, lint: LintReport, board: Board, budget: Budget, *, family_config: dict | None = None) -> Verdict:
+def judge(
+    mem: MemoryReport, lint: LintReport, board: Board, budget: Budget, *, family_config: dict | None = None
+) -> Verdict:
     problems = []
     app = app_allocations(board)
     need = mem.runtime_total + app_total(app)
@@ -143,14 +148,27 @@ def judge(mem: MemoryReport, lint: LintReport, board: Board, budget: Budget, *, 
         problems.append(f"KPU SRAM peak {mem.kpu_peak:,} B > {board.kpu_sram:,} B")
     region = board.flash.model_region_end - board.flash.model_address
     if mem.kmodel_bytes > region:
-        problems.append(f"kmodel {mem.kmodel_bytes:,} B does not fit the flash region for models "
-                        f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)")
+        problems.append(
+            f"kmodel {mem.kmodel_bytes:,} B does not fit the flash region for models "
+            f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)"
+        )
     biggest = biggest_items(mem, lint, app=app)
     room = budget.bytes - app_total(app)
-    opts = (options(mem, lint, room, family_config) + more_room(board, budget, mem.runtime_total)
-            if problems else [])
-    return Verdict(not problems, need, budget.bytes, mem.kpu_peak, board.kpu_sram, problems, biggest, opts,
-                   model_bytes=mem.runtime_total, app=app, budget_named=budget.named(board), gc_heap=gc_heap_line(board))
+    opts = options(mem, lint, room, family_config) + more_room(board, budget, mem.runtime_total) if problems else []
+    return Verdict(
+        not problems,
+        need,
+        budget.bytes,
+        mem.kpu_peak,
+        board.kpu_sram,
+        problems,
+        biggest,
+        opts,
+        model_bytes=mem.runtime_total,
+        app=app,
+        budget_named=budget.named(board),
+        gc_heap=gc_heap_line(board),
+    )
 
 
 BN_BYTES = 8  # a KPU layer's batch-norm table: one u64 per output channel (kpu.h)
@@ -190,8 +208,13 @@ class Estimate:
 
     def as_memory(self) -> MemoryReport:
         """The estimate as the figures ``options`` and ``biggest_items`` read (no working data)."""
-        return MemoryReport(kmodel_bytes=self.kmodel, input_bytes=self.input_bytes, output_bytes=self.output_bytes,
-                            data_bytes=0, kpu_peak=self.kpu_peak)
+        return MemoryReport(
+            kmodel_bytes=self.kmodel,
+            input_bytes=self.input_bytes,
+            output_bytes=self.output_bytes,
+            data_bytes=0,
+            kpu_peak=self.kpu_peak,
+        )
 
 
 def _out_channels(e: LintEntry) -> int:
@@ -210,12 +233,14 @@ def estimate(lint: LintReport, input_size: int, outputs: int) -> Estimate:
         else:
             kpu += e.weights
             tables += BN_BYTES * _out_channels(e) + KPU_LAYER_BYTES
-    return Estimate(kpu, cpu, tables, 3 * input_size * input_size, 4 * outputs,
-                    max((e.kpu_bytes for e in lint.entries), default=0))
+    return Estimate(
+        kpu, cpu, tables, 3 * input_size * input_size, 4 * outputs, max((e.kpu_bytes for e in lint.entries), default=0)
+    )
 
 
-def precheck(est: Estimate, lint: LintReport, board: Board, budget: Budget, *,
-             family_config: dict | None = None) -> Verdict:
+def precheck(
+    est: Estimate, lint: LintReport, board: Board, budget: Budget, *, family_config: dict | None = None
+) -> Verdict:
     """The verdict before compiling: it fails only where the weights alone cannot fit the budget or
     the flash region, which no compile can change; everything else waits for ``judge``."""
     problems = []
@@ -229,20 +254,36 @@ def precheck(est: Estimate, lint: LintReport, board: Board, budget: Budget, *,
             f"its weights alone take {format_size(est.weights)} in a uint8 kmodel ({split}); the budget (from "
             f"{'the profile' if budget.source == 'profile' else budget.source}) is {format_size(budget.bytes)} of "
             f"free system heap ({budget.named(board)}), less the app's {_app_words(app)} leaves {room:,} B for the "
-            f"model: over by {est.weights - room:,} B")
+            f"model: over by {est.weights - room:,} B"
+        )
     region = board.flash.model_region_end - board.flash.model_address
     if est.weights > region:
-        problems.append(f"its weights alone ({est.weights:,} B) do not fit the flash region for models "
-                        f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)")
+        problems.append(
+            f"its weights alone ({est.weights:,} B) do not fit the flash region for models "
+            f"(0x{board.flash.model_address:X}-0x{board.flash.model_region_end:X}, {region:,} B)"
+        )
     if problems:
-        problems.append(f"estimated kmodel {format_size(est.kmodel)}; run-time RAM at least "
-                        f"{format_size(est.runtime + app_total(app))} (kmodel + input {est.input_bytes:,} + output "
-                        f"{est.output_bytes:,}, before the compiler's working data, + {_app_words(app)})")
+        problems.append(
+            f"estimated kmodel {format_size(est.kmodel)}; run-time RAM at least "
+            f"{format_size(est.runtime + app_total(app))} (kmodel + input {est.input_bytes:,} + output "
+            f"{est.output_bytes:,}, before the compiler's working data, + {_app_words(app)})"
+        )
     mem = est.as_memory()
     opts = options(mem, lint, room, family_config) + more_room(board, budget, est.runtime) if problems else []
-    return Verdict(not problems, est.runtime + app_total(app), budget.bytes, est.kpu_peak, board.kpu_sram,
-                   problems, biggest_items(mem, lint, app=app), opts, model_bytes=est.runtime, app=app,
-                   budget_named=budget.named(board), gc_heap=gc_heap_line(board))
+    return Verdict(
+        not problems,
+        est.runtime + app_total(app),
+        budget.bytes,
+        est.kpu_peak,
+        board.kpu_sram,
+        problems,
+        biggest_items(mem, lint, app=app),
+        opts,
+        model_bytes=est.runtime,
+        app=app,
+        budget_named=budget.named(board),
+        gc_heap=gc_heap_line(board),
+    )
 
 
 def _lacks_note(b: Board) -> str:
@@ -254,44 +295,63 @@ def _lacks_note(b: Board) -> str:
     if not missing:
         return ""
     side = min(b.camera.window)
-    return (f"; it has no img.{', img.'.join(missing[:2])}, so the app classifies the centre {side} x {side} "
-            "window instead of locating the card")
+    return (
+        f"; it has no img.{', img.'.join(missing[:2])}, so the app classifies the centre {side} x {side} "
+        "window instead of locating the card"
+    )
 
 
 def more_room(board: Board, budget: Budget, need: int) -> list[str]:
     """The fixes that leave the model's layers as they are: fewer classes, a profile (firmware) that
     leaves more room for a model, a smaller GC heap, a larger ``--budget`` read off the board. ``need``
     is the model's own run-time RAM."""
-    out = ["fewer classes: the classifier's weights grow with the class count (a recipe's `classes`; "
-           "--classes FILE names an ONNX model's outputs)"]
+    out = [
+        "fewer classes: the classifier's weights grow with the class count (a recipe's `classes`; "
+        "--classes FILE names an ONNX model's outputs)"
+    ]
     room = budget.bytes - app_total(app_allocations(board))
-    others = sorted((load_board_file(p) for name, p in available_boards().items() if name != board.name),
-                    key=lambda b: -b.model_room)
+    others = sorted(
+        (load_board_file(p) for name, p in available_boards().items() if name != board.name),
+        key=lambda b: -b.model_room,
+    )
     roomier = [b for b in others if b.model_room > room]
     if roomier:
-        out.append("a board profile with more room: " + ", ".join(
-            f"--board {b.name} ({b.description}: {short_size(b.firmware.model_ram)} free heap, "
-            f"{short_size(b.model_room)} for a model beside the camera"
-            + ("" if b.model_room >= need else f", still short of {short_size(need)}") + _lacks_note(b) + ")"
-            for b in roomier))
+        out.append(
+            "a board profile with more room: "
+            + ", ".join(
+                f"--board {b.name} ({b.description}: {short_size(b.firmware.model_ram)} free heap, "
+                f"{short_size(b.model_room)} for a model beside the camera"
+                + ("" if b.model_room >= need else f", still short of {short_size(need)}")
+                + _lacks_note(b)
+                + ")"
+                for b in roomier
+            )
+        )
     gc = board.firmware.gc_heap_size
     if gc > GC_HEAP_SMALL and board.firmware.build is not None:
-        out.append(f"a smaller GC heap: `from Maix import utils; utils.gc_heap_size({GC_HEAP_SMALL})`, then reset, "
-                   f"leaves {gc - GC_HEAP_SMALL:,} B more system heap free (the {board.name} profile has "
-                   f"{gc:,} B); read the new figure with `pokedex-host probe` and pass it as --budget")
+        out.append(
+            f"a smaller GC heap: `from Maix import utils; utils.gc_heap_size({GC_HEAP_SMALL})`, then reset, "
+            f"leaves {gc - GC_HEAP_SMALL:,} B more system heap free (the {board.name} profile has "
+            f"{gc:,} B); read the new figure with `pokedex-host probe` and pass it as --budget"
+        )
     fw = short_size(board.firmware.model_ram)
     if budget.source == "profile":
-        out.append(f"--budget SIZE: the free system heap your board reports (`pokedex-host probe`, or "
-                   f"`Maix.utils.heap_free()` at the REPL before the app starts), where it is more than the "
-                   f"{board.name} profile's {fw} ({board.firmware.model_ram_source})")
+        out.append(
+            f"--budget SIZE: the free system heap your board reports (`pokedex-host probe`, or "
+            f"`Maix.utils.heap_free()` at the REPL before the app starts), where it is more than the "
+            f"{board.name} profile's {fw} ({board.firmware.model_ram_source})"
+        )
     else:
-        out.append(f"a larger --budget than {short_size(budget.bytes)}, if your board reports more free heap "
-                   f"(`pokedex-host probe`; the {board.name} profile's figure is {fw})")
+        out.append(
+            f"a larger --budget than {short_size(budget.bytes)}, if your board reports more free heap "
+            f"(`pokedex-host probe`; the {board.name} profile's figure is {fw})"
+        )
     return out
 
 
-def biggest_items(mem: MemoryReport, lint: LintReport, n: int = 8,
-                  app: list[tuple[str, int]] = ()) -> list[tuple[str, int]]:
+def biggest_items(
+    mem: MemoryReport, lint: LintReport, n: int = 8, app: list[tuple[str, int]] = ()
+) -> list[tuple[str, int]]:
     items: list[tuple[str, int]] = list(app)
     for e in lint.entries:
         if e.weights:
@@ -307,7 +367,9 @@ def biggest_items(mem: MemoryReport, lint: LintReport, n: int = 8,
 
 def options(mem: MemoryReport, lint: LintReport, budget: int, cfg: dict | None) -> list[str]:
     out = []
-    heads = [e for e in lint.entries if e.placement == "cpu" and e.cpu_float_bytes and e.op in ("Conv", "Gemm", "MatMul")]
+    heads = [
+        e for e in lint.entries if e.placement == "cpu" and e.cpu_float_bytes and e.op in ("Conv", "Gemm", "MatMul")
+    ]
     for e in heads:
         out.append(f"{e.node} runs on the CPU in float ({e.cpu_float_bytes:,} B): {e.fix}")
     weights = sum(e.weights * (4 if e.placement == "cpu" else 1) for e in lint.entries)  # bytes in the kmodel
@@ -320,20 +382,35 @@ def options(mem: MemoryReport, lint: LintReport, budget: int, cfg: dict | None) 
             scale = max(room, 0) / weights
             w_new = math.floor(w * math.sqrt(scale) * 20) / 20 if scale > 0 else 0
             if w_new > 0:
-                out.append(f"width multiplier {w} -> {w_new:.2f} (weights grow with width squared; about "
-                           f"{int(weights * (w_new / w) ** 2):,} B of weights instead of {weights:,})")
+                out.append(
+                    f"width multiplier {w} -> {w_new:.2f} (weights grow with width squared; about "
+                    f"{int(weights * (w_new / w) ** 2):,} B of weights instead of {weights:,})"
+                )
             else:
                 out.append("the non-weight memory alone is over the budget: lower the input size first")
         else:
-            out.append(f"cut about {over:,} B of weights ({over / max(weights, 1):.0%} of {weights:,}): fewer channels "
-                       "(a smaller width multiplier) in the widest layers")
-    head_w = max((e.weights for e in lint.entries if e.op == "Conv" and e.shape_out and len(e.shape_out) == 4
-                  and e.shape_out[2] * e.shape_out[3] <= 64), default=0)
+            out.append(
+                f"cut about {over:,} B of weights ({over / max(weights, 1):.0%} of {weights:,}): fewer channels "
+                "(a smaller width multiplier) in the widest layers"
+            )
+    head_w = max(
+        (
+            e.weights
+            for e in lint.entries
+            if e.op == "Conv" and e.shape_out and len(e.shape_out) == 4 and e.shape_out[2] * e.shape_out[3] <= 64
+        ),
+        default=0,
+    )
     if over > 0 and head_w:
-        out.append(f"class grouping / a low-rank head: the classifier holds {head_w:,} B of weights; "
-                   "a 256-wide bottleneck before it or a two-level head over species groups shrinks that")
+        out.append(
+            f"class grouping / a low-rank head: the classifier holds {head_w:,} B of weights; "
+            "a 256-wide bottleneck before it or a two-level head over species groups shrinks that"
+        )
     if mem.data_bytes > budget // 4 or mem.kpu_peak > 0.8 * 2**21:
         size = cfg.get("input") if cfg else None
-        out.append("a smaller input (working maps grow with the square of the side"
-                   + (f"; {size} -> {int(size * 0.75) // 32 * 32}" if size else "") + ")")
+        out.append(
+            "a smaller input (working maps grow with the square of the side"
+            + (f"; {size} -> {int(size * 0.75) // 32 * 32}" if size else "")
+            + ")"
+        )
     return out

@@ -50,13 +50,21 @@ def load_spec(name_or_path: str = "default") -> CalibrationSpec:
     if not (p.suffix == ".toml" and p.is_file()):
         p = paths.calibration_dir() / f"{name_or_path}.toml"
     if not p.is_file():
-        raise PokedexError(f"no calibration set definition {name_or_path!r} ({p})",
-                           "see calibration/default.toml")
+        raise PokedexError(f"no calibration set definition {name_or_path!r} ({p})", "see calibration/default.toml")
     raw = tomllib.loads(p.read_text(encoding="utf-8"))
     if "count" not in raw:
-        raise PokedexError(f"{p} has no count (how many images calibrate)", "add count = N, as calibration/default.toml has")
-    return CalibrationSpec(raw.get("name", p.stem), int(raw["count"]), int(raw.get("seed", 0)),
-                           raw.get("strategy", "round-robin"), tuple(raw.get("sources", ())), raw.get("fallback"), p)
+        raise PokedexError(
+            f"{p} has no count (how many images calibrate)", "add count = N, as calibration/default.toml has"
+        )
+    return CalibrationSpec(
+        raw.get("name", p.stem),
+        int(raw["count"]),
+        int(raw.get("seed", 0)),
+        raw.get("strategy", "round-robin"),
+        tuple(raw.get("sources", ())),
+        raw.get("fallback"),
+        p,
+    )
 
 
 def resolve_source(spec: CalibrationSpec) -> Path | None:
@@ -73,7 +81,9 @@ def class_folders(folder: Path) -> dict[str, list[Path]]:
     try:
         entries = sorted(folder.iterdir())
     except OSError as e:
-        raise PokedexError(f"cannot read calibration folder {folder}: {e.strerror}", "check the path and permissions") from e
+        raise PokedexError(
+            f"cannot read calibration folder {folder}: {e.strerror}", "check the path and permissions"
+        ) from e
     groups: dict[str, list[Path]] = {}
     flat = [p for p in entries if is_image_file(p)]
     if flat:
@@ -115,19 +125,24 @@ def _dex(name: str) -> int | None:
     return int(name) if name.isdigit() else None
 
 
-def pick_images(folder: Path, count: int, size: int, seed: int, *, exclude: set[Path] = frozenset(),
-                log=print) -> ImageSet:
+def pick_images(
+    folder: Path, count: int, size: int, seed: int, *, exclude: set[Path] = frozenset(), log=print
+) -> ImageSet:
     """Decode ``count`` images round-robin over class folders, skipping unreadable ones (named)."""
     folder = Path(folder)
     if not folder.exists():
-        raise PokedexError(f"calibration folder {folder} does not exist",
-                           "pass --calibration DIR with images (per-species subfolders, or a flat folder)")
+        raise PokedexError(
+            f"calibration folder {folder} does not exist",
+            "pass --calibration DIR with images (per-species subfolders, or a flat folder)",
+        )
     if not folder.is_dir():
         raise PokedexError(f"calibration path {folder} is not a folder", "pass a folder of images")
     groups = class_folders(folder)
     if not groups:
-        raise PokedexError(f"calibration folder {folder} has no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})",
-                           "point --calibration at a folder of RGB images of the kind the camera will see")
+        raise PokedexError(
+            f"calibration folder {folder} has no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})",
+            "point --calibration at a folder of RGB images of the kind the camera will see",
+        )
     arrays, files, labels, rejected = [], [], [], []
     for cls, f in round_robin(groups, seed, exclude):
         if len(arrays) >= count:
@@ -141,9 +156,11 @@ def pick_images(folder: Path, count: int, size: int, seed: int, *, exclude: set[
         files.append(str(f.relative_to(folder)))
         labels.append(_dex(cls))
     if not arrays:
-        raise PokedexError(f"calibration folder {folder}: none of its images could be read "
-                           f"({len(rejected)} tried, first: {rejected[0][0] if rejected else '-'})",
-                           "replace the corrupt files or point --calibration at another folder")
+        raise PokedexError(
+            f"calibration folder {folder}: none of its images could be read "
+            f"({len(rejected)} tried, first: {rejected[0][0] if rejected else '-'})",
+            "replace the corrupt files or point --calibration at another folder",
+        )
     return ImageSet(str(folder), files, labels, np.stack(arrays), rejected)
 
 
@@ -158,7 +175,12 @@ def synthetic_images(count: int, size: int, seed: int) -> ImageSet:
         t = np.cos(ang) * xx + np.sin(ang) * yy
         img = c0[:, None, None] * (1 - t) + c1[:, None, None] * t
         for _ in range(rng.integers(2, 6)):
-            cx, cy, rx, ry = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.35), rng.uniform(0.05, 0.35)
+            cx, cy, rx, ry = (
+                rng.uniform(0.1, 0.9),
+                rng.uniform(0.1, 0.9),
+                rng.uniform(0.05, 0.35),
+                rng.uniform(0.05, 0.35),
+            )
             mask = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
             img[:, mask] = rng.uniform(0, 255, 3)[:, None]
         b = int(size * rng.uniform(0.02, 0.08))
@@ -168,18 +190,22 @@ def synthetic_images(count: int, size: int, seed: int) -> ImageSet:
     return ImageSet(f"synthetic:seed={seed}", [], [None] * count, out)
 
 
-def calibration_and_holdout(folder: Path | None, spec: CalibrationSpec, size: int, count: int | None,
-                            holdout: int, log=print) -> tuple[ImageSet, ImageSet]:
+def calibration_and_holdout(
+    folder: Path | None, spec: CalibrationSpec, size: int, count: int | None, holdout: int, log=print
+) -> tuple[ImageSet, ImageSet]:
     """The calibration set and a disjoint held-out set from the same source."""
     n = count or spec.count
     if folder is None:
         folder = resolve_source(spec)
         if folder is None:
             if spec.fallback != "synthetic":
-                raise PokedexError("no calibration source found (tried: " + ", ".join(spec.sources) + ")",
-                                   "pass --calibration DIR")
-            log(f"warning: no calibration folder found (tried {', '.join(spec.sources)}); using {n} synthetic "
-                "frames: fine for checking fit, poor for a trained model's accuracy — pass --calibration DIR")
+                raise PokedexError(
+                    "no calibration source found (tried: " + ", ".join(spec.sources) + ")", "pass --calibration DIR"
+                )
+            log(
+                f"warning: no calibration folder found (tried {', '.join(spec.sources)}); using {n} synthetic "
+                "frames: fine for checking fit, poor for a trained model's accuracy — pass --calibration DIR"
+            )
             return synthetic_images(n, size, spec.seed), synthetic_images(max(holdout, 0), size, spec.seed + 1)
     calib = pick_images(folder, n, size, spec.seed, log=log)
     if holdout <= 0:

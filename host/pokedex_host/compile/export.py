@@ -42,16 +42,18 @@ class ExportedModel:
 
 
 def _load_recipe(path: Path):
-    from ..models import create_model
     import torch
+
+    from ..models import create_model
 
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise PokedexError(f"model recipe {path} is not valid TOML: {e}") from e
     if "family" not in raw or "config" not in raw:
-        raise PokedexError(f"model recipe {path} needs `family` and a [config] table",
-                           "see models/kpu_mobilenet_v1-075-224.toml")
+        raise PokedexError(
+            f"model recipe {path} needs `family` and a [config] table", "see models/kpu_mobilenet_v1-075-224.toml"
+        )
     torch.manual_seed(int(raw.get("seed", 0)))
     try:
         model = create_model(raw["family"], **raw["config"]).eval()
@@ -117,19 +119,25 @@ def load_ultralytics(path: Path, log):
     try:
         from ultralytics.nn.tasks import load_checkpoint  # type: ignore
     except ImportError as e:
-        raise PokedexError(f"{path} is an ultralytics checkpoint but ultralytics is not installed",
-                           "run `make setup` (it pins ultralytics), or export the model to ONNX yourself") from e
+        raise PokedexError(
+            f"{path} is an ultralytics checkpoint but ultralytics is not installed",
+            "run `make setup` (it pins ultralytics), or export the model to ONNX yourself",
+        ) from e
     log(f"loading {path} as an ultralytics pickle: this runs code from the file; only do this for files you trust")
     try:
         model, ckpt = load_checkpoint(str(path), device="cpu")
     except Exception as e:
-        raise PokedexError(f"{path} could not be loaded by ultralytics ({type(e).__name__}: {str(e)[:200]})",
-                           "check the file is a complete ultralytics .pt (best.pt / last.pt)") from e
+        raise PokedexError(
+            f"{path} could not be loaded by ultralytics ({type(e).__name__}: {str(e)[:200]})",
+            "check the file is a complete ultralytics .pt (best.pt / last.pt)",
+        ) from e
     model = model.float().eval()
     task = getattr(model, "task", None) or (ckpt.get("train_args") or {}).get("task") or "classify"
     if task not in ("classify", "detect"):
-        raise PokedexError(f"{path}: ultralytics task {task!r} is not a classifier or detector",
-                           "pass a -cls model or the YOLO detection teacher")
+        raise PokedexError(
+            f"{path}: ultralytics task {task!r} is not a classifier or detector",
+            "pass a -cls model or the YOLO detection teacher",
+        )
     names = getattr(model, "names", {}) or {}
     imgsz = (ckpt.get("train_args") or {}).get("imgsz", 224) if isinstance(ckpt, dict) else 224
     size = int(imgsz if isinstance(imgsz, int) else imgsz[0])
@@ -157,8 +165,16 @@ def torch_to_onnx(model, size: int, out: Path) -> None:
         # the TorchScript exporter is "legacy" in torch 2.9+, but it is the one that writes the
         # opset-11 Conv/Clip/Concat graphs nncase 1.9 imports
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, x, buf, opset_version=OPSET, dynamo=False, input_names=["input"],
-                          output_names=["logits"], do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            x,
+            buf,
+            opset_version=OPSET,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            do_constant_folding=True,
+        )
     atomic_write_bytes(out, buf.getvalue())
 
 
@@ -166,8 +182,10 @@ def _fix_static_input(model: onnx.ModelProto, path: Path, input_size: int | None
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
-        raise PokedexError(f"{path} has {len(inputs)} inputs; a classifier for the K210 takes one image",
-                           "export the model with a single 1x3xSxS image input")
+        raise PokedexError(
+            f"{path} has {len(inputs)} inputs; a classifier for the K210 takes one image",
+            "export the model with a single 1x3xSxS image input",
+        )
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4:
         raise PokedexError(f"{path}: input {inputs[0].name!r} has rank {len(dims)}, expected N x 3 x H x W")
@@ -177,15 +195,18 @@ def _fix_static_input(model: onnx.ModelProto, path: Path, input_size: int | None
         dims[0].dim_value = 1
         notes.append("batch dimension was dynamic; fixed to 1")
     elif shape[0] != 1:
-        raise PokedexError(f"{path}: input batch is {shape[0]}; the K210 runs one image at a time",
-                           "re-export with batch 1")
+        raise PokedexError(
+            f"{path}: input batch is {shape[0]}; the K210 runs one image at a time", "re-export with batch 1"
+        )
     if shape[1] != 3:
-        raise PokedexError(f"{path}: input has {shape[1]} channels, expected 3 (RGB, NCHW)",
-                           "export with an NCHW RGB input")
+        raise PokedexError(
+            f"{path}: input has {shape[1]} channels, expected 3 (RGB, NCHW)", "export with an NCHW RGB input"
+        )
     if shape[2] is None or shape[3] is None:
         if input_size is None:
             raise PokedexError(
-                f"{path}: input {inputs[0].name!r} has dynamic height/width {[d.dim_param or d.dim_value for d in dims]}",
+                f"{path}: input {inputs[0].name!r} has dynamic height/width "
+                f"{[d.dim_param or d.dim_value for d in dims]}",
                 "the K210 needs a static shape: re-export with a fixed size, or pass --input-size N",
             )
         for d in dims[2:]:
@@ -194,11 +215,15 @@ def _fix_static_input(model: onnx.ModelProto, path: Path, input_size: int | None
         notes.append(f"dynamic height/width fixed to {input_size}")
         shape[2] = shape[3] = input_size
     if shape[2] != shape[3]:
-        raise PokedexError(f"{path}: input is {shape[2]}x{shape[3]}; this toolkit builds square inputs",
-                           "export at a square size such as 224x224")
+        raise PokedexError(
+            f"{path}: input is {shape[2]}x{shape[3]}; this toolkit builds square inputs",
+            "export at a square size such as 224x224",
+        )
     if input_size is not None and shape[2] != input_size:
-        raise PokedexError(f"{path}: input is {shape[2]}x{shape[3]} but --input-size is {input_size}",
-                           "drop --input-size or re-export at that size")
+        raise PokedexError(
+            f"{path}: input is {shape[2]}x{shape[3]} but --input-size is {input_size}",
+            "drop --input-size or re-export at that size",
+        )
     return int(shape[2])
 
 
@@ -241,12 +266,21 @@ def fold_input_scale(model: onnx.ModelProto, scale: float) -> bool:
     return True
 
 
-def export_model(source: Path, workdir: Path, *, input_size: int | None = None, input_range01: bool = True,
-                 classes: list[int] | None = None, log=print) -> ExportedModel:
+def export_model(
+    source: Path,
+    workdir: Path,
+    *,
+    input_size: int | None = None,
+    input_range01: bool = True,
+    classes: list[int] | None = None,
+    log=print,
+) -> ExportedModel:
     """Export ``source`` into ``workdir/model.onnx`` (static, simplified, input scale folded)."""
     source = Path(source)
     if not source.exists():
-        raise PokedexError(f"model file {source} does not exist", "pass a .pt checkpoint, an .onnx file or a models/*.toml recipe")
+        raise PokedexError(
+            f"model file {source} does not exist", "pass a .pt checkpoint, an .onnx file or a models/*.toml recipe"
+        )
     if source.is_dir():
         raise PokedexError(f"{source} is a folder, not a model file")
     if source.stat().st_size == 0:
@@ -271,21 +305,27 @@ def export_model(source: Path, workdir: Path, *, input_size: int | None = None, 
         raw_onnx = source
         model_classes = None
     else:
-        raise PokedexError(f"{source}: unknown model type {suffix!r}",
-                           "pass a .pt/.pth checkpoint, an .onnx file or a models/*.toml recipe")
+        raise PokedexError(
+            f"{source}: unknown model type {suffix!r}",
+            "pass a .pt/.pth checkpoint, an .onnx file or a models/*.toml recipe",
+        )
 
     try:
         model = onnx.load(str(raw_onnx))
     except Exception as e:
-        raise PokedexError(f"{source} is not a readable ONNX model ({type(e).__name__}: {str(e)[:160]})",
-                           "re-export the model; check the file was fully downloaded") from e
+        raise PokedexError(
+            f"{source} is not a readable ONNX model ({type(e).__name__}: {str(e)[:160]})",
+            "re-export the model; check the file was fully downloaded",
+        ) from e
     size = _fix_static_input(model, source, input_size, notes)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         onnx.checker.check_model(model)
     except Exception as e:
-        raise PokedexError(f"{source}: ONNX shape inference failed: {str(e).splitlines()[0][:300]}",
-                           "the graph is inconsistent; re-export it with a current exporter") from e
+        raise PokedexError(
+            f"{source}: ONNX shape inference failed: {str(e).splitlines()[0][:300]}",
+            "the graph is inconsistent; re-export it with a current exporter",
+        ) from e
     model, simplifier = simplify(model, source)
     out_shape = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     n_out = int(np.prod([d for d in out_shape if d])) if out_shape else 0
@@ -303,8 +343,10 @@ def export_model(source: Path, workdir: Path, *, input_size: int | None = None, 
         if folded:
             in_range = (0.0, 255.0)
         else:
-            notes.append("could not fold the 1/255 input scale into the first conv: nncase dequantises the "
-                         "input on the CPU in float (about 4 bytes per input value of working memory)")
+            notes.append(
+                "could not fold the 1/255 input scale into the first conv: nncase dequantises the "
+                "input on the CPU in float (about 4 bytes per input value of working memory)"
+            )
     model = onnx.shape_inference.infer_shapes(model)
     out = workdir / "model.onnx"
     atomic_write_bytes(out, model.SerializeToString())

@@ -21,8 +21,21 @@ KPU_MAX_WIDTH = 256  # measured: 256 stays on the KPU, 264 does not (nncase 1.9.
 KPU_MIN_SIZE = 4
 KPU_FUSED_ACTIVATIONS = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "HardSwish"}
 # Ops that are cheap bookkeeping on the CPU and expected around a KPU graph.
-CPU_OK = {"Concat", "ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-          "Softmax", "Identity", "Dropout", "Transpose", "Add", "Dequantize"}
+CPU_OK = {
+    "Concat",
+    "ReduceMean",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Softmax",
+    "Identity",
+    "Dropout",
+    "Transpose",
+    "Add",
+    "Dequantize",
+}
 
 
 @dataclass
@@ -131,8 +144,10 @@ def lint_model(model: onnx.ModelProto, kpu_sram: int = 2 * 2**20) -> LintReport:
                     e.kpu_bytes = kpu_map_bytes(*sin[1:]) + kpu_map_bytes(*out_map)
                     # measured: a layer whose maps fill the SRAM exactly still fails to allocate
                     if e.kpu_bytes >= kpu_sram:
-                        e.reason = (f"input + output maps need {e.kpu_bytes:,} B of KPU SRAM "
-                                    f"(> {kpu_sram:,}): the compile will fail")
+                        e.reason = (
+                            f"input + output maps need {e.kpu_bytes:,} B of KPU SRAM "
+                            f"(> {kpu_sram:,}): the compile will fail"
+                        )
                         e.fix = "lower the input size, downsample earlier, or use fewer channels at this resolution"
         elif n.op_type in KPU_FUSED_ACTIVATIONS | {"Clip"} and n.input[0] in kpu_outputs:
             # The KPU's activation is a 16-segment piecewise-linear table after batch norm: ReLU,
@@ -160,16 +175,39 @@ def lint_model(model: onnx.ModelProto, kpu_sram: int = 2 * 2**20) -> LintReport:
                 e.reason = "fully connected: nncase runs it as a KPU 1x1 conv on a map padded to 4x4 (CPU pad + copy)"
             else:
                 e.cpu_float_bytes = 4 * nw
-                e.reason = (f"fully connected {dims} (> {KPU_MAX_CHANNELS} wide) runs on the CPU in float "
-                            f"({4 * nw:,} B of float weights)")
-                e.fix = ("replace it with 1x1 convs (<= 1024 outputs each) on the last feature map, "
-                         "concatenated, then global average pool")
+                e.reason = (
+                    f"fully connected {dims} (> {KPU_MAX_CHANNELS} wide) runs on the CPU in float "
+                    f"({4 * nw:,} B of float weights)"
+                )
+                e.fix = (
+                    "replace it with 1x1 convs (<= 1024 outputs each) on the last feature map, "
+                    "concatenated, then global average pool"
+                )
         elif n.op_type == "Mul" and _is_swish(n, producer, kpu_outputs):
             e.placement = "fused"
             e.reason = "x * sigmoid(x) (SiLU / HardSwish) fuses into the KPU's activation table"
             kpu_outputs.add(n.output[0])
-        elif n.op_type in ("Mul", "Div", "Sub", "Sigmoid", "HardSigmoid", "Pad", "Resize", "Upsample", "PRelu",
-                           "Exp", "Pow", "Sqrt", "Erf", "Tanh", "Relu", "Clip", "LeakyRelu", "HardSwish", "Slice"):
+        elif n.op_type in (
+            "Mul",
+            "Div",
+            "Sub",
+            "Sigmoid",
+            "HardSigmoid",
+            "Pad",
+            "Resize",
+            "Upsample",
+            "PRelu",
+            "Exp",
+            "Pow",
+            "Sqrt",
+            "Erf",
+            "Tanh",
+            "Relu",
+            "Clip",
+            "LeakyRelu",
+            "HardSwish",
+            "Slice",
+        ):
             if len(sout) == 4:
                 e.cpu_float_bytes = 4 * int(np.prod(sout[1:]))
             e.reason = f"{n.op_type} here runs on the CPU" + (" in float" if e.cpu_float_bytes else "")
@@ -210,23 +248,34 @@ def _lint_conv(n: onnx.NodeProto, e: LintEntry, inits: dict) -> None:
     if g != 1 and not (g == cin == cout):
         hard.append((f"grouped conv (groups={g})", "use groups=1 or depthwise (groups = channels)"))
     if cin > KPU_MAX_CHANNELS or cout > KPU_MAX_CHANNELS:
-        hard.append((f"{cin} -> {cout} channels (> {KPU_MAX_CHANNELS})",
-                     "split the layer into convs of <= 1024 outputs and concatenate (a 1025-class head: 513 + 512)"))
+        hard.append(
+            (
+                f"{cin} -> {cout} channels (> {KPU_MAX_CHANNELS})",
+                "split the layer into convs of <= 1024 outputs and concatenate (a 1025-class head: 513 + 512)",
+            )
+        )
     if wid > KPU_MAX_WIDTH:
         hard.append((f"input width {wid} > {KPU_MAX_WIDTH}", "downsample before this layer or use a smaller input"))
     # Conditions nncase works around with CPU steps around a KPU conv.
     soft: list[tuple[str, str]] = []
     if s not in ((1, 1), (2, 2)):
-        soft.append((f"stride {s}: KPU runs it at stride 1, the CPU slices the result",
-                     "use stride 1 or 2"))
+        soft.append((f"stride {s}: KPU runs it at stride 1, the CPU slices the result", "use stride 1 or 2"))
     if d != (1, 1):
         soft.append((f"dilation {d}: CPU space-to-batch transposes around the KPU conv", "use dilation 1"))
     if k in ((1, 1), (3, 3)) and pads != (k[0] // 2,) * 4:
-        soft.append((f"padding {pads}: the KPU pads by k//2 on every side, so the CPU pads and slices",
-                     "use padding=k//2 on every side (PyTorch padding=1 for 3x3), not TF 'SAME'"))
+        soft.append(
+            (
+                f"padding {pads}: the KPU pads by k//2 on every side, so the CPU pads and slices",
+                "use padding=k//2 on every side (PyTorch padding=1 for 3x3), not TF 'SAME'",
+            )
+        )
     if 0 < h < KPU_MIN_SIZE or 0 < wid < KPU_MIN_SIZE:
-        soft.append((f"input {h}x{wid} is smaller than {KPU_MIN_SIZE}x{KPU_MIN_SIZE}: CPU pads it up and slices",
-                     "apply this conv before the last downsampling (e.g. a head on the 7x7 map)"))
+        soft.append(
+            (
+                f"input {h}x{wid} is smaller than {KPU_MIN_SIZE}x{KPU_MIN_SIZE}: CPU pads it up and slices",
+                "apply this conv before the last downsampling (e.g. a head on the 7x7 map)",
+            )
+        )
     if g > 1 and s == (2, 2):
         soft.append(("depthwise stride 2: KPU at stride 1 plus a CPU slice", ""))
     if hard:
@@ -285,8 +334,14 @@ def placement_from_dump(dump_dir: Path, nodes: list[str]) -> dict[str, str]:
 
 def compare_with_compiler(report: LintReport, dump_dir: Path) -> list[str]:
     """Disagreements between lint and nncase about which layers run on the KPU."""
-    predicted = {e.node: ("kpu" if e.placement.startswith("kpu") else "cpu")
-                 for e in report.entries if e.op in ("Conv", "Gemm", "MatMul")}
+    predicted = {
+        e.node: ("kpu" if e.placement.startswith("kpu") else "cpu")
+        for e in report.entries
+        if e.op in ("Conv", "Gemm", "MatMul")
+    }
     actual = placement_from_dump(dump_dir, list(predicted))
-    return [f"{node}: lint says {p}, nncase placed it on {actual[node]}"
-            for node, p in predicted.items() if actual[node] != p]
+    return [
+        f"{node}: lint says {p}, nncase placed it on {actual[node]}"
+        for node, p in predicted.items()
+        if actual[node] != p
+    ]

@@ -81,8 +81,10 @@ def read_memory(dump_dir: Path, kmodel: Path) -> MemoryReport:
     codegen = Path(dump_dir) / "codegen"
     scheds = sorted(codegen.glob("*.sched"))
     if not scheds:
-        raise PokedexError(f"nncase wrote no schedule files under {codegen}",
-                           "the compile did not finish; see compile.log in the output folder")
+        raise PokedexError(
+            f"nncase wrote no schedule files under {codegen}",
+            "the compile did not finish; see compile.log in the output folder",
+        )
     seg_end: dict[tuple[str, str], int] = {}
     all_bufs: list[Buffer] = []
     layers: list[KPULayer] = []
@@ -101,7 +103,9 @@ def read_memory(dump_dir: Path, kmodel: Path) -> MemoryReport:
             # nncase 1.9 often stops writing the compute sequence after the function's signature;
             # the KPU maps are then read off the buffer list: each conv's output in KPU SRAM, its
             # input the map before it (the uploaded image for the first)
-            maps = [b for b in sorted(bufs, key=lambda b: b.id) if b.segment in KPU_SEGMENTS and not b.name.endswith("/act")]
+            maps = [
+                b for b in sorted(bufs, key=lambda b: b.id) if b.segment in KPU_SEGMENTS and not b.name.endswith("/act")
+            ]
             for prev, cur in zip(maps, maps[1:]):
                 if cur.name.endswith("(Conv)"):
                     layers.append(KPULayer(cur.name, prev.bytes, cur.bytes, prev.shape, cur.shape))
@@ -132,8 +136,12 @@ def read_memory(dump_dir: Path, kmodel: Path) -> MemoryReport:
         cpu_ops=[(op.kind, op.name) for op in compiled_ops(dump_dir) if op.module != "k210" and op.kind != "Call"],
     )
     info = _kmodel_info(Path(dump_dir))
-    for key, ours in (("input", rep.input_bytes), ("output", rep.output_bytes), ("data", rep.data_bytes),
-                      ("model", rep.kmodel_bytes)):
+    for key, ours in (
+        ("input", rep.input_bytes),
+        ("output", rep.output_bytes),
+        ("data", rep.data_bytes),
+        ("model", rep.kmodel_bytes),
+    ):
         theirs = info.get(key)
         # nncase rounds buffers up to 8 bytes in the schedule and reports exact tensor sizes
         if theirs is not None and abs(theirs - ours) > 8:

@@ -21,18 +21,25 @@ from pathlib import Path
 
 import numpy as np
 
-from . import calibration as calib_mod
 from ..boards import Board, get_board
-from .budget import Budget, Verdict, estimate, judge, precheck, resolve_budget
 from ..errors import BudgetExceeded, PokedexError, VerificationFailed
-from .export import ExportedModel, export_model, onnx_float_logits
 from ..fsutil import atomic_dir, atomic_write_text
-from .lint import LintReport, compare_with_compiler, lint_model
-from .memory import MemoryReport, read_memory
 from ..preprocess import InputSpec
 from ..species import classes_txt
-from ..toolchain import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD, CompileRequest, ToolchainError, Worker, simulate_parallel
+from ..toolchain import (
+    CALIBRATE_METHODS,
+    DEFAULT_CALIBRATE_METHOD,
+    CompileRequest,
+    ToolchainError,
+    Worker,
+    simulate_parallel,
+)
 from ..toolchain import env as tc_env
+from . import calibration as calib_mod
+from .budget import Budget, Verdict, estimate, judge, precheck, resolve_budget
+from .export import ExportedModel, export_model, onnx_float_logits
+from .lint import LintReport, compare_with_compiler, lint_model
+from .memory import MemoryReport, read_memory
 from .record import BuildRecord
 from .verify import compare
 
@@ -74,13 +81,20 @@ class BuildResult:
 def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> str:
     fmt = requested or board.firmware.default_format
     if fmt not in KMODEL_VERSION:
-        raise PokedexError(f"unknown kmodel format {fmt!r}", "use --format v3 (MaixPy) or --format v5 (CanMV feat/kpu, SDK)")
+        raise PokedexError(
+            f"unknown kmodel format {fmt!r}", "use --format v3 (MaixPy) or --format v5 (CanMV feat/kpu, SDK)"
+        )
     if not board.loads(KMODEL_VERSION[fmt]):
         loads = ", ".join("v%d" % v for v in board.firmware.kmodel_versions)
-        hint = ("stock MaixPy refuses it with ERR_KMODEL_VERSION (2002); build --format v3 for it"
-                if 3 in board.firmware.kmodel_versions else "pick a board profile whose firmware loads it")
-        warnings.append(f"this is a kmodel {fmt} but the {board.name} firmware ({board.firmware.family} "
-                        f"{board.firmware.flavour}) loads only {loads}: {hint}")
+        hint = (
+            "stock MaixPy refuses it with ERR_KMODEL_VERSION (2002); build --format v3 for it"
+            if 3 in board.firmware.kmodel_versions
+            else "pick a board profile whose firmware loads it"
+        )
+        warnings.append(
+            f"this is a kmodel {fmt} but the {board.name} firmware ({board.firmware.family} "
+            f"{board.firmware.flavour}) loads only {loads}: {hint}"
+        )
     if fmt == "v5" and board.firmware.runtime_nncase and board.firmware.runtime_nncase != board.nncase:
         warnings.append(
             f"compiled with nncase {board.nncase}; the {board.name} firmware's runtime is nncase "
@@ -90,14 +104,17 @@ def _choose_format(board: Board, requested: str | None, warnings: list[str]) -> 
     return fmt
 
 
-def _run_v3(data: bytes, x: np.ndarray, shape: tuple[int, ...], runtime: str = "sdk",
-            quantize_ties: str = "away") -> np.ndarray:
+def _run_v3(
+    data: bytes, x: np.ndarray, shape: tuple[int, ...], runtime: str = "sdk", quantize_ties: str = "away"
+) -> np.ndarray:
     from ..kmodel.interp import run_batch
 
     return run_batch(data, x, runtime=runtime, quantize_ties=quantize_ties).reshape(len(x), *shape)
 
 
-def _board_runtime(board: Board, sdk_out: np.ndarray, data: bytes, x: np.ndarray, shape, log) -> tuple[np.ndarray, dict | None]:
+def _board_runtime(
+    board: Board, sdk_out: np.ndarray, data: bytes, x: np.ndarray, shape, log
+) -> tuple[np.ndarray, dict | None]:
     """The v3 outputs as the board's own runtime computes them (MaixPy's KPU library differs from
     kpu.c in two float steps), with how far they are from the SDK's (= the simulator's)."""
     from ..families import family
@@ -108,11 +125,17 @@ def _board_runtime(board: Board, sdk_out: np.ndarray, data: bytes, x: np.ndarray
     out = _run_v3(data, x, shape, rt)
     a, b = out.reshape(len(x), -1), sdk_out.reshape(len(x), -1)
     same = int(sum(np.array_equal(p, q) for p, q in zip(a, b)))
-    fig = {"runtime": rt, "images": len(x), "identical": same,
-           "top1_agreement": float(100.0 * np.mean(a.argmax(1) == b.argmax(1))) if len(x) else 100.0,
-           "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max()) if len(x) else 0.0}
-    log(f"{rt} runtime (the board's): {same}/{len(x)} images identical to the SDK's, top-1 agreement "
-        f"{fig['top1_agreement']:.1f} %, largest difference {fig['max_abs_diff']:.2e}")
+    fig = {
+        "runtime": rt,
+        "images": len(x),
+        "identical": same,
+        "top1_agreement": float(100.0 * np.mean(a.argmax(1) == b.argmax(1))) if len(x) else 100.0,
+        "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max()) if len(x) else 0.0,
+    }
+    log(
+        f"{rt} runtime (the board's): {same}/{len(x)} images identical to the SDK's, top-1 agreement "
+        f"{fig['top1_agreement']:.1f} %, largest difference {fig['max_abs_diff']:.2e}"
+    )
     return out, fig
 
 
@@ -132,19 +155,30 @@ def _check_v3(v3_out: np.ndarray, simulated: np.ndarray, seconds: float, log, da
         b32 = np.asarray(simulated, np.float32).reshape(n, -1)
         differ = [i for i in range(n) if not np.array_equal(a32[i].view(np.uint32), b32[i].view(np.uint32))]
         even = _run_v3(data, x[differ], simulated.shape[1:], quantize_ties="even").reshape(len(differ), -1)
-        check["quantize_ties"] = int(sum(np.array_equal(e.astype(np.float32).view(np.uint32), b32[i].view(np.uint32))
-                                         for e, i in zip(even, differ)))
+        check["quantize_ties"] = int(
+            sum(
+                np.array_equal(e.astype(np.float32).view(np.uint32), b32[i].view(np.uint32))
+                for e, i in zip(even, differ)
+            )
+        )
     ties = check["quantize_ties"]
-    log(f"v3 check: {check['identical']}/{check['images']} images give the simulator's outputs bit for bit"
-        + (f", {ties} more differ only where a QUANTIZE meets an exact half (kpu.c rounds it away from zero, "
-           f"nncase to even)" if ties else "")
-        + f" ({len(v3_out)} images in the v3 interpreter, {seconds:.1f} s)")
+    log(
+        f"v3 check: {check['identical']}/{check['images']} images give the simulator's outputs bit for bit"
+        + (
+            f", {ties} more differ only where a QUANTIZE meets an exact half (kpu.c rounds it away from zero, "
+            f"nncase to even)"
+            if ties
+            else ""
+        )
+        + f" ({len(v3_out)} images in the v3 interpreter, {seconds:.1f} s)"
+    )
     if check["identical"] + ties != check["images"]:
         raise VerificationFailed(
             f"the v3 file disagrees with nncase's simulator on {check['images'] - check['identical'] - ties} of "
             f"{check['images']} images (largest difference {check['max_abs_diff']})",
             "this is a bug in the v3 re-emitter: please report it with the build inputs; --format v5 builds "
-            "are unaffected")
+            "are unaffected",
+        )
     return check
 
 
@@ -161,8 +195,10 @@ def _as_v3(kmodel: Path, dump: Path, mem, log) -> tuple[Path, object, object]:
     # v3: the SDK mallocs main_mem_usage for every intermediate and the output; the input is the
     # image's own planar buffer (MaixPy's pix_ai), counted as before
     mem3 = replace(mem, kmodel_bytes=len(conv.data), data_bytes=conv.main_mem_usage, output_bytes=0, cpu_ops=cpu)
-    log(f"kmodel v3: {len(conv.data):,} B, {conv.kpu_layers} KPU layers in {conv.kpu_functions} KPU function(s) "
-        f"and {len(cpu)} CPU layers re-emitted from nncase's build; main memory {conv.main_mem_usage:,} B")
+    log(
+        f"kmodel v3: {len(conv.data):,} B, {conv.kpu_layers} KPU layers in {conv.kpu_functions} KPU function(s) "
+        f"and {len(cpu)} CPU layers re-emitted from nncase's build; main memory {conv.main_mem_usage:,} B"
+    )
     for note in conv.notes:
         log(f"  note: {note}")
     return out, conv, mem3
@@ -178,8 +214,11 @@ def lint_stage(exported: ExportedModel, board: Board, log=print) -> LintReport:
     for e in lint.cpu_fallbacks:
         log(f"  CPU: {e.node} ({e.op}): {e.reason}; fix: {e.fix}")
     if lint.kpu_over:
-        rows = "\n".join(f"  {e.node}: {e.kpu_bytes:,} B ({'x'.join(map(str, e.shape_in[1:]))} -> "
-                         f"{'x'.join(map(str, e.shape_out[1:]))})" for e in lint.kpu_over)
+        rows = "\n".join(
+            f"  {e.node}: {e.kpu_bytes:,} B ({'x'.join(map(str, e.shape_in[1:]))} -> "
+            f"{'x'.join(map(str, e.shape_out[1:]))})"
+            for e in lint.kpu_over
+        )
         raise BudgetExceeded(
             f"{len(lint.kpu_over)} layer(s) need more than the {board.kpu_sram:,} B KPU SRAM for their input + "
             f"output maps; nncase would stop with 'Allocator has ran out of memory':\n{rows}",
@@ -196,8 +235,15 @@ class Compiled:
     reproducible: bool
 
 
-def compile_stage(board: Board, exported: ExportedModel, calibration_npy: Path, tmp: Path, what: str,
-                  w: Worker | None = None, calibrate_method: str = DEFAULT_CALIBRATE_METHOD) -> Compiled:
+def compile_stage(
+    board: Board,
+    exported: ExportedModel,
+    calibration_npy: Path,
+    tmp: Path,
+    what: str,
+    w: Worker | None = None,
+    calibrate_method: str = DEFAULT_CALIBRATE_METHOD,
+) -> Compiled:
     """nncase 1.9 (in its own process, ``w`` when one is already running) -> model.kmodel (v5) in
     ``tmp``; its failures become the project's errors with the op or layer named."""
     import contextlib
@@ -206,27 +252,41 @@ def compile_stage(board: Board, exported: ExportedModel, calibration_npy: Path, 
 
     kmodel, log_file, dump = tmp / "model.kmodel", tmp / "compile.log", tmp / "dump"
     try:
-        with (contextlib.nullcontext(w) if w is not None else Worker(board.nncase)) as worker:
-            res = worker.compile(CompileRequest(
-                onnx=exported.onnx_path, out=kmodel, calibration=calibration_npy, dump_dir=dump,
-                input_shape=(1, 3, exported.input_size, exported.input_size), input_range=exported.input_range,
-                calibrate_method=calibrate_method, log=log_file))
+        with contextlib.nullcontext(w) if w is not None else Worker(board.nncase) as worker:
+            res = worker.compile(
+                CompileRequest(
+                    onnx=exported.onnx_path,
+                    out=kmodel,
+                    calibration=calibration_npy,
+                    dump_dir=dump,
+                    input_shape=(1, 3, exported.input_size, exported.input_size),
+                    input_range=exported.input_range,
+                    calibrate_method=calibrate_method,
+                    log=log_file,
+                )
+            )
     except ToolchainError as e:
         tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
         m = re.search(r"Not supported ONNX opcode: (\w+)", str(e))
         if m:
-            nodes = [n.name or n.output[0] for n in onnx.load(str(exported.onnx_path)).graph.node
-                     if n.op_type == m.group(1)]
+            nodes = [
+                n.name or n.output[0] for n in onnx.load(str(exported.onnx_path)).graph.node if n.op_type == m.group(1)
+            ]
             raise PokedexError(
                 f"{what}: nncase 1.9 cannot import the ONNX op {m.group(1)} (node{'s' if len(nodes) > 1 else ''} "
                 f"{', '.join(nodes[:5]) or '?'})",
                 f"replace {m.group(1)} with ops nncase 1.9 imports (Conv, Clip/Relu, Add, Concat, pools, "
-                "ReduceMean, Gemm...): see docs/kpu-rules.md") from e
+                "ReduceMean, Gemm...): see docs/kpu-rules.md",
+            ) from e
         if "ran out of memory" in str(e):
-            raise BudgetExceeded(f"nncase could not place a layer's maps in the {board.kpu_sram:,} B KPU SRAM: {e.message}",
-                                 "lower the input size or the channels at the largest resolution") from e
-        raise PokedexError(f"{what}: {e.message}\n{tail}",
-                           "an op nncase 1.9 cannot import or compile: see the KPU lint above and compile.log") from e
+            raise BudgetExceeded(
+                f"nncase could not place a layer's maps in the {board.kpu_sram:,} B KPU SRAM: {e.message}",
+                "lower the input size or the channels at the largest resolution",
+            ) from e
+        raise PokedexError(
+            f"{what}: {e.message}\n{tail}",
+            "an op nncase 1.9 cannot import or compile: see the KPU lint above and compile.log",
+        ) from e
     return Compiled(kmodel, dump, res.bytes, res.reproducible)
 
 
@@ -277,29 +337,36 @@ def precheck_stage(exported: ExportedModel, lint: LintReport, board: Board, budg
     (BudgetExceeded) when the weights alone cannot fit."""
     est = estimate(lint, exported.input_size, len(exported.classes))
     verdict = precheck(est, lint, board, budget, family_config=_family_config(exported))
-    log(f"budget pre-check: weights {est.weights:,} B, estimated kmodel {est.kmodel:,} B, run-time RAM at least "
-        f"{verdict.ram_used:,} B (model {est.runtime:,} + the app's {verdict.app_bytes:,}) of {budget.bytes:,} B")
+    log(
+        f"budget pre-check: weights {est.weights:,} B, estimated kmodel {est.kmodel:,} B, run-time RAM at least "
+        f"{verdict.ram_used:,} B (model {est.runtime:,} + the app's {verdict.app_bytes:,}) of {budget.bytes:,} B"
+    )
     if not verdict.fits:
         raise _refusal(verdict, exported, board, "\nrefused before compiling: nothing was compiled or written")
     return verdict
 
 
-def judge_stage(mem: MemoryReport, lint: LintReport, board: Board, budget, exported: ExportedModel, log=print,
-                note: str = "") -> Verdict:
+def judge_stage(
+    mem: MemoryReport, lint: LintReport, board: Board, budget, exported: ExportedModel, log=print, note: str = ""
+) -> Verdict:
     """``budget.judge`` on the measured file; stops (BudgetExceeded, with the largest items and the
     options, ``note`` under the problems) when it does not fit."""
     verdict = judge(mem, lint, board, budget, family_config=_family_config(exported))
-    log(f"run-time RAM {verdict.ram_used:,} B of {verdict.ram_budget:,} B free system heap (model "
+    log(
+        f"run-time RAM {verdict.ram_used:,} B of {verdict.ram_budget:,} B free system heap (model "
         f"{mem.runtime_total:,}: kmodel {mem.kmodel_bytes:,} + data {mem.data_bytes:,} + in {mem.input_bytes:,} + out "
-        f"{mem.output_bytes:,}; " + "; ".join(f"{w} {b:,}" for w, b in verdict.app)
-        + f"); KPU SRAM peak {mem.kpu_peak:,} B")
+        f"{mem.output_bytes:,}; "
+        + "; ".join(f"{w} {b:,}" for w, b in verdict.app)
+        + f"); KPU SRAM peak {mem.kpu_peak:,} B"
+    )
     if not verdict.fits:
         raise _refusal(verdict, exported, board, note)
     return verdict
 
 
-def measure_judged_stage(comp: Compiled, fmt: str, lint: LintReport, board: Board, budget: Budget,
-                         exported: ExportedModel, log=print) -> Measured:
+def measure_judged_stage(
+    comp: Compiled, fmt: str, lint: LintReport, board: Board, budget: Budget, exported: ExportedModel, log=print
+) -> Measured:
     """``measure_stage`` with the budget first: where the v3 step (the re-emission, or the board
     runtime's load) stops on a model whose v5 build is over the budget, the stop is the
     BudgetExceeded naming the v5 build's sizes, the v3 failure noted under them; where the v5
@@ -312,13 +379,29 @@ def measure_judged_stage(comp: Compiled, fmt: str, lint: LintReport, board: Boar
         if fmt != "v3":
             raise
         mem5 = read_memory(comp.dump, comp.kmodel)
-        judge_stage(mem5, lint, board, budget, exported, log,
-                    note=f"\n(figures of nncase's v5 build; the v3 re-emission stopped too: {e.message})")
+        judge_stage(
+            mem5,
+            lint,
+            board,
+            budget,
+            exported,
+            log,
+            note=f"\n(figures of nncase's v5 build; the v3 re-emission stopped too: {e.message})",
+        )
         raise
 
 
-def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measured, board: Board, workers: int,
-                 tmp: Path, warnings: list[str], log=print):
+def verify_stage(
+    opts: BuildOptions,
+    exported: ExportedModel,
+    hold,
+    meas: Measured,
+    board: Board,
+    workers: int,
+    tmp: Path,
+    warnings: list[str],
+    log=print,
+):
     """Float (onnxruntime) vs the kmodel on the held-out images: for v3 every image through the v3
     interpreter (as the board's runtime computes it) and ``simulate_count`` of them through
     nncase's simulator too, bit for bit; for v5 the simulator. Returns (Verification, seconds);
@@ -336,8 +419,11 @@ def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measur
     else:
         n_sim = len(hold)
     t = time.time()
-    k_sim = simulate_parallel(meas.v5_kmodel, hold.x[:n_sim], workers=workers, nncase_version=board.nncase,
-                              workdir=tmp) if n_sim else None
+    k_sim = (
+        simulate_parallel(meas.v5_kmodel, hold.x[:n_sim], workers=workers, nncase_version=board.nncase, workdir=tmp)
+        if n_sim
+        else None
+    )
     t_sim = time.time() - t
     v3_check = None
     if conversion is not None:
@@ -348,29 +434,44 @@ def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measur
         k_logits = k_board.reshape(len(hold), -1)
     else:
         k_logits = k_sim
-    ver = compare(f_logits, k_logits, hold.labels, exported.classes, opts.threshold,
-                  judge_agreement=exported.source_kind != "recipe")
+    ver = compare(
+        f_logits,
+        k_logits,
+        hold.labels,
+        exported.classes,
+        opts.threshold,
+        judge_agreement=exported.source_kind != "recipe",
+    )
     ver.v3_vs_v5 = v3_check
     ver.seconds = {"float": t_float, "simulator": t_sim, "simulated_images": n_sim, "workers": workers}
     if conversion is not None:
         ver.seconds["v3_interpreter"] = t_v3
     if exported.source_kind == "recipe":
-        ver.notes.append("seeded random weights: near-tied logits make top-1 agreement a weak signal; "
-                         "the cosine of logits is the fidelity figure here")
+        ver.notes.append(
+            "seeded random weights: near-tied logits make top-1 agreement a weak signal; "
+            "the cosine of logits is the fidelity figure here"
+        )
     f1 = "-" if ver.float_top1 is None else f"{ver.float_top1:.1f} %"
     k1 = "-" if ver.kmodel_top1 is None else f"{ver.kmodel_top1:.1f} %"
-    log(f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
+    log(
+        f"verify: {ver.images} images; float top-1 {f1}, kmodel top-1 {k1}; "
         f"agreement {ver.agreement_top1:.1f} %; cosine mean {ver.cosine_mean:.4f} "
         f"({t_sim:.1f} s in the simulator on {workers} workers for {n_sim} images"
-        f"{f', {t_v3:.1f} s in the v3 interpreter for {len(hold)}' if conversion is not None else ''})")
+        f"{f', {t_v3:.1f} s in the v3 interpreter for {len(hold)}' if conversion is not None else ''})"
+    )
     if ver.flagged:
-        msg = (f"the kmodel lost {ver.loss_pp:.2f} pp of top-1" if ver.loss_pp is not None else
-               f"float and kmodel disagree on {100 - ver.agreement_top1:.1f} % of images")
+        msg = (
+            f"the kmodel lost {ver.loss_pp:.2f} pp of top-1"
+            if ver.loss_pp is not None
+            else f"float and kmodel disagree on {100 - ver.agreement_top1:.1f} % of images"
+        )
         msg += f" (threshold {opts.threshold} pp)"
         lost = ver.loss_pp if ver.loss_pp is not None else 100 - ver.agreement_top1
         if opts.max_loss is not None and lost > opts.max_loss:
-            raise VerificationFailed(msg + f", over --max-loss {opts.max_loss}",
-                                     "calibrate with more images of the kind the camera sees (--calibration DIR)")
+            raise VerificationFailed(
+                msg + f", over --max-loss {opts.max_loss}",
+                "calibrate with more images of the kind the camera sees (--calibration DIR)",
+            )
         warnings.append("verification flagged: " + msg)
         log(f"WARNING: {msg}")
     return ver, t_float + t_sim + t_v3
@@ -378,8 +479,10 @@ def verify_stage(opts: BuildOptions, exported: ExportedModel, hold, meas: Measur
 
 def _need_toolchain(board: Board) -> None:
     if not tc_env.venv_python(tc_env.toolchain_dir(board.nncase)).exists():
-        raise PokedexError(f"the nncase {board.nncase} compiler venv ({tc_env.toolchain_dir(board.nncase)}) is not "
-                           "installed", "run `pokedex-host toolchain install` (needs a Python 3.10 interpreter)")
+        raise PokedexError(
+            f"the nncase {board.nncase} compiler venv ({tc_env.toolchain_dir(board.nncase)}) is not installed",
+            "run `pokedex-host toolchain install` (needs a Python 3.10 interpreter)",
+        )
 
 
 def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
@@ -387,8 +490,10 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
     timings: dict[str, float] = {}
     warnings: list[str] = []
     if opts.calibrate_method not in CALIBRATE_METHODS:
-        raise PokedexError(f"calibrate method {opts.calibrate_method!r} is not one nncase 1.9 has",
-                           f"use one of {', '.join(CALIBRATE_METHODS)}")
+        raise PokedexError(
+            f"calibrate method {opts.calibrate_method!r} is not one nncase 1.9 has",
+            f"use one of {', '.join(CALIBRATE_METHODS)}",
+        )
     board = get_board(opts.board)
     budget = resolve_budget(board, opts.budget)
     log(f"budget: {budget.bytes:,} B of free system heap after boot, from {budget.named(board)}")
@@ -396,7 +501,7 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
         log(f"WARNING: {w}")
     warnings += budget.warnings
     fmt = _choose_format(board, opts.format, warnings)
-    for w in warnings[len(budget.warnings):]:
+    for w in warnings[len(budget.warnings) :]:
         log(f"WARNING: {w}")
     spec = calib_mod.load_spec(opts.calibration_spec)
     workers = opts.workers or os.cpu_count() or 1
@@ -404,34 +509,47 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="pokedex-build-") as tmp_s:
         tmp = Path(tmp_s)
         t = time.time()
-        exported = export_model(opts.model, tmp, input_size=opts.input_size, input_range01=opts.input_range01,
-                                classes=opts.classes, log=log)
+        exported = export_model(
+            opts.model, tmp, input_size=opts.input_size, input_range01=opts.input_range01, classes=opts.classes, log=log
+        )
         timings["export"] = time.time() - t
-        log(f"exported {opts.model} -> ONNX {exported.input_size}x{exported.input_size}, "
-            f"{len(exported.classes)} classes; {exported.simplifier}")
+        log(
+            f"exported {opts.model} -> ONNX {exported.input_size}x{exported.input_size}, "
+            f"{len(exported.classes)} classes; {exported.simplifier}"
+        )
         lint = lint_stage(exported, board, log)
         precheck_stage(exported, lint, board, budget, log)
         _need_toolchain(board)
 
         input_spec = InputSpec(exported.input_size)
         t = time.time()
-        calib, hold = calib_mod.calibration_and_holdout(opts.calibration, spec, exported.input_size,
-                                                        opts.calibration_count,
-                                                        0 if opts.verify_data else opts.verify_count, log=log)
+        calib, hold = calib_mod.calibration_and_holdout(
+            opts.calibration,
+            spec,
+            exported.input_size,
+            opts.calibration_count,
+            0 if opts.verify_data else opts.verify_count,
+            log=log,
+        )
         if opts.verify_data and opts.verify_count > 0:
-            hold = calib_mod.pick_images(opts.verify_data, opts.verify_count, exported.input_size, spec.seed + 1, log=log)
+            hold = calib_mod.pick_images(
+                opts.verify_data, opts.verify_count, exported.input_size, spec.seed + 1, log=log
+            )
         timings["load_images"] = time.time() - t
         log(f"calibration: {len(calib)} images from {calib.source}; held-out: {len(hold)} images")
         calib_npy = tmp / "calibration.npy"
         np.save(calib_npy, calib.x)
 
         t = time.time()
-        comp = compile_stage(board, exported, calib_npy, tmp, str(opts.model), w=None,
-                             calibrate_method=opts.calibrate_method)
+        comp = compile_stage(
+            board, exported, calib_npy, tmp, str(opts.model), w=None, calibrate_method=opts.calibrate_method
+        )
         timings["compile"] = time.time() - t
         if not comp.reproducible:
-            warnings.append("the compiler ran with address randomisation on (not Linux, or refused): nncase 1.9 "
-                            "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes")
+            warnings.append(
+                "the compiler ran with address randomisation on (not Linux, or refused): nncase 1.9 "
+                "leaves a few unused bits uninitialised, so rebuilding may not give identical bytes"
+            )
         log(f"compiled in {timings['compile']:.1f} s: {comp.bytes:,} B kmodel")
         t = time.time()
         meas = measure_judged_stage(comp, fmt, lint, board, budget, exported, log)
@@ -459,17 +577,35 @@ def build_kmodel(opts: BuildOptions, log=print) -> BuildResult:
             v3_check = _check_v3(v3_out, k, time.time() - t, log, conversion.data, x)
         timings["total"] = time.time() - t_start
         record = BuildRecord(
-            source=Path(opts.model), board=board, export=exported, input=input_spec, lint=lint,
-            lint_disagreements=disagreements, calibration=calib, calibration_seed=spec.seed,
-            calibrate_method=opts.calibrate_method, holdout=hold, kmodel_version=KMODEL_VERSION[fmt],
-            nncase=board.nncase, reproducible=comp.reproducible, memory=mem, budget_source=budget.source,
-            verdict=verdict, verification=ver, conversion=conversion,
-            v5_kmodel=v5_kmodel if conversion is not None else None, v3_check=v3_check, warnings=warnings,
-            timings=timings)
+            source=Path(opts.model),
+            board=board,
+            export=exported,
+            input=input_spec,
+            lint=lint,
+            lint_disagreements=disagreements,
+            calibration=calib,
+            calibration_seed=spec.seed,
+            calibrate_method=opts.calibrate_method,
+            holdout=hold,
+            kmodel_version=KMODEL_VERSION[fmt],
+            nncase=board.nncase,
+            reproducible=comp.reproducible,
+            memory=mem,
+            budget_source=budget.source,
+            verdict=verdict,
+            verification=ver,
+            conversion=conversion,
+            v5_kmodel=v5_kmodel if conversion is not None else None,
+            v3_check=v3_check,
+            warnings=warnings,
+            timings=timings,
+        )
         with atomic_dir(opts.out) as stage:
             _write_artifacts(stage, tmp, kmodel, record)
-    log(f"wrote {opts.out}/ (model.kmodel{' (v3), model.v5.kmodel' if fmt == 'v3' else ''}, classes.txt, "
-        "manifest.json, report.md, budget.png)")
+    log(
+        f"wrote {opts.out}/ (model.kmodel{' (v3), model.v5.kmodel' if fmt == 'v3' else ''}, classes.txt, "
+        "manifest.json, report.md, budget.png)"
+    )
     return BuildResult(Path(opts.out), verdict.fits, mem.as_dict(), ver.as_dict() if ver else None, warnings)
 
 

@@ -16,8 +16,13 @@ def git_revision() -> str | None:
         return None
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if rev.returncode != 0:
@@ -30,8 +35,12 @@ def budget_png(path: Path, mem, verdict, board_name: str) -> None:
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 1]})
-    parts = [("kmodel", mem.kmodel_bytes, "#4c72b0"), ("working data", mem.data_bytes, "#dd8452"),
-             ("input", mem.input_bytes, "#55a868"), ("output", mem.output_bytes, "#c44e52")]
+    parts = [
+        ("kmodel", mem.kmodel_bytes, "#4c72b0"),
+        ("working data", mem.data_bytes, "#dd8452"),
+        ("input", mem.input_bytes, "#55a868"),
+        ("output", mem.output_bytes, "#c44e52"),
+    ]
     parts += [(what.split(",")[0], b, "#937860") for what, b in verdict.app]  # the camera buffers
     left = 0
     for name, b, c in parts:
@@ -69,11 +78,19 @@ def report_markdown(record: BuildRecord) -> str:
     lines += [
         f"- board profile: `{b.name}` — {b.description}",
         f"- kmodel format: v{record.kmodel_version} "
-        + (f"(re-emitted from nncase {record.nncase}'s v5 build, kept as model.v5.kmodel)"
-           if record.conversion is not None else f"(nncase {record.nncase})")
-        + "; this firmware loads " + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions)
-        + (f"\n- v3 check: the v3 file (our interpreter) gives the v5 file's simulator outputs bit for bit on "
-           f"{record.v3_check['identical']} of {record.v3_check['images']} images" if record.v3_check else ""),
+        + (
+            f"(re-emitted from nncase {record.nncase}'s v5 build, kept as model.v5.kmodel)"
+            if record.conversion is not None
+            else f"(nncase {record.nncase})"
+        )
+        + "; this firmware loads "
+        + ", ".join(f"v{x}" for x in b.firmware.kmodel_versions)
+        + (
+            f"\n- v3 check: the v3 file (our interpreter) gives the v5 file's simulator outputs bit for bit on "
+            f"{record.v3_check['identical']} of {record.v3_check['images']} images"
+            if record.v3_check
+            else ""
+        ),
         f"- verdict: **{'fits' if v.fits else 'does not fit'}** — {format_size(v.ram_used)} of "
         f"{format_size(v.ram_budget)} of free system heap (the model and the camera buffers); KPU SRAM peak "
         f"{mem.kpu_peak:,} of {b.kpu_sram:,} B",
@@ -86,8 +103,8 @@ def report_markdown(record: BuildRecord) -> str:
         "",
         "![memory budget](budget.png)",
         "",
-        "## Memory (from the compiler's schedule" + ("; v3: file + the main memory it declares)"
-                                                     if record.conversion is not None else ")"),
+        "## Memory (from the compiler's schedule"
+        + ("; v3: file + the main memory it declares)" if record.conversion is not None else ")"),
         "",
         "| part | bytes |",
         "|---|---:|",
@@ -103,7 +120,9 @@ def report_markdown(record: BuildRecord) -> str:
         f"| KPU SRAM peak (separate 2 MiB) | {mem.kpu_peak:,} |",
         "",
         f"The budget is the free system heap after boot (`Maix.utils.heap_free()` before the app allocates "
-        f"anything). {v.gc_heap}." if v.gc_heap else "",
+        f"anything). {v.gc_heap}."
+        if v.gc_heap
+        else "",
         "",
     ]
     if mem.crosscheck:
@@ -112,9 +131,13 @@ def report_markdown(record: BuildRecord) -> str:
     if v.problems:
         lines += ["## Over budget", ""] + [f"- {p}" for p in v.problems] + ["", "Options:", ""]
         lines += [f"- {o}" for o in v.options] + [""]
-    lines += ["## Where layers run", "",
-              f"{len(lint.kpu_convs)} convolutions on the KPU; CPU ops after compiling: "
-              + (", ".join(f"{k} `{n}`" for k, n in mem.cpu_ops) or "none"), ""]
+    lines += [
+        "## Where layers run",
+        "",
+        f"{len(lint.kpu_convs)} convolutions on the KPU; CPU ops after compiling: "
+        + (", ".join(f"{k} `{n}`" for k, n in mem.cpu_ops) or "none"),
+        "",
+    ]
     if lint.cpu_fallbacks:
         lines += ["Layers that fall back to the CPU:", ""]
         lines += [f"- `{e.node}` ({e.op}): {e.reason} — fix: {e.fix}" for e in lint.cpu_fallbacks] + [""]
@@ -126,8 +149,11 @@ def report_markdown(record: BuildRecord) -> str:
             "",
             f"{ver.images} held-out images ({ver.labelled} labelled) from `{record.holdout.source}`; "
             "float = ONNX in onnxruntime, kmodel = "
-            + ("the v3 file in our v3 interpreter (uint8 KPU arithmetic)." if ver.v3_vs_v5
-               else "nncase simulator (uint8)."),
+            + (
+                "the v3 file in our v3 interpreter (uint8 KPU arithmetic)."
+                if ver.v3_vs_v5
+                else "nncase simulator (uint8)."
+            ),
             "",
             "| | float | kmodel |",
             "|---|---:|---:|",
@@ -141,11 +167,12 @@ def report_markdown(record: BuildRecord) -> str:
         ]
         if ver.v3_vs_v5:
             c = ver.v3_vs_v5
-            lines.append(f"- kmodel v3 (our interpreter) vs nncase's v5 (its simulator): identical outputs, bit for bit, "
-                         f"on {c['identical']} of {c['images']} images")
+            lines.append(
+                f"- kmodel v3 (our interpreter) vs nncase's v5 (its simulator): identical outputs, bit for bit, "
+                f"on {c['identical']} of {c['images']} images"
+            )
         lines += [f"- {n}" for n in ver.notes] + [""]
     for n in record.export.notes:
         lines.append(f"- note: {n}")
     lines.append("")
     return "\n".join(lines)
-

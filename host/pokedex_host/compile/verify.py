@@ -36,8 +36,15 @@ def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(top == labels[:, None], axis=1)) * 100)
 
 
-def compare(float_logits: np.ndarray, kmodel_logits: np.ndarray, labels: list[int | None], classes: list[int],
-            threshold_pp: float, *, judge_agreement: bool = True) -> Verification:
+def compare(
+    float_logits: np.ndarray,
+    kmodel_logits: np.ndarray,
+    labels: list[int | None],
+    classes: list[int],
+    threshold_pp: float,
+    *,
+    judge_agreement: bool = True,
+) -> Verification:
     """Top-k of both models on labelled images; agreement and cosine on all.
 
     Without labels the loss cannot be measured; top-1 disagreement stands in for it unless
@@ -65,16 +72,33 @@ def compare(float_logits: np.ndarray, kmodel_logits: np.ndarray, labels: list[in
     else:
         notes.append("no labelled images and untrained weights: nothing to judge accuracy by; see the cosine")
         flagged = False
-    return Verification(n, int(mask.sum()), f1, f5, k1, k5, agree, float(cos.mean()) if n else 0.0,
-                        float(cos.min()) if n else 0.0, loss, threshold_pp, bool(flagged), notes)
+    return Verification(
+        n,
+        int(mask.sum()),
+        f1,
+        f5,
+        k1,
+        k5,
+        agree,
+        float(cos.mean()) if n else 0.0,
+        float(cos.min()) if n else 0.0,
+        loss,
+        threshold_pp,
+        bool(flagged),
+        notes,
+    )
 
 
 def same_outputs(a: np.ndarray, b: np.ndarray) -> dict:
     """Image by image, are two runs' outputs identical to the bit? (``images``, ``identical``, ``max_abs_diff``)."""
     a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
     if a32.shape != b32.shape:
-        return {"images": int(len(a32)), "identical": 0, "max_abs_diff": None,
-                "shapes": [list(a32.shape), list(b32.shape)]}
+        return {
+            "images": int(len(a32)),
+            "identical": 0,
+            "max_abs_diff": None,
+            "shapes": [list(a32.shape), list(b32.shape)],
+        }
     same = [bool(np.array_equal(x.view(np.uint32), y.view(np.uint32))) for x, y in zip(a32, b32)]
     diff = float(np.max(np.abs(a32.astype(np.float64) - b32))) if a32.size else 0.0
     return {"images": len(same), "identical": int(sum(same)), "max_abs_diff": diff}

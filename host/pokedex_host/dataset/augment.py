@@ -15,8 +15,16 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-CARD_COLOURS = [(236, 200, 64), (200, 200, 210), (230, 120, 90), (110, 170, 230), (140, 200, 120),
-                (190, 140, 210), (240, 170, 200), (170, 150, 120)]
+CARD_COLOURS = [
+    (236, 200, 64),
+    (200, 200, 210),
+    (230, 120, 90),
+    (110, 170, 230),
+    (140, 200, 120),
+    (190, 140, 210),
+    (240, 170, 200),
+    (170, 150, 120),
+]
 
 
 def alpha_from_white(im: Image.Image, tol: int = 12) -> Image.Image:
@@ -27,7 +35,16 @@ def alpha_from_white(im: Image.Image, tol: int = 12) -> Image.Image:
     white = (a.min(axis=2) >= 255 - tol).astype(np.uint8) * 255
     mask = Image.fromarray(white, "L").copy()  # a copy: floodfill cannot write into numpy-backed pixels
     w, h = mask.size
-    for x, y in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1), (w // 2, 0), (w // 2, h - 1), (0, h // 2), (w - 1, h // 2)):
+    for x, y in (
+        (0, 0),
+        (w - 1, 0),
+        (0, h - 1),
+        (w - 1, h - 1),
+        (w // 2, 0),
+        (w // 2, h - 1),
+        (0, h // 2),
+        (w - 1, h // 2),
+    ):
         if mask.getpixel((x, y)) == 255:
             ImageDraw.floodfill(mask, (x, y), 128)
     bg = np.asarray(mask) == 128
@@ -71,8 +88,9 @@ def _card(sprite: Image.Image, rng) -> Image.Image:
     card.paste(bg, art[:2])
     aw, ah = (art[2] - art[0]) * 0.92, (art[3] - art[1]) * 0.92
     k = min(aw / sprite.width, ah / sprite.height)  # small sprites are scaled up to fill the art
-    sp = sprite.resize((max(1, int(sprite.width * k)), max(1, int(sprite.height * k))),
-                       Image.LANCZOS if k < 1 else Image.BICUBIC)
+    sp = sprite.resize(
+        (max(1, int(sprite.width * k)), max(1, int(sprite.height * k))), Image.LANCZOS if k < 1 else Image.BICUBIC
+    )
     ox = art[0] + (art[2] - art[0] - sp.width) // 2
     oy = art[1] + (art[3] - art[1] - sp.height) // 2
     card.alpha_composite(sp, (ox, oy))
@@ -148,8 +166,12 @@ def camera_frame(sprite: Image.Image, rng: np.random.Generator, strength: float 
         side = rng.integers(4)
         t = rng.uniform(0.1, 0.25) * W
         x, y = rng.uniform(0, W), rng.uniform(0, H)
-        box = {0: [x - t, -t, x + t, t * 1.2], 1: [x - t, H - t * 1.2, x + t, H + t],
-               2: [-t, y - t, t * 1.2, y + t], 3: [W - t * 1.2, y - t, W + t, y + t]}[int(side)]
+        box = {
+            0: [x - t, -t, x + t, t * 1.2],
+            1: [x - t, H - t * 1.2, x + t, H + t],
+            2: [-t, y - t, t * 1.2, y + t],
+            3: [W - t * 1.2, y - t, W + t, y + t],
+        }[int(side)]
         d.ellipse(box, fill=tuple(int(v) for v in rng.uniform([170, 110, 90], [235, 170, 140])))
     # blur: motion or focus
     if rng.random() < 0.7 * s:

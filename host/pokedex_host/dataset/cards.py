@@ -21,8 +21,17 @@ from PIL import Image, ImageDraw, ImageFilter
 from ..pixels import resize_rgb565, to_rgb565
 from .augment import crop_to_alpha, perspective_coeffs
 
-BORDER_COLOURS = [(236, 200, 64), (200, 200, 210), (230, 120, 90), (110, 170, 230), (140, 200, 120),
-                  (190, 140, 210), (240, 170, 200), (170, 150, 120), (60, 60, 70)]
+BORDER_COLOURS = [
+    (236, 200, 64),
+    (200, 200, 210),
+    (230, 120, 90),
+    (110, 170, 230),
+    (140, 200, 120),
+    (190, 140, 210),
+    (240, 170, 200),
+    (170, 150, 120),
+    (60, 60, 70),
+]
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,9 @@ def _panel(rng, w, h) -> Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def render_card(sprite: Image.Image, rng: np.random.Generator, width: int = 252,
-                layout: CardLayout = LAYOUT) -> Image.Image:
+def render_card(
+    sprite: Image.Image, rng: np.random.Generator, width: int = 252, layout: CardLayout = LAYOUT
+) -> Image.Image:
     """An RGBA card ``width`` px wide: border colour, name bar, art window with ``sprite`` (RGBA,
     alpha = the Pokémon) on a panel, attack text; a plain or holographic finish."""
     w, h = width, int(round(width * layout.aspect))
@@ -107,8 +117,9 @@ def render_card(sprite: Image.Image, rng: np.random.Generator, width: int = 252,
     panel = _panel(rng, ab[2] - ab[0], ab[3] - ab[1]).convert("RGBA")
     aw, ah = panel.size
     k = min(aw * rng.uniform(0.7, 0.95) / sprite.width, ah * rng.uniform(0.75, 0.97) / sprite.height)
-    sp = sprite.resize((max(1, int(sprite.width * k)), max(1, int(sprite.height * k))),
-                       Image.LANCZOS if k < 1 else Image.BICUBIC)
+    sp = sprite.resize(
+        (max(1, int(sprite.width * k)), max(1, int(sprite.height * k))), Image.LANCZOS if k < 1 else Image.BICUBIC
+    )
     ox = int((aw - sp.width) * rng.uniform(0.3, 0.7))
     oy = int((ah - sp.height) * rng.uniform(0.4, 0.9))
     panel.alpha_composite(sp, (max(0, ox), max(0, oy)))
@@ -117,8 +128,10 @@ def render_card(sprite: Image.Image, rng: np.random.Generator, width: int = 252,
     tb = box(layout.text)
     for i in range(int(rng.integers(3, 7))):  # attack text lines
         y = tb[1] + i * (tb[3] - tb[1]) / 7
-        d.rectangle([tb[0], y, int(rng.uniform(tb[0] + 0.3 * (tb[2] - tb[0]), tb[2])), y + max(2, h // 80)],
-                    fill=(50, 45, 40, 255))
+        d.rectangle(
+            [tb[0], y, int(rng.uniform(tb[0] + 0.3 * (tb[2] - tb[0]), tb[2])), y + max(2, h // 80)],
+            fill=(50, 45, 40, 255),
+        )
     if rng.random() < 0.35:  # holo finish: a rainbow sheen over the whole card
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         ph = (xx + yy * rng.uniform(0.3, 1.5)) / rng.uniform(15, 60) + rng.uniform(0, 6)
@@ -129,8 +142,15 @@ def render_card(sprite: Image.Image, rng: np.random.Generator, width: int = 252,
     return card
 
 
-def place_card(card: Image.Image, frame: Image.Image, rng, height_frac: tuple[float, float],
-               max_angle: float, persp: float, off_centre: float) -> np.ndarray:
+def place_card(
+    card: Image.Image,
+    frame: Image.Image,
+    rng,
+    height_frac: tuple[float, float],
+    max_angle: float,
+    persp: float,
+    off_centre: float,
+) -> np.ndarray:
     """Composite ``card`` into ``frame`` (RGBA, in place) scaled to a fraction of the frame's height,
     rotated, with a perspective tilt; returns its 4 corners (TL, TR, BR, BL) in frame pixels."""
     W, H = frame.size
@@ -149,8 +169,9 @@ def place_card(card: Image.Image, frame: Image.Image, rng, height_frac: tuple[fl
     centre = np.array([W / 2, H / 2]) + rng.uniform(-1, 1, 2) * room * off_centre
     corners = pts + centre
     src = [(0, 0), (card.width, 0), (card.width, card.height), (0, card.height)]
-    warped = card.transform((W, H), Image.PERSPECTIVE, perspective_coeffs(src, [tuple(p) for p in corners]),
-                            Image.BICUBIC)
+    warped = card.transform(
+        (W, H), Image.PERSPECTIVE, perspective_coeffs(src, [tuple(p) for p in corners]), Image.BICUBIC
+    )
     frame.alpha_composite(warped)
     return corners
 
@@ -203,8 +224,9 @@ def camera_effects(img: Image.Image, rng: np.random.Generator, s: float = 1.0, o
     return to_rgb565(a)
 
 
-def art_view(sprite: Image.Image, rng: np.random.Generator, size: int = 128, strength: float = 1.0,
-             layout: CardLayout = LAYOUT) -> np.ndarray:
+def art_view(
+    sprite: Image.Image, rng: np.random.Generator, size: int = 128, strength: float = 1.0, layout: CardLayout = LAYOUT
+) -> np.ndarray:
     """What the classifier sees on the board: a QVGA camera frame of the card (``card_frame``),
     cropped the way firmware/pk_card.py crops a located card — the bounding box of the art window
     plus margin, from corners off by the locator's typical error (~1.5 % of the card) — and
@@ -213,16 +235,18 @@ def art_view(sprite: Image.Image, rng: np.random.Generator, size: int = 128, str
     return crop_art(img, corners, rng, size, layout)
 
 
-def scan_view(card: Image.Image, rng: np.random.Generator, size: int = 128, strength: float = 1.0,
-              layout: CardLayout = LAYOUT) -> np.ndarray:
+def scan_view(
+    card: Image.Image, rng: np.random.Generator, size: int = 128, strength: float = 1.0, layout: CardLayout = LAYOUT
+) -> np.ndarray:
     """``art_view`` of a real card (an RGBA scan, ``scans.open_card``) held in a hand
     (``held_card_frame``). uint8 size x size x 3."""
     img, corners = held_card_frame(card, rng, strength=strength)
     return crop_art(img, corners, rng, size, layout)
 
 
-def crop_art(img: np.ndarray, corners: np.ndarray, rng: np.random.Generator, size: int,
-             layout: CardLayout = LAYOUT) -> np.ndarray:
+def crop_art(
+    img: np.ndarray, corners: np.ndarray, rng: np.random.Generator, size: int, layout: CardLayout = LAYOUT
+) -> np.ndarray:
     """The firmware's crop of the card with ``corners`` in frame ``img``, from corners off by the
     locator's typical error (~1.5 % of the card), resized to ``size`` as MaixPy resizes."""
     err = rng.normal(0, 0.015, (4, 2)) * np.ptp(corners, axis=0)
@@ -247,9 +271,16 @@ def sprite_from_rgb(x: np.ndarray, tol: int = 12) -> Image.Image:
     return crop_to_alpha(Image.fromarray(np.dstack([x, alpha]), "RGBA"))
 
 
-def card_frame(sprite: Image.Image | None, rng: np.random.Generator, width: int = 320, height: int = 240,
-               height_frac: tuple[float, float] = (0.4, 1.0), max_angle: float = 25.0,
-               layout: CardLayout = LAYOUT, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+def card_frame(
+    sprite: Image.Image | None,
+    rng: np.random.Generator,
+    width: int = 320,
+    height: int = 240,
+    height_frac: tuple[float, float] = (0.4, 1.0),
+    max_angle: float = 25.0,
+    layout: CardLayout = LAYOUT,
+    strength: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """A QVGA camera frame of a card held in front of the board (card height 40-100 % of the
     frame, anywhere, rotated up to ``max_angle``, tilted, uneven light, glare, blur, noise,
     RGB565) and its corners (TL, TR, BR, BL), or — with ``sprite=None`` — a frame with no card
@@ -305,14 +336,17 @@ def _sleeve(card: Image.Image, rng: np.random.Generator) -> Image.Image:
     pad = int(max(2, w * rng.uniform(0.02, 0.05)))
     out = Image.new("RGBA", (w + 2 * pad, h + 2 * pad), (0, 0, 0, 0))
     rim = tuple(int(v) for v in rng.choice([rng.uniform(200, 250, 3), rng.uniform(20, 200, 3)])) + (
-        int(rng.uniform(60, 200)),)
+        int(rng.uniform(60, 200)),
+    )
     ImageDraw.Draw(out).rounded_rectangle([0, 0, out.width - 1, out.height - 1], max(2, w // 20), fill=rim)
     out.alpha_composite(card, (pad, pad))
     film = Image.new("L", out.size, 0)
     x = rng.uniform(-0.3, 1.0) * out.width
     bw = rng.uniform(0.05, 0.3) * out.width
-    ImageDraw.Draw(film).polygon([(x, 0), (x + bw, 0), (x + bw - 0.6 * out.width, out.height),
-                                  (x - 0.6 * out.width, out.height)], fill=int(rng.uniform(20, 110)))
+    ImageDraw.Draw(film).polygon(
+        [(x, 0), (x + bw, 0), (x + bw - 0.6 * out.width, out.height), (x - 0.6 * out.width, out.height)],
+        fill=int(rng.uniform(20, 110)),
+    )
     film = film.filter(ImageFilter.GaussianBlur(out.width * 0.03))
     white = Image.new("RGBA", out.size, (255, 255, 250, 255))
     mask = Image.fromarray(np.minimum(np.asarray(film), np.asarray(out)[..., 3]))
@@ -321,9 +355,15 @@ def _sleeve(card: Image.Image, rng: np.random.Generator) -> Image.Image:
     return out
 
 
-def held_card_frame(card: Image.Image, rng: np.random.Generator, width: int = 320, height: int = 240,
-                    height_frac: tuple[float, float] = (0.45, 1.0), max_angle: float = 20.0,
-                    strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def held_card_frame(
+    card: Image.Image,
+    rng: np.random.Generator,
+    width: int = 320,
+    height: int = 240,
+    height_frac: tuple[float, float] = (0.45, 1.0),
+    max_angle: float = 20.0,
+    strength: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """A QVGA camera frame of a real card (RGBA) held in front of the board: on a desk, sometimes
     in a sleeve, fingers over its edges, at a distance, rotated and tilted, in uneven light, with
     the camera's effects; and the corners (TL, TR, BR, BL) of the card itself."""

@@ -24,7 +24,9 @@ class VerifyReport:
         return not self.failures
 
 
-def verify(data: Path, *, decode: bool = True, max_listed: int = 50, expect_species: int = SPECIES_COUNT) -> VerifyReport:
+def verify(
+    data: Path, *, decode: bool = True, max_listed: int = 50, expect_species: int = SPECIES_COUNT
+) -> VerifyReport:
     yolo = Path(data) / "processed" / "yolo_dataset"
     rep = VerifyReport()
     fail = rep.failures.append
@@ -38,8 +40,11 @@ def verify(data: Path, *, decode: bool = True, max_listed: int = 50, expect_spec
         for kind in ("images", "labels"):
             if not (yolo / kind / s).is_dir():
                 fail(f"{yolo}/{kind}/{s} is missing")
-    extra = sorted(p.name for p in (yolo / "images").iterdir() if p.is_dir() and p.name not in SPLITS) \
-        if (yolo / "images").is_dir() else []
+    extra = (
+        sorted(p.name for p in (yolo / "images").iterdir() if p.is_dir() and p.name not in SPLITS)
+        if (yolo / "images").is_dir()
+        else []
+    )
     if extra:
         fail(f"{yolo}/images has unexpected split folders: {', '.join(extra)}")
     rows = list(csv.DictReader((yolo / "split.csv").open(encoding="utf-8"))) if (yolo / "split.csv").exists() else []
@@ -114,6 +119,9 @@ def verify(data: Path, *, decode: bool = True, max_listed: int = 50, expect_spec
     rep.species_in_train = len({int(r["dex"]) for r in rows if r["split"] == "train"})
     missing = sorted(set(range(1, SPECIES_COUNT + 1)) - {int(r["dex"]) for r in rows if r["split"] == "train"})
     if SPECIES_COUNT - len(missing) < expect_species:
-        fail(f"{len(missing)} of {SPECIES_COUNT} species have no training images: "
-             + ", ".join(f"#{d:04d}" for d in missing[:20]) + (" ..." if len(missing) > 20 else ""))
+        fail(
+            f"{len(missing)} of {SPECIES_COUNT} species have no training images: "
+            + ", ".join(f"#{d:04d}" for d in missing[:20])
+            + (" ..." if len(missing) > 20 else "")
+        )
     return rep

@@ -41,8 +41,10 @@ def _load(repo: str):
     try:
         return datasets.load_dataset(repo, split="train")
     except Exception as e:
-        raise PokedexError(f"hf:{repo} could not be loaded: {type(e).__name__}: {str(e)[:200]}",
-                           "check the repo id and the network (the Hub is needed for remote datasets)") from e
+        raise PokedexError(
+            f"hf:{repo} could not be loaded: {type(e).__name__}: {str(e)[:200]}",
+            "check the repo id and the network (the Hub is needed for remote datasets)",
+        ) from e
 
 
 def detect_columns(features: dict) -> tuple[str, str, str | None]:
@@ -50,24 +52,32 @@ def detect_columns(features: dict) -> tuple[str, str, str | None]:
     import datasets
 
     cols = list(features)
-    image = next((c for c in cols if isinstance(features[c], datasets.Image)), None) or \
-        next((c for c in cols if c.lower() in IMAGE_NAMES), None)
-    cls = next((c for c in cols if isinstance(features[c], datasets.ClassLabel)), None) or \
-        next((c for c in cols if c.lower() in CLASS_NAMES), None)
+    image = next((c for c in cols if isinstance(features[c], datasets.Image)), None) or next(
+        (c for c in cols if c.lower() in IMAGE_NAMES), None
+    )
+    cls = next((c for c in cols if isinstance(features[c], datasets.ClassLabel)), None) or next(
+        (c for c in cols if c.lower() in CLASS_NAMES), None
+    )
     sub = None
     if cls is None:
         obj = next((c for c in cols if c.lower() in OBJECT_NAMES), None)
         if obj is not None:
             inner = features[obj]
-            keys = list(inner.feature.keys()) if hasattr(inner, "feature") and hasattr(inner.feature, "keys") else \
-                list(inner.keys()) if hasattr(inner, "keys") else []
+            keys = (
+                list(inner.feature.keys())
+                if hasattr(inner, "feature") and hasattr(inner.feature, "keys")
+                else list(inner.keys())
+                if hasattr(inner, "keys")
+                else []
+            )
             sub = next((k for k in keys if k.lower() in OBJECT_CLASS), None)
             cls = obj if sub else None
     if image is None or cls is None:
         raise PokedexError(
             f"unknown dataset schema: columns {cols}",
             "expected an image column (Image feature or named image/img) and a class (ClassLabel, a column named "
-            "label/class/category/dex, or objects with a category list)")
+            "label/class/category/dex, or objects with a category list)",
+        )
     return image, cls, sub
 
 
@@ -91,7 +101,9 @@ def ingest_hf(repo: str, data: Path, *, workers: int = 0, log=print) -> IngestRe
     image_col, cls_col, sub = detect_columns(ds.features)
     feat = ds.features[cls_col]
     names = feat.names if isinstance(feat, datasets.ClassLabel) else None
-    log(f"hf:{repo}: {len(ds)} rows; image column {image_col!r}, class from {cls_col!r}" + (f"[{sub!r}]" if sub else ""))
+    log(
+        f"hf:{repo}: {len(ds)} rows; image column {image_col!r}, class from {cls_col!r}" + (f"[{sub!r}]" if sub else "")
+    )
     staging = Path(data) / "cache" / "hf" / repo.strip("/").replace("/", "__")
     import shutil
 

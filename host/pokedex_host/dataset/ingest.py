@@ -60,16 +60,31 @@ def _examine(path: str) -> tuple[str, dict | None, str | None]:
         h = dhash(p)
     except ImageProblem as e:
         return path, None, str(e)
-    return path, {"sha256": hashlib.sha256(data).hexdigest(), "format": info.format, "mode": info.mode,
-                  "width": info.width, "height": info.height, "frames": info.frames, "notes": list(info.notes),
-                  "dhash": h}, None
+    return (
+        path,
+        {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "format": info.format,
+            "mode": info.mode,
+            "width": info.width,
+            "height": info.height,
+            "frames": info.frames,
+            "notes": list(info.notes),
+            "dhash": h,
+        },
+        None,
+    )
 
 
-def ingest_folder(source: Path | str, data: Path, *, workers: int = 0, log=print, source_label: str | None = None) -> IngestReport:
+def ingest_folder(
+    source: Path | str, data: Path, *, workers: int = 0, log=print, source_label: str | None = None
+) -> IngestReport:
     source = Path(source)
     if not source.is_dir():
-        raise PokedexError(f"ingest source {source} is not a folder",
-                           "pass a folder with one sub-folder per species named by dex number (0001 ... 1025)")
+        raise PokedexError(
+            f"ingest source {source} is not a folder",
+            "pass a folder with one sub-folder per species named by dex number (0001 ... 1025)",
+        )
     rep = IngestReport(source_label or str(source))
     files: list[tuple[int, Path]] = []
     try:
@@ -81,8 +96,13 @@ def ingest_folder(source: Path | str, data: Path, *, workers: int = 0, log=print
             continue
         dex = parse_dex(d.name)
         if dex is None:
-            rep.problems.append(Problem(str(d), f"folder name {d.name!r} is not a dex number 1..{SPECIES_COUNT}",
-                                        "skipped (rename it to the dex number, e.g. 0025)"))
+            rep.problems.append(
+                Problem(
+                    str(d),
+                    f"folder name {d.name!r} is not a dex number 1..{SPECIES_COUNT}",
+                    "skipped (rename it to the dex number, e.g. 0025)",
+                )
+            )
             continue
         try:
             for f in sorted(d.rglob("*")):
@@ -115,18 +135,33 @@ def ingest_folder(source: Path | str, data: Path, *, workers: int = 0, log=print
             if have is not None:
                 rep.duplicates += 1
                 if have.dex != dex:
-                    rep.problems.append(Problem(str(f), f"same bytes as an image of #{have.dex:04d}, filed under #{dex:04d}",
-                                                f"kept under #{have.dex:04d} only"))
+                    rep.problems.append(
+                        Problem(
+                            str(f),
+                            f"same bytes as an image of #{have.dex:04d}, filed under #{dex:04d}",
+                            f"kept under #{have.dex:04d} only",
+                        )
+                    )
                 elif src_ref not in have.sources:
                     have.sources.append(src_ref)
                 continue
             ext = FORMAT_EXT[info["format"]]
             if f.suffix.lower() not in (ext, ".jpeg" if ext == ".jpg" else ext, ".tif" if ext == ".tiff" else ext):
-                rep.problems.append(Problem(str(f), f"extension {f.suffix or '(none)'} but the content is {info['format']}",
-                                            f"stored as {ext}"))
+                rep.problems.append(
+                    Problem(
+                        str(f),
+                        f"extension {f.suffix or '(none)'} but the content is {info['format']}",
+                        f"stored as {ext}",
+                    )
+                )
             for note in info["notes"]:
-                rep.problems.append(Problem(str(f), note.split(" converted")[0].split(" applied")[0],
-                                            note if "converted" in note or "applied" in note else "kept"))
+                rep.problems.append(
+                    Problem(
+                        str(f),
+                        note.split(" converted")[0].split(" applied")[0],
+                        note if "converted" in note or "applied" in note else "kept",
+                    )
+                )
             rel_raw = f"all_pokemon/{dex:04d}/{info['sha256'][:16]}{ext}"
             dst = raw / rel_raw
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -134,8 +169,19 @@ def ingest_folder(source: Path | str, data: Path, *, workers: int = 0, log=print
                 tmp = dst.with_name(dst.name + ".part")
                 shutil.copyfile(f, tmp)
                 os.replace(tmp, dst)
-            index[info["sha256"]] = RawImage(info["sha256"], dex, rel_raw, info["format"], info["mode"], info["width"],
-                                             info["height"], info["frames"], info["dhash"], info["notes"], [src_ref])
+            index[info["sha256"]] = RawImage(
+                info["sha256"],
+                dex,
+                rel_raw,
+                info["format"],
+                info["mode"],
+                info["width"],
+                info["height"],
+                info["frames"],
+                info["dhash"],
+                info["notes"],
+                [src_ref],
+            )
             rep.added += 1
     progress.done()
     save_index(data, index)

@@ -43,7 +43,7 @@ def _get(url: str, headers: dict | None = None, timeout: float = 60):
 def _split_spec(spec: str) -> tuple[str, str | None]:
     """``pkg``, ``pkg@1.2.3``, ``@scope/pkg@1.2.3`` -> (name, version or None)."""
     at = spec.rfind("@")
-    return (spec[:at], spec[at + 1:]) if at > 0 else (spec, None)
+    return (spec[:at], spec[at + 1 :]) if at > 0 else (spec, None)
 
 
 def package_meta(spec: str) -> dict:
@@ -57,7 +57,9 @@ def package_meta(spec: str) -> dict:
     except urllib.error.HTTPError as e:
         raise PokedexError(f"npm registry: {spec}: HTTP {e.code}", "check the package name (and version)") from e
     except (urllib.error.URLError, OSError) as e:
-        raise PokedexError(f"npm registry unreachable for {spec}: {e}", "check the network, or ingest a local folder") from e
+        raise PokedexError(
+            f"npm registry unreachable for {spec}: {e}", "check the network, or ingest a local folder"
+        ) from e
     if "dist" not in meta or "tarball" not in meta["dist"]:
         raise PokedexError(f"npm registry: {spec} has no tarball in its metadata")
     return meta
@@ -84,8 +86,10 @@ def download(url: str, dest: Path, integrity: str | None, log=print) -> Path:
         raise PokedexError(f"download of {url} failed: {e}", "run the same command again: it resumes") from e
     if not _matches(part, integrity):
         part.unlink()
-        raise PokedexError(f"{url}: the download does not match the registry's integrity hash {integrity}",
-                           "run again; if it repeats, the package or a proxy is corrupting it")
+        raise PokedexError(
+            f"{url}: the download does not match the registry's integrity hash {integrity}",
+            "run again; if it repeats, the package or a proxy is corrupting it",
+        )
     os.replace(part, dest)
     return dest
 
@@ -132,8 +136,10 @@ def sprite_frames(path: Path) -> list[Image.Image]:
         try:
             import cairosvg
         except (ImportError, OSError) as e:
-            raise PokedexError("SVG sprites need cairosvg and the cairo library",
-                               "pip install cairosvg; on Debian/Ubuntu also apt install libcairo2") from e
+            raise PokedexError(
+                "SVG sprites need cairosvg and the cairo library",
+                "pip install cairosvg; on Debian/Ubuntu also apt install libcairo2",
+            ) from e
         png = cairosvg.svg2png(url=str(path), output_width=256)
         frames = [Image.open(io.BytesIO(png)).convert("RGBA")]
     else:
@@ -153,7 +159,9 @@ def ingest_npm(spec: str, data: Path, *, workers: int = 0, log=print) -> IngestR
     label = f"npm:{meta.get('name', spec)}@{meta.get('version', '?')}"
     cache = Path(data) / "cache" / "npm"
     cache.mkdir(parents=True, exist_ok=True)
-    tgz = download(meta["dist"]["tarball"], cache / Path(meta["dist"]["tarball"]).name, meta["dist"].get("integrity"), log)
+    tgz = download(
+        meta["dist"]["tarball"], cache / Path(meta["dist"]["tarball"]).name, meta["dist"].get("integrity"), log
+    )
     work = cache / (tgz.name + ".d")
     if work.exists():
         import shutil
@@ -176,14 +184,18 @@ def ingest_npm(spec: str, data: Path, *, workers: int = 0, log=print) -> IngestR
             problems.append(Problem(f"{label}:{rel}", f"cannot decode: {e}", "skipped"))
             continue
         for i, fr in enumerate(frames):
-            out = staging / f"{dex:04d}" / (str(rel).replace("/", "__") + (f"__f{i}" if len(frames) > 1 else "") + ".png")
+            out = (
+                staging / f"{dex:04d}" / (str(rel).replace("/", "__") + (f"__f{i}" if len(frames) > 1 else "") + ".png")
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             fr.save(out)
             n += 1
     log(f"{label}: {n} sprites from {tgz.name}")
     if not n:
-        raise PokedexError(f"{label}: no sprite in the package could be matched to a species",
-                           "check the package: file names must be dex numbers or species names")
+        raise PokedexError(
+            f"{label}: no sprite in the package could be matched to a species",
+            "check the package: file names must be dex numbers or species names",
+        )
     rep = ingest_folder(staging, data, workers=workers, log=log, source_label=label)
     rep.problems = problems + rep.problems
     for p in problems:

@@ -79,8 +79,18 @@ def styles_for(files: list[str]) -> dict[str, str] | None:
     return None
 
 
-def camera_set(data: Path, split: str, out: Path, *, strength: float = 1.0, size: int = 224, seed: int = 0,
-               kind: str = "camera", no_card_every: int = 10, limit: int | None = None) -> int:
+def camera_set(
+    data: Path,
+    split: str,
+    out: Path,
+    *,
+    strength: float = 1.0,
+    size: int = 224,
+    seed: int = 0,
+    kind: str = "camera",
+    no_card_every: int = 10,
+    limit: int | None = None,
+) -> int:
     """Materialise ``split`` as a fixed, seeded evaluation set; returns the number of images.
 
     kind ``camera``: centred camera-like frames (``augment.camera_frame``), an ImageFolder;
@@ -117,14 +127,22 @@ def camera_set(data: Path, split: str, out: Path, *, strength: float = 1.0, size
             frame.save(buf, "JPEG", quality=95)
             atomic_write_bytes(Path(out) / f"{int(row['dex']):04d}" / (name + ".jpg"), buf.getvalue())
         elif kind == "art":
-            Image.fromarray(art_view(crop_to_alpha(_sprite(raw_dir(data) / r.file)), rng, size, strength)).save(buf, "PNG")
+            Image.fromarray(art_view(crop_to_alpha(_sprite(raw_dir(data) / r.file)), rng, size, strength)).save(
+                buf, "PNG"
+            )
             atomic_write_bytes(Path(out) / f"{int(row['dex']):04d}" / (name + ".png"), buf.getvalue())
         else:
             img, corners = card_frame(crop_to_alpha(_sprite(raw_dir(data) / r.file)), rng)
             Image.fromarray(img).save(buf, "PNG")
             atomic_write_bytes(Path(out) / "frames" / (name + ".png"), buf.getvalue())
-            truth.append({"file": f"frames/{name}.png", "dex": int(row["dex"]), "style": style_of(r),
-                          "corners": [[round(float(v), 2) for v in p] for p in corners]})
+            truth.append(
+                {
+                    "file": f"frames/{name}.png",
+                    "dex": int(row["dex"]),
+                    "style": style_of(r),
+                    "corners": [[round(float(v), 2) for v in p] for p in corners],
+                }
+            )
             if no_card_every and (n + 1) % no_card_every == 0:
                 buf = io.BytesIO()
                 img, _ = card_frame(None, np.random.default_rng([seed, 7, n]))

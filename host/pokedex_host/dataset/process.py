@@ -116,14 +116,26 @@ def process(data: Path, *, seed: int = 0, workers: int = 0, log=print) -> Proces
     names = "\n".join(f"  {s.dex - 1}: {_yaml_str(s.name)}" for s in all_species())
     (staging_y / "data.yaml").write_text(
         f"# written by pokedex-host data process\npath: {yolo.resolve()}\ntrain: images/train\nval: images/validation\n"
-        f"test: images/test\nnc: {len(all_species())}\nnames:\n{names}\n", encoding="utf-8")
+        f"test: images/test\nnc: {len(all_species())}\nnames:\n{names}\n",
+        encoding="utf-8",
+    )
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["file", "dex", "split", "sha256", "group"])
     w.writerows(rows)
     (staging_y / "split.csv").write_text(buf.getvalue())
-    (staging_y / "process.json").write_text(json.dumps({"seed": seed, "size": SIZE, "render_version": RENDER_VERSION,
-                                                        "letterbox": "white", "alpha": "flattened on white"}, indent=2))
+    (staging_y / "process.json").write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "size": SIZE,
+                "render_version": RENDER_VERSION,
+                "letterbox": "white",
+                "alpha": "flattened on white",
+            },
+            indent=2,
+        )
+    )
     for staging, final in ((staging_y, yolo), (staging_c, cls)):
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -131,8 +143,10 @@ def process(data: Path, *, seed: int = 0, workers: int = 0, log=print) -> Proces
             os.replace(final, old)
         os.replace(staging, final)
         shutil.rmtree(old, ignore_errors=True)
-    log(f"processed {len(rows)} images of {len(by_dex)} species ({len(jobs)} rendered, {cached} from cache): "
-        + ", ".join(f"{s} {per_split[s]}" for s in SPLITS))
+    log(
+        f"processed {len(rows)} images of {len(by_dex)} species ({len(jobs)} rendered, {cached} from cache): "
+        + ", ".join(f"{s} {per_split[s]}" for s in SPLITS)
+    )
     return ProcessReport(len(rows), len(jobs), cached, len(by_dex), per_split)
 
 

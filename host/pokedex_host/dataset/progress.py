@@ -25,8 +25,10 @@ class Progress:
         el = time.time() - self.t0
         rate = self.n / max(el, 1e-9)
         eta = (self.total - self.n) / rate if rate > 0 else 0
-        return (f"{self.what}: {self.n}/{self.total} ({rate:.1f}{self.unit}/s, "
-                f"{_hms(el)} elapsed, ETA {_hms(eta)}){self.extra}")
+        return (
+            f"{self.what}: {self.n}/{self.total} ({rate:.1f}{self.unit}/s, "
+            f"{_hms(el)} elapsed, ETA {_hms(eta)}){self.extra}"
+        )
 
     def step(self, k: int = 1, extra: str | None = None) -> None:
         self.n += k

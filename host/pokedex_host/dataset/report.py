@@ -37,22 +37,40 @@ def report(data: Path) -> Path:
     missing = [d for d in range(1, SPECIES_COUNT + 1) if d not in per_species]
     out = data / "reports"
     _plot(out / "dataset.png", per_species, sizes)
-    lines = ["# Dataset report", "",
-             f"{len(index):,} images of {len(per_species)} species ({len(missing)} species missing); "
-             f"images per species: min {min(per_species.values())}, median {sorted(per_species.values())[len(per_species) // 2]}, "
-             f"max {max(per_species.values())}.", "", "![dataset](dataset.png)", "",
-             "| split | images | species |", "|---|---:|---:|"]
+    lines = [
+        "# Dataset report",
+        "",
+        f"{len(index):,} images of {len(per_species)} species ({len(missing)} species missing); "
+        f"images per species: min {min(per_species.values())}, "
+        f"median {sorted(per_species.values())[len(per_species) // 2]}, "
+        f"max {max(per_species.values())}.",
+        "",
+        "![dataset](dataset.png)",
+        "",
+        "| split | images | species |",
+        "|---|---:|---:|",
+    ]
     for s in SPLITS:
         lines.append(f"| {s} | {sum(split_counts[s].values()):,} | {len(split_counts[s])} |")
     lines += ["", "| source | images |", "|---|---:|"] + [f"| {k} | {v:,} |" for k, v in sources.most_common()]
     buckets = ((0, 64), (64, 128), (128, 256), (256, 512), (512, None))
-    lines += ["", "Image size (longest side): " + ", ".join(
-        (f"{lo}-{hi - 1} px" if hi else f"{lo}+ px") + f": {sum(lo <= x < (hi or 1 << 30) for x in sizes):,}"
-        for lo, hi in buckets), "",
-        "Species with the fewest images:", "", "| dex | name | images | train | validation | test |",
-        "|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "Image size (longest side): "
+        + ", ".join(
+            (f"{lo}-{hi - 1} px" if hi else f"{lo}+ px") + f": {sum(lo <= x < (hi or 1 << 30) for x in sizes):,}"
+            for lo, hi in buckets
+        ),
+        "",
+        "Species with the fewest images:",
+        "",
+        "| dex | name | images | train | validation | test |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for d, n in fewest:
-        lines.append(f"| {d:04d} | {by_dex(d).name} | {n} | " + " | ".join(str(split_counts[s][d]) for s in SPLITS) + " |")
+        lines.append(
+            f"| {d:04d} | {by_dex(d).name} | {n} | " + " | ".join(str(split_counts[s][d]) for s in SPLITS) + " |"
+        )
     if missing:
         lines += ["", "Missing species: " + ", ".join(f"{d:04d}" for d in missing[:100])]
     return atomic_write_text(out / "dataset.md", "\n".join(lines) + "\n")

@@ -36,8 +36,18 @@ SPLITS = ("train", "validation", "test")
 # Mega Japanese. Evolutions (xy12) re-draws Base Set art and Base Set 2 (base4) reprints it, so
 # both stay in train with the sets they copy.
 SET_SPLIT: dict[str, str] = {
-    "neo2": "validation", "AS5b": "validation", "S5I": "validation", "M2": "validation", "SV11W": "validation",
-    "gym2": "test", "neo3": "test", "AS6b": "test", "SC2b": "test", "S6K": "test", "M3": "test", "SV10": "test",
+    "neo2": "validation",
+    "AS5b": "validation",
+    "S5I": "validation",
+    "M2": "validation",
+    "SV11W": "validation",
+    "gym2": "test",
+    "neo3": "test",
+    "AS6b": "test",
+    "SC2b": "test",
+    "S6K": "test",
+    "M3": "test",
+    "SV10": "test",
     "SV11B": "test",
 }
 
@@ -45,8 +55,12 @@ SET_SPLIT: dict[str, str] = {
 # Temporal Forces, with their Japanese prints.
 RESERVED_SETS = frozenset({"sv3pt5", "sv5", "SV2a", "SV5K", "SV5M", "MEW", "TEF"})
 
-ERAS = {"pokemon_card_images": "wizards", "Pokemon-Card-Scanner": "xy", "ptcg-cards": "sm-swsh",
-        "ptcg-card-viewer": "sv-mega"}
+ERAS = {
+    "pokemon_card_images": "wizards",
+    "Pokemon-Card-Scanner": "xy",
+    "ptcg-cards": "sm-swsh",
+    "ptcg-card-viewer": "sv-mega",
+}
 
 # name suffixes of cards with a rule box (these are often full-art or stylised)
 _RULE_BOX = ("EX", "ex", "GX", "V", "VMAX", "VSTAR", "BREAK", "LV.X", "δ", "Prime", "LEGEND")
@@ -74,7 +88,7 @@ class Scan:
 
 
 def card_kind(name: str) -> str:
-    """"rule-box" for a card whose name carries a rule-box suffix (``Zacian V``, ``M Venusaur EX``,
+    """ "rule-box" for a card whose name carries a rule-box suffix (``Zacian V``, ``M Venusaur EX``,
     and in Chinese or Japanese prints the suffix straight after the name, ``蒼響V``, ``リザードンex``),
     else "regular"."""
     words = name.replace("-", " ").split()
@@ -96,8 +110,12 @@ def art_window(card: Image.Image, layout: CardLayout = LAYOUT, margin: float | N
     x0, y0, x1, y1 = layout.art
     mx, my = (x1 - x0) * m, (y1 - y0) * m
     w, h = card.size
-    box = (max(0, round((x0 - mx) * w)), max(0, round((y0 - my) * h)),
-           min(w, round((x1 + mx) * w)), min(h, round((y1 + my) * h)))
+    box = (
+        max(0, round((x0 - mx) * w)),
+        max(0, round((y0 - my) * h)),
+        min(w, round((x1 + mx) * w)),
+        min(h, round((y1 + my) * h)),
+    )
     return card.crop(box)
 
 
@@ -111,13 +129,17 @@ def art_hash(card: Image.Image) -> int:
 def _read_labels(source: Path) -> list[dict]:
     f = source / "labels.csv"
     if not f.is_file():
-        raise PokedexError(f"{f} does not exist", "point at a folder with labels.csv and images/ (../shared/data/cards)")
+        raise PokedexError(
+            f"{f} does not exist", "point at a folder with labels.csv and images/ (../shared/data/cards)"
+        )
     with f.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     need = {"file", "card_id", "set", "source", "language", "name", "dex"}
     if not rows or not need <= set(rows[0]):
-        raise PokedexError(f"{f} lacks the columns {', '.join(sorted(need - set(rows[0] if rows else ())))}",
-                           "labels.csv needs file, card_id, set, source, language, name, dex")
+        raise PokedexError(
+            f"{f} lacks the columns {', '.join(sorted(need - set(rows[0] if rows else ())))}",
+            "labels.csv needs file, card_id, set, source, language, name, dex",
+        )
     return rows
 
 
@@ -154,9 +176,20 @@ def ingest_scans(source: Path, data: Path, log=print) -> dict[str, list[Scan]]:
             log(f"problem: {p}: {why} -> left out")
             continue
         seen_ids.add(row["card_id"])
-        scans.append(Scan(str(p), row["card_id"], row["set"], row["source"], row["language"], row["name"],
-                          int(row["dex"]), SET_SPLIT.get(row["set"], "train"), ERAS.get(row["source"], row["source"]),
-                          card_kind(row["name"])))
+        scans.append(
+            Scan(
+                str(p),
+                row["card_id"],
+                row["set"],
+                row["source"],
+                row["language"],
+                row["name"],
+                int(row["dex"]),
+                SET_SPLIT.get(row["set"], "train"),
+                ERAS.get(row["source"], row["source"]),
+                card_kind(row["name"]),
+            )
+        )
     scans, moved = _move_shared_art(scans, hashes)
     if moved:
         log(f"{moved} validation/test cards share their art with a training card: moved to train")
@@ -173,8 +206,10 @@ def ingest_scans(source: Path, data: Path, log=print) -> dict[str, list[Scan]]:
     atomic_write_text(data / "reports" / "cards-problems.csv", buf.getvalue())
     by = split_scans(scans)
     for k in SPLITS:
-        log(f"cards {k}: {len(by[k])} cards of {len({s.dex for s in by[k]})} species, "
-            f"sets {', '.join(sorted({s.set for s in by[k]})) if k != 'train' else str(len({s.set for s in by[k]}))}")
+        log(
+            f"cards {k}: {len(by[k])} cards of {len({s.dex for s in by[k]})} species, "
+            f"sets {', '.join(sorted({s.set for s in by[k]})) if k != 'train' else str(len({s.set for s in by[k]}))}"
+        )
     return by
 
 
@@ -205,8 +240,10 @@ def load_scans(data: Path, split: str | None = None) -> list[Scan]:
     out = [Scan(**{**r, "dex": int(r["dex"])}) for r in rows]
     missing = [s.path for s in out if not Path(s.path).is_file()]
     if missing:
-        raise PokedexError(f"{len(missing)} card images of {f} are gone (e.g. {missing[0]})",
-                           "run `pokedex-host data cards SOURCE` again where the scans are")
+        raise PokedexError(
+            f"{len(missing)} card images of {f} are gone (e.g. {missing[0]})",
+            "run `pokedex-host data cards SOURCE` again where the scans are",
+        )
     return [s for s in out if split is None or s.split == split]
 
 
@@ -226,8 +263,17 @@ def open_card(path: str | Path) -> Image.Image:
 GROUPS_FILE = "groups.json"  # beside a set made from scans: file stem -> "era/kind"
 
 
-def scan_set(data: Path, split: str, out: Path, *, kind: str = "art", size: int = 128, seed: int = 0,
-             no_card_every: int = 10, limit: int | None = None) -> int:
+def scan_set(
+    data: Path,
+    split: str,
+    out: Path,
+    *,
+    kind: str = "art",
+    size: int = 128,
+    seed: int = 0,
+    no_card_every: int = 10,
+    limit: int | None = None,
+) -> int:
     """A fixed, seeded evaluation set of the real cards of ``split``; returns the number of cards.
 
     kind ``art``: the firmware's crop of each card held in front of the camera
@@ -260,8 +306,14 @@ def scan_set(data: Path, split: str, out: Path, *, kind: str = "art", size: int 
         img, corners = held_card_frame(card, rng)
         Image.fromarray(img).save(buf, "PNG")
         atomic_write_bytes(out / "frames" / f"{s.card_id}.png", buf.getvalue())
-        truth.append({"file": f"frames/{s.card_id}.png", "dex": s.dex, "style": s.group,
-                      "corners": [[round(float(v), 2) for v in p] for p in corners]})
+        truth.append(
+            {
+                "file": f"frames/{s.card_id}.png",
+                "dex": s.dex,
+                "style": s.group,
+                "corners": [[round(float(v), 2) for v in p] for p in corners],
+            }
+        )
         if no_card_every and (n + 1) % no_card_every == 0:
             buf = io.BytesIO()
             img, _ = card_frame(None, np.random.default_rng([seed, 7, n]))

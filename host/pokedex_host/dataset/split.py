@@ -38,7 +38,7 @@ def group(hashes: dict[str, int], max_distance: int = 6) -> dict[str, str]:
         return k
 
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             if hamming(hashes[a], hashes[b]) <= max_distance:
                 ra, rb = find(a), find(b)
                 if ra != rb:

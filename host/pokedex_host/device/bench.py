@@ -10,9 +10,9 @@ from pathlib import Path
 from ..artifact import BuildArtifact
 from ..boards import Board
 from ..errors import PokedexError
+from .bench_report import build_report, host_reference
 from .client import BenchClient
 from .harness import link_seconds_per_image, load_done, run_bench, select_items
-from .bench_report import build_report, host_reference
 from .transport import SerialTransport
 
 
@@ -39,8 +39,12 @@ def emulated_board(board: Board, kmodel: Path, out: Path, log=print):
     tty.setraw(master)
     stop = threading.Event()
     result: dict = {}
-    t = threading.Thread(target=lambda: result.setdefault("r", emulate(
-        board, kmodel, None, out / "emulator", script="bench.py", uart_fd=master, stop=stop, log=log)), daemon=True)
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", emulate(board, kmodel, None, out / "emulator", script="bench.py", uart_fd=master, stop=stop, log=log)
+        ),
+        daemon=True,
+    )
     t.start()
     try:
         yield os.ttyname(slave)
@@ -51,8 +55,22 @@ def emulated_board(board: Board, kmodel: Path, out: Path, log=print):
         os.close(slave)
 
 
-def bench(board: Board, kmodel: Path, data: Path, out: Path, *, port: str | None, emulate: bool, baud: int | None,
-          count: int | None, resume: bool, timeout: float, topk: int = 5, transport_wrap=None, log=print) -> dict:
+def bench(
+    board: Board,
+    kmodel: Path,
+    data: Path,
+    out: Path,
+    *,
+    port: str | None,
+    emulate: bool,
+    baud: int | None,
+    count: int | None,
+    resume: bool,
+    timeout: float,
+    topk: int = 5,
+    transport_wrap=None,
+    log=print,
+) -> dict:
     kmodel, out = Path(kmodel), Path(out)
     if not kmodel.is_file():
         raise PokedexError(f"kmodel {kmodel} does not exist")
@@ -71,8 +89,18 @@ def bench(board: Board, kmodel: Path, data: Path, out: Path, *, port: str | None
         if transport_wrap is not None:
             t = transport_wrap(t)
         try:
-            run_bench(BenchClient(t, timeout=timeout), Path(data), items, classes, size, out, kmodel=kmodel,
-                      resume=resume, topk=topk, log=log)
+            run_bench(
+                BenchClient(t, timeout=timeout),
+                Path(data),
+                items,
+                classes,
+                size,
+                out,
+                kmodel=kmodel,
+                resume=resume,
+                topk=topk,
+                log=log,
+            )
         finally:
             t.close()
     rows = list(load_done(out / "results.jsonl").values())

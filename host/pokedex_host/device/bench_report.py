@@ -22,8 +22,9 @@ def _topk_hits(rank_lists: list[list[int]], labels: list[int], k: int) -> float:
     return 100.0 * sum(hits) / max(1, len(hits))
 
 
-def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int], size: int, out: Path,
-                   workers: int = 0) -> dict:
+def host_reference(
+    rows: list[dict], data: Path, kmodel: Path, classes: list[int], size: int, out: Path, workers: int = 0
+) -> dict:
     """Float (onnxruntime) and host-kmodel ranks for the benched images, cached in OUT. The host
     kmodel is the same file as the board's: a v3 in the v3 interpreter, a v5 in nncase's simulator
     (both under the key "simulator"); no float ranks when the build folder has no model.onnx."""
@@ -44,9 +45,12 @@ def host_reference(rows: list[dict], data: Path, kmodel: Path, classes: list[int
     art = BuildArtifact.load(kmodel)
     f_logits = onnx_float_logits(art.onnx, x, art.input_range) if art.onnx is not None else None
     s_logits, how = kmodel_on_host(kmodel, x, workers)
-    ref = {"key": key, "host_kmodel": how,
-           "float": [[classes[i] for i in np.argsort(-v)[:5]] for v in f_logits] if f_logits is not None else None,
-           "simulator": [[classes[i] for i in np.argsort(-v)[:5]] for v in s_logits]}
+    ref = {
+        "key": key,
+        "host_kmodel": how,
+        "float": [[classes[i] for i in np.argsort(-v)[:5]] for v in f_logits] if f_logits is not None else None,
+        "simulator": [[classes[i] for i in np.argsort(-v)[:5]] for v in s_logits],
+    }
     atomic_write_text(cache, json.dumps(ref))
     return ref
 
@@ -61,18 +65,27 @@ def build_report(out: Path, rows: list[dict], ref: dict | None, baud: int, link_
     labels = [r["label"] for _, r in labelled]
     idx = [i for i, _ in labelled]
     figures: dict = {"images": len(rows), "labelled": len(labelled)}
-    for name, ranks in (("device", dev_ranks), ("simulator", ref and ref["simulator"]), ("float", ref and ref["float"])):
+    for name, ranks in (
+        ("device", dev_ranks),
+        ("simulator", ref and ref["simulator"]),
+        ("float", ref and ref["float"]),
+    ):
         if ranks:
-            figures[name] = {"top1": _topk_hits([ranks[i] for i in idx], labels, 1),
-                             "top5": _topk_hits([ranks[i] for i in idx], labels, 5)}
+            figures[name] = {
+                "top1": _topk_hits([ranks[i] for i in idx], labels, 1),
+                "top5": _topk_hits([ranks[i] for i in idx], labels, 5),
+            }
     if ref:
-        figures["device_vs_simulator_top1_agreement"] = 100.0 * float(np.mean(
-            [d[0] == s[0] for d, s in zip(dev_ranks, ref["simulator"])])) if rows else 0.0
+        figures["device_vs_simulator_top1_agreement"] = (
+            100.0 * float(np.mean([d[0] == s[0] for d, s in zip(dev_ranks, ref["simulator"])])) if rows else 0.0
+        )
     kpu = [r["kpu_us"] / 1000 for r in rows]
     total = [r["total_us"] / 1000 for r in rows]
     host = [r["host_s"] * 1000 for r in rows]
-    figures["latency_ms"] = {k: {"p50": _pct(v, 50), "p90": _pct(v, 90), "p99": _pct(v, 99)}
-                             for k, v in (("kpu", kpu), ("board_total", total), ("round_trip", host))}
+    figures["latency_ms"] = {
+        k: {"p50": _pct(v, 50), "p90": _pct(v, 90), "p99": _pct(v, 99)}
+        for k, v in (("kpu", kpu), ("board_total", total), ("round_trip", host))
+    }
     figures["fps_kpu"] = 1000.0 / np.mean(kpu) if kpu and np.mean(kpu) > 0 else 0.0
     figures["fps_board"] = 1000.0 / np.mean(total) if total and np.mean(total) > 0 else 0.0
     figures["link"] = {"baud": baud, "seconds_per_image": link_s}
@@ -125,19 +138,35 @@ def _markdown(f: dict) -> str:
 
     lat = f["latency_ms"]
     lines = [
-        "# Bench report", "",
-        f"{f['images']} images ({f['labelled']} labelled); {f['retries']} retries.", "",
-        "| | device | simulator (host) | float (host) |", "|---|---:|---:|---:|",
+        "# Bench report",
+        "",
+        f"{f['images']} images ({f['labelled']} labelled); {f['retries']} retries.",
+        "",
+        "| | device | simulator (host) | float (host) |",
+        "|---|---:|---:|---:|",
         f"| top-1 | {pct('device', 'top1')} | {pct('simulator', 'top1')} | {pct('float', 'top1')} |",
-        f"| top-5 | {pct('device', 'top5')} | {pct('simulator', 'top5')} | {pct('float', 'top5')} |", "",
+        f"| top-5 | {pct('device', 'top5')} | {pct('simulator', 'top5')} | {pct('float', 'top5')} |",
+        "",
     ]
     if "device_vs_simulator_top1_agreement" in f:
-        lines += [f"Device and simulator pick the same class on {f['device_vs_simulator_top1_agreement']:.1f} % of images.", ""]
+        lines += [
+            f"Device and simulator pick the same class on {f['device_vs_simulator_top1_agreement']:.1f} % of images.",
+            "",
+        ]
     lines += ["| latency (ms) | p50 | p90 | p99 |", "|---|---:|---:|---:|"]
     for k, v in lat.items():
         lines.append(f"| {k} | {v['p50']:.1f} | {v['p90']:.1f} | {v['p99']:.1f} |")
-    lines += ["", f"fps: {f['fps_kpu']:.1f} (KPU alone), {f['fps_board']:.1f} (board, image in to answer out); "
-              f"the link at {f['link']['baud']} baud needs {f['link']['seconds_per_image']:.2f} s per raw image.", "",
-              "![latency and per-class accuracy](bench.png)", "", "Most confused (true → predicted):", ""]
-    lines += [f"- {_name(c['label'])} → {_name(c['predicted'])}: {c['count']}" for c in f["most_confused"]] or ["- none"]
+    lines += [
+        "",
+        f"fps: {f['fps_kpu']:.1f} (KPU alone), {f['fps_board']:.1f} (board, image in to answer out); "
+        f"the link at {f['link']['baud']} baud needs {f['link']['seconds_per_image']:.2f} s per raw image.",
+        "",
+        "![latency and per-class accuracy](bench.png)",
+        "",
+        "Most confused (true → predicted):",
+        "",
+    ]
+    lines += [f"- {_name(c['label'])} → {_name(c['predicted'])}: {c['count']}" for c in f["most_confused"]] or [
+        "- none"
+    ]
     return "\n".join(lines) + "\n"

@@ -33,8 +33,15 @@ class BenchClient:
     damaged, or bytes that stop (``silence``) without making an answer are resent at once; only a
     link that stays quiet costs the timeout."""
 
-    def __init__(self, transport: Transport, timeout: float = 10.0, retries: int = 3, chunk: int = proto.CHUNK_MAX,
-                 silence: float = 0.25, max_naks: int = 20):
+    def __init__(
+        self,
+        transport: Transport,
+        timeout: float = 10.0,
+        retries: int = 3,
+        chunk: int = proto.CHUNK_MAX,
+        silence: float = 0.25,
+        max_naks: int = 20,
+    ):
         self.t = transport
         self.timeout = timeout
         self.retries = retries
@@ -106,28 +113,35 @@ class BenchClient:
             if timeouts > self.retries:
                 break
             self.stats.retries += 1
-        raise TransportError(f"{self.t.name}: {last_error} ({timeouts} timeouts, {naks} resends)",
-                             "check the board runs bench.py, the port and the baud rate")
+        raise TransportError(
+            f"{self.t.name}: {last_error} ({timeouts} timeouts, {naks} resends)",
+            "check the board runs bench.py, the port and the baud rate",
+        )
 
     def hello(self) -> dict:
         f = self.request(proto.HELLO, b"", proto.HELLO_OK)
         self.info = json.loads(f.payload.decode("utf-8"))
         if self.info.get("proto") != proto.VERSION:
-            raise TransportError(f"board speaks protocol {self.info.get('proto')}, this host speaks {proto.VERSION}",
-                                 "update firmware/ on the board")
+            raise TransportError(
+                f"board speaks protocol {self.info.get('proto')}, this host speaks {proto.VERSION}",
+                "update firmware/ on the board",
+            )
         return self.info
 
     def upload(self, data: bytes) -> None:
         """The pixels in CHUNK frames, each acknowledged (and resent) on its own."""
         for off in range(0, len(data), self.chunk):
-            part = data[off:off + self.chunk]
+            part = data[off : off + self.chunk]
             f = self.request(proto.CHUNK, proto.chunk_payload(part, off, len(data)), proto.CHUNK_OK, timeout=1.0)
             if proto.parse_chunk_ok(f.payload) != (off, off + len(part)):
-                raise TransportError(f"{self.t.name}: the board acknowledged another chunk than {off}",
-                                     "update firmware/ on the board")
+                raise TransportError(
+                    f"{self.t.name}: the board acknowledged another chunk than {off}", "update firmware/ on the board"
+                )
             self.stats.chunks += 1
 
-    def infer(self, planar_rgb: bytes, width: int, height: int, topk: int = 5, timeout: float | None = None) -> proto.Result:
+    def infer(
+        self, planar_rgb: bytes, width: int, height: int, topk: int = 5, timeout: float | None = None
+    ) -> proto.Result:
         if len(planar_rgb) <= self.chunk:
             f = self.request(proto.INFER, proto.infer_payload(planar_rgb, width, height, topk), proto.RESULT, timeout)
             return proto.parse_result(f.payload)

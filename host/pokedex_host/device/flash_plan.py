@@ -22,8 +22,11 @@ class FlashPlan:
     warnings: tuple[str, ...]
 
     def table(self) -> str:
-        rows = [f"  0x{e.address:06X}-0x{e.end + (SHA_PREFIX_OVERHEAD if e.sha256_prefix else 0):06X}  "
-                f"{len(e.data):>10,} B  {e.name}" for e in self.entries]
+        rows = [
+            f"  0x{e.address:06X}-0x{e.end + (SHA_PREFIX_OVERHEAD if e.sha256_prefix else 0):06X}  "
+            f"{len(e.data):>10,} B  {e.name}"
+            for e in self.entries
+        ]
         return "\n".join(rows)
 
 
@@ -40,13 +43,17 @@ def check_kmodel(board: Board, kmodel: Path, data: bytes) -> tuple[int, list[str
         try:
             Interpreter(data, path=str(kmodel))
         except KmodelFormatError as e:
-            raise PokedexError(f"{kmodel} is a broken kmodel v3 (byte {e.offset}: {e.reason})",
-                               "rebuild it with build-kmodel; do not put it on a board") from e
+            raise PokedexError(
+                f"{kmodel} is a broken kmodel v3 (byte {e.offset}: {e.reason})",
+                "rebuild it with build-kmodel; do not put it on a board",
+            ) from e
     warnings = []
     if not board.loads(version):
-        warnings.append(f"{kmodel} is kmodel v{version}; {board.name} firmware loads only "
-                        + ", ".join(f"v{v}" for v in board.firmware.kmodel_versions)
-                        + " (kpu.load will fail with ERR_KMODEL_VERSION)")
+        warnings.append(
+            f"{kmodel} is kmodel v{version}; {board.name} firmware loads only "
+            + ", ".join(f"v{v}" for v in board.firmware.kmodel_versions)
+            + " (kpu.load will fail with ERR_KMODEL_VERSION)"
+        )
     return version, warnings
 
 
@@ -60,8 +67,10 @@ def make_plan(board: Board, firmware: Path | None, kmodel: Path | None) -> Flash
         end = fl.firmware_address + len(data) + SHA_PREFIX_OVERHEAD
         if end > fl.model_address:
             raise PokedexError(
-                f"firmware {firmware} ({len(data):,} B) runs to 0x{end:X}, into the model region at 0x{fl.model_address:X}",
-                f"use a smaller firmware image (e.g. the minimum build) for {board.name}")
+                f"firmware {firmware} ({len(data):,} B) runs to 0x{end:X}, "
+                f"into the model region at 0x{fl.model_address:X}",
+                f"use a smaller firmware image (e.g. the minimum build) for {board.name}",
+            )
         entries.append(FlashEntry(fl.firmware_address, Path(firmware).name, data, True))
     if kmodel is not None:
         data = _read(kmodel, "kmodel")
@@ -72,9 +81,11 @@ def make_plan(board: Board, firmware: Path | None, kmodel: Path | None) -> Flash
         end = fl.model_address + len(data)
         if end > fl.model_region_end:
             raise PokedexError(
-                f"kmodel {kmodel} ({len(data):,} B) ends at 0x{end:X}, past the model region end 0x{fl.model_region_end:X}"
+                f"kmodel {kmodel} ({len(data):,} B) ends at 0x{end:X}, "
+                f"past the model region end 0x{fl.model_region_end:X}"
                 + (" (the SPIFFS filesystem starts there)" if fl.filesystem else ""),
-                "shrink the model, or load it from the SD card instead of flash")
+                "shrink the model, or load it from the SD card instead of flash",
+            )
         entries.append(FlashEntry(fl.model_address, Path(kmodel).name, data, False))
     if fl.filesystem:
         for e in entries:

@@ -10,16 +10,31 @@ from ..errors import PokedexError
 
 # (substring of kflash's error, what it means, what to try)
 KNOWN_FAILURES = [
-    ("Failed to Connect to K210's Stub", "the link dropped when kflash switched to the high baud rate",
-     "a lower --baud (115200 always works; CH552-based boards fail at >= 1 Mbaud)"),
-    ("Greeting fail", "the board did not answer on this port",
-     "check --port, that no serial monitor holds the port, the USB cable, and the driver"),
-    ("recv unknown op", "something else answered on this port",
-     "this is probably not the K210's port: try the other port of the pair, or --port"),
-    ("Permission denied", "no permission to open the serial port",
-     "add yourself to the dialout (Linux) group, or run with access to the port"),
-    ("could not open port", "the serial port cannot be opened",
-     "check --port and that no other program (IDE, screen, minicom) has it open"),
+    (
+        "Failed to Connect to K210's Stub",
+        "the link dropped when kflash switched to the high baud rate",
+        "a lower --baud (115200 always works; CH552-based boards fail at >= 1 Mbaud)",
+    ),
+    (
+        "Greeting fail",
+        "the board did not answer on this port",
+        "check --port, that no serial monitor holds the port, the USB cable, and the driver",
+    ),
+    (
+        "recv unknown op",
+        "something else answered on this port",
+        "this is probably not the K210's port: try the other port of the pair, or --port",
+    ),
+    (
+        "Permission denied",
+        "no permission to open the serial port",
+        "add yourself to the dialout (Linux) group, or run with access to the port",
+    ),
+    (
+        "could not open port",
+        "the serial port cannot be opened",
+        "check --port and that no other program (IDE, screen, minicom) has it open",
+    ),
     ("invalid choice", "kflash does not know this board type", "check `kflash_board` in the board profile"),
 ]
 
@@ -49,8 +64,15 @@ def run_kflash(port: str, baud: int, board: str, file: Path) -> None:
     KFlash().process(terminal=False, dev=port, baudrate=baud, board=board, file=str(file))
 
 
-def flash_with_fallback(port: str, bauds: tuple[int, ...], board: str, file: Path, *,
-                        runner: Callable[[str, int, str, Path], None] = run_kflash, log=print) -> list[FlashAttempt]:
+def flash_with_fallback(
+    port: str,
+    bauds: tuple[int, ...],
+    board: str,
+    file: Path,
+    *,
+    runner: Callable[[str, int, str, Path], None] = run_kflash,
+    log=print,
+) -> list[FlashAttempt]:
     attempts: list[FlashAttempt] = []
     for i, baud in enumerate(bauds):
         log(f"flashing {file.name} to {port} at {baud} baud (board {board})")
@@ -67,8 +89,10 @@ def flash_with_fallback(port: str, bauds: tuple[int, ...], board: str, file: Pat
                 log(f"failed at {baud} baud ({msg.splitlines()[0][:120]}); retrying at {bauds[i + 1]} baud")
                 continue
             meaning, fix = why or ("kflash failed", "see the message above")
-            raise PokedexError(f"flashing failed at {baud} baud: {msg.splitlines()[0][:200]} — {meaning}",
-                               f"try {fix}") from e
-    raise PokedexError(f"flashing {file} to {port} failed at every baud rate: "
-                       + "; ".join(f"{a.baud}: {a.error}" for a in attempts),
-                       "check the cable and the port, then run flash again (kflash writes the whole package again)")
+            raise PokedexError(
+                f"flashing failed at {baud} baud: {msg.splitlines()[0][:200]} — {meaning}", f"try {fix}"
+            ) from e
+    raise PokedexError(
+        f"flashing {file} to {port} failed at every baud rate: " + "; ".join(f"{a.baud}: {a.error}" for a in attempts),
+        "check the cable and the port, then run flash again (kflash writes the whole package again)",
+    )

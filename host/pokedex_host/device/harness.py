@@ -33,7 +33,9 @@ class BenchItem:
 def select_items(data: Path, count: int | None, seed: int = 0) -> list[BenchItem]:
     groups = class_folders(Path(data))
     if not groups:
-        raise PokedexError(f"{data} has no images", "pass --data DIR with per-species folders (e.g. DATA/processed/classify/test)")
+        raise PokedexError(
+            f"{data} has no images", "pass --data DIR with per-species folders (e.g. DATA/processed/classify/test)"
+        )
     picks = round_robin(groups, seed)
     if count:
         picks = picks[:count]
@@ -68,13 +70,30 @@ def _drop_partial_line(jsonl: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def run_bench(client: BenchClient, data: Path, items: list[BenchItem], classes: list[int], size: int, out: Path, *,
-              kmodel: Path, resume: bool, topk: int = 5, reconnects: int = 5, log=print,
-              stop_after: int | None = None) -> Path:
+def run_bench(
+    client: BenchClient,
+    data: Path,
+    items: list[BenchItem],
+    classes: list[int],
+    size: int,
+    out: Path,
+    *,
+    kmodel: Path,
+    resume: bool,
+    topk: int = 5,
+    reconnects: int = 5,
+    log=print,
+    stop_after: int | None = None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "results.jsonl"
-    meta = {"kmodel": str(kmodel), "kmodel_sha256": sha256_file(kmodel), "data": str(data), "count": len(items),
-            "items_sha256": hashlib.sha256("\n".join(i.file for i in items).encode()).hexdigest()}
+    meta = {
+        "kmodel": str(kmodel),
+        "kmodel_sha256": sha256_file(kmodel),
+        "data": str(data),
+        "count": len(items),
+        "items_sha256": hashlib.sha256("\n".join(i.file for i in items).encode()).hexdigest(),
+    }
     run_json = out / "run.json"
     if run_json.exists() and jsonl.exists() and jsonl.stat().st_size:
         old = json.loads(run_json.read_text())
@@ -104,8 +123,10 @@ def run_bench(client: BenchClient, data: Path, items: list[BenchItem], classes: 
                     break
                 except TransportError as e:
                     if attempt == reconnects:
-                        raise PokedexError(f"board stopped answering at {item.file}: {e.message}",
-                                           "check the board; then run the same command with --resume") from e
+                        raise PokedexError(
+                            f"board stopped answering at {item.file}: {e.message}",
+                            "check the board; then run the same command with --resume",
+                        ) from e
                     log(f"no answer for {item.file} ({e.message}); saying HELLO again ({attempt + 1}/{reconnects})")
                     client.t.drain_input()
                     try:
@@ -114,10 +135,15 @@ def run_bench(client: BenchClient, data: Path, items: list[BenchItem], classes: 
                         time.sleep(1.0)
                 except BoardError as e:
                     raise PokedexError(f"the board refused {item.file}: {e}", "is the right model on the board?") from e
-            row = {"file": item.file, "label": item.label,
-                   "top": [[classes[i] if i < len(classes) else None, round(s, 6)] for i, s in res.top],
-                   "kpu_us": res.kpu_us, "total_us": res.total_us, "host_s": round(time.monotonic() - t0, 4),
-                   "attempts": attempt + 1}
+            row = {
+                "file": item.file,
+                "label": item.label,
+                "top": [[classes[i] if i < len(classes) else None, round(s, 6)] for i, s in res.top],
+                "kpu_us": res.kpu_us,
+                "total_us": res.total_us,
+                "host_s": round(time.monotonic() - t0, 4),
+                "attempts": attempt + 1,
+            }
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())

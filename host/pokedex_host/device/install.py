@@ -6,8 +6,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..boards import Board
 from ..artifact import BuildArtifact
+from ..boards import Board
 from ..errors import PokedexError
 
 
@@ -19,18 +19,24 @@ def install_files(board: Board, art: BuildArtifact, dest: str, bench_app: bool, 
 
     fam = app_family(board.firmware.family, board.name)
     fw = firmware_dir()
-    return ([(fw / ("bench.py" if bench_app else "main.py"), f"{dest}/main.py")]
-            + [(fw / f, f"{dest}/{f}") for f in fam.app_files]
-            + [(config, f"{dest}/pokedex.json"), (art.classes_file, f"{dest}/classes.txt"),
-               (art.kmodel, f"{dest}/model.kmodel")])
+    return (
+        [(fw / ("bench.py" if bench_app else "main.py"), f"{dest}/main.py")]
+        + [(fw / f, f"{dest}/{f}") for f in fam.app_files]
+        + [
+            (config, f"{dest}/pokedex.json"),
+            (art.classes_file, f"{dest}/classes.txt"),
+            (art.kmodel, f"{dest}/model.kmodel"),
+        ]
+    )
 
 
 def _print(msg: str, nl: bool = True) -> None:
     print(msg, end="\n" if nl else "", flush=True)
 
 
-def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: bool, dry_run: bool,
-            echo=_print, transport=None) -> bool:
+def install(
+    board: Board, kmodel: Path, port: str | None, dest: str, bench_app: bool, dry_run: bool, echo=_print, transport=None
+) -> bool:
     """Copy everything; returns False on a dry run (nothing copied). ``echo(msg, nl=True)``;
     ``transport``: an open link to use instead of the serial port (tests)."""
     from ..boardconfig import app_settings, make_config, write_config
@@ -50,10 +56,18 @@ def install(board: Board, kmodel: Path, port: str | None, dest: str, bench_app: 
         raise PokedexError(f"{art.classes_file} is missing", "pass the model.kmodel of a build-kmodel output folder")
     with tempfile.TemporaryDirectory() as tmp:
         app = app_settings(kmodel)
-        cfg = make_config(board, input_size=art.input_size, outputs=len(art.classes),
-                          model=f"{dest}/model.kmodel", labels=f"{dest}/classes.txt", threshold=app["threshold"],
-                          mirror=app["mirror"], smoothing=app["smoothing"], model_runtime=art.runtime_bytes or None,
-                          locator=app["locator"])
+        cfg = make_config(
+            board,
+            input_size=art.input_size,
+            outputs=len(art.classes),
+            model=f"{dest}/model.kmodel",
+            labels=f"{dest}/classes.txt",
+            threshold=app["threshold"],
+            mirror=app["mirror"],
+            smoothing=app["smoothing"],
+            model_runtime=art.runtime_bytes or None,
+            locator=app["locator"],
+        )
         write_config(Path(tmp) / "pokedex.json", cfg)
         files = install_files(board, art, dest, bench_app, Path(tmp) / "pokedex.json")
         for src, dst in files:

@@ -76,4 +76,6 @@ def read_kfpkg(path: Path) -> list[tuple[int, str, bool, bytes]]:
             entries = parse_like_kflash(z.read("flash-list.json").decode())
             return [(a, b, p, z.read(b)) for a, b, p in entries]
     except (zipfile.BadZipFile, KeyError) as e:
-        raise PokedexError(f"{path} is not a valid .kfpkg ({e})", "rebuild it with `pokedex-host flash --dry-run`") from e
+        raise PokedexError(
+            f"{path} is not a valid .kfpkg ({e})", "rebuild it with `pokedex-host flash --dry-run`"
+        ) from e

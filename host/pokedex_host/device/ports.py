@@ -45,10 +45,13 @@ def pick_port(requested: str | None, ports: list[Port] | None = None) -> str:
         boards = sorted(boards, key=lambda p: p.device)[:1]
     if len(boards) == 1:
         return boards[0].device
-    listing = "\n".join(f"    {p.device}: {p.description}" + (f" [{p.bridge}]" if p.bridge else "")
-                        for p in ports) or "    (no serial ports at all)"
+    listing = (
+        "\n".join(f"    {p.device}: {p.description}" + (f" [{p.bridge}]" if p.bridge else "") for p in ports)
+        or "    (no serial ports at all)"
+    )
     if not boards:
-        raise PokedexError("no Maix board found on any serial port:\n" + listing,
-                           "plug the board in with a data (not charge-only) USB cable, check the driver "
-                           "(CH340/FTDI), or pass --port")
+        raise PokedexError(
+            "no Maix board found on any serial port:\n" + listing,
+            "plug the board in with a data (not charge-only) USB cable, check the driver (CH340/FTDI), or pass --port",
+        )
     raise PokedexError("several possible boards; say which with --port:\n" + listing, "pass --port DEVICE")

@@ -108,20 +108,32 @@ def read_probe(repl: RawRepl) -> Probe:
     try:
         out = repl.exec(PROBE_CODE, timeout=30).decode("utf-8", "replace")
     except ReplExecError as e:
-        raise PokedexError(f"the probe's code failed on the board: {e.message}",
-                           "send the output with a bug report: the firmware answers differently from MaixPy-v1") from e
+        raise PokedexError(
+            f"the probe's code failed on the board: {e.message}",
+            "send the output with a bug report: the firmware answers differently from MaixPy-v1",
+        ) from e
     finally:
         repl.exit()
     line = next((x for x in out.splitlines() if x.startswith("PROBE ")), None)
     if line is None:
-        raise PokedexError(f"{repl.t.name}: the probe printed no result (got {out[-120:]!r})",
-                           "is a MicroPython board on this port? Close any serial monitor or IDE.")
-    r = json.loads(line[len("PROBE "):])
+        raise PokedexError(
+            f"{repl.t.name}: the probe printed no result (got {out[-120:]!r})",
+            "is a MicroPython board on this port? Close any serial monitor or IDE.",
+        )
+    r = json.loads(line[len("PROBE ") :])
     gc_heap = r["gc_free"] + r["gc_alloc"] if r.get("gc_alloc") is not None else None
-    return Probe(port=repl.t.name, banner=banner, uname=tuple(r["uname"]) if r.get("uname") else None,
-                 gc_free=int(r["gc_free"]), gc_heap=gc_heap, gc_heap_setting=r.get("gc_heap_size"),
-                 heap_free=r.get("heap_free"), flash_size=r.get("flash_size"), kpu_modules=tuple(r.get("kpu") or ()),
-                 image_has=frozenset(r.get("image") or ()))
+    return Probe(
+        port=repl.t.name,
+        banner=banner,
+        uname=tuple(r["uname"]) if r.get("uname") else None,
+        gc_free=int(r["gc_free"]),
+        gc_heap=gc_heap,
+        gc_heap_setting=r.get("gc_heap_size"),
+        heap_free=r.get("heap_free"),
+        flash_size=r.get("flash_size"),
+        kpu_modules=tuple(r.get("kpu") or ()),
+        image_has=frozenset(r.get("image") or ()),
+    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +162,9 @@ def match_profile(p: Probe, boards: list[Board]) -> Match:
 
     cands = [b for b in boards if b.firmware.build is not None and FAMILIES[b.firmware.family].api is not None]
     if not cands:
-        raise PokedexError("no board profile describes a MicroPython firmware", "add one to boards/ (see boards/maix-bit.toml)")
+        raise PokedexError(
+            "no board profile describes a MicroPython firmware", "add one to boards/ (see boards/maix-bit.toml)"
+        )
     best = min(cands, key=lambda b: _differences(p, b))
     family, flavour, gc = _differences(p, best)
     build = best.firmware.build
@@ -158,16 +172,19 @@ def match_profile(p: Probe, boards: list[Board]) -> Match:
     if family:
         notes.append(f"no profile is for {p.platform or 'this firmware'} ({p.banner}); {best.name} is the nearest")
     if flavour:
-        notes.append(f"its images lack {', '.join(p.image_lacks) or 'nothing the app calls'}, {best.name}'s build "
-                     f"({build.path} [flavours.{build.flavour}]) lacks {', '.join(build.lacks(IMAGE_CALLS)) or 'none'}")
+        notes.append(
+            f"its images lack {', '.join(p.image_lacks) or 'nothing the app calls'}, {best.name}'s build "
+            f"({build.path} [flavours.{build.flavour}]) lacks {', '.join(build.lacks(IMAGE_CALLS)) or 'none'}"
+        )
     if gc and p.gc_heap is not None:
-        notes.append(f"GC heap {p.gc_heap:,} B, {best.name} expects {best.firmware.gc_heap_size:,} B: "
-                     f"`from Maix import utils; utils.gc_heap_size({best.firmware.gc_heap_size})`, then reset")
+        notes.append(
+            f"GC heap {p.gc_heap:,} B, {best.name} expects {best.firmware.gc_heap_size:,} B: "
+            f"`from Maix import utils; utils.gc_heap_size({best.firmware.gc_heap_size})`, then reset"
+        )
     camera = best.camera.buffer_bytes
     if p.heap_free is not None:
         heap = p.heap_free
-        source = (f"system heap free {heap:,} B less the app's {best.camera.framesize} camera buffers "
-                  f"({camera:,} B)")
+        source = f"system heap free {heap:,} B less the app's {best.camera.framesize} camera buffers ({camera:,} B)"
     else:
         heap = best.firmware.model_ram
         source = f"no Maix.utils.heap_free() on this firmware: {best.name}'s figure less the camera's {camera:,} B"
@@ -202,29 +219,41 @@ def report(p: Probe, m: Match) -> list[str]:
         lines.append(f"  os.uname(): {p.uname[0]} {p.uname[1]} ({p.uname[2]}), {p.uname[3]}")
     lines.append(f"  KPU: {' and '.join(p.kpu_modules) or 'no KPU module'}")
     gc = f"GC heap {p.gc_heap:,} B" if p.gc_heap is not None else "GC heap"
-    gc += f" ({p.gc_free:,} B free" + (f", {p.gc_heap_setting:,} B after a reset" if p.gc_heap_setting not in (None, p.gc_heap) else "") + ")"
+    gc += (
+        f" ({p.gc_free:,} B free"
+        + (f", {p.gc_heap_setting:,} B after a reset" if p.gc_heap_setting not in (None, p.gc_heap) else "")
+        + ")"
+    )
     heap = f"system heap {p.heap_free:,} B free" if p.heap_free is not None else "no Maix.utils.heap_free()"
     lines.append(f"memory: {gc}; {heap}")
     lines.append("flash: " + (f"{mib(p.flash_size)} (address mirroring)" if p.flash_size else "size not readable"))
     lacks = p.image_lacks
     without = [feature for feature, calls in APP_IMAGE_CALLS.items() if any(n in lacks for n in calls)]
-    lines.append("image functions the app calls: " + ("all present" if not lacks else
-                                                      f"missing {', '.join(lacks)}: no {', no '.join(without)}"))
+    lines.append(
+        "image functions the app calls: "
+        + ("all present" if not lacks else f"missing {', '.join(lacks)}: no {', no '.join(without)}")
+    )
     lines.append(f"profile: {m.board.name} ({m.board.description})" + ("" if not m.notes else ", with differences:"))
     lines += [f"  {n}" for n in m.notes]
-    lines.append(f"largest model: {m.room:,} B of run-time RAM ({m.room_source}; the profile says "
-                 f"{m.board.firmware.model_ram:,} B)")
+    lines.append(
+        f"largest model: {m.room:,} B of run-time RAM ({m.room_source}; the profile says "
+        f"{m.board.firmware.model_ram:,} B)"
+    )
     newest, loads, fits = release_that_fits(m.board, m.room)
     fmts = "/".join(f"v{v}" for v in m.board.firmware.kmodel_versions)
     if newest is not None:
         lines.append(f"  {fits} of the {loads} releases fit; the newest: {newest}/model.kmodel")
     elif loads:
-        lines.append(f"  none of the {loads} releases fits: build a smaller model "
-                     f"(pokedex-host shrink --board {m.board.name} --budget {m.heap}: the free heap, of which the "
-                     "build counts the camera's share itself)")
+        lines.append(
+            f"  none of the {loads} releases fits: build a smaller model "
+            f"(pokedex-host shrink --board {m.board.name} --budget {m.heap}: the free heap, of which the "
+            "build counts the camera's share itself)"
+        )
     else:
-        lines.append(f"  no release is a kmodel {fmts}, which this firmware loads: "
-                     f"pokedex-host build-kmodel --board {m.board.name}")
+        lines.append(
+            f"  no release is a kmodel {fmts}, which this firmware loads: "
+            f"pokedex-host build-kmodel --board {m.board.name}"
+        )
     return lines
 
 

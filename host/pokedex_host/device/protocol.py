@@ -81,7 +81,7 @@ class Decoder:
                 self.damaged.append(seq)
                 del self.buf[:1]
                 continue
-            out.append(Frame(ftype, seq, bytes(self.buf[HEADER.size: HEADER.size + length])))
+            out.append(Frame(ftype, seq, bytes(self.buf[HEADER.size : HEADER.size + length])))
             del self.buf[:total]
 
 

@@ -39,7 +39,8 @@ class RawRepl:
             if time.monotonic() > end:
                 raise TransportError(
                     f"{self.t.name}: timed out waiting for {ending!r} (got {bytes(self.pending[-60:])!r})",
-                    "is a MicroPython board on this port? Close any serial monitor or IDE.")
+                    "is a MicroPython board on this port? Close any serial monitor or IDE.",
+                )
             self.pending += self.t.read(1024, 0.05)
 
     def enter(self) -> None:
@@ -65,8 +66,10 @@ class RawRepl:
         for line in text.splitlines():
             if line.startswith("MicroPython "):
                 return line.strip()
-        raise TransportError(f"{self.t.name}: no MicroPython banner after Ctrl-B (got {text[-80:]!r})",
-                             "is a MicroPython board on this port? Close any serial monitor or IDE.")
+        raise TransportError(
+            f"{self.t.name}: no MicroPython banner after Ctrl-B (got {text[-80:]!r})",
+            "is a MicroPython board on this port? Close any serial monitor or IDE.",
+        )
 
     def exit(self) -> None:
         self.t.write(b"\r\x02")
@@ -77,7 +80,7 @@ class RawRepl:
             self.enter()
         data = code.encode("utf-8")
         for i in range(0, len(data), 256):
-            self.t.write(data[i:i + 256])
+            self.t.write(data[i : i + 256])
         self.t.write(b"\x04")
         ok = self._read_until(b"OK", timeout)
         if not ok.endswith(b"OK"):
@@ -94,7 +97,7 @@ class RawRepl:
         try:
             self.exec(f"f=open({remote!r},'wb')\nw=f.write")
             for i in range(0, len(data), CHUNK):
-                self.exec(f"w({data[i:i + CHUNK]!r})")
+                self.exec(f"w({data[i : i + CHUNK]!r})")
                 if progress:
                     progress(min(i + CHUNK, len(data)), len(data))
             self.exec("f.close()")
@@ -102,13 +105,17 @@ class RawRepl:
             from ..errors import PokedexError
 
             folder = remote.rsplit("/", 1)[0] or "/"
-            raise PokedexError(f"copying {local} to {remote} failed: {e.message}",
-                               f"check that {folder} exists on the board (an SD card for /sd), then run install again") from e
+            raise PokedexError(
+                f"copying {local} to {remote} failed: {e.message}",
+                f"check that {folder} exists on the board (an SD card for /sd), then run install again",
+            ) from e
         except TransportError as e:  # the port went away (cable pulled, board reset into the bootloader)
             from ..errors import PokedexError
 
-            raise PokedexError(f"copying {local} to {remote} stopped: {e.message}",
-                               "plug the board back in and run install again (it copies every file again)") from e
+            raise PokedexError(
+                f"copying {local} to {remote} stopped: {e.message}",
+                "plug the board back in and run install again (it copies every file again)",
+            ) from e
         return len(data)
 
     def size(self, remote: str) -> int:

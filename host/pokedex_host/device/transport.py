@@ -53,8 +53,9 @@ class SerialTransport:
         try:
             self.ser = serial.Serial(port, baud, timeout=0)
         except (serial.SerialException, OSError) as e:
-            raise TransportError(f"cannot open {port}: {e}",
-                                 "check the port name, the cable, and that nothing else holds the port") from e
+            raise TransportError(
+                f"cannot open {port}: {e}", "check the port name, the cable, and that nothing else holds the port"
+            ) from e
 
     def write(self, data: bytes) -> None:
         try:
@@ -89,8 +90,12 @@ class SerialTransport:
             pass
 
 
-REPL_NOISE = (b"[MAIXPY]kpu: load model ok\r\n", b"MicroPython v0.6.2 on 2021-01-01; Sipeed_M1 with kendryte-k210\r\n",
-              b">>> ", b"gc: 123456 bytes free\r\n")
+REPL_NOISE = (
+    b"[MAIXPY]kpu: load model ok\r\n",
+    b"MicroPython v0.6.2 on 2021-01-01; Sipeed_M1 with kendryte-k210\r\n",
+    b">>> ",
+    b"gc: 123456 bytes free\r\n",
+)
 
 
 class FaultyTransport:
@@ -100,9 +105,18 @@ class FaultyTransport:
     line of REPL text with probability ``text_in``; go silent for a while (``silent_after``
     writes). For fault tests and the noisy-line benchmark."""
 
-    def __init__(self, inner: Transport, seed: int = 0, drop: float = 0.0, corrupt: float = 0.0,
-                 silent_after: int | None = None, silent_for: float = 0.0, byte_in: float = 0.0,
-                 byte_out: float = 0.0, text_in: float = 0.0):
+    def __init__(
+        self,
+        inner: Transport,
+        seed: int = 0,
+        drop: float = 0.0,
+        corrupt: float = 0.0,
+        silent_after: int | None = None,
+        silent_for: float = 0.0,
+        byte_in: float = 0.0,
+        byte_out: float = 0.0,
+        text_in: float = 0.0,
+    ):
         self.inner = inner
         self.name = f"faulty({inner.name})"
         self.baud = getattr(inner, "baud", None)
@@ -126,7 +140,7 @@ class FaultyTransport:
             if i + gap >= n:
                 out += data[i:]
                 break
-            out += data[i:i + gap]
+            out += data[i : i + gap]
             i += gap
             self.damaged += 1
             if self.rng.random() < 0.5:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..boardconfig import APP_THRESHOLD, app_settings
-from ..species import SPECIES_COUNT
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
+from ..species import SPECIES_COUNT
 
 
 def quad_iou(a, b) -> float:
@@ -53,23 +53,34 @@ def parse_line(line: str) -> dict:
     if len(f) < 10 or f[0] != "R":
         raise ValueError(f"not a card-app result line: {line[:80]!r}")
     corners = None if f[9] == "-" else [tuple(float(v) for v in p.split(",")) for p in f[9].split(";")]
-    return {"frame": int(f[1]), "dex": int(f[2]), "name": f[3], "confidence": float(f[4]), "top": f[5],
-            "fps": float(f[6]), "card": f[7], "box": tuple(int(v) for v in f[8].split(",")), "corners": corners}
+    return {
+        "frame": int(f[1]),
+        "dex": int(f[2]),
+        "name": f[3],
+        "confidence": float(f[4]),
+        "top": f[5],
+        "fps": float(f[6]),
+        "card": f[7],
+        "box": tuple(int(v) for v in f[8].split(",")),
+        "corners": corners,
+    }
 
 
 def read_truth(set_dir: Path) -> list[dict]:
     p = Path(set_dir) / "truth.jsonl"
     if not p.is_file():
-        raise PokedexError(f"{p} does not exist",
-                           "make the set with `pokedex-host data camera-set --kind card --out DIR`")
+        raise PokedexError(
+            f"{p} does not exist", "make the set with `pokedex-host data camera-set --kind card --out DIR`"
+        )
     rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     return sorted(rows, key=lambda r: Path(r["file"]).name)  # the emulated camera reads frames in name order
 
 
 def score(truth: list[dict], lines: list[dict]) -> tuple[dict, list[FrameResult]]:
     if len(lines) != len(truth):
-        raise PokedexError(f"the emulated app answered {len(lines)} of {len(truth)} frames",
-                           "see console.log in the output folder")
+        raise PokedexError(
+            f"the emulated app answered {len(lines)} of {len(truth)} frames", "see console.log in the output folder"
+        )
     res = []
     for t, r in zip(truth, lines):
         res.append(FrameResult(t["file"], t["dex"], r["dex"], r["confidence"], r["card"], r["box"], r["corners"]))
@@ -78,7 +89,8 @@ def score(truth: list[dict], lines: list[dict]) -> tuple[dict, list[FrameResult]
     found = [r.corners is not None and quad_iou(r.corners, t["corners"]) >= 0.5 for t, r in cards]
     right = [r.answer == t["dex"] for t, r in cards]
     m = {
-        "card_frames": len(cards), "no_card_frames": len(empty),
+        "card_frames": len(cards),
+        "no_card_frames": len(empty),
         "card_found_pct": 100.0 * sum(found) / max(1, len(cards)),
         "top1_pct": 100.0 * sum(right) / max(1, len(cards)),
         "top1_when_found_pct": 100.0 * sum(a and b for a, b in zip(found, right)) / max(1, sum(found)),
@@ -102,11 +114,17 @@ def threshold_sweep(per_frame: list[FrameResult], thresholds=SWEEP) -> list[dict
     for t in thresholds:
         named = [r for r in cards if r.answer and r.confidence >= t]
         right = sum(r.answer == r.dex for r in named)
-        rows.append({"threshold": t, "named_right_pct": 100.0 * right / max(1, len(cards)),
-                     "named_wrong_pct": 100.0 * (len(named) - right) / max(1, len(cards)),
-                     "right_among_named_pct": 100.0 * right / len(named) if named else float("nan"),
-                     "no_card_handled_pct": 100.0 * sum(not (r.answer and r.confidence >= t) for r in empty)
-                     / max(1, len(empty))})
+        rows.append(
+            {
+                "threshold": t,
+                "named_right_pct": 100.0 * right / max(1, len(cards)),
+                "named_wrong_pct": 100.0 * (len(named) - right) / max(1, len(cards)),
+                "right_among_named_pct": 100.0 * right / len(named) if named else float("nan"),
+                "no_card_handled_pct": 100.0
+                * sum(not (r.answer and r.confidence >= t) for r in empty)
+                / max(1, len(empty)),
+            }
+        )
     return rows
 
 
@@ -123,11 +141,15 @@ def by_group(truth: list[dict], per_frame: list[FrameResult], threshold: float) 
         n = len(rows)
         named = [(t, r) for t, r in rows if r.answer and r.confidence >= threshold]
         right = sum(r.answer == t["dex"] for t, r in named)
-        out[g] = {"frames": n,
-                  "found_pct": 100.0 * sum(r.corners is not None and quad_iou(r.corners, t["corners"]) >= 0.5
-                                           for t, r in rows) / n,
-                  "best_guess_pct": 100.0 * sum(r.answer == t["dex"] for t, r in rows) / n,
-                  "named_right_pct": 100.0 * right / n, "named_wrong_pct": 100.0 * (len(named) - right) / n}
+        out[g] = {
+            "frames": n,
+            "found_pct": 100.0
+            * sum(r.corners is not None and quad_iou(r.corners, t["corners"]) >= 0.5 for t, r in rows)
+            / n,
+            "best_guess_pct": 100.0 * sum(r.answer == t["dex"] for t, r in rows) / n,
+            "named_right_pct": 100.0 * right / n,
+            "named_wrong_pct": 100.0 * (len(named) - right) / n,
+        }
     return out
 
 
@@ -167,13 +189,13 @@ def model_macs(kmodel: Path) -> int | None:
 KPU_GMAC_PER_S = 21.8  # MobileNetV1 1.0 at 320x240 (871 M MAC) at ~25 fps on MaixPy: effective rate
 CPU_HZ = 400e6
 CYCLES_PER_PIXEL = {  # RISC-V at 400 MHz, imlib's C loops (assumptions, see the docs)
-    "resize": 12,       # nearest neighbour, RGB565
+    "resize": 12,  # nearest neighbour, RGB565
     "copy": 4,
-    "gaussian": 40,     # 3x3 on RGB565
+    "gaussian": 40,  # 3x3 on RGB565
     "find_rects": 900,  # AprilTag quad detection without decoding
-    "statistics": 20,   # LAB histogram of the border strips
-    "binary": 15,       # LAB look-up and compare
-    "find_blobs": 30,   # LAB look-up and compare, then the scanline flood fill's bitmap and moments
+    "statistics": 20,  # LAB histogram of the border strips
+    "binary": 15,  # LAB look-up and compare
+    "find_blobs": 30,  # LAB look-up and compare, then the scanline flood fill's bitmap and moments
     "pix_to_ai": 6,
     "lcd": 10,
 }
@@ -182,9 +204,21 @@ QUAD_LOOPS = 60  # _card_like on one quad (order, shape, squareness, aspect), in
 LATE_QUADS = 20  # the quads and blobs all looks hand the art and loose passes (validation frames: ~15)
 
 
-def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale: int = 2, mask_scale: int = 2,
-                        strip: int = 4, crop: int = 128, smoothing: bool = True, colour_looks: int = 2,
-                        mirror: bool = False, blob_looks: int = 2, blob_main: bool = False, late_passes: int = 0) -> dict:
+def board_time_estimate(
+    macs: int | None,
+    outputs: int,
+    frame=(320, 240),
+    scale: int = 2,
+    mask_scale: int = 2,
+    strip: int = 4,
+    crop: int = 128,
+    smoothing: bool = True,
+    colour_looks: int = 2,
+    mirror: bool = False,
+    blob_looks: int = 2,
+    blob_main: bool = False,
+    late_passes: int = 0,
+) -> dict:
     """Milliseconds per frame for each stage of the card app (firmware/main.py + pk_card.py) on a
     K210 at 400 MHz: an estimate from pixel counts and published speeds, not a measurement.
 
@@ -216,7 +250,9 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
         "crop + resize + pix_to_ai": t(crop * crop, "resize") + t(crop * crop, "pix_to_ai"),
         "KPU": kpu,
         "mirror + pix_to_ai + KPU again": t(crop * crop, "copy") + t(crop * crop, "pix_to_ai") + kpu if mirror else 0.0,
-        "softmax + smoothing + top-k (MicroPython)": 1e3 * outputs * ((3 if smoothing else 2) + (1 if mirror else 0))
+        "softmax + smoothing + top-k (MicroPython)": 1e3
+        * outputs
+        * ((3 if smoothing else 2) + (1 if mirror else 0))
         * MICROPYTHON_S_PER_LOOP,
         "LCD": t(fw * fh, "lcd"),
     }
@@ -228,9 +264,15 @@ def board_time_estimate(macs: int | None, outputs: int, frame=(320, 240), scale:
     ms["fps"] = 1000.0 / ms["total"]
     ms["colour-only look (each; only when the first two find nothing)"] = look
     ms["blob look (each colour-only look that has one)"] = blobs
-    ms["art / loose pass (each; only when no look finds a card)"] = 1e3 * LATE_QUADS * QUAD_LOOPS * MICROPYTHON_S_PER_LOOP
-    ms["worst_total"] = (ms["total"] + colour_looks * look + min(blob_looks, colour_looks) * blobs
-                         + late_passes * ms["art / loose pass (each; only when no look finds a card)"])
+    ms["art / loose pass (each; only when no look finds a card)"] = (
+        1e3 * LATE_QUADS * QUAD_LOOPS * MICROPYTHON_S_PER_LOOP
+    )
+    ms["worst_total"] = (
+        ms["total"]
+        + colour_looks * look
+        + min(blob_looks, colour_looks) * blobs
+        + late_passes * ms["art / loose pass (each; only when no look finds a card)"]
+    )
     ms["worst_fps"] = 1000.0 / ms["worst_total"]
     return ms
 
@@ -241,13 +283,28 @@ def _estimate_looks(card: dict | None) -> dict:
         return {"colour_looks": 0, "blob_looks": 0, "late_passes": 0}
     n = len(card.get("chroma_k", ()))
     first = int(card.get("blob_from", 0)) if card.get("blob_look") else n + 1
-    return {"scale": card.get("scale", 2), "mask_scale": card.get("mask_scale", 2), "strip": card.get("strip", 4),
-            "colour_looks": n, "blob_looks": sum(1 for i in range(1, n + 1) if i >= first), "blob_main": first == 0,
-            "late_passes": int(bool(card.get("art_look"))) + int(bool(card.get("loose")))}
+    return {
+        "scale": card.get("scale", 2),
+        "mask_scale": card.get("mask_scale", 2),
+        "strip": card.get("strip", 4),
+        "colour_looks": n,
+        "blob_looks": sum(1 for i in range(1, n + 1) if i >= first),
+        "blob_main": first == 0,
+        "late_passes": int(bool(card.get("art_look"))) + int(bool(card.get("loose"))),
+    }
 
 
-def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: float = APP_THRESHOLD, count: int | None = None,
-                config_overrides: dict | None = None, log=print) -> dict:
+def bench_cards(
+    board,
+    kmodel: Path,
+    set_dir: Path,
+    out: Path,
+    *,
+    threshold: float = APP_THRESHOLD,
+    count: int | None = None,
+    config_overrides: dict | None = None,
+    log=print,
+) -> dict:
     from ..emulator.host import emulate
 
     set_dir, out = Path(set_dir), Path(out)
@@ -265,10 +322,20 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
     frames.mkdir(parents=True, exist_ok=True)
     for t in truth:
         os.symlink((set_dir / t["file"]).resolve(), frames / Path(t["file"]).name)
-    log(f"bench-cards: {len(truth)} frames ({sum(1 for t in truth if not t['dex'])} without a card) through "
-        f"firmware/main.py on the emulated {board.name}")
-    res = emulate(board, Path(kmodel), frames, out / "emulator", threshold=threshold, smoothing=0.0,
-                  config_overrides=config_overrides, log=log)
+    log(
+        f"bench-cards: {len(truth)} frames ({sum(1 for t in truth if not t['dex'])} without a card) through "
+        f"firmware/main.py on the emulated {board.name}"
+    )
+    res = emulate(
+        board,
+        Path(kmodel),
+        frames,
+        out / "emulator",
+        threshold=threshold,
+        smoothing=0.0,
+        config_overrides=config_overrides,
+        log=log,
+    )
     lines = [parse_line(line) for line in res.uart_lines]
     metrics, per_frame = score(truth, lines)
     from ..artifact import BuildArtifact
@@ -281,26 +348,40 @@ def bench_cards(board, kmodel: Path, set_dir: Path, out: Path, *, threshold: flo
     # the locator as the app ran it: the pokedex.json the emulator wrote onto its /sd
     ran = json.loads((out / "emulator" / "sd" / "pokedex.json").read_text()).get("card")
     est = board_time_estimate(model_macs(Path(kmodel)), outputs, mirror=mirror, **_estimate_looks(ran))
-    report = {"set": str(set_dir), "kmodel": str(kmodel), "board": board.name, "threshold": threshold, "mirror": mirror,
-              **metrics, "board_ms_estimate": est}
+    report = {
+        "set": str(set_dir),
+        "kmodel": str(kmodel),
+        "board": board.name,
+        "threshold": threshold,
+        "mirror": mirror,
+        **metrics,
+        "board_ms_estimate": est,
+    }
     if threshold == 0:  # every answer is a best guess: what each threshold would have said
         report["threshold_sweep"] = threshold_sweep(per_frame)
         report["chosen_threshold"] = choose_threshold(report["threshold_sweep"])
         for r in report["threshold_sweep"]:
-            log(f"  at {r['threshold']:.2f}: named right {r['named_right_pct']:.1f} %, wrong {r['named_wrong_pct']:.1f} % "
-                f"({r['right_among_named_pct']:.0f} % of named right), empty frames handled {r['no_card_handled_pct']:.1f} %")
+            log(
+                f"  at {r['threshold']:.2f}: named right {r['named_right_pct']:.1f} %, "
+                f"wrong {r['named_wrong_pct']:.1f} % ({r['right_among_named_pct']:.0f} % of named right), "
+                f"empty frames handled {r['no_card_handled_pct']:.1f} %"
+            )
         log(f"  lowest threshold with more than 4 in 5 named answers right: {report['chosen_threshold']}")
     at = threshold or app_settings(kmodel)["threshold"]  # a run at 0 is read at the release's threshold
     report["by_group"] = by_group(truth, per_frame, at)
     report["by_group_threshold"] = at
     report["most_confused"] = most_confused(per_frame)
     for g, m in report["by_group"].items():
-        log(f"  {g}: {m['frames']} frames, found {m['found_pct']:.1f} %, best guess {m['best_guess_pct']:.1f} %, "
-            f"at {at:.2f} named right {m['named_right_pct']:.1f} % / wrong {m['named_wrong_pct']:.1f} %")
+        log(
+            f"  {g}: {m['frames']} frames, found {m['found_pct']:.1f} %, best guess {m['best_guess_pct']:.1f} %, "
+            f"at {at:.2f} named right {m['named_right_pct']:.1f} % / wrong {m['named_wrong_pct']:.1f} %"
+        )
     atomic_write_text(out / "cards.json", json.dumps(report, indent=2))
     atomic_write_text(out / "frames.jsonl", "".join(json.dumps(r.__dict__) + "\n" for r in per_frame))
-    log(f"card found (IoU >= 0.5) {metrics['card_found_pct']:.1f} %, top-1 {metrics['top1_pct']:.1f} % "
+    log(
+        f"card found (IoU >= 0.5) {metrics['card_found_pct']:.1f} %, top-1 {metrics['top1_pct']:.1f} % "
         f"({metrics['top1_when_found_pct']:.1f} % when found), no card handled {metrics['no_card_handled_pct']:.1f} %; "
         f"estimated on board {est['total']:.0f} ms/frame ({est['fps']:.1f} fps; {est['worst_fps']:.1f} fps when every "
-        f"look of the locator runs)")
+        f"look of the locator runs)"
+    )
     return report

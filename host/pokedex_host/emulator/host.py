@@ -48,8 +48,10 @@ def _kmodel_input(kmodel: Path) -> int:
             return shape[1]
     except KmodelFormatError:
         pass
-    raise PokedexError(f"{kmodel} has no manifest.json beside it to say its input size",
-                       "pass a model.kmodel from a build-kmodel output folder, or --input-size")
+    raise PokedexError(
+        f"{kmodel} has no manifest.json beside it to say its input size",
+        "pass a model.kmodel from a build-kmodel output folder, or --input-size",
+    )
 
 
 def build_settings(board: Board) -> dict:
@@ -57,9 +59,16 @@ def build_settings(board: Board) -> dict:
     b = board.firmware.build
     if b is None:
         return {}
-    return {"banner": b.banner, "platform": b.platform, "release": b.release, "git_tag": b.git_tag,
-            "build_date": b.build_date, "board_name": b.board_name, "mcu_name": b.mcu_name,
-            "image_lacks": list(b.image_lacks)}
+    return {
+        "banner": b.banner,
+        "platform": b.platform,
+        "release": b.release,
+        "git_tag": b.git_tag,
+        "build_date": b.build_date,
+        "board_name": b.board_name,
+        "mcu_name": b.mcu_name,
+        "image_lacks": list(b.image_lacks),
+    }
 
 
 def stand_ins(board: Board) -> list[str] | None:
@@ -70,11 +79,27 @@ def stand_ins(board: Board) -> list[str] | None:
     return list(family(board.firmware.family).emulator_modules) or None
 
 
-def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *, script: str | None = "main.py",
-            labels: Path | None = None, input_size: int | None = None, uart_link: Path | None = None,
-            threshold: float | None = None, smoothing: float | None = None, max_frames: int | None = None,
-            timeout: float | None = None, config_overrides: dict | None = None, firmware: Path | None = None,
-            uart_fd: int | None = None, stop=None, repl: bool = False, log=print) -> EmulateResult:
+def emulate(
+    board: Board,
+    kmodel: Path | None,
+    frames: Path | None,
+    out: Path,
+    *,
+    script: str | None = "main.py",
+    labels: Path | None = None,
+    input_size: int | None = None,
+    uart_link: Path | None = None,
+    threshold: float | None = None,
+    smoothing: float | None = None,
+    max_frames: int | None = None,
+    timeout: float | None = None,
+    config_overrides: dict | None = None,
+    firmware: Path | None = None,
+    uart_fd: int | None = None,
+    stop=None,
+    repl: bool = False,
+    log=print,
+) -> EmulateResult:
     """Run one firmware script on the emulated board until its frames run out, ``timeout``
     passes or ``stop`` (a threading.Event) is set. ``threshold`` and ``smoothing`` default to the
     kmodel's release settings (``boardconfig.app_settings``). ``uart_fd``: the master side of a pty the
@@ -105,19 +130,37 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     if frames is not None and not Path(frames).exists():
         raise PokedexError(f"frames {frames} do not exist", "pass a folder of images or a video file")
     app = app_settings(kmodel)
-    cfg = make_config(board, input_size=input_size or 224, outputs=outputs, model="/sd/model.kmodel",
-                      labels="/sd/classes.txt", threshold=app["threshold"] if threshold is None else threshold,
-                      smoothing=app["smoothing"] if smoothing is None else smoothing, mirror=app["mirror"],
-                      model_runtime=runtime, locator=app["locator"])
+    cfg = make_config(
+        board,
+        input_size=input_size or 224,
+        outputs=outputs,
+        model="/sd/model.kmodel",
+        labels="/sd/classes.txt",
+        threshold=app["threshold"] if threshold is None else threshold,
+        smoothing=app["smoothing"] if smoothing is None else smoothing,
+        mirror=app["mirror"],
+        model_runtime=runtime,
+        locator=app["locator"],
+    )
     cfg.update(config_overrides or {})
     write_config(sd / "pokedex.json", cfg)
     run_cfg = {
-        "out": str(out.resolve()), "sd": str(sd.resolve()), "flash_fs": None,
-        "flash_map": {}, "frames": str(Path(frames).resolve()) if frames else None,
-        "firmware": str(Path(firmware or firmware_dir()).resolve()), "script": script, "model_ram": board.firmware.model_ram,
-        "kmodel_versions": list(board.firmware.kmodel_versions), "gc_heap_size": board.firmware.gc_heap_size,
-        "nncase": board.nncase, "max_frames": max_frames, "model_input": [input_size or 224] * 2,
-        "repl": repl, "flash_size": board.flash_size, "build": build_settings(board),
+        "out": str(out.resolve()),
+        "sd": str(sd.resolve()),
+        "flash_fs": None,
+        "flash_map": {},
+        "frames": str(Path(frames).resolve()) if frames else None,
+        "firmware": str(Path(firmware or firmware_dir()).resolve()),
+        "script": script,
+        "model_ram": board.firmware.model_ram,
+        "kmodel_versions": list(board.firmware.kmodel_versions),
+        "gc_heap_size": board.firmware.gc_heap_size,
+        "nncase": board.nncase,
+        "max_frames": max_frames,
+        "model_input": [input_size or 224] * 2,
+        "repl": repl,
+        "flash_size": board.flash_size,
+        "build": build_settings(board),
         "modules": stand_ins(board),
     }
     master = slave = None
@@ -146,8 +189,13 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     import time as _time
 
     console_file = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "pokedex_host.emulator.run"], env=env, pass_fds=pass_fds,
-                            stdout=console_file, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pokedex_host.emulator.run"],
+        env=env,
+        pass_fds=pass_fds,
+        stdout=console_file,
+        stderr=subprocess.STDOUT,
+    )
     start = _time.monotonic()
     try:
         while proc.poll() is None:
@@ -177,5 +225,6 @@ def emulate(board: Board, kmodel: Path | None, frames: Path | None, out: Path, *
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     uart = (out / "uart.log").read_bytes().decode("utf-8", "replace") if (out / "uart.log").exists() else ""
     lines = [line for line in uart.splitlines() if line.startswith("R\t")]
-    return EmulateResult(out, code, summary.get("frames", 0), summary.get("lcd_frames", 0), lines,
-                         summary.get("warnings", []), console)
+    return EmulateResult(
+        out, code, summary.get("frames", 0), summary.get("lcd_frames", 0), lines, summary.get("warnings", []), console
+    )

@@ -18,8 +18,9 @@ ERR_KMODEL_FORMAT = 2003  # MaixPy checks only that layer bodies are not empty; 
 
 
 class LoadedModel:
-    def __init__(self, host_path: Path, version: int, size: int, input_wh: tuple[int, int], runtime_bytes: int,
-                 interpreter=None):
+    def __init__(
+        self, host_path: Path, version: int, size: int, input_wh: tuple[int, int], runtime_bytes: int, interpreter=None
+    ):
         self.interpreter = interpreter  # kmodel v3
         self.host_path = host_path
         self.version = version
@@ -41,17 +42,19 @@ def load(model, allowed_versions, error, v3_runtime: str = "sdk") -> LoadedModel
         try:
             host = b.host_path(model)
         except OSError:
-            raise error(ERR_READ_FILE, "ERR_READ_FILE: read file failed")
+            raise error(ERR_READ_FILE, "ERR_READ_FILE: read file failed") from None
         if not host.is_file():
-            raise error(ERR_READ_FILE, "ERR_READ_FILE: read file failed")
+            raise error(ERR_READ_FILE, "ERR_READ_FILE: read file failed") from None
     data = host.read_bytes()
     try:
         version = detect_version(data[:8])
     except KmodelFormatError:
-        raise error(ERR_KMODEL_VERSION, "ERR_KMODEL_VERSION: not a kmodel")
+        raise error(ERR_KMODEL_VERSION, "ERR_KMODEL_VERSION: not a kmodel") from None
     if version not in allowed_versions:
-        raise error(ERR_KMODEL_VERSION, "ERR_KMODEL_VERSION: only support kmodel "
-                    + "/".join("V%d" % v for v in allowed_versions))
+        raise error(
+            ERR_KMODEL_VERSION,
+            "ERR_KMODEL_VERSION: only support kmodel " + "/".join("V%d" % v for v in allowed_versions),
+        )
     interpreter = None
     runtime, wh = len(data), tuple(b.cfg.get("model_input") or (0, 0))
     if version == 3:
@@ -60,7 +63,7 @@ def load(model, allowed_versions, error, v3_runtime: str = "sdk") -> LoadedModel
         try:
             interpreter = Interpreter(data, path=str(host), runtime=v3_runtime)
         except KmodelFormatError as e:
-            raise error(ERR_KMODEL_FORMAT, "ERR_KMODEL_FORMAT: %s (at byte %d)" % (e.reason, e.offset))
+            raise error(ERR_KMODEL_FORMAT, "ERR_KMODEL_FORMAT: %s (at byte %d)" % (e.reason, e.offset)) from None
         c, h, w = interpreter.input_shape
         wh = (w, h)
         runtime = len(data) + interpreter.model.main_mem_usage  # what kpu_load_kmodel keeps: file + main buffer
@@ -89,7 +92,9 @@ def run(model: LoadedModel, img) -> list:
         raise ValueError("[MAIXPY]kpu: pix_ai is NULL! (call img.pix_to_ai() after changing the image)")
     c, h, w = img._ai.shape
     if (w, h) != tuple(model.input_wh):
-        raise ValueError("[MAIXPY]kpu: img w=%d,h=%d, but model w=%d,h=%d" % (w, h, model.input_wh[0], model.input_wh[1]))
+        raise ValueError(
+            "[MAIXPY]kpu: img w=%d,h=%d, but model w=%d,h=%d" % (w, h, model.input_wh[0], model.input_wh[1])
+        )
     x = img._ai[None].astype(np.uint8)
     if model.interpreter is not None:
         it = model.interpreter

@@ -29,13 +29,16 @@ def check_output(out: Path) -> None:
     that is not an emulator output. A new or empty folder, or an earlier output, passes."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise PokedexError(f"emulator output {out} is a file, not a folder",
-                           "pass --out a new folder, or an earlier emulator output (it is replaced)")
+        raise PokedexError(
+            f"emulator output {out} is a file, not a folder",
+            "pass --out a new folder, or an earlier emulator output (it is replaced)",
+        )
     if out.is_dir() and any(out.iterdir()) and not is_emulator_output(out):
         raise PokedexError(
             f"emulator output {out} is a folder of files the emulator did not write (it holds no {OUTPUT_MARKER}); "
             "a run replaces its output folder whole, so they would be deleted",
-            "pass --out a new or empty folder, or an earlier emulator output; or move those files away first")
+            "pass --out a new or empty folder, or an earlier emulator output; or move those files away first",
+        )
 
 
 def fresh_output(out: Path) -> Path:

@@ -19,7 +19,8 @@ Different (an approximation): AprilTag's corner search (maxima of the line-fit e
 cluster's points sorted by angle, the best 4 of up to 10) and its edge refinement are replaced
 by a convex hull simplified to 4 vertices with ``approxPolyDP``, kept when the mean squared
 line-fit error is <= 10 (``max_line_fit_mse``). Corner positions can differ by a pixel or two,
-and a quad the board accepts or rejects may come out otherwise here. docs/card-in-frame.md gives the locator's sensitivity to the threshold.
+and a quad the board accepts or rejects may come out otherwise here. docs/card-in-frame.md gives the
+locator's sensitivity to the threshold.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def _clusters(binary: np.ndarray) -> list[np.ndarray]:
     for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
         # pixel (y, x) and its neighbour (y + dy, x + dx), for every x where both exist
         xa0, xa1 = (0, w - dx) if dx >= 0 else (-dx, w)
-        a = lab[0:h - dy, xa0:xa1]
-        b = lab[dy:h, xa0 + dx:xa1 + dx]
-        wa = white[0:h - dy, xa0:xa1]
+        a = lab[0 : h - dy, xa0:xa1]
+        b = lab[dy:h, xa0 + dx : xa1 + dx]
+        wa = white[0 : h - dy, xa0:xa1]
         edge = (a > 0) & (b > 0) & ((a > nw) != (b > nw))
         ys, xs = np.nonzero(edge)
         x0 = xs + xa0
@@ -151,7 +152,7 @@ def _fit_quad(pts: np.ndarray) -> np.ndarray | None:
 def find_rects(rgb: np.ndarray, roi: tuple[int, int, int, int], threshold: int) -> list[tuple]:
     """[(x, y, w, h, magnitude, corners)] in image coordinates."""
     x, y, w, h = roi
-    g = _gray(rgb[y:y + h, x:x + w])
+    g = _gray(rgb[y : y + h, x : x + w])
     binary = _tile_threshold(g)
     mag = _sobel_magnitude(g)
     quads = []

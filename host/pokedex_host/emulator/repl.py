@@ -109,7 +109,7 @@ class Repl:
 
     # -- the two REPLs --------------------------------------------------------------------------
     def banner(self) -> None:
-        self.out("%s\r\nType \"help()\" for more information.\r\n" % self.board.build.get("banner", "MicroPython"))
+        self.out('%s\r\nType "help()" for more information.\r\n' % self.board.build.get("banner", "MicroPython"))
 
     def readline(self, prompt: str) -> tuple[str, int | None]:
         """A line typed at the friendly REPL (echoed), or the control key that ended it."""
@@ -155,8 +155,11 @@ class Repl:
                     if ctrl is not None:
                         break
                     source += "\n" + more
-                    code = codeop.compile_command(source, "<stdin>", "single") if more else compile(
-                        source + "\n", "<stdin>", "single")
+                    code = (
+                        codeop.compile_command(source, "<stdin>", "single")
+                        if more
+                        else compile(source + "\n", "<stdin>", "single")
+                    )
             except SyntaxError as e:
                 self.out(self._traceback(e))
                 continue

@@ -127,8 +127,15 @@ def main() -> int:
     try:
         if script is not None:
             code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
-            exec(code, {"__name__": "__main__", "__file__": str(script), "open": board.open,
-                        "bytearray": board.bytearray_type})
+            exec(
+                code,
+                {
+                    "__name__": "__main__",
+                    "__file__": str(script),
+                    "open": board.open,
+                    "bytearray": board.bytearray_type,
+                },
+            )
         if cfg.get("repl") and board.uart_fd is not None:  # as MaixPy does when main.py returns
             from .repl import serve
 
@@ -143,8 +150,12 @@ def main() -> int:
         board.event("exit", reason="firmware raised %s: %s" % (type(e).__name__, e))
         rc = 3
     finally:
-        summary = {"frames": board.frame_index, "lcd_frames": board.lcd_count, "warnings": board.warnings,
-                   "exit_code": rc}
+        summary = {
+            "frames": board.frame_index,
+            "lcd_frames": board.lcd_count,
+            "warnings": board.warnings,
+            "exit_code": rc,
+        }
         (board.out / "summary.json").write_text(json.dumps(summary, indent=2))
         if board.worker is not None:
             board.worker.close()

@@ -132,7 +132,7 @@ class Board:
             raise OSError(2, "ENOENT", path)
         for prefix, root in (("/sd/", self.sd), ("/flash/", self.flash_fs)):
             if path.startswith(prefix) and root is not None:
-                p = (root / path[len(prefix):]).resolve()
+                p = (root / path[len(prefix) :]).resolve()
                 if root.resolve() not in p.parents and p != root.resolve():
                     raise OSError(2, "ENOENT", path)
                 return p

@@ -21,8 +21,10 @@ class KmodelFormatError(PokedexError):
 
     def __init__(self, offset: int, reason: str, path: str | None = None):
         where = f"{path}: " if path else ""
-        super().__init__(f"{where}bad kmodel at offset {offset} (0x{offset:X}): {reason}",
-                         "the file is truncated, corrupt or not a kmodel; rebuild or re-download it")
+        super().__init__(
+            f"{where}bad kmodel at offset {offset} (0x{offset:X}): {reason}",
+            "the file is truncated, corrupt or not a kmodel; rebuild or re-download it",
+        )
         self.offset = offset
         self.reason = reason
 

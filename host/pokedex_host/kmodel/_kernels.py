@@ -205,7 +205,6 @@ def full_bn_act(prod, xs, arg_x, shift_x, cw, mul, shift, add, start, amul, ashi
     return out
 
 
-
 @njit(cache=True, parallel=True)
 def offset_rows(cols, out):
     """``out`` = ``cols`` - 128 for (M, K) u8 ``cols`` into an (M, K) int8 or float32 ``out`` (the

@@ -48,8 +48,11 @@ ALIGN = 8  # every region: the DMA writes whole u64 words, and floats are read a
 
 
 class ConversionError(PokedexError):
-    def __init__(self, message: str, hint: str = "build --format v5 for this model (CanMV loads it), or change the "
-                                                 "layer named above"):
+    def __init__(
+        self,
+        message: str,
+        hint: str = "build --format v5 for this model (CanMV loads it), or change the layer named above",
+    ):
         super().__init__(message, hint)
 
 
@@ -90,8 +93,10 @@ def _find(dump: Path, module: str, fn: str, leaf: str) -> Path:
     for p in (dump / module / fn / leaf, dump / f"{module}.{fn}.{leaf}"):
         if p.is_file():
             return p
-    raise ConversionError(f"{dump}: no {leaf} for {module}/{fn} (the compiler's dump is needed to re-emit v3)",
-                          "rebuild; build-kmodel keeps the dump it needs under <out>/compiler/")
+    raise ConversionError(
+        f"{dump}: no {leaf} for {module}/{fn} (the compiler's dump is needed to re-emit v3)",
+        "rebuild; build-kmodel keeps the dump it needs under <out>/compiler/",
+    )
 
 
 def _sched(dump: Path, name: str) -> list[Buffer]:
@@ -118,8 +123,10 @@ def _k210_functions(kmodel: bytes, model: v5.KmodelV5, dump: Path, names: list[s
     for fn in names:
         k_ops = _ops(_find(dump, "k210", fn, "runtime_ops.txt"))
         if not k_ops or k_ops[0][0] != "KPUUpload" or any(k == "KPUUpload" for k, _ in k_ops[1:]):
-            raise ConversionError(f"{where}: KPU function {fn} must start with the single upload of its input; got "
-                                  + ", ".join(k for k, _ in k_ops[:4]))
+            raise ConversionError(
+                f"{where}: KPU function {fn} must start with the single upload of its input; got "
+                + ", ".join(k for k, _ in k_ops[:4])
+            )
         bad = sorted({k for k, _ in k_ops if k not in ("KPUUpload", "KPUConv2D", "KPUDownload")})
         if bad:
             raise ConversionError(f"{where}: KPU function {fn} has ops v3 cannot express: {', '.join(bad)}")
@@ -131,11 +138,14 @@ def _k210_functions(kmodel: bytes, model: v5.KmodelV5, dump: Path, names: list[s
                 if not conv_names:
                     raise ConversionError(f"{where}: {fn}: a download before any KPU conv")
                 dl_conv.append(len(conv_names) - 1)
-        mine = blocks[used:used + len(conv_names)]
+        mine = blocks[used : used + len(conv_names)]
         used += len(conv_names)
         if len(mine) != len(conv_names):
-            raise ConversionError(f"{where}: found {len(blocks)} KPU register blocks but the compiler lists more "
-                                  f"KPU convolutions ({fn}: {len(conv_names)})", "report this with the build folder")
+            raise ConversionError(
+                f"{where}: found {len(blocks)} KPU register blocks but the compiler lists more "
+                f"KPU convolutions ({fn}: {len(conv_names)})",
+                "report this with the build folder",
+            )
         k_bufs = sorted(_sched(dump, fn), key=lambda b: b.id)
         consts, pending = [], {}
         for b in k_bufs:
@@ -148,13 +158,17 @@ def _k210_functions(kmodel: bytes, model: v5.KmodelV5, dump: Path, names: list[s
                     pending["weights"] = b
             elif b.segment in ("unknown", "kpu") and b.name in conv_names and not b.name.endswith("/act"):
                 if set(pending) != {"act", "bn", "weights"}:
-                    raise ConversionError(f"{where}: could not find the weights / batch norm / activation of "
-                                          f"{b.name} in the schedule of {fn}")
+                    raise ConversionError(
+                        f"{where}: could not find the weights / batch norm / activation of "
+                        f"{b.name} in the schedule of {fn}"
+                    )
                 consts.append(pending)
                 pending = {}
         if len(consts) != len(mine):
-            raise ConversionError(f"{where}: the schedule of {fn} gives tables for {len(consts)} convolutions, the "
-                                  f"file has {len(mine)} register blocks for it")
+            raise ConversionError(
+                f"{where}: the schedule of {fn} gives tables for {len(consts)} convolutions, the "
+                f"file has {len(mine)} register blocks for it"
+            )
         # function outputs in the order of their @output offsets; the downloads come in that order
         dl_bufs = sorted((b for b in k_bufs if b.segment == "output"), key=lambda b: b.start)
         if len(dl_bufs) != len(dl_conv):
@@ -162,17 +176,22 @@ def _k210_functions(kmodel: bytes, model: v5.KmodelV5, dump: Path, names: list[s
 
         def blob(b: Buffer) -> bytes:
             if b.end > rdata.size:
-                raise ConversionError(f"{where}: {b.name} @rdata[{b.start}, {b.end}) is past the K210 .rdata "
-                                      f"({rdata.size} B)")
-            return kmodel[rdata.offset + b.start:rdata.offset + b.start + b.bytes]
+                raise ConversionError(
+                    f"{where}: {b.name} @rdata[{b.start}, {b.end}) is past the K210 .rdata ({rdata.size} B)"
+                )
+            return kmodel[rdata.offset + b.start : rdata.offset + b.start + b.bytes]
 
-        convs = [ConvLayerSpec(regs.raw, blob(c["weights"]), blob(c["bn"]), blob(c["act"]), None)
-                 for (_, regs), c in zip(mine, consts)]
+        convs = [
+            ConvLayerSpec(regs.raw, blob(c["weights"]), blob(c["bn"]), blob(c["act"]), None)
+            for (_, regs), c in zip(mine, consts)
+        ]
         shapes = [(regs.in_shape, regs.out_shape) for _, regs in mine]
         out.append(_KFunction(fn, convs, shapes, mine[0][1].fields["image_src_addr"], dl_conv))
     if used != len(blocks):
-        raise ConversionError(f"{where}: found {len(blocks)} KPU register blocks but the compiler lists {used} "
-                              "KPU convolutions", "report this with the build folder")
+        raise ConversionError(
+            f"{where}: found {len(blocks)} KPU register blocks but the compiler lists {used} KPU convolutions",
+            "report this with the build folder",
+        )
     return out
 
 
@@ -185,6 +204,7 @@ _U8_KINDS, _F32_KINDS = (BYTE, U8C), (DEQ, FLOAT, F32C)
 @dataclass
 class _Vals:
     """Element descriptions of a tensor: kind, a (v3 address or u8 constant), b (param id or float)."""
+
     kind: np.ndarray
     a: np.ndarray
     b: np.ndarray
@@ -227,9 +247,11 @@ class _Shadow:
         k, a, b = self._pool(op.buffer.location, int(adr.max()) + op.itemsize if adr.size else 0)
         kind = k[adr]
         if (kind == EMPTY).any() or (kind == INNER).any():
-            raise ConversionError(f"{what} reads {op.buffer.location} bytes no earlier step wrote "
-                                  f"(offset {op.buffer.offset}, shape {list(op.shape)})",
-                                  "report this with the build folder; build --format v5 meanwhile")
+            raise ConversionError(
+                f"{what} reads {op.buffer.location} bytes no earlier step wrote "
+                f"(offset {op.buffer.offset}, shape {list(op.shape)})",
+                "report this with the build folder; build --format v5 meanwhile",
+            )
         want = _U8_KINDS if op.dtype == "u8" else _F32_KINDS
         if not np.isin(kind, want).all():
             raise ConversionError(f"{what} reads {op.dtype} where another type was written")
@@ -344,7 +366,7 @@ class _Emitter:
         new = {}
         for r in sorted(first, key=lambda r: (first[r], r)):
             size = self.regions[r][1]
-            busy = sorted((o, o + n) for o, n, f, l in placed if not (l < first[r] or last[r] < f))
+            busy = sorted((o, o + n) for o, n, f, end in placed if not (end < first[r] or last[r] < f))
             at = 0
             for lo, hi in busy:
                 if at + size <= lo:
@@ -377,8 +399,12 @@ class _Emitter:
         if have and have[1] >= n:
             return have[0]
         at = self.alloc(n)
-        self.cpu_layer(LayerType.REQUANTIZE, {"in": at, "out": at, "count": n}, bytes([value]) * 256,
-                       f"{n} bytes of the constant {value}")
+        self.cpu_layer(
+            LayerType.REQUANTIZE,
+            {"in": at, "out": at, "count": n},
+            bytes([value]) * 256,
+            f"{n} bytes of the constant {value}",
+        )
         self.pools[value] = (at, n)
         return at
 
@@ -390,8 +416,11 @@ class _Emitter:
                 return int(v.a[0])
             if n > 1 and (v.a == v.a[0] + 16 * np.arange(n)).all() and self.within(int(v.a[0]), 16 * n):
                 out = self.alloc(n)
-                self.cpu_layer(LayerType.K210_REMOVE_PADDING, {"in": int(v.a[0]), "out": out, "channels": n},
-                               what=f"{what}: pixel (0, 0) of {n} 4x4 maps")
+                self.cpu_layer(
+                    LayerType.K210_REMOVE_PADDING,
+                    {"in": int(v.a[0]), "out": out, "channels": n},
+                    what=f"{what}: pixel (0, 0) of {n} 4x4 maps",
+                )
                 return out
         ranges = []
         for s, e in _runs(v.kind, np.where(v.kind == U8C, v.a, -1)):
@@ -404,15 +433,23 @@ class _Emitter:
                 self.const_pool(val, max(size for k, x, size in ranges if k == "c" and x == val))
         out = self.alloc(n)
         body = b"".join(struct.pack("<2I", self.pools[x][0] if k == "c" else x, size) for k, x, size in ranges)
-        self.cpu_layer(LayerType.CONCAT, {"out": out, "input_count": len(ranges)}, body,
-                       f"{what}: gather {n} bytes from {len(ranges)} ranges")
+        self.cpu_layer(
+            LayerType.CONCAT,
+            {"out": out, "input_count": len(ranges)},
+            body,
+            f"{what}: gather {n} bytes from {len(ranges)} ranges",
+        )
         return out
 
     def dense_f32(self, v: _Vals, what: str) -> int:
         v = v.flat()
         n = len(v.kind)
-        if ((v.kind == FLOAT).all() and n and (v.a == v.a[0] + 4 * np.arange(n)).all()
-                and self.within(int(v.a[0]), 4 * n)):
+        if (
+            (v.kind == FLOAT).all()
+            and n
+            and (v.a == v.a[0] + 4 * np.arange(n)).all()
+            and self.within(int(v.a[0]), 4 * n)
+        ):
             return int(v.a[0])
         dest = self.alloc(4 * n)
         for s, e in _runs(v.kind, np.where(v.kind == DEQ, v.b, 0), np.where(v.kind == F32C, v.b, 0)):
@@ -420,17 +457,25 @@ class _Emitter:
             if k == DEQ:
                 scale, bias = self.params[int(v.b[s])]
                 src = self.dense_u8(_Vals(np.full(e - s, BYTE, np.int8), v.a[s:e], np.zeros(e - s)), what)
-                self.cpu_layer(LayerType.DEQUANTIZE, {"in": src, "out": dest + 4 * s, "count": e - s,
-                                                      "scale": scale, "bias": bias}, what=f"{what}: {e - s} values")
+                self.cpu_layer(
+                    LayerType.DEQUANTIZE,
+                    {"in": src, "out": dest + 4 * s, "count": e - s, "scale": scale, "bias": bias},
+                    what=f"{what}: {e - s} values",
+                )
             elif k == FLOAT:
                 ranges = self.split(_ranges(v.a[s:e], 4))
-                self.cpu_layer(LayerType.CONCAT, {"out": dest + 4 * s, "input_count": len(ranges)},
-                               b"".join(struct.pack("<2I", a, size) for a, size in ranges),
-                               f"{what}: gather {e - s} floats")
+                self.cpu_layer(
+                    LayerType.CONCAT,
+                    {"out": dest + 4 * s, "input_count": len(ranges)},
+                    b"".join(struct.pack("<2I", a, size) for a, size in ranges),
+                    f"{what}: gather {e - s} floats",
+                )
             else:  # a constant float: 0 * any byte + value
-                self.cpu_layer(LayerType.DEQUANTIZE, {"in": dest, "out": dest + 4 * s, "count": e - s,
-                                                      "scale": 0.0, "bias": float(v.b[s])},
-                               what=f"{what}: {e - s} x the constant {float(v.b[s])}")
+                self.cpu_layer(
+                    LayerType.DEQUANTIZE,
+                    {"in": dest, "out": dest + 4 * s, "count": e - s, "scale": 0.0, "bias": float(v.b[s])},
+                    what=f"{what}: {e - s} x the constant {float(v.b[s])}",
+                )
         return dest
 
 
@@ -453,6 +498,7 @@ def _v3_quantize(inv_scale: float, zp: float) -> tuple[float, float]:
 @dataclass
 class _Run:
     """What the op handlers share while the stackvm program is replayed."""
+
     where: str
     em: _Emitter
     sh: _Shadow
@@ -467,8 +513,12 @@ class _Run:
     def fresh(self, dst: Operand, kind: int, at: int, step: int) -> None:
         """Record that dst's elements now live at at, at + step, ... (in C order)."""
         n = int(np.prod(dst.shape))
-        self.sh.write(dst, _Vals(np.full(dst.shape, kind, np.int8), (at + step * np.arange(n)).reshape(dst.shape),
-                                 np.zeros(dst.shape)))
+        self.sh.write(
+            dst,
+            _Vals(
+                np.full(dst.shape, kind, np.int8), (at + step * np.arange(n)).reshape(dst.shape), np.zeros(dst.shape)
+            ),
+        )
 
 
 def _op_call(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
@@ -488,8 +538,11 @@ def _op_call(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
             r.fail(what, "reads the image again; v3 sends it to the KPU once")
     else:
         addr = r.em.dense_u8(r.sh.read(src, what), what)
-        r.em.cpu_layer(LayerType.K210_UPLOAD, {"in": addr, "kpu_out": fn.image_src, "width": w, "height": h,
-                                               "channels": c}, what=f"{what}: {c}x{h}x{w} to the KPU")
+        r.em.cpu_layer(
+            LayerType.K210_UPLOAD,
+            {"in": addr, "kpu_out": fn.image_src, "width": w, "height": h, "channels": c},
+            what=f"{what}: {c}x{h}x{w} to the KPU",
+        )
     if len(o.outputs) != len(fn.downloads):
         r.fail(what, f"takes {len(o.outputs)} outputs, {fn.name} downloads {len(fn.downloads)}")
     outs = {}
@@ -499,8 +552,9 @@ def _op_call(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
             r.fail(what, f"output {list(dst.shape)} is not the conv's {oc}x{oh}x{ow}")
         outs[ci] = (r.em.alloc(ow * oh * oc), dst)
     for ci, spec in enumerate(fn.convs):
-        r.em.layers.append(ConvLayerSpec(spec.registers, spec.weights, spec.bn, spec.act,
-                                         outs[ci][0] if ci in outs else None))
+        r.em.layers.append(
+            ConvLayerSpec(spec.registers, spec.weights, spec.bn, spec.act, outs[ci][0] if ci in outs else None)
+        )
     for at, dst in outs.values():
         r.fresh(dst, BYTE, at, 1)
 
@@ -514,8 +568,7 @@ def _op_dequantize(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
     r.dequant.append(Dequant(what.split(" ", 1)[-1], scale, bias))
     p = r.em.param(scale, bias)
     const = _sim_dequantize(np.where(v.kind == U8C, v.a, 0), scale, bias).astype(np.float64)
-    r.sh.write(dst, _Vals(np.where(v.kind == BYTE, DEQ, F32C).astype(np.int8), v.a,
-                          np.where(v.kind == BYTE, p, const)))
+    r.sh.write(dst, _Vals(np.where(v.kind == BYTE, DEQ, F32C).astype(np.int8), v.a, np.where(v.kind == BYTE, p, const)))
 
 
 def _op_quantize(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
@@ -537,8 +590,12 @@ def _op_quantize(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
             n = int(m.sum())
             src_at = em.dense_u8(_Vals(np.full(n, BYTE, np.int8), v.a[m], np.zeros(n)), what)
             at = em.alloc(n)
-            em.cpu_layer(LayerType.REQUANTIZE, {"in": src_at, "out": at, "count": n}, table.tobytes(),
-                         f"{what}: {n} bytes to the next scale")
+            em.cpu_layer(
+                LayerType.REQUANTIZE,
+                {"in": src_at, "out": at, "count": n},
+                table.tobytes(),
+                f"{what}: {n} bytes to the next scale",
+            )
             out.a[m] = at + np.arange(n)
     f = v.kind == FLOAT
     if f.any():
@@ -546,12 +603,17 @@ def _op_quantize(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
         src_at = em.dense_f32(v.map(lambda x: x[f]), what)
         at = em.alloc(n)
         scale, bias = _v3_quantize(inv, zp)
-        em.cpu_layer(LayerType.QUANTIZE, {"in": src_at, "out": at, "count": n, "scale": scale, "bias": bias},
-                     what=f"{what}: {n} values")
+        em.cpu_layer(
+            LayerType.QUANTIZE,
+            {"in": src_at, "out": at, "count": n, "scale": scale, "bias": bias},
+            what=f"{what}: {n} values",
+        )
         out.a[f] = at + np.arange(n)
         if zp:
-            r.notes.append(f"{what}: zero point {zp} moved into QUANTIZE's bias (kpu.c subtracts it before "
-                           "scaling; nncase adds it after)")
+            r.notes.append(
+                f"{what}: zero point {zp} moved into QUANTIZE's bias (kpu.c subtracts it before "
+                "scaling; nncase adds it after)"
+            )
     r.sh.write(dst, out.map(lambda x: x.reshape(dst.shape)))
 
 
@@ -572,17 +634,29 @@ def _op_move(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
 def _op_reduce(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
     src, dst = o.inputs[0], o.outputs[0]
     rank = len(src.shape)
-    if (o.params["op"] != "mean" or src.dtype != "f32" or rank < 3 or o.params["axes"] != (rank - 2, rank - 1)
-            or o.params["init"][1] != 0 or any(d != 1 for d in src.shape[:-3])):
-        r.fail(what, f"a {o.params['op']} over axes {list(o.params['axes'])} of {src.dtype} {list(src.shape)}; v3 "
-               "has the float mean over H and W (GLOBAL_AVERAGE_POOL2D)",
-               "use a global average pool, or build --format v5"
-               + ("; kpu.c has no global max pool" if o.params["op"] == "max" else ""))
+    if (
+        o.params["op"] != "mean"
+        or src.dtype != "f32"
+        or rank < 3
+        or o.params["axes"] != (rank - 2, rank - 1)
+        or o.params["init"][1] != 0
+        or any(d != 1 for d in src.shape[:-3])
+    ):
+        r.fail(
+            what,
+            f"a {o.params['op']} over axes {list(o.params['axes'])} of {src.dtype} {list(src.shape)}; v3 "
+            "has the float mean over H and W (GLOBAL_AVERAGE_POOL2D)",
+            "use a global average pool, or build --format v5"
+            + ("; kpu.c has no global max pool" if o.params["op"] == "max" else ""),
+        )
     ch, k = src.shape[-3], src.shape[-2] * src.shape[-1]
     at = r.em.dense_f32(r.sh.read(src, what), what)
     out = r.em.alloc(4 * ch)
-    r.em.cpu_layer(LayerType.GLOBAL_AVERAGE_POOL2D, {"in": at, "out": out, "kernel_size": k, "channels": ch},
-                   what=f"{what}: {ch} channels of {k}")
+    r.em.cpu_layer(
+        LayerType.GLOBAL_AVERAGE_POOL2D,
+        {"in": at, "out": out, "kernel_size": k, "channels": ch},
+        what=f"{what}: {ch} channels of {k}",
+    )
     r.fresh(dst, FLOAT, out, 4)
 
 
@@ -591,11 +665,19 @@ def _op_binary(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
     dst = o.outputs[0]
     lo, hi = o.params["clamp"]
     clamped = lo > -3.0e38 or hi < 3.0e38
-    if (o.params["op"] != "add" or a.dtype != "f32" or tuple(a.shape) != tuple(b.shape)
-            or tuple(a.shape) != tuple(dst.shape) or clamped):
-        r.fail(what, f"{o.params['op']} of {a.dtype} {list(a.shape)} and {list(b.shape)}"
-               + (f", clamped to [{lo}, {hi}]" if clamped else "")
-               + "; v3 has the float add of two same-shaped tensors (ADD)")
+    if (
+        o.params["op"] != "add"
+        or a.dtype != "f32"
+        or tuple(a.shape) != tuple(b.shape)
+        or tuple(a.shape) != tuple(dst.shape)
+        or clamped
+    ):
+        r.fail(
+            what,
+            f"{o.params['op']} of {a.dtype} {list(a.shape)} and {list(b.shape)}"
+            + (f", clamped to [{lo}, {hi}]" if clamped else "")
+            + "; v3 has the float add of two same-shaped tensors (ADD)",
+        )
     n = int(np.prod(a.shape))
     pa = r.em.dense_f32(r.sh.read(a, what), what)
     pb = r.em.dense_f32(r.sh.read(b, what), what)
@@ -604,8 +686,16 @@ def _op_binary(r: _Run, i: int, o: stackvm.TensorOp, what: str) -> None:
     r.fresh(dst, FLOAT, out, 4)
 
 
-_OPS = {"CALL": _op_call, "DEQUANTIZE": _op_dequantize, "QUANTIZE": _op_quantize, "COPY": _op_move,
-        "SLICE": _op_move, "PAD": _op_move, "REDUCE": _op_reduce, "BINARY": _op_binary}
+_OPS = {
+    "CALL": _op_call,
+    "DEQUANTIZE": _op_dequantize,
+    "QUANTIZE": _op_quantize,
+    "COPY": _op_move,
+    "SLICE": _op_move,
+    "PAD": _op_move,
+    "REDUCE": _op_reduce,
+    "BINARY": _op_binary,
+}
 
 
 def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion:
@@ -614,7 +704,7 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
     where = path or "kmodel"
     model = v5.parse(kmodel, path)
     text = model.module("stackvm").section(".text")
-    ops = stackvm.decode(kmodel[text.offset:text.offset + text.size])
+    ops = stackvm.decode(kmodel[text.offset : text.offset + text.size])
     names = _ops(_find(dump, "stackvm", "main", "runtime_ops.txt"))
     named = len(names) == len(ops)  # nncase lists one runtime op per TENSOR instruction
 
@@ -628,9 +718,11 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
     fns = _k210_functions(kmodel, model, dump, [f"k210_{i}" for i in range(max(call_fns) + 1)], where)
     if not ops or ops[0].kind != "CALL" or ops[0].inputs[0].buffer.location != "input":
         first = label(0) if ops else "nothing"
-        raise ConversionError(f"{where}: the graph starts with a CPU step ({first}) before the KPU; v3 feeds the "
-                              "image straight to the first KPU layer",
-                              "feed u8 pixels 0..255 (the default input range) or build --format v5")
+        raise ConversionError(
+            f"{where}: the graph starts with a CPU step ({first}) before the KPU; v3 feeds the "
+            "image straight to the first KPU layer",
+            "feed u8 pixels 0..255 (the default input range) or build --format v5",
+        )
     r = _Run(where, _Emitter(), _Shadow(), fns, k210_modules, [], [])
     for i, o in enumerate(ops):
         handler = _OPS.get(o.kind) if o.decoded else None
@@ -646,7 +738,7 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
     for b in outs:
         if b.dtype not in ("f32", "u8"):
             raise ConversionError(f"{where}: output {b.name} is {b.dtype}; v3 outputs here are u8 or f32")
-        strides = tuple(int(np.prod(b.shape[j + 1:])) for j in range(len(b.shape)))
+        strides = tuple(int(np.prod(b.shape[j + 1 :])) for j in range(len(b.shape)))
         op = Operand(stackvm.BufferRef("output", b.start), b.dtype, tuple(b.shape), strides)
         v = r.sh.read(op, f"output {b.name}")
         what = f"output {b.name}"
@@ -657,14 +749,24 @@ def convert(kmodel: bytes, dump: Path, *, path: str | None = None) -> Conversion
         shape = shape[:-1]
     layers, outputs, main_mem = r.em.pack(outputs)
     spec = ModelSpec(layers, outputs, main_mem)
-    return Conversion(write(spec), sum(len(f.convs) for f in fns), tuple(r.dequant), spec.main_mem_usage, shape,
-                      kpu_functions=len(call_fns), cpu_layers=tuple(r.em.cpu), notes=tuple(dict.fromkeys(r.notes)))
+    return Conversion(
+        write(spec),
+        sum(len(f.convs) for f in fns),
+        tuple(r.dequant),
+        spec.main_mem_usage,
+        shape,
+        kpu_functions=len(call_fns),
+        cpu_layers=tuple(r.em.cpu),
+        notes=tuple(dict.fromkeys(r.notes)),
+    )
 
 
 def _pad(v: _Vals, o: stackvm.TensorOp, dtype: str, where: str, what: str) -> _Vals:
     if o.params["mode"] != "constant" or any(m for _, _, m in o.params["paddings"]):
-        raise ConversionError(f"{where}: {what}: a {o.params['mode']} pad with interior padding "
-                              f"{[m for _, _, m in o.params['paddings']]}; v3 runs constant pads only")
+        raise ConversionError(
+            f"{where}: {what}: a {o.params['mode']} pad with interior padding "
+            f"{[m for _, _, m in o.params['paddings']]}; v3 runs constant pads only"
+        )
     kind, value = o.params["value"]
     if dtype == "u8":
         ck, ca, cb = U8C, int(value), 0.0
@@ -675,8 +777,11 @@ def _pad(v: _Vals, o: stackvm.TensorOp, dtype: str, where: str, what: str) -> _V
     crop = tuple(slice(max(0, -b), d - max(0, -a)) for d, (b, a, _) in zip(v.shape, o.params["paddings"]))
     v = v.map(lambda x: x[crop])
     widths = [(max(0, b), max(0, a)) for b, a, _ in o.params["paddings"]]
-    return _Vals(np.pad(v.kind, widths, constant_values=ck), np.pad(v.a, widths, constant_values=ca),
-                 np.pad(v.b, widths, constant_values=cb))
+    return _Vals(
+        np.pad(v.kind, widths, constant_values=ck),
+        np.pad(v.a, widths, constant_values=ca),
+        np.pad(v.b, widths, constant_values=cb),
+    )
 
 
 _ADDRESS_FIELDS = ("in", "out", "in_a", "in_b")  # main-memory addresses in kpu.c's CPU layer structs

@@ -25,10 +25,19 @@ from . import kpu as K
 from .v3 import KmodelV3, Layer, LayerType, parse
 
 # Layers whose output is u8; the others write float32 (what MaixPy's fmap typecode follows).
-U8_OUTPUT = {LayerType.K210_CONV, LayerType.QUANTIZE, LayerType.REQUANTIZE, LayerType.K210_REMOVE_PADDING,
-             LayerType.QUANTIZED_CONCAT, LayerType.QUANTIZED_ADD, LayerType.QUANTIZED_MAX_POOL2D,
-             LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D, LayerType.QUANTIZED_GLOBAL_MAX_POOL2D,
-             LayerType.QUANTIZED_TENSORFLOW_FLATTEN, LayerType.QUANTIZED_RESIZE_NEAREST_NEIGHBOR}
+U8_OUTPUT = {
+    LayerType.K210_CONV,
+    LayerType.QUANTIZE,
+    LayerType.REQUANTIZE,
+    LayerType.K210_REMOVE_PADDING,
+    LayerType.QUANTIZED_CONCAT,
+    LayerType.QUANTIZED_ADD,
+    LayerType.QUANTIZED_MAX_POOL2D,
+    LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D,
+    LayerType.QUANTIZED_GLOBAL_MAX_POOL2D,
+    LayerType.QUANTIZED_TENSORFLOW_FLATTEN,
+    LayerType.QUANTIZED_RESIZE_NEAREST_NEIGHBOR,
+}
 
 
 @dataclass
@@ -70,7 +79,9 @@ def fmaf(a: np.ndarray, b: float, c: float) -> np.ndarray:
     err = (p - (s - bb)) + (cc - bb)
     r = s.astype(np.float32)
     rd = r.astype(np.float64)
-    other = np.where(rd < s, np.nextafter(r, np.float32(np.inf)), np.nextafter(r, np.float32(-np.inf))).astype(np.float64)
+    other = np.where(rd < s, np.nextafter(r, np.float32(np.inf)), np.nextafter(r, np.float32(-np.inf))).astype(
+        np.float64
+    )
     tie = (rd != s) & (np.abs(s - rd) == np.abs(other - s)) & (err != 0)
     up = np.maximum(rd, other)
     down = np.minimum(rd, other)
@@ -85,8 +96,14 @@ class Interpreter:
     multiply-add, GLOBAL_AVERAGE_POOL2D as sum x (1 / k), files up to 6 MiB, and a convolution
     that writes to main memory must not raise the KPU interrupt (int_en = 0)."""
 
-    def __init__(self, data: bytes, model: KmodelV3 | None = None, path: str | None = None, runtime: str = "sdk",
-                 quantize_ties: str = "away"):
+    def __init__(
+        self,
+        data: bytes,
+        model: KmodelV3 | None = None,
+        path: str | None = None,
+        runtime: str = "sdk",
+        quantize_ties: str = "away",
+    ):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime {runtime!r} is not one of {RUNTIMES}")
         if quantize_ties not in ("away", "even"):
@@ -100,18 +117,27 @@ class Interpreter:
         self.model = model or parse(self.data, path)
         m = self.model
         if runtime == "maixpy" and len(self.data) > MAIXPY_MAX_FILE:
-            raise KmodelFormatError(0, f"the file is {len(self.data):,} B; MaixPy's kpu.load refuses files over "
-                                       f"{MAIXPY_MAX_FILE:,} B", self.path)
+            raise KmodelFormatError(
+                0,
+                f"the file is {len(self.data):,} B; MaixPy's kpu.load refuses files over {MAIXPY_MAX_FILE:,} B",
+                self.path,
+            )
         if m.layers[0].type != LayerType.K210_CONV and m.layers[0].type != LayerType.FULLY_CONNECTED:
-            self._fail(m.layers[0], "the first layer must be K210_CONV (image input) or FULLY_CONNECTED (float "
-                                    "input): the SDK's kpu_run_kmodel refuses anything else")
+            self._fail(
+                m.layers[0],
+                "the first layer must be K210_CONV (image input) or FULLY_CONNECTED (float "
+                "input): the SDK's kpu_run_kmodel refuses anything else",
+            )
         self._convs: dict[int, _Conv] = {}
         for lay in m.layers:
             if lay.type == LayerType.K210_CONV:
                 self._convs[lay.index] = cv = self._decode_conv(lay)
                 if runtime == "maixpy" and cv.main_out is not None and lay.conv.registers.fields["int_en"]:
-                    self._fail(lay, "it writes to main memory with int_en = 1; MaixPy's runtime needs int_en = 0 "
-                                    "there (the interrupt would fire before the DMA of its output)")
+                    self._fail(
+                        lay,
+                        "it writes to main memory with int_en = 1; MaixPy's runtime needs int_en = 0 "
+                        "there (the interrupt would fire before the DMA of its output)",
+                    )
 
     # -- helpers ------------------------------------------------------------------------------
     def _fail(self, lay: Layer, why: str):
@@ -131,8 +157,14 @@ class Interpreter:
         # the registers that tell the KPU how its maps sit in SRAM must follow the map shapes (they do
         # in every file we know, nncase 0.1's and 1.9's alike); else the hardware would read another layout
         li, lo = K.row_layout(iw), K.row_layout(ow)
-        want = {"channel_switch_addr": li.row_len * ih, "row_switch_addr": li.row_len, "coef_group": li.groups,
-                "wb_channel_switch_addr": lo.row_len * oh, "wb_row_switch_addr": lo.row_len, "wb_group": lo.groups}
+        want = {
+            "channel_switch_addr": li.row_len * ih,
+            "row_switch_addr": li.row_len,
+            "coef_group": li.groups,
+            "wb_channel_switch_addr": lo.row_len * oh,
+            "wb_row_switch_addr": lo.row_len,
+            "wb_group": lo.groups,
+        }
         for name, v in want.items():
             if f[name] != v:
                 self._fail(lay, f"{name} is {f[name]}, but a {iw}x{ih} -> {ow}x{oh} layer's maps need {v}")
@@ -141,19 +173,36 @@ class Interpreter:
             self._fail(lay, f"weights are loaded in {lt + 1} part(s) of {ps} B, which does not cover {ws} B exactly")
         main_out = c.main_mem_out_address if c.flags & 1 else None
         if main_out is not None and f["dma_total_byte"] + 1 != ow * oh * oc:
-            self._fail(lay, f"its main-memory output is {f['dma_total_byte'] + 1} B by the DMA registers but the "
-                            f"map is {ow}x{oh}x{oc} = {ow * oh * oc} B")
+            self._fail(
+                lay,
+                f"its main-memory output is {f['dma_total_byte'] + 1} B by the DMA registers but the "
+                f"map is {ow}x{oh}x{oc} = {ow * oh * oc} B",
+            )
         if main_out is not None:
             dma = (f["dma_total_byte"] + 8) // 8 * 8  # kpu.c's DMA moves whole 8-byte words
             if main_out + dma > self.model.main_mem_usage:
-                self._fail(lay, f"its output DMA writes [{main_out}, {main_out + dma}) (the map rounded up to 8 B), "
-                                f"past main memory ({self.model.main_mem_usage} B)")
+                self._fail(
+                    lay,
+                    f"its output DMA writes [{main_out}, {main_out + dma}) (the map rounded up to 8 B), "
+                    f"past main memory ({self.model.main_mem_usage} B)",
+                )
         weights = np.frombuffer(self.data, np.uint8, c.weights_size, c.weights_offset)
-        bn = K.decode_bn(self.data[c.bn_offset:c.bn_offset + c.bn_size], oc)
-        act = K.decode_act(self.data[c.act_offset:c.act_offset + c.ACT_SIZE], c.act_offset)
-        return _Conv(lay, args, weights, bn, act, (iw, ih, ic), (ow, oh, oc), f["image_src_addr"],
-                     f["image_dst_addr"], main_out, ow * oh * oc,
-                     K.ConvKernel(weights, args, ic, oc, bn, act))
+        bn = K.decode_bn(self.data[c.bn_offset : c.bn_offset + c.bn_size], oc)
+        act = K.decode_act(self.data[c.act_offset : c.act_offset + c.ACT_SIZE], c.act_offset)
+        return _Conv(
+            lay,
+            args,
+            weights,
+            bn,
+            act,
+            (iw, ih, ic),
+            (ow, oh, oc),
+            f["image_src_addr"],
+            f["image_dst_addr"],
+            main_out,
+            ow * oh * oc,
+            K.ConvKernel(weights, args, ic, oc, bn, act),
+        )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -193,9 +242,12 @@ class Interpreter:
             cv = self._convs[0]
             w, h, c = cv.in_shape
             if images.shape[1:] != (c, h, w) or images.dtype != np.uint8:
-                raise KmodelFormatError(first.body_offset, f"the model takes a u8 {c}x{h}x{w} (channels, height, "
-                                                           f"width) image, got {images.dtype} {images.shape[1:]}",
-                                        self.path)
+                raise KmodelFormatError(
+                    first.body_offset,
+                    f"the model takes a u8 {c}x{h}x{w} (channels, height, "
+                    f"width) image, got {images.dtype} {images.shape[1:]}",
+                    self.path,
+                )
             try:
                 ram.write(cv.src, images, "input")
             except K.KPURangeError as e:
@@ -207,8 +259,11 @@ class Interpreter:
             handler = _HANDLERS.get(lay.type)
             if handler is None:
                 if lay.type in _NOT_IN_KPU_C:
-                    self._fail(lay, "kpu.c (the K210 SDK's v3 runtime, and MaixPy's) has no handler for this layer type: "
-                                    "the board refuses the file")
+                    self._fail(
+                        lay,
+                        "kpu.c (the K210 SDK's v3 runtime, and MaixPy's) has no handler for this layer type: "
+                        "the board refuses the file",
+                    )
                 self._fail(lay, "this layer type is not implemented by the interpreter")
             try:
                 res = handler(self, lay, lay.fields, main, ram)
@@ -216,7 +271,7 @@ class Interpreter:
                 self._fail(lay, str(e))
             if trace and res is not None:
                 out_trace.append((lay.index, lay.name, res))
-        return [main[:, a:a + s] for a, s in m.outputs], out_trace
+        return [main[:, a : a + s] for a, s in m.outputs], out_trace
 
     # main memory: (N, bytes), one row per image; every range is checked against the file's size
     def _range(self, lay: Layer, addr: int, size: int, what: str) -> slice:
@@ -242,7 +297,7 @@ class Interpreter:
         if start + size > lay.body_size:
             self._fail(lay, f"{what} needs {start + size} B of body, the body is {lay.body_size} B")
         o = lay.body_offset + start
-        return self.data[o:o + size]
+        return self.data[o : o + size]
 
     # -- layers: one handler per v3 layer type (_HANDLERS below), each (self, layer, fields, main,
     # ram: the run's _Sram)
@@ -326,7 +381,7 @@ class Interpreter:
             e = np.exp(x - mx).astype(np.float32)
             s = np.zeros((len(x), 1), np.float32)
             for i in range(e.shape[1]):  # left to right, in float32
-                s = (s + e[:, i:i + 1]).astype(np.float32)
+                s = (s + e[:, i : i + 1]).astype(np.float32)
             y = (e / s).astype(np.float32)
         self._write_f32(lay, main, f["out"], y)
         return y
@@ -343,7 +398,7 @@ class Interpreter:
         with np.errstate(all="ignore"):
             s = np.zeros((len(x), 1), np.float32)
             for i in range(x.shape[1]):
-                s = (s + x[:, i:i + 1] * x[:, i:i + 1]).astype(np.float32)
+                s = (s + x[:, i : i + 1] * x[:, i : i + 1]).astype(np.float32)
             s = np.float32(1) / np.sqrt(np.maximum(s, np.float32(1e-10)))
             y = (x * s).astype(np.float32)
         self._write_f32(lay, main, f["out"], y)
@@ -365,12 +420,12 @@ class Interpreter:
         ic, oc = f["in_channels"], f["out_channels"]
         raw = self._body_extra(lay, 24, 4 * (ic * oc + oc), "weights and bias")
         wb = np.frombuffer(raw, "<f4")
-        wt, bias = wb[:ic * oc].reshape(oc, ic), wb[ic * oc:]
+        wt, bias = wb[: ic * oc].reshape(oc, ic), wb[ic * oc :]
         x = self._read_f32(lay, main, f["in"], ic)
         acc = np.zeros((len(x), oc), np.float32)
         with np.errstate(all="ignore"):
             for i in range(ic):  # left to right, in float32, as kpu.c sums
-                acc = (acc + x[:, i:i + 1] * wt[:, i]).astype(np.float32)
+                acc = (acc + x[:, i : i + 1] * wt[:, i]).astype(np.float32)
             y = (acc + bias).astype(np.float32)
         if f["act"] == 1:
             y = np.maximum(y, 0)
@@ -411,7 +466,7 @@ class Interpreter:
         v = _carry_shift(v * f["out_mul"], f["out_shift"]) + f["out_offset"]
         y = np.clip(v, 0, 255).astype(np.uint8)
         self._write(lay, main, f["out"], y, "output (count rounded up to 8)")
-        return y[:, :f["count"]]
+        return y[:, : f["count"]]
 
     def _pool_windows(self, lay, f):
         """(out_y, out_x, [(in_y, in_x), ...]) of each output: the window clipped to the map, in
@@ -422,8 +477,11 @@ class Interpreter:
         for oy in range(oh):
             for ox in range(ow):
                 x0, y0 = ox * f["stride_w"] - f["pad_w"], oy * f["stride_h"] - f["pad_h"]
-                cells = [(y0 + ky, x0 + kx) for ky in range(max(0, -y0), min(f["kernel_h"], ih - y0))
-                         for kx in range(max(0, -x0), min(f["kernel_w"], iw - x0))]
+                cells = [
+                    (y0 + ky, x0 + kx)
+                    for ky in range(max(0, -y0), min(f["kernel_h"], ih - y0))
+                    for kx in range(max(0, -x0), min(f["kernel_w"], iw - x0))
+                ]
                 yield oy, ox, cells
 
     def _quantized_max_pool(self, lay, f, main, ram):
@@ -549,8 +607,12 @@ class _Sram:
 
 
 # v3 layer types the reader knows but kpu.c's ai_step does not run (docs/kpu-c-reading.md)
-_NOT_IN_KPU_C = {LayerType.GLOBAL_MAX_POOL2D, LayerType.QUANTIZED_GLOBAL_MAX_POOL2D,
-                 LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D, LayerType.QUANTIZED_TENSORFLOW_FLATTEN}
+_NOT_IN_KPU_C = {
+    LayerType.GLOBAL_MAX_POOL2D,
+    LayerType.QUANTIZED_GLOBAL_MAX_POOL2D,
+    LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D,
+    LayerType.QUANTIZED_TENSORFLOW_FLATTEN,
+}
 
 _HANDLERS = {
     LayerType.K210_CONV: Interpreter._k210_conv,
@@ -582,8 +644,17 @@ def run(data: bytes, image: np.ndarray) -> list[bytes]:
     return Interpreter(data).run(image).outputs
 
 
-def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0, batch: int = 32,
-              progress=None, runtime: str = "sdk", quantize_ties: str = "away") -> np.ndarray:
+def run_batch(
+    data: bytes,
+    x: np.ndarray,
+    *,
+    workers: int = 1,
+    index: int = 0,
+    batch: int = 32,
+    progress=None,
+    runtime: str = "sdk",
+    quantize_ties: str = "away",
+) -> np.ndarray:
     """Output ``index`` for every image of ``x`` (N x C x H x W u8), as an N x outputs array,
     ``batch`` images per pass (torch and the compiled activation use every core; ``workers`` is
     kept for callers of the per-image version and ignored)."""
@@ -593,7 +664,7 @@ def run_batch(data: bytes, x: np.ndarray, *, workers: int = 1, index: int = 0, b
         return np.zeros((0, 0), it.output_dtype)
     parts = []
     for i in range(0, n, batch):
-        parts.append(it.run_many(x[i:i + batch], index))
+        parts.append(it.run_many(x[i : i + batch], index))
         if progress:
             progress(len(parts[-1]))
     return np.concatenate(parts)

@@ -61,12 +61,15 @@ def map_bytes(width: int, height: int, channels: int) -> int:
     return lay.row_len * height * blocks * LINE
 
 
-def check_map(addr_line: int, width: int, height: int, channels: int, what: str, ram_bytes: int = KPU_RAM_BYTES) -> None:
+def check_map(
+    addr_line: int, width: int, height: int, channels: int, what: str, ram_bytes: int = KPU_RAM_BYTES
+) -> None:
     """Raise :class:`KPURangeError` unless the map fits in KPU SRAM at ``addr_line``."""
     size = map_bytes(width, height, channels)
     if addr_line * LINE + size > ram_bytes:
-        raise KPURangeError(f"{what}: a {width}x{height}x{channels} map at KPU line {addr_line} "
-                            f"({size} B) runs past the 2 MiB KPU SRAM")
+        raise KPURangeError(
+            f"{what}: a {width}x{height}x{channels} map at KPU line {addr_line} ({size} B) runs past the 2 MiB KPU SRAM"
+        )
 
 
 def _view(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str) -> np.ndarray:
@@ -77,14 +80,16 @@ def _view(ram: np.ndarray, addr_line: int, width: int, height: int, channels: in
     lay = row_layout(width)
     blocks = -(-channels // lay.groups)
     if lay.groups == 1:
-        v = ram[:, start:start + blocks * height * lay.row_len * LINE].reshape(n, blocks, height, lay.row_len * LINE)
+        v = ram[:, start : start + blocks * height * lay.row_len * LINE].reshape(n, blocks, height, lay.row_len * LINE)
         return v[..., :width]
     # lines of `groups` slots of row_pitch bytes: [block, row, slot, byte] -> [block, slot, row, byte]
-    v = ram[:, start:start + blocks * height * LINE].reshape(n, blocks, height, lay.groups, lay.row_pitch)
+    v = ram[:, start : start + blocks * height * LINE].reshape(n, blocks, height, lay.groups, lay.row_pitch)
     return v.transpose(0, 1, 3, 2, 4)[..., :width]
 
 
-def download(ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str = "KPU read") -> np.ndarray:
+def download(
+    ram: np.ndarray, addr_line: int, width: int, height: int, channels: int, what: str = "KPU read"
+) -> np.ndarray:
     """The (channels, height, width) u8 map stored at ``addr_line`` -- or (N, channels, height,
     width) when ``ram`` is a batch of N SRAM images (N x 2 MiB)."""
     one = ram.ndim == 1
@@ -106,7 +111,7 @@ def upload(ram: np.ndarray, addr_line: int, fmap: np.ndarray, what: str = "KPU w
         return
     whole = c // lay.groups  # blocks whose slots are all used
     if whole:
-        v[:, :whole] = fmap[:, :whole * lay.groups].reshape(n, whole, lay.groups, h, w)
+        v[:, :whole] = fmap[:, : whole * lay.groups].reshape(n, whole, lay.groups, h, w)
     for ch in range(whole * lay.groups, c):  # a partial last block: the other slots keep their bytes
         v[:, ch // lay.groups, ch % lay.groups] = fmap[:, ch]
 
@@ -133,14 +138,19 @@ def _signed(v: np.ndarray, bits: int) -> np.ndarray:
 
 def decode_bn(raw: bytes, channels: int) -> BatchNorm:
     r = np.frombuffer(raw, dtype="<u8", count=channels)
-    return BatchNorm(_signed(r & 0xFFFFFF, 24), ((r >> np.uint64(56)) & np.uint64(0xF)).astype(np.int64),
-                     _signed((r >> np.uint64(24)) & np.uint64(0xFFFFFFFF), 32))
+    return BatchNorm(
+        _signed(r & 0xFFFFFF, 24),
+        ((r >> np.uint64(56)) & np.uint64(0xF)).astype(np.int64),
+        _signed((r >> np.uint64(24)) & np.uint64(0xFFFFFFFF), 32),
+    )
 
 
 def encode_bn(bn: BatchNorm) -> bytes:
-    out = ((bn.mul.astype(np.int64) & 0xFFFFFF).astype(np.uint64)
-           | ((bn.add.astype(np.int64) & 0xFFFFFFFF).astype(np.uint64) << np.uint64(24))
-           | ((bn.shift.astype(np.int64) & 0xF).astype(np.uint64) << np.uint64(56)))
+    out = (
+        (bn.mul.astype(np.int64) & 0xFFFFFF).astype(np.uint64)
+        | ((bn.add.astype(np.int64) & 0xFFFFFFFF).astype(np.uint64) << np.uint64(24))
+        | ((bn.shift.astype(np.int64) & 0xF).astype(np.uint64) << np.uint64(56))
+    )
     return out.astype("<u8").tobytes()
 
 
@@ -154,14 +164,20 @@ def decode_act(raw: bytes, where: int = 0) -> Activation:
     if (shift > 62).any():
         i = int(np.argmax(shift > 62))
         raise KmodelFormatError(where + 8 * i, f"activation segment {i} shifts by {int(shift[i])} bits (at most 62)")
-    return Activation(_signed((seg >> np.uint64(24)) & np.uint64((1 << 36) - 1), 36),
-                      _signed((seg >> np.uint64(8)) & np.uint64(0xFFFF), 16), shift, bias)
+    return Activation(
+        _signed((seg >> np.uint64(24)) & np.uint64((1 << 36) - 1), 36),
+        _signed((seg >> np.uint64(8)) & np.uint64(0xFFFF), 16),
+        shift,
+        bias,
+    )
 
 
 def encode_act(act: Activation) -> bytes:
-    seg = ((act.shift.astype(np.int64) & 0xFF).astype(np.uint64)
-           | ((act.mul.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(8))
-           | ((act.start_x.astype(np.int64) & ((1 << 36) - 1)).astype(np.uint64) << np.uint64(24)))
+    seg = (
+        (act.shift.astype(np.int64) & 0xFF).astype(np.uint64)
+        | ((act.mul.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(8))
+        | ((act.start_x.astype(np.int64) & ((1 << 36) - 1)).astype(np.uint64) << np.uint64(24))
+    )
     return seg.astype("<u8").tobytes() + act.add.astype(np.uint8).tobytes()
 
 
@@ -185,6 +201,7 @@ def round_shift(v: np.ndarray, shift) -> np.ndarray:
 @dataclass(frozen=True)
 class ConvArgs:
     """The arithmetic a KPU layer applies, decoded from its register block."""
+
     depthwise: bool
     kernel: int
     pool_type: int
@@ -199,8 +216,18 @@ class ConvArgs:
     def from_fields(cls, f: dict) -> "ConvArgs":
         def s(v, bits):
             return v - (1 << bits) if v >= (1 << (bits - 1)) else v
-        return cls(bool(f["depth_wise_layer"]), {0: 1, 1: 3}[f["kernel_type"]], f["pool_type"], f["pad_value"],
-                   s(f["arg_x"], 24), f["shr_x"], s(f["arg_w"], 24), f["shr_w"], s(f["arg_add"], 40))
+
+        return cls(
+            bool(f["depth_wise_layer"]),
+            {0: 1, 1: 3}[f["kernel_type"]],
+            f["pool_type"],
+            f["pad_value"],
+            s(f["arg_x"], 24),
+            f["shr_x"],
+            s(f["arg_w"], 24),
+            f["shr_w"],
+            s(f["arg_add"], 40),
+        )
 
 
 class ConvKernel:
@@ -215,8 +242,15 @@ class ConvKernel:
     process measured faster), the offsets added back in int64:
     sum(x w) = sum((x - 128)(w - 128)) + 128 sum(x) + 128 sum(w) - 128^2 K."""
 
-    def __init__(self, weights: np.ndarray, args: ConvArgs, in_channels: int, out_channels: int,
-                 bn: "BatchNorm | None" = None, act: "Activation | None" = None):
+    def __init__(
+        self,
+        weights: np.ndarray,
+        args: ConvArgs,
+        in_channels: int,
+        out_channels: int,
+        bn: "BatchNorm | None" = None,
+        act: "Activation | None" = None,
+    ):
         self.args, self.c, self.oc, k = args, in_channels, out_channels, args.kernel
         # a layer's batch-norm and activation tables, as the kernels take them, prepared once
         self.tables = _tables(bn, act) if bn is not None and act is not None else None
@@ -254,13 +288,16 @@ class ConvKernel:
             cols = np.empty((n, h, w, k, k, c), np.uint8)
             for ky in range(k):
                 for kx in range(k):
-                    cols[:, :, :, ky, kx] = xp[:, ky:ky + stride * (h - 1) + 1:stride, kx:kx + stride * (w - 1) + 1:stride]
+                    cols[:, :, :, ky, kx] = xp[
+                        :, ky : ky + stride * (h - 1) + 1 : stride, kx : kx + stride * (w - 1) + 1 : stride
+                    ]
             cols = cols.reshape(n * h * w, c * k * k)
         prod, xs = self.mat.products(cols)
         return prod.reshape(n, h * w, self.oc), xs.reshape(n, h * w), h, w
 
-    def nhwc(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
-             stride: int = 1) -> np.ndarray:
+    def nhwc(
+        self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None, stride: int = 1
+    ) -> np.ndarray:
         """(N, H, W, C) u8 -> (N, ceil(H / stride), ceil(W / stride), OC) u8 outputs (batch norm and
         activation applied) at every ``stride``-th row and column; ``bn``, ``act`` default to the
         layer's own (given when the kernel was made)."""
@@ -287,8 +324,9 @@ class ConvKernel:
             out = _kernels.full_acc(prod, xs, a.arg_x, a.shift_x, self.cw).reshape(-1, h, w, self.oc)
         return to_nchw(out)
 
-    def __call__(self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None,
-                 stride: int = 1) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, bn: "BatchNorm | None" = None, act: "Activation | None" = None, stride: int = 1
+    ) -> np.ndarray:
         """:meth:`nhwc` for channel-planar (N, C, H, W) maps."""
         return to_nchw(self.nhwc(to_nhwc(x), bn, act, stride))
 
@@ -305,8 +343,13 @@ def to_nchw(x: np.ndarray) -> np.ndarray:
 
 def _tables(bn: "BatchNorm", act: "Activation") -> tuple[np.ndarray, ...]:
     start = np.asarray(act.start_x, np.int64)
-    return (*(np.ascontiguousarray(t, dtype=np.int64) for t in (bn.mul, bn.shift, bn.add, start, act.mul, act.shift,
-                                                                 act.add)), bool(np.all(np.diff(start) >= 0)))
+    return (
+        *(
+            np.ascontiguousarray(t, dtype=np.int64)
+            for t in (bn.mul, bn.shift, bn.add, start, act.mul, act.shift, act.add)
+        ),
+        bool(np.all(np.diff(start) >= 0)),
+    )
 
 
 def conv(x: np.ndarray, weights: np.ndarray, args: ConvArgs, out_channels: int) -> np.ndarray:
@@ -339,12 +382,12 @@ def pool(y: np.ndarray, pool_type: int) -> np.ndarray:
     if pool_type == 0:
         return y
     if pool_type in (5, 7):  # left-top: the window's first pixel
-        return np.ascontiguousarray(y[..., :oh * s:s, :ow * s:s])
+        return np.ascontiguousarray(y[..., : oh * s : s, : ow * s : s])
     if pool_type == 6:  # right-top: row 0, column 1 of the window
         out = np.zeros((*y.shape[:-2], oh, ow), np.uint8)
         cols = np.arange(ow) * s + 1
         ok = cols < w
-        out[..., ok] = y[..., :oh * s:s, :][..., cols[ok]]
+        out[..., ok] = y[..., : oh * s : s, :][..., cols[ok]]
         return out
     yy = (np.arange(oh) * s)[:, None] + np.arange(f)[None, :]  # (oh, f)
     xx = (np.arange(ow) * s)[:, None] + np.arange(f)[None, :]
@@ -358,20 +401,23 @@ def pool(y: np.ndarray, pool_type: int) -> np.ndarray:
     return (win.sum(axis=(-2, -1)) // (f * f)).astype(np.uint8)
 
 
-def conv_layer(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None, act: Activation | None = None) -> np.ndarray:
+def conv_layer(
+    kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None, act: Activation | None = None
+) -> np.ndarray:
     """A whole KPU layer on (N, C, H, W) u8: convolution, batch norm, activation, pool."""
     return to_nchw(conv_layer_nhwc(kernel, to_nhwc(x), bn, act))
 
 
-def conv_layer_nhwc(kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None,
-                    act: Activation | None = None) -> np.ndarray:
+def conv_layer_nhwc(
+    kernel: ConvKernel, x: np.ndarray, bn: BatchNorm | None = None, act: Activation | None = None
+) -> np.ndarray:
     """:func:`conv_layer` channels last, (N, H, W, C) -> (N, H', W', OC). A left-top pool keeps
     every s-th output of the row and column, so only those are computed."""
     pt = kernel.args.pool_type
     h, w = x.shape[1:3]
     if pt in (5, 7):
         s = POOL_STRIDE[pt]
-        return np.ascontiguousarray(kernel.nhwc(x, bn, act, stride=s)[:, :h // s, :w // s])
+        return np.ascontiguousarray(kernel.nhwc(x, bn, act, stride=s)[:, : h // s, : w // s])
     y = kernel.nhwc(x, bn, act)
     return y if pt == 0 else to_nhwc(pool(to_nchw(y), pt))
 

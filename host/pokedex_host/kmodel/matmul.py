@@ -90,7 +90,7 @@ class OffsetWeights:
             return torch.mm(x, w).numpy(), sums
         out = np.zeros((len(cols), self.oc), np.int32)
         for s in range(0, self.k, FLOAT_BLOCK):
-            out += torch.mm(x[:, s:s + FLOAT_BLOCK], w[s:s + FLOAT_BLOCK]).numpy().astype(np.int32)
+            out += torch.mm(x[:, s : s + FLOAT_BLOCK], w[s : s + FLOAT_BLOCK]).numpy().astype(np.int32)
         return out, sums
 
     def _float_weights(self):
@@ -105,6 +105,7 @@ class OffsetWeights:
 class Measurement:
     """Both paths timed on one shape (the best of the repeats, CPU seconds of one thread), whether
     each gave the exact sums there, and the pick: the faster of the exact ones."""
+
     shape: tuple[int, int, int]
     seconds: dict[str, float]
     exact: dict[str, bool]
@@ -117,8 +118,10 @@ def chosen_path() -> str:
     if v in PATHS:
         return v
     if v != "auto":
-        raise PokedexError(f"{ENV}={v!r} is not one of int, float, auto",
-                           f"unset {ENV} (the faster path is measured) or set it to int or float")
+        raise PokedexError(
+            f"{ENV}={v!r} is not one of int, float, auto",
+            f"unset {ENV} (the faster path is measured) or set it to int or float",
+        )
     return measurement().chosen
 
 
@@ -142,9 +145,11 @@ def measure(shape: tuple[int, int, int] = MEASURE_SHAPE, repeats: int = MEASURE_
         seconds = {path: min(_timed(ow, cols, path) for _ in range(repeats)) for path in PATHS}
     good = [path for path in PATHS if exact[path]]
     if not good:
-        raise PokedexError("neither matrix product of the v3 interpreter (torch._int_mm, float32 torch.mm) gave "
-                           "exact sums on this machine", "the interpreter cannot match the KPU here; check the torch "
-                                                         "install (its BLAS and oneDNN settings)")
+        raise PokedexError(
+            "neither matrix product of the v3 interpreter (torch._int_mm, float32 torch.mm) gave "
+            "exact sums on this machine",
+            "the interpreter cannot match the KPU here; check the torch install (its BLAS and oneDNN settings)",
+        )
     return Measurement(shape, seconds, exact, min(good, key=lambda path: seconds[path]))
 
 

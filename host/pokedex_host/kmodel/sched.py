@@ -17,9 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_BUF_RE = re.compile(
-    r"^%(\d+)\((.*)\)\s*:\s*<(\w+) \[([\d,]*)\] (\d+) bytes of \[[\d,]*\]>\s*@(\w+)\[(\d+), (\d+)\]"
-)
+_BUF_RE = re.compile(r"^%(\d+)\((.*)\)\s*:\s*<(\w+) \[([\d,]*)\] (\d+) bytes of \[[\d,]*\]>\s*@(\w+)\[(\d+), (\d+)\]")
 _KPU_RE = re.compile(r"^\s*%(\d+)\s*=\s*KPUConv2D\(([^)]*)\)")
 KPU_SEGMENTS = ("unknown", "kpu")
 
@@ -45,8 +43,19 @@ def parse_sched(path: Path) -> tuple[list[Buffer], list[tuple[int, list[int]]]]:
         m = _BUF_RE.match(line.strip())
         if m:
             shape = tuple(int(x) for x in m.group(4).split(",") if x)
-            buffers.append(Buffer(module, int(m.group(1)), m.group(2), m.group(3), shape, int(m.group(5)),
-                                  m.group(6), int(m.group(7)), int(m.group(8))))
+            buffers.append(
+                Buffer(
+                    module,
+                    int(m.group(1)),
+                    m.group(2),
+                    m.group(3),
+                    shape,
+                    int(m.group(5)),
+                    m.group(6),
+                    int(m.group(7)),
+                    int(m.group(8)),
+                )
+            )
             continue
         m = _KPU_RE.match(line)
         if m:

@@ -21,8 +21,20 @@ from dataclasses import dataclass, field
 from ..errors import PokedexError
 
 # datatype_t (runtime/datatypes.def)
-DTYPES = {0: ("i8", 1), 1: ("i16", 2), 2: ("i32", 4), 3: ("i64", 8), 4: ("u8", 1), 5: ("u16", 2), 6: ("u32", 4),
-          7: ("u64", 8), 8: ("f16", 2), 9: ("f32", 4), 10: ("f64", 8), 11: ("bf16", 2)}
+DTYPES = {
+    0: ("i8", 1),
+    1: ("i16", 2),
+    2: ("i32", 4),
+    3: ("i64", 8),
+    4: ("u8", 1),
+    5: ("u16", 2),
+    6: ("u32", 4),
+    7: ("u64", 8),
+    8: ("f16", 2),
+    9: ("f32", 4),
+    10: ("f64", 8),
+    11: ("bf16", 2),
+}
 _ITEMSIZE = {name: size for name, size in DTYPES.values()}
 # LEA_BUFFER locations (runtime/datatypes.h memory_location_t)
 LOCATIONS = {0: "input", 1: "output", 2: "rdata", 3: "data", 4: "shared_data"}
@@ -31,20 +43,59 @@ BINARY_OPS = {0: "add", 1: "sub", 2: "mul", 3: "div", 4: "min", 5: "max", 6: "po
 PAD_MODES = {0: "constant", 1: "reflect", 2: "symmetric", 3: "edge"}
 
 # tensor_function_t (runtime/stackvm/opcode.h), for naming what is not decoded
-FUNCTS = {0x00: "BATCH_TO_SPACE", 0x01: "BINARY", 0x02: "BROADCAST", 0x03: "CALL", 0x04: "COMPARE",
-          0x05: "CLAMP", 0x06: "CONV2D", 0x07: "CONV2D_TRANSPOSE", 0x08: "CONVERT", 0x09: "COPY",
-          0x0A: "CUMSUM", 0x0B: "DEQUANTIZE", 0x0C: "GATHER", 0x0D: "GATHER_ND", 0x0E: "HARDMAX",
-          0x0F: "LOGISTIC", 0x10: "LUT1D", 0x11: "MATMUL", 0x12: "ONEHOT", 0x13: "PAD", 0x14: "QUANTIZE",
-          0x15: "RANDOM_NORMAL", 0x16: "RANDOM_UNIFORM", 0x17: "REDUCE", 0x18: "REDUCE_ARG",
-          0x19: "REDUCE_PROD", 0x1A: "REDUCE_WINDOW2D", 0x1B: "RESIZE_IMAGE", 0x1C: "ROI_ALIGN",
-          0x1D: "SIGMOID", 0x1E: "SLICE", 0x1F: "SOFTMAX", 0x20: "SPACE_TO_BATCH", 0x21: "TAKE",
-          0x22: "TERNARY", 0x23: "TOPK", 0x24: "TRANSPOSE", 0x25: "TRILU", 0x26: "UNARY", 0x27: "GRU",
-          0x28: "TFLITE_DETECTION_POSTPROCESS", 0x29: "LAYER_NORMALIZATION", 0x2A: "COMPRESS",
-          0x2B: "GATHER_ELEMENTS"}
+FUNCTS = {
+    0x00: "BATCH_TO_SPACE",
+    0x01: "BINARY",
+    0x02: "BROADCAST",
+    0x03: "CALL",
+    0x04: "COMPARE",
+    0x05: "CLAMP",
+    0x06: "CONV2D",
+    0x07: "CONV2D_TRANSPOSE",
+    0x08: "CONVERT",
+    0x09: "COPY",
+    0x0A: "CUMSUM",
+    0x0B: "DEQUANTIZE",
+    0x0C: "GATHER",
+    0x0D: "GATHER_ND",
+    0x0E: "HARDMAX",
+    0x0F: "LOGISTIC",
+    0x10: "LUT1D",
+    0x11: "MATMUL",
+    0x12: "ONEHOT",
+    0x13: "PAD",
+    0x14: "QUANTIZE",
+    0x15: "RANDOM_NORMAL",
+    0x16: "RANDOM_UNIFORM",
+    0x17: "REDUCE",
+    0x18: "REDUCE_ARG",
+    0x19: "REDUCE_PROD",
+    0x1A: "REDUCE_WINDOW2D",
+    0x1B: "RESIZE_IMAGE",
+    0x1C: "ROI_ALIGN",
+    0x1D: "SIGMOID",
+    0x1E: "SLICE",
+    0x1F: "SOFTMAX",
+    0x20: "SPACE_TO_BATCH",
+    0x21: "TAKE",
+    0x22: "TERNARY",
+    0x23: "TOPK",
+    0x24: "TRANSPOSE",
+    0x25: "TRILU",
+    0x26: "UNARY",
+    0x27: "GRU",
+    0x28: "TFLITE_DETECTION_POSTPROCESS",
+    0x29: "LAYER_NORMALIZATION",
+    0x2A: "COMPRESS",
+    0x2B: "GATHER_ELEMENTS",
+}
 
 # fields after the u16 funct, per decoded funct: struct format and names ("r*" = a shape register)
 _TENSOR_FIELDS = {
-    0x01: ("<B6BBff", "dtype r_shape_a r_strides_a r_shape_b r_strides_b r_shape_out r_strides_out op clamp_lo clamp_hi"),
+    0x01: (
+        "<B6BBff",
+        "dtype r_shape_a r_strides_a r_shape_b r_strides_b r_shape_out r_strides_out op clamp_lo clamp_hi",
+    ),
     0x03: ("<IHBB", "function module n_in n_out"),
     0x09: ("<BBBB", "dtype r_shape r_strides r_strides_out"),
     0x0B: ("<BBBBB", "dtype_in dtype_out r_shape r_strides r_strides_out"),
@@ -85,8 +136,10 @@ class TensorOp:
 
 class StackVMError(PokedexError):
     def __init__(self, at: int, why: str):
-        super().__init__(f"stackvm program, byte {at}: {why}",
-                         "report this with the build folder (compiler/ holds the dump); build --format v5 meanwhile")
+        super().__init__(
+            f"stackvm program, byte {at}: {why}",
+            "report this with the build folder (compiler/ holds the dump); build --format v5 meanwhile",
+        )
 
 
 def decode(text: bytes) -> list[TensorOp]:
@@ -200,8 +253,10 @@ def _tensor(name: str, at: int, f: dict, pop, reg, pads) -> TensorOp:
     if name == "BINARY":
         out, b, a = (_buf(at, pop, w) for w in ("the output", "input b", "input a"))
         dt = _dt(at, f["dtype"])
-        o.inputs = [Operand(a, dt, reg(at, f["r_shape_a"]), reg(at, f["r_strides_a"])),
-                    Operand(b, dt, reg(at, f["r_shape_b"]), reg(at, f["r_strides_b"]))]
+        o.inputs = [
+            Operand(a, dt, reg(at, f["r_shape_a"]), reg(at, f["r_strides_a"])),
+            Operand(b, dt, reg(at, f["r_shape_b"]), reg(at, f["r_strides_b"])),
+        ]
         o.outputs = [Operand(out, dt, reg(at, f["r_shape_out"]), reg(at, f["r_strides_out"]))]
         o.params = {"op": BINARY_OPS.get(f["op"], str(f["op"])), "clamp": (f["clamp_lo"], f["clamp_hi"])}
         return o
@@ -244,8 +299,12 @@ def _tensor(name: str, at: int, f: dict, pop, reg, pads) -> TensorOp:
         axes = tuple(a % len(shape) for a in axes)
         oshape = tuple(1 if a in axes else d for a, d in enumerate(shape) if f["keep_dims"] or a not in axes)
         o.outputs = [Operand(out, dt, oshape, reg(at, f["r_strides_out"]))]
-        o.params = {"op": REDUCE_OPS.get(f["op"], str(f["op"])), "axes": axes, "keep_dims": f["keep_dims"],
-                    "init": init}
+        o.params = {
+            "op": REDUCE_OPS.get(f["op"], str(f["op"])),
+            "axes": axes,
+            "keep_dims": f["keep_dims"],
+            "init": init,
+        }
     return o
 
 

@@ -66,21 +66,51 @@ class LayerType(IntEnum):
 
 # (register index, field name, low bit, width) for kpu_layer_argument_t, from kpu.h.
 _REGISTER_FIELDS = [
-    (0, "int_en", 0, 1), (0, "ram_flag", 1, 1), (0, "full_add", 2, 1), (0, "depth_wise_layer", 3, 1),
-    (1, "image_src_addr", 0, 15), (1, "image_dst_addr", 32, 15),
-    (2, "i_ch_num", 0, 10), (2, "o_ch_num", 32, 10), (2, "o_ch_num_coef", 48, 10),
-    (3, "i_row_wid", 0, 10), (3, "i_col_high", 10, 9), (3, "o_row_wid", 32, 10), (3, "o_col_high", 42, 9),
-    (4, "kernel_type", 0, 3), (4, "pad_type", 3, 1), (4, "pool_type", 4, 4), (4, "first_stride", 8, 1),
-    (4, "bypass_conv", 9, 1), (4, "load_para", 10, 1), (4, "dma_burst_size", 16, 8), (4, "pad_value", 24, 8),
+    (0, "int_en", 0, 1),
+    (0, "ram_flag", 1, 1),
+    (0, "full_add", 2, 1),
+    (0, "depth_wise_layer", 3, 1),
+    (1, "image_src_addr", 0, 15),
+    (1, "image_dst_addr", 32, 15),
+    (2, "i_ch_num", 0, 10),
+    (2, "o_ch_num", 32, 10),
+    (2, "o_ch_num_coef", 48, 10),
+    (3, "i_row_wid", 0, 10),
+    (3, "i_col_high", 10, 9),
+    (3, "o_row_wid", 32, 10),
+    (3, "o_col_high", 42, 9),
+    (4, "kernel_type", 0, 3),
+    (4, "pad_type", 3, 1),
+    (4, "pool_type", 4, 4),
+    (4, "first_stride", 8, 1),
+    (4, "bypass_conv", 9, 1),
+    (4, "load_para", 10, 1),
+    (4, "dma_burst_size", 16, 8),
+    (4, "pad_value", 24, 8),
     (4, "bwsx_base_addr", 32, 32),
-    (5, "load_coor", 0, 1), (5, "load_time", 1, 6), (5, "para_size", 15, 17), (5, "para_start_addr", 32, 32),
-    (6, "coef_column_offset", 0, 4), (6, "coef_row_offset", 4, 12),
-    (7, "channel_switch_addr", 0, 15), (7, "row_switch_addr", 16, 4), (7, "coef_size", 20, 8),
-    (7, "coef_group", 28, 3), (7, "load_act", 31, 1), (7, "active_addr", 32, 32),
-    (8, "wb_channel_switch_addr", 0, 15), (8, "wb_row_switch_addr", 16, 4), (8, "wb_group", 20, 3),
-    (9, "shr_w", 0, 4), (9, "shr_x", 4, 4), (9, "arg_w", 8, 24), (9, "arg_x", 32, 24),
+    (5, "load_coor", 0, 1),
+    (5, "load_time", 1, 6),
+    (5, "para_size", 15, 17),
+    (5, "para_start_addr", 32, 32),
+    (6, "coef_column_offset", 0, 4),
+    (6, "coef_row_offset", 4, 12),
+    (7, "channel_switch_addr", 0, 15),
+    (7, "row_switch_addr", 16, 4),
+    (7, "coef_size", 20, 8),
+    (7, "coef_group", 28, 3),
+    (7, "load_act", 31, 1),
+    (7, "active_addr", 32, 32),
+    (8, "wb_channel_switch_addr", 0, 15),
+    (8, "wb_row_switch_addr", 16, 4),
+    (8, "wb_group", 20, 3),
+    (9, "shr_w", 0, 4),
+    (9, "shr_x", 4, 4),
+    (9, "arg_w", 8, 24),
+    (9, "arg_x", 32, 24),
     (10, "arg_add", 0, 40),
-    (11, "send_data_out", 0, 1), (11, "channel_byte_num", 16, 16), (11, "dma_total_byte", 32, 32),
+    (11, "send_data_out", 0, 1),
+    (11, "channel_byte_num", 16, 16),
+    (11, "dma_total_byte", 32, 32),
 ]
 # Bits no field uses, per register: must be zero in a well-formed block.
 _RESERVED = {}
@@ -96,9 +126,16 @@ _RELOCATED_REGS = {4, 5, 7}
 
 KERNEL_SIZES = {0: 1, 1: 3}  # kernel_type -> k
 POOL_TYPES = {  # pool_type -> (kernel, stride, name), per the SDK's kpu.c / nncase 0.1
-    0: (1, 1, "none"), 1: (2, 2, "max 2x2 s2"), 2: (2, 2, "avg 2x2 s2"), 3: (4, 4, "max 4x4 s4"),
-    4: (4, 4, "avg 4x4 s4"), 5: (2, 2, "left-top 2x2 s2"), 6: (2, 2, "right-top 2x2 s2"),
-    7: (4, 4, "left-top 4x4 s4"), 8: (2, 1, "avg 2x2 s1"), 9: (2, 1, "max 2x2 s1"),
+    0: (1, 1, "none"),
+    1: (2, 2, "max 2x2 s2"),
+    2: (2, 2, "avg 2x2 s2"),
+    3: (4, 4, "max 4x4 s4"),
+    4: (4, 4, "avg 4x4 s4"),
+    5: (2, 2, "left-top 2x2 s2"),
+    6: (2, 2, "right-top 2x2 s2"),
+    7: (4, 4, "left-top 4x4 s4"),
+    8: (2, 1, "avg 2x2 s1"),
+    9: (2, 1, "max 2x2 s1"),
 }
 
 
@@ -236,16 +273,23 @@ def conv_macs(layers: list[KPURegisters]) -> int:
 # CPU layer bodies: field names of the fixed part (u32 unless noted), per kpu.h.
 _CPU_BODIES: dict[int, tuple[str, str]] = {
     LayerType.ADD: ("<5I", "flags in_a in_b out count"),
-    LayerType.QUANTIZED_ADD: ("<5I9i", "flags in_a in_b out count in_a_offset in_a_mul in_a_shift in_b_offset "
-                                       "in_b_mul in_b_shift out_offset out_mul out_shift"),
+    LayerType.QUANTIZED_ADD: (
+        "<5I9i",
+        "flags in_a in_b out count in_a_offset in_a_mul in_a_shift in_b_offset "
+        "in_b_mul in_b_shift out_offset out_mul out_shift",
+    ),
     LayerType.GLOBAL_AVERAGE_POOL2D: ("<5I", "flags in out kernel_size channels"),
     LayerType.QUANTIZED_GLOBAL_AVERAGE_POOL2D: ("<5I", "flags in out kernel_size channels"),
     LayerType.GLOBAL_MAX_POOL2D: ("<5I", "flags in out kernel_size channels"),
     LayerType.QUANTIZED_GLOBAL_MAX_POOL2D: ("<5I", "flags in out kernel_size channels"),
-    LayerType.QUANTIZED_MAX_POOL2D: ("<15I", "flags in out in_w in_h in_c out_w out_h out_c kernel_w kernel_h "
-                                            "stride_w stride_h pad_w pad_h"),
-    LayerType.AVERAGE_POOL2D: ("<16I", "flags in out in_w in_h in_c out_w out_h out_c kernel_w kernel_h "
-                                       "stride_w stride_h pad_w pad_h act"),
+    LayerType.QUANTIZED_MAX_POOL2D: (
+        "<15I",
+        "flags in out in_w in_h in_c out_w out_h out_c kernel_w kernel_h stride_w stride_h pad_w pad_h",
+    ),
+    LayerType.AVERAGE_POOL2D: (
+        "<16I",
+        "flags in out in_w in_h in_c out_w out_h out_c kernel_w kernel_h stride_w stride_h pad_w pad_h act",
+    ),
     LayerType.QUANTIZE: ("<4I2f", "flags in out count scale bias"),
     LayerType.DEQUANTIZE: ("<4I2f", "flags in out count scale bias"),
     LayerType.REQUANTIZE: ("<4I", "flags in out count"),
@@ -346,7 +390,10 @@ def parse(data: bytes, path: str | None = None) -> KmodelV3:
             fields = dict(zip(names.split(), vals))
             for k in ("in", "out", "in_a", "in_b"):
                 if k in fields and fields[k] > main_mem:
-                    r.fail(body, f"layer {i} ({LayerType(typ).name}) {k} address {fields[k]} is past main memory ({main_mem})")
+                    r.fail(
+                        body,
+                        f"layer {i} ({LayerType(typ).name}) {k} address {fields[k]} is past main memory ({main_mem})",
+                    )
             if "kpu_out" in fields and fields["kpu_out"] >= KPU_RAM // KPU_LINE:
                 r.fail(body, f"layer {i} ({LayerType(typ).name}) KPU address {fields['kpu_out']} is past the KPU SRAM")
             layers.append(Layer(i, typ, body, size, fields))

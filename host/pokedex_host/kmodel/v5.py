@@ -78,11 +78,11 @@ def parse(data: bytes, path: str | None = None) -> KmodelV5:
     for _ in range(n_modules):
         if off + 48 > len(data):
             fail(off, "module header runs past the end of the file")
-        mtype = data[off:off + 16].split(b"\0")[0].decode("ascii", "replace")
+        mtype = data[off : off + 16].split(b"\0")[0].decode("ascii", "replace")
         mver, mhdr, msize, _, _, n_sections, _, _ = struct.unpack_from("<8I", data, off + 16)
         if msize < mhdr or off + msize > len(data):
             fail(off, f"module {mtype} of {msize} bytes runs past the end of the file")
-        body = data[off:off + msize]
+        body = data[off : off + msize]
         sections = []
         for name in (b".rdata", b".text", b".data", b".bss"):
             i = body.find(name + b"\0")
@@ -109,8 +109,12 @@ def kpu_layers(data: bytes, model: KmodelV5 | None = None) -> list[tuple[int, KP
         raw = struct.unpack_from("<12Q", data, i)
         if all((raw[r] & m) == 0 for r, m in _RESERVED.items() if r not in _RELOCATED_REGS):
             f = decode_registers(raw)
-            if (f["kernel_type"] in (0, 1) and f["pool_type"] in POOL_TYPES and f["channel_byte_num"] > 0
-                    and f["dma_total_byte"] > 0):
+            if (
+                f["kernel_type"] in (0, 1)
+                and f["pool_type"] in POOL_TYPES
+                and f["channel_byte_num"] > 0
+                and f["dma_total_byte"] > 0
+            ):
                 out.append((i, KPURegisters(raw, f)))
                 i += 96
                 continue

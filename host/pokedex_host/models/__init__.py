@@ -34,5 +34,5 @@ def create_model(name: str, **kwargs):
     return _REGISTRY[name](**kwargs)
 
 
-from . import kpu_mobilenet_v1  # noqa: E402,F401  (registers its family)
-from . import efficientnet_lite  # noqa: E402,F401  (teacher family)
+# the families register themselves on import (after the registry above exists)
+from . import efficientnet_lite, kpu_mobilenet_v1  # noqa: E402, F401  (teacher, student)

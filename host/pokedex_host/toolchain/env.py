@@ -54,7 +54,9 @@ def _probe(python: str) -> tuple[int, int] | None:
     try:
         out = subprocess.run(
             [python, "-c", "import sys, venv; print('%d %d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -140,8 +142,7 @@ def check(nncase_version: str = DEFAULT_NNCASE, *, probe_worker: bool = True) ->
     req = requirements_file(nncase_version)
     if not stamp or stamp.get("requirements") != _req_digest(req):
         st.problems.append(
-            f"compiler venv {venv} was not installed from the current {req.name}: "
-            "run `pokedex-host toolchain install`"
+            f"compiler venv {venv} was not installed from the current {req.name}: run `pokedex-host toolchain install`"
         )
         return st
     st.installed = True

@@ -118,9 +118,9 @@ def op_hello(req):
 
 
 def op_compile(req):
+    import nncase
     import numpy as np
     import onnx
-    import nncase
 
     model = onnx.load(req["onnx"])
     # nncase 1.9's importer needs value_info for every tensor ("Can't find value info for ...").
@@ -196,8 +196,8 @@ def _simulator(path):
 
 
 def op_simulate(req):
-    import numpy as np
     import nncase
+    import numpy as np
 
     sim = _simulator(req["kmodel"])
     x = np.load(req["inputs"])
@@ -239,7 +239,9 @@ def main():
             break
         fn = OPS.get(op)
         if fn is None:
-            proto.write(json.dumps({"ok": False, "id": req.get("id"), "error": "unknown op %r" % op, "kind": "protocol"}) + "\n")
+            proto.write(
+                json.dumps({"ok": False, "id": req.get("id"), "error": "unknown op %r" % op, "kind": "protocol"}) + "\n"
+            )
             continue
         cwd = os.getcwd()
         try:

@@ -29,8 +29,10 @@ class SplitData:
 def list_split(folder: Path) -> list[tuple[Path, int]]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise PokedexError(f"training split {folder} does not exist",
-                           "run `pokedex-host data process` and pass DATA/processed/classify")
+        raise PokedexError(
+            f"training split {folder} does not exist",
+            "run `pokedex-host data process` and pass DATA/processed/classify",
+        )
     out = []
     for d in sorted(folder.iterdir()):
         if d.is_dir() and d.name.isdigit() and 1 <= int(d.name) <= SPECIES_COUNT:

@@ -42,18 +42,27 @@ def make_groups(model_path: Path, train_dir: Path, groups: int, out: Path, seed:
     feats = []
     with torch.no_grad():
         for i in range(0, len(data), 128):
-            f = model.features(to_input(data.x[i:i + 128], ck.input_size)).mean(dim=(2, 3))
+            f = model.features(to_input(data.x[i : i + 128], ck.input_size)).mean(dim=(2, 3))
             feats.append(f)
     f = torch.cat(feats).numpy()
     f /= np.linalg.norm(f, axis=1, keepdims=True) + 1e-8
     species = sorted(set(data.y.tolist()))
     means = np.stack([f[data.y.numpy() == s].mean(0) for s in species])
     lab = _kmeans(means, groups, seed)
-    result = {"format": "pokedex-k210/groups", "version": 1, "groups": groups, "seed": seed,
-              "model": str(model_path), "model_sha256": sha256_file(model_path),
-              "dex_to_group": {str(s + 1): int(g) for s, g in zip(species, lab)}}
+    result = {
+        "format": "pokedex-k210/groups",
+        "version": 1,
+        "groups": groups,
+        "seed": seed,
+        "model": str(model_path),
+        "model_sha256": sha256_file(model_path),
+        "dex_to_group": {str(s + 1): int(g) for s, g in zip(species, lab)},
+    }
     sizes = np.bincount(lab, minlength=groups)
-    log(f"{len(species)} species in {groups} groups (sizes {sizes.min()}..{sizes.max()}, median {int(np.median(sizes))})")
+    log(
+        f"{len(species)} species in {groups} groups "
+        f"(sizes {sizes.min()}..{sizes.max()}, median {int(np.median(sizes))})"
+    )
     atomic_write_text(out, json.dumps(result, indent=1))
     return result
 

@@ -19,8 +19,16 @@ def label_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float, mixed=No
     return (lam * ce + (1 - lam) * ce2).mean()
 
 
-def kd_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, *, temperature: float,
-            alpha: float, smoothing: float = 0.0, mixed=None) -> torch.Tensor:
+def kd_loss(
+    logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+    smoothing: float = 0.0,
+    mixed=None,
+) -> torch.Tensor:
     """``alpha`` x KL(teacher || student) at ``temperature`` T, times T² (so the gradient keeps its
     size as T changes), plus ``1 - alpha`` x :func:`label_loss`."""
     t = temperature

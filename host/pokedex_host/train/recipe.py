@@ -33,9 +33,9 @@ from PIL import Image
 from torch import nn
 
 from ..errors import PokedexError
-from ..species import SPECIES_COUNT
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
+from ..species import SPECIES_COUNT
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
 from .data import SplitData, augment, data_hash, list_split, load_split
 from .losses import kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
@@ -89,8 +89,10 @@ class TeacherConfig:
 
     def __post_init__(self):
         if self.epochs < 0 or (self.epochs == 0 and not self.init):
-            raise PokedexError(f"teacher.epochs = {self.epochs}",
-                               "use 1 or more, or 0 with teacher.init to distil from that teacher as it is")
+            raise PokedexError(
+                f"teacher.epochs = {self.epochs}",
+                "use 1 or more, or 0 with teacher.init to distil from that teacher as it is",
+            )
 
 
 KD_FLIP = ("none", "cards", "all")
@@ -127,7 +129,9 @@ class DistillConfig:
         if self.kd_flip not in KD_FLIP:
             raise PokedexError(f"student.kd_flip = {self.kd_flip!r}", f"use one of {', '.join(KD_FLIP)}")
         if not isinstance(self.kd_card_input, int) or self.kd_card_input < 0:
-            raise PokedexError(f"student.kd_card_input = {self.kd_card_input}", "use 0 (the teacher's input) or a size in px")
+            raise PokedexError(
+                f"student.kd_card_input = {self.kd_card_input}", "use 0 (the teacher's input) or a size in px"
+            )
 
 
 @dataclass
@@ -156,12 +160,22 @@ class Recipe:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise PokedexError(f"recipe {path}: {e}", "pass a TOML file like models/recipes/release-v1.toml") from e
         try:
-            r = cls(**{k: v for k, v in raw.items() if k not in ("views", "cards", "teacher", "student", "build", "name", "about")},
-                    views=ViewsConfig(**raw.get("views", {})), cards=CardsConfig(**raw.get("cards", {})),
-                    teacher=TeacherConfig(**raw.get("teacher", {})),
-                    student=DistillConfig(**raw.get("student", {})), build=BuildConfig(**raw.get("build", {})))
+            r = cls(
+                **{
+                    k: v
+                    for k, v in raw.items()
+                    if k not in ("views", "cards", "teacher", "student", "build", "name", "about")
+                },
+                views=ViewsConfig(**raw.get("views", {})),
+                cards=CardsConfig(**raw.get("cards", {})),
+                teacher=TeacherConfig(**raw.get("teacher", {})),
+                student=DistillConfig(**raw.get("student", {})),
+                build=BuildConfig(**raw.get("build", {})),
+            )
         except TypeError as e:
-            raise PokedexError(f"recipe {path}: {e}", "the keys a recipe takes are the fields of train/recipe.py") from e
+            raise PokedexError(
+                f"recipe {path}: {e}", "the keys a recipe takes are the fields of train/recipe.py"
+            ) from e
         except PokedexError as e:
             raise PokedexError(f"recipe {path}: {e.message}", e.hint) from e
         for k, v in overrides.items():
@@ -209,11 +223,21 @@ def _render_scan_chunk(args) -> np.ndarray:
     return out
 
 
-def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: Path, workers: int = 0,
-                 log=print, scans: bool = False) -> torch.Tensor:
+def render_views(
+    split: SplitData,
+    per_image: int,
+    size: int,
+    seed: int,
+    cache: Path,
+    workers: int = 0,
+    log=print,
+    scans: bool = False,
+) -> torch.Tensor:
     """uint8 N x K x 3 x S x S card views of every image of ``split``, cached in ``cache``; with
     ``scans``, ``split.files`` are card scans, seen held in a hand (``cards.scan_view``)."""
-    key = f"{data_hash([(Path(f), int(y)) for f, y in zip(split.files, split.y.tolist())])}-{per_image}-{size}-{seed}-v2"
+    key = (
+        f"{data_hash([(Path(f), int(y)) for f, y in zip(split.files, split.y.tolist())])}-{per_image}-{size}-{seed}-v2"
+    )
     key += "-scans1" if scans else ""
     if cache.exists():
         c = torch.load(cache, map_location="cpu", weights_only=True)
@@ -226,8 +250,16 @@ def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: 
 
     n = len(split)
     chunk = 64
-    jobs = [(split.files[i:i + chunk] if scans else split.x[i:i + chunk].numpy(), list(range(i, min(n, i + chunk))),
-             per_image, size, seed) for i in range(0, n, chunk)]
+    jobs = [
+        (
+            split.files[i : i + chunk] if scans else split.x[i : i + chunk].numpy(),
+            list(range(i, min(n, i + chunk))),
+            per_image,
+            size,
+            seed,
+        )
+        for i in range(0, n, chunk)
+    ]
     render = _render_scan_chunk if scans else _render_chunk
     workers = workers or os.cpu_count() or 1
     bar = Progress(f"render {per_image} card views x {n} images", n * per_image, unit=" views")
@@ -249,16 +281,25 @@ def render_views(split: SplitData, per_image: int, size: int, seed: int, cache: 
             pool.join()
     bar.done()
     views = torch.from_numpy(np.concatenate(parts)).permute(0, 1, 4, 2, 3).contiguous()
-    log(f"rendered {n * per_image} card views in {time.time() - t0:.0f} s "
-        f"({n * per_image / (time.time() - t0):.0f} views/s, {workers} processes)")
+    log(
+        f"rendered {n * per_image} card views in {time.time() - t0:.0f} s "
+        f"({n * per_image / (time.time() - t0):.0f} views/s, {workers} processes)"
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     save_torch(cache, {"key": key, "views": views})
     return views
 
 
 # ------------------------------------------------------------------------------ shared training
-def mixed_batch(train: SplitData, views: torch.Tensor, idx: torch.Tensor, size: int, camera_fraction: float,
-                gen: torch.Generator, with_mask: bool = False):
+def mixed_batch(
+    train: SplitData,
+    views: torch.Tensor,
+    idx: torch.Tensor,
+    size: int,
+    camera_fraction: float,
+    gen: torch.Generator,
+    with_mask: bool = False,
+):
     """Float [0, 1] batch: each image is either its sprite with plain augmentation or one of its
     card views (random view, random flip, mild crop jitter); with ``with_mask`` also the boolean
     mask of the card views."""
@@ -296,8 +337,9 @@ def mix_batch(xb: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[tor
     return xb * w + xb[perm] * (1 - w), lam, perm
 
 
-def teacher_view_logits(teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor, size: int, card_size: int = 0,
-                        flip: str = "none") -> torch.Tensor:
+def teacher_view_logits(
+    teacher: nn.Module, xb: torch.Tensor, cam: torch.Tensor, size: int, card_size: int = 0, flip: str = "none"
+) -> torch.Tensor:
     """The teacher's logits for a mixed batch: sprites at the teacher's ``size``, card views at
     ``card_size`` (bilinear; 0 = ``size``), each averaged with its mirror image where ``flip``
     says ("cards" or "all"). On validation card crops release v4's teacher gains 3 pp from 160 px
@@ -336,8 +378,13 @@ def _comparable(meta) -> dict:
     meta = dict(meta or {})
     meta.pop("epochs", None)
     # runs from before these keys resume
-    for k, default in (("kd_card_input", 0), ("kd_flip", "none"), ("init", ""), ("kd_mixup", 0.0),
-                       ("cards", asdict(CardsConfig()))):
+    for k, default in (
+        ("kd_card_input", 0),
+        ("kd_flip", "none"),
+        ("init", ""),
+        ("kd_mixup", 0.0),
+        ("cards", asdict(CardsConfig())),
+    ):
         if meta.get(k, default) == default:
             meta.pop(k, None)
     meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
@@ -377,8 +424,10 @@ class RecipeStage(Stage):
 
     def check_resume(self, state: dict, path: Path, log) -> None:
         if _comparable(state.get("meta")) != _comparable(self.meta):
-            raise PokedexError(f"{path} was written by another recipe ({state.get('meta')})",
-                               f"use the same recipe to resume, or delete {path.parent}")
+            raise PokedexError(
+                f"{path} was written by another recipe ({state.get('meta')})",
+                f"use the same recipe to resume, or delete {path.parent}",
+            )
 
 
 # -------------------------------------------------------------------------------------- teacher
@@ -388,7 +437,9 @@ def _start_from(model: nn.Module, ck, what: str, path: str, hint: str) -> None:
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()})
     except RuntimeError as e:
-        raise PokedexError(f"{what} init {path} does not fit the recipe's {what}: {str(e).splitlines()[0]}", hint) from e
+        raise PokedexError(
+            f"{what} init {path} does not fit the recipe's {what}: {str(e).splitlines()[0]}", hint
+        ) from e
 
 
 def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
@@ -399,8 +450,11 @@ def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
     hint = "start from a teacher checkpoint of the same family and variant"
     ck = load_checkpoint(Path(t.init))
     if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != SPECIES_COUNT:
-        raise PokedexError(f"teacher init {t.init} is a {ck.family} {ck.config.get('variant')} with {len(ck.classes)} "
-                           f"classes, the recipe's teacher a {t.family} {t.variant} with {SPECIES_COUNT}", hint)
+        raise PokedexError(
+            f"teacher init {t.init} is a {ck.family} {ck.config.get('variant')} with {len(ck.classes)} "
+            f"classes, the recipe's teacher a {t.family} {t.variant} with {SPECIES_COUNT}",
+            hint,
+        )
     _start_from(model, ck, "teacher", t.init, hint)
 
 
@@ -411,8 +465,17 @@ class TeacherStage(RecipeStage):
 
     name = label = "teacher"
 
-    def __init__(self, r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
-                 log=print, n_sprites: int | None = None, real: tuple | None = None):
+    def __init__(
+        self,
+        r: Recipe,
+        train: SplitData,
+        views: torch.Tensor,
+        val: SplitData,
+        val_views: torch.Tensor,
+        log=print,
+        n_sprites: int | None = None,
+        real: tuple | None = None,
+    ):
         from ..models.efficientnet_lite import load_pretrained
 
         t = r.teacher
@@ -435,12 +498,19 @@ class TeacherStage(RecipeStage):
         self.model = model.to(dev, memory_format=torch.channels_last)
         head = list(model.get_classifier().parameters())
         body = [p for p in model.parameters() if p.requires_grad and all(p is not h for h in head)]
-        self.optimizer = torch.optim.AdamW([{"params": body, "lr": t.lr},
-                                            {"params": head, "lr": t.lr * t.head_lr_mult}], weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": body, "lr": t.lr}, {"params": head, "lr": t.lr * t.head_lr_mult}], weight_decay=t.weight_decay
+        )
         self.family, self.warmup_epochs, self.start_counts = t.family, t.warmup_epochs, bool(t.init)
         self.n_sprites = len(train) if n_sprites is None else n_sprites
         self.steps = len(epoch_order(train, self.n_sprites, r.cards.repeat, 0)) // t.batch
-        self.meta = {"stage": "teacher", **asdict(t), "seed": r.seed, "views": asdict(r.views), "cards": asdict(r.cards)}
+        self.meta = {
+            "stage": "teacher",
+            **asdict(t),
+            "seed": r.seed,
+            "views": asdict(r.views),
+            "cards": asdict(r.cards),
+        }
 
     def begin_epoch(self, epoch: int) -> None:
         self.model.train()
@@ -448,7 +518,7 @@ class TeacherStage(RecipeStage):
 
     def step(self, epoch: int, s: int) -> tuple[float, int]:
         t = self.t
-        idx = self.order[s * t.batch:(s + 1) * t.batch]
+        idx = self.order[s * t.batch : (s + 1) * t.batch]
         xb = mixed_batch(self.train, self.views, idx, t.input, t.camera_fraction, self.generator)
         xb = xb.to(self.dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         for m in self.frozen:  # frozen layers keep their ImageNet batch statistics
@@ -460,8 +530,17 @@ class TeacherStage(RecipeStage):
         return float(loss.detach()), len(idx)
 
 
-def train_teacher(r: Recipe, train: SplitData, views: torch.Tensor, val: SplitData, val_views: torch.Tensor,
-                  out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
+def train_teacher(
+    r: Recipe,
+    train: SplitData,
+    views: torch.Tensor,
+    val: SplitData,
+    val_views: torch.Tensor,
+    out: Path,
+    log=print,
+    n_sprites: int | None = None,
+    real: tuple | None = None,
+) -> Path:
     """Fine-tune the pretrained teacher (resumable); returns OUT/teacher/best.pt."""
     stage = TeacherStage(r, train, views, val, val_views, log, n_sprites, real)
     Trainer(stage, out, r.teacher.epochs, log=log).fit()
@@ -475,8 +554,18 @@ class DistillStage(RecipeStage):
 
     name = label = "student"
 
-    def __init__(self, r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
-                 val_views: torch.Tensor, log=print, n_sprites: int | None = None, real: tuple | None = None):
+    def __init__(
+        self,
+        r: Recipe,
+        teacher_path: Path,
+        train: SplitData,
+        views: torch.Tensor,
+        val: SplitData,
+        val_views: torch.Tensor,
+        log=print,
+        n_sprites: int | None = None,
+        real: tuple | None = None,
+    ):
         from ..models.checkpoint import load_checkpoint
 
         s_cfg = r.student
@@ -489,15 +578,19 @@ class DistillStage(RecipeStage):
         self.teacher_ck = ck
         self.teacher = ck.build().to(dev, memory_format=torch.channels_last).eval()
         self.bf16 = _bf16_ok(dev)
-        log(f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in "
-            f"{'bfloat16' if self.bf16 else 'float32'})")
+        log(
+            f"distill: teacher {teacher_path} ({ck.family} @{ck.input_size}, forward in "
+            f"{'bfloat16' if self.bf16 else 'float32'})"
+        )
         model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=SPECIES_COUNT)
         if s_cfg.init:
             init = load_checkpoint(Path(s_cfg.init))
             if init.family != s_cfg.family or init.input_size != s_cfg.input:
-                raise PokedexError(f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's "
-                                   f"student a {s_cfg.family} @{s_cfg.input}",
-                                   "start from a checkpoint of the same family and input")
+                raise PokedexError(
+                    f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's "
+                    f"student a {s_cfg.family} @{s_cfg.input}",
+                    "start from a checkpoint of the same family and input",
+                )
             _start_from(model, init, "student", s_cfg.init, "the width and class count must match")
             log(f"distill: student starts from {s_cfg.init}")
         self.model = model.to(dev, memory_format=torch.channels_last)
@@ -506,8 +599,14 @@ class DistillStage(RecipeStage):
         self.n_sprites = len(train) if n_sprites is None else n_sprites
         self.steps = len(epoch_order(train, self.n_sprites, r.cards.repeat, 0)) // s_cfg.batch
         self.timing = {"teacher_s": 0.0, "student_s": 0.0, "n": 0}
-        self.meta = {"stage": "student", **asdict(s_cfg), "seed": r.seed, "views": asdict(r.views),
-                     "teacher": {"family": ck.family, "config": ck.config}, "cards": asdict(r.cards)}
+        self.meta = {
+            "stage": "student",
+            **asdict(s_cfg),
+            "seed": r.seed,
+            "views": asdict(r.views),
+            "teacher": {"family": ck.family, "config": ck.config},
+            "cards": asdict(r.cards),
+        }
 
     def begin_epoch(self, epoch: int) -> None:
         self.model.train()
@@ -515,19 +614,27 @@ class DistillStage(RecipeStage):
 
     def step(self, epoch: int, s: int) -> tuple[float, int]:
         c, dev, gen = self.s_cfg, self.dev, self.generator
-        idx = self.order[s * c.batch:(s + 1) * c.batch]
+        idx = self.order[s * c.batch : (s + 1) * c.batch]
         xb, cam = mixed_batch(self.train, self.views, idx, c.input, c.camera_fraction, gen, with_mask=True)
         mixed = mix_batch(xb, c.kd_mixup, gen) if c.kd_mixup > 0 else None
         xb = mixed[0] if mixed else xb
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            lt = teacher_view_logits(self.teacher, xb, cam.to(dev), self.teacher_ck.input_size, c.kd_card_input,
-                                     c.kd_flip)
+            lt = teacher_view_logits(
+                self.teacher, xb, cam.to(dev), self.teacher_ck.input_size, c.kd_card_input, c.kd_flip
+            )
         t1 = time.time()
         logits = self.model(xb)
-        loss = kd_loss(logits, lt, self.train.y[idx].to(dev), temperature=c.kd_temperature, alpha=c.kd_alpha,
-                       smoothing=c.label_smoothing, mixed=mixed)
+        loss = kd_loss(
+            logits,
+            lt,
+            self.train.y[idx].to(dev),
+            temperature=c.kd_temperature,
+            alpha=c.kd_alpha,
+            smoothing=c.label_smoothing,
+            mixed=mixed,
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -537,15 +644,27 @@ class DistillStage(RecipeStage):
         return float(loss.detach()), len(idx)
 
 
-def distill(r: Recipe, teacher_path: Path, train: SplitData, views: torch.Tensor, val: SplitData,
-            val_views: torch.Tensor, out: Path, log=print, n_sprites: int | None = None, real: tuple | None = None) -> Path:
+def distill(
+    r: Recipe,
+    teacher_path: Path,
+    train: SplitData,
+    views: torch.Tensor,
+    val: SplitData,
+    val_views: torch.Tensor,
+    out: Path,
+    log=print,
+    n_sprites: int | None = None,
+    real: tuple | None = None,
+) -> Path:
     """Online distillation into the KPU student (resumable); returns OUT/student/best.pt."""
     stage = DistillStage(r, teacher_path, train, views, val, val_views, log, n_sprites, real)
     Trainer(stage, out, r.student.epochs, log=log).fit()
     tm = stage.timing
     if tm["n"]:
-        log(f"distill: teacher forward {tm['n'] / tm['teacher_s']:.0f} img/s, student step "
-            f"{tm['n'] / tm['student_s']:.0f} img/s (this run)")
+        log(
+            f"distill: teacher forward {tm['n'] / tm['teacher_s']:.0f} img/s, student step "
+            f"{tm['n'] / tm['student_s']:.0f} img/s (this run)"
+        )
     return out / "best.pt"
 
 
@@ -569,11 +688,16 @@ def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teache
     n_sprites, real = len(train), None
     if r.cards.data:
         cards = load_card_split(Path(r.cards.data), "train", store)
-        cviews = render_views(cards, v.per_image, v.size, v.seed, out / "views" / "cards-train.pt", v.workers, log,
-                              scans=True)
+        cviews = render_views(
+            cards, v.per_image, v.size, v.seed, out / "views" / "cards-train.pt", v.workers, log, scans=True
+        )
         vcards = load_card_split(Path(r.cards.data), "validation", store)
-        real = (vcards, render_views(vcards, 1, v.size, v.seed + 1, out / "views" / "cards-validation.pt", v.workers,
-                                     log, scans=True))
+        real = (
+            vcards,
+            render_views(
+                vcards, 1, v.size, v.seed + 1, out / "views" / "cards-validation.pt", v.workers, log, scans=True
+            ),
+        )
         train = SplitData(torch.cat([train.x, cards.x]), torch.cat([train.y, cards.y]), train.files + cards.files)
         views = torch.cat([views, cviews])
         log(f"cards: {len(cards)} training cards (each {r.cards.repeat}x an epoch), {len(vcards)} validation cards")
@@ -597,8 +721,10 @@ def load_card_split(data: Path, split: str, size: int) -> SplitData:
 
     scans = load_scans(data, split)
     if not scans:
-        raise PokedexError(f"no {split} cards in {data}/processed/cards/scans.csv",
-                           f"run `pokedex-host data cards ../shared/data/cards --data {data}`")
+        raise PokedexError(
+            f"no {split} cards in {data}/processed/cards/scans.csv",
+            f"run `pokedex-host data cards ../shared/data/cards --data {data}`",
+        )
     x = np.empty((len(scans), 3, size, size), np.uint8)
     for i, s in enumerate(scans):
         art = art_window(open_card(s.path).convert("RGB")).resize((size, size), Image.BILINEAR)

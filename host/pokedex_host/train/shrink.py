@@ -34,8 +34,16 @@ class Candidate:
     why: str = ""
 
 
-def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: list[int], classes: int,
-                        family: str = "kpu_mobilenet_v1", fmt: str | None = None, log=print) -> list[Candidate]:
+def evaluate_candidates(
+    board: Board,
+    budget: int,
+    widths: list[float],
+    inputs: list[int],
+    classes: int,
+    family: str = "kpu_mobilenet_v1",
+    fmt: str | None = None,
+    log=print,
+) -> list[Candidate]:
     import torch
 
     from ..compile.budget import Budget, judge
@@ -61,14 +69,17 @@ def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: 
                     continue
                 c = Candidate(width, size, sum(p.numel() for p in model.parameters()))
                 recipe = d / "r.toml"
-                recipe.write_text(f'family = "{family}"\n[config]\nwidth = {width}\ninput = {size}\nclasses = {classes}\n')
+                recipe.write_text(
+                    f'family = "{family}"\n[config]\nwidth = {width}\ninput = {size}\nclasses = {classes}\n'
+                )
                 try:
                     ex = export_model(recipe, d, log=quiet)
                     lint = lint_stage(ex, board, quiet)
                     c.cpu_layers = len(lint.cpu_fallbacks)
                     np.save(d / "c.npy", np.random.default_rng(0).integers(0, 256, (2, 3, size, size), dtype=np.uint8))
-                    meas = measure_stage(compile_stage(board, ex, d / "c.npy", d, f"width {width} @ {size}", w=w),
-                                         fmt, quiet, board)
+                    meas = measure_stage(
+                        compile_stage(board, ex, d / "c.npy", d, f"width {width} @ {size}", w=w), fmt, quiet, board
+                    )
                 except PokedexError as e:  # what build-kmodel would stop with
                     c.why = str(e).splitlines()[0].replace(f"{d}/", "")[:110]
                     out.append(c)
@@ -86,8 +97,10 @@ def evaluate_candidates(board: Board, budget: int, widths: list[float], inputs: 
 
 
 def _row(c: Candidate) -> str:
-    return (f"  w {c.width:<5} in {c.input:<4} params {c.params:>10,}  kmodel {c.kmodel_bytes:>10,}  RAM {c.ram:>10,}  "
-            f"KPU {c.kpu_peak:>9,}  {'FITS' if c.fits else 'no: ' + c.why}")
+    return (
+        f"  w {c.width:<5} in {c.input:<4} params {c.params:>10,}  kmodel {c.kmodel_bytes:>10,}  RAM {c.ram:>10,}  "
+        f"KPU {c.kpu_peak:>9,}  {'FITS' if c.fits else 'no: ' + c.why}"
+    )
 
 
 def choose(cands: list[Candidate]) -> Candidate:

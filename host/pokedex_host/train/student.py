@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from ..errors import PokedexError
-from ..species import SPECIES_COUNT
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
+from ..species import SPECIES_COUNT
 from .data import augment, data_hash, list_split, load_split, to_input
 from .losses import kd_loss, label_loss
 from .trainer import Stage, Trainer, read_last, warmup_cosine, write_metrics  # noqa: F401 (re-exported)
@@ -52,8 +52,9 @@ class StudentConfig:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, batch: int = 256,
-             device: torch.device | None = None) -> dict:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, batch: int = 256, device: torch.device | None = None
+) -> dict:
     """Loss, top-1 and top-5 % of ``model`` on uint8 images ``x`` (on ``device`` when given)."""
     model.eval()
     loss, top1, top5 = 0.0, 0, 0
@@ -111,7 +112,7 @@ class StudentStage(Stage):
 
     def _share(self, perm: torch.Tensor, s: int) -> torch.Tensor:
         n = self.cfg.batch * self.world
-        return perm[s * n:(s + 1) * n][self.rank::self.world]
+        return perm[s * n : (s + 1) * n][self.rank :: self.world]
 
     def begin_epoch(self, epoch: int) -> None:
         self.model.train()
@@ -131,8 +132,14 @@ class StudentStage(Stage):
         if self.soft is None:
             loss = label_loss(logits, y, cfg.label_smoothing)
         else:
-            loss = kd_loss(logits, self.soft[idx], y, temperature=cfg.kd_temperature, alpha=cfg.kd_alpha,
-                           smoothing=cfg.label_smoothing)
+            loss = kd_loss(
+                logits,
+                self.soft[idx],
+                y,
+                temperature=cfg.kd_temperature,
+                alpha=cfg.kd_alpha,
+                smoothing=cfg.label_smoothing,
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -147,13 +154,17 @@ class StudentStage(Stage):
     def check_resume(self, state: dict, path: Path, log) -> None:
         cfg = self.cfg
         if not isinstance(state.get("meta"), dict) or "config" not in state["meta"]:
-            raise PokedexError(f"{path} was written by another stage ({state.get('stage')})",
-                               "use another --out, or delete the file to start over")
+            raise PokedexError(
+                f"{path} was written by another stage ({state.get('stage')})",
+                "use another --out, or delete the file to start over",
+            )
         saved = StudentConfig(**state["meta"]["config"])
         if (saved.family, saved.width, saved.input, saved.classes) != (cfg.family, cfg.width, cfg.input, cfg.classes):
-            raise PokedexError(f"{path} is a {saved.family} w{saved.width} @{saved.input} x{saved.classes} run; "
-                               f"asked for {cfg.family} w{cfg.width} @{cfg.input} x{cfg.classes}",
-                               "use the same model options to resume, or another --out")
+            raise PokedexError(
+                f"{path} is a {saved.family} w{saved.width} @{saved.input} x{saved.classes} run; "
+                f"asked for {cfg.family} w{cfg.width} @{cfg.input} x{cfg.classes}",
+                "use the same model options to resume, or another --out",
+            )
         old, new = state["meta"]["data_hash"], self.meta["data_hash"]
         if old != new:
             log(f"warning: the training split changed since {path} was written (data hash {old} -> {new})")
@@ -189,8 +200,10 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
         g = load_groups(Path(cfg.groups))
         n_groups = max(g.values()) + 1
         if cfg.classes != n_groups:
-            raise PokedexError(f"{cfg.groups} has {n_groups} groups but --classes is {cfg.classes}",
-                               f"pass --classes {n_groups} with --groups")
+            raise PokedexError(
+                f"{cfg.groups} has {n_groups} groups but --classes is {cfg.classes}",
+                f"pass --classes {n_groups} with --groups",
+            )
         lut = torch.tensor([g.get(d, -1) for d in range(1, SPECIES_COUNT + 1)])
         train.y, val.y = lut[train.y], lut[val.y]
         if (train.y < 0).any() or (val.y < 0).any():
@@ -198,8 +211,10 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
     log(f"loaded {len(train)} train / {len(val)} validation images at {store}px in {time.time() - t0:.0f} s")
     missing = sorted(set(train.y.tolist()) - set(val.y.tolist()))
     if missing:
-        log(f"warning: {len(missing)} species have training images but none in validation "
-            f"(e.g. #{missing[0] + 1:04d}); validation accuracy says nothing about them")
+        log(
+            f"warning: {len(missing)} species have training images but none in validation "
+            f"(e.g. #{missing[0] + 1:04d}); validation accuracy says nothing about them"
+        )
     soft = teacher_logits(cfg, train, dhash, out, log) if cfg.teacher else None
     stage = StudentStage(cfg, train, val, soft, dhash, rank, world, log)
     stage.generator = gen
@@ -215,8 +230,17 @@ def train_student(cfg: StudentConfig, *, resume: bool = False, log=print) -> dic
             tb.flush()
 
         callbacks.append(scalars)
-    res = Trainer(stage, out, cfg.epochs, resume=resume, patience=cfg.patience, rank=rank, world=world, log=log,
-                  callbacks=callbacks).fit()
+    res = Trainer(
+        stage,
+        out,
+        cfg.epochs,
+        resume=resume,
+        patience=cfg.patience,
+        rank=rank,
+        world=world,
+        log=log,
+        callbacks=callbacks,
+    ).fit()
     return {"best_top1": res["best"], "best_epoch": res["best_epoch"] or 0, "history": res["history"]}
 
 
@@ -239,14 +263,16 @@ def teacher_logits(cfg: StudentConfig, train, dhash: str, out: Path, log) -> tor
     else:
         raise PokedexError(f"teacher {tpath}: pass a .pt checkpoint (the project's or an ultralytics -cls/-detect one)")
     if len(classes) != cfg.classes:
-        raise PokedexError(f"teacher {tpath} has {len(classes)} classes, the student {cfg.classes}",
-                           "distil between models of the same class list")
+        raise PokedexError(
+            f"teacher {tpath} has {len(classes)} classes, the student {cfg.classes}",
+            "distil between models of the same class list",
+        )
     teacher.eval()
     t0 = time.time()
     outs = []
     with torch.no_grad():
         for i in range(0, len(train), 128):
-            outs.append(teacher(to_input(train.x[i:i + 128], size)).float())
+            outs.append(teacher(to_input(train.x[i : i + 128], size)).float())
     logits = torch.cat(outs).half()
     buf = io.BytesIO()
     torch.save({"key": key, "logits": logits}, buf)

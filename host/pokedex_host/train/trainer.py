@@ -109,8 +109,10 @@ class Stage:
     def check_resume(self, state: dict, path: Path, log) -> None:
         """Refuse (PokedexError) a last.pt this stage cannot continue."""
         if state.get("meta") != self.meta:
-            raise PokedexError(f"{path} was written by another configuration ({state.get('meta')})",
-                               f"use the same options to resume, or delete {path.parent}")
+            raise PokedexError(
+                f"{path} was written by another configuration ({state.get('meta')})",
+                f"use the same options to resume, or delete {path.parent}",
+            )
 
 
 def _convert(obj: dict, path: Path) -> dict:
@@ -118,16 +120,37 @@ def _convert(obj: dict, path: Path) -> dict:
     base = {"format": LAST_FORMAT, "version": LAST_VERSION, "scheduler": None, "cuda_rng": None}
     if "best_top1" in obj and "config" in obj:  # train student, until December
         be = obj["best_epoch"]
-        return {**base, "stage": "student", "epoch": obj["epoch"], "model": obj["model"], "optimizer": obj["optimizer"],
-                "best": obj["best_top1"], "best_epoch": be + 1 if be >= 0 else None, "history": obj["history"],
-                "generator": obj["generator"], "torch_rng": obj["torch_rng"],
-                "meta": {"config": obj["config"], "data_hash": obj["data_hash"]}}
+        return {
+            **base,
+            "stage": "student",
+            "epoch": obj["epoch"],
+            "model": obj["model"],
+            "optimizer": obj["optimizer"],
+            "best": obj["best_top1"],
+            "best_epoch": be + 1 if be >= 0 else None,
+            "history": obj["history"],
+            "generator": obj["generator"],
+            "torch_rng": obj["torch_rng"],
+            "meta": {"config": obj["config"], "data_hash": obj["data_hash"]},
+        }
     if {"model", "optimizer", "best", "history", "meta", "torch_rng"} <= set(obj):  # the recipe, until December
-        return {**base, "stage": (obj["meta"] or {}).get("stage"), "epoch": obj["epoch"], "model": obj["model"],
-                "optimizer": obj["optimizer"], "best": obj["best"], "best_epoch": None, "history": obj["history"],
-                "generator": None, "torch_rng": obj["torch_rng"], "meta": obj["meta"]}
-    raise PokedexError(f"{path} is not a last.pt this toolkit wrote (keys: {', '.join(sorted(obj)[:8])})",
-                       f"delete {path} to start this stage over")
+        return {
+            **base,
+            "stage": (obj["meta"] or {}).get("stage"),
+            "epoch": obj["epoch"],
+            "model": obj["model"],
+            "optimizer": obj["optimizer"],
+            "best": obj["best"],
+            "best_epoch": None,
+            "history": obj["history"],
+            "generator": None,
+            "torch_rng": obj["torch_rng"],
+            "meta": obj["meta"],
+        }
+    raise PokedexError(
+        f"{path} is not a last.pt this toolkit wrote (keys: {', '.join(sorted(obj)[:8])})",
+        f"delete {path} to start this stage over",
+    )
 
 
 def read_last(path: Path) -> dict:
@@ -135,14 +158,18 @@ def read_last(path: Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise PokedexError(f"{path} is corrupt ({type(e).__name__}); cannot resume",
-                           f"delete {path} to start this stage over, or restore it from a backup") from e
+        raise PokedexError(
+            f"{path} is corrupt ({type(e).__name__}); cannot resume",
+            f"delete {path} to start this stage over, or restore it from a backup",
+        ) from e
     if not isinstance(obj, dict):
         raise PokedexError(f"{path} is not a last.pt this toolkit wrote", f"delete {path} to start this stage over")
     if obj.get("format") == LAST_FORMAT:
         if obj.get("version") != LAST_VERSION:
-            raise PokedexError(f"{path} is last.pt version {obj.get('version')}; this toolkit reads {LAST_VERSION}",
-                               f"resume with the toolkit that wrote it, or delete {path}")
+            raise PokedexError(
+                f"{path} is last.pt version {obj.get('version')}; this toolkit reads {LAST_VERSION}",
+                f"resume with the toolkit that wrote it, or delete {path}",
+            )
         return obj
     return _convert(obj, path)
 
@@ -152,8 +179,19 @@ class Trainer:
     when it is there (otherwise a new run replaces it). Under DDP (``world`` > 1) every rank trains;
     rank 0 validates, writes and decides early stops."""
 
-    def __init__(self, stage: Stage, out: Path, epochs: int, *, resume: bool = True, patience: int = 0,
-                 rank: int = 0, world: int = 1, log=print, callbacks=()):
+    def __init__(
+        self,
+        stage: Stage,
+        out: Path,
+        epochs: int,
+        *,
+        resume: bool = True,
+        patience: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        log=print,
+        callbacks=(),
+    ):
         self.stage, self.out, self.epochs = stage, Path(out), epochs
         self.resume, self.patience, self.rank, self.world = resume, patience, rank, world
         self.log, self.callbacks = log, list(callbacks)  # callbacks: fn(metrics row) after each validated epoch
@@ -177,27 +215,43 @@ class Trainer:
     # ----------------------------------------------------------------------------- checkpoints
     def state(self, epoch: int) -> dict:
         st = self.stage
-        return {"format": LAST_FORMAT, "version": LAST_VERSION, "stage": st.name, "epoch": epoch,
-                "model": st.model.state_dict(), "optimizer": st.optimizer.state_dict(),
-                "scheduler": {"name": "warmup_cosine", "warmup_steps": self.warm, "total_steps": self.total,
-                              "step": (epoch + 1) * st.steps},
-                "best": self.best, "best_epoch": self.best_epoch, "history": self.history,
-                "generator": st.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "meta": st.meta}
+        return {
+            "format": LAST_FORMAT,
+            "version": LAST_VERSION,
+            "stage": st.name,
+            "epoch": epoch,
+            "model": st.model.state_dict(),
+            "optimizer": st.optimizer.state_dict(),
+            "scheduler": {
+                "name": "warmup_cosine",
+                "warmup_steps": self.warm,
+                "total_steps": self.total,
+                "step": (epoch + 1) * st.steps,
+            },
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "generator": st.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "meta": st.meta,
+        }
 
     def save_last(self, state: dict) -> None:
         try:
             save_torch(self.last, state)
             write_metrics(self.out / "metrics.csv", self.history)
         except OSError as e:
-            raise PokedexError(f"could not write {self.last}: {e.strerror or e}; the previous checkpoint is intact",
-                               "free some disk space, then run the same command again (with --resume where the "
-                               "command has it)") from e
+            raise PokedexError(
+                f"could not write {self.last}: {e.strerror or e}; the previous checkpoint is intact",
+                "free some disk space, then run the same command again (with --resume where the command has it)",
+            ) from e
 
     def save_best(self, m: dict) -> None:
         st = self.stage
-        save_checkpoint(self.best_pt, st.model, st.family, st.classes,
-                        {"epoch": m["epoch"], "metrics": m, **st.best_meta()})
+        save_checkpoint(
+            self.best_pt, st.model, st.family, st.classes, {"epoch": m["epoch"], "metrics": m, **st.best_meta()}
+        )
 
     def check_resume(self) -> dict | None:
         if not (self.resume and self.last.exists()):
@@ -280,8 +334,13 @@ class Trainer:
         if bar is not None:
             bar.done()
         train_s = time.time() - t0
-        return {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "images_per_s": seen / max(train_s, 1e-9),
-                "seconds": train_s, "lr": st.optimizer.param_groups[0]["lr"]}
+        return {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(1, seen),
+            "images_per_s": seen / max(train_s, 1e-9),
+            "seconds": train_s,
+            "lr": st.optimizer.param_groups[0]["lr"],
+        }
 
     def fit(self) -> dict:
         """Train (or resume); returns {"best", "best_epoch", "history"}."""
@@ -313,6 +372,8 @@ class Trainer:
             for cb in self.callbacks:
                 cb(m)
             label = f"{st.label} " if st.label else ""
-            self.log(f"{label}epoch {epoch + 1}/{self.epochs}: loss {m['train_loss']:.3f}, {st.summary(m)} "
-                     f"({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}")
+            self.log(
+                f"{label}epoch {epoch + 1}/{self.epochs}: loss {m['train_loss']:.3f}, {st.summary(m)} "
+                f"({m['seconds']:.0f} s, {m['images_per_s']:.0f} img/s){' *' if improved else ''}"
+            )
         return {"best": self.best, "best_epoch": self.best_epoch, "history": self.history}

@@ -73,7 +73,18 @@ class blob(_Result):
     _FIELDS = ("x", "y", "w", "h", "pixels", "cx", "cy", "rotation", "code", "count")
 
     def __init__(self, x, y, w, h, pixels, cx, cy, rotation, code, count):
-        self._v = (int(x), int(y), int(w), int(h), int(pixels), int(cx), int(cy), float(rotation), int(code), int(count))
+        self._v = (
+            int(x),
+            int(y),
+            int(w),
+            int(h),
+            int(pixels),
+            int(cx),
+            int(cy),
+            float(rotation),
+            int(code),
+            int(count),
+        )
 
     def rect(self):
         return self._v[:4]
@@ -89,7 +100,7 @@ class blob(_Result):
 def _in_threshold(lab, t):
     """Pixels of a LAB image inside one threshold (l_lo, l_hi, a_lo, a_hi, b_lo, b_hi); missing
     bounds are open, and each pair is taken in either order (imlib's thresholds)."""
-    t = list(t) + [-128, 127, -128, 127][max(0, len(t) - 2):]
+    t = list(t) + [-128, 127, -128, 127][max(0, len(t) - 2) :]
     lo = _np.array([min(t[0], t[1]), min(t[2], t[3]), min(t[4], t[5])])
     hi = _np.array([max(t[0], t[1]), max(t[2], t[3]), max(t[4], t[5])])
     return ((lab >= lo) & (lab <= hi)).all(-1)
@@ -117,16 +128,30 @@ def _merge_blobs(blobs, margin, merge_cb):
             rest = []
             for b in out:
                 bx, by, bw, bh = b.x() - margin, b.y() - margin, max(0, b.w() + 2 * margin), max(0, b.h() + 2 * margin)
-                if a.x() < bx + bw and a.y() < by + bh and bx < a.x() + a.w() and by < a.y() + a.h() \
-                        and (merge_cb is None or merge_cb(a, b)):
+                if (
+                    a.x() < bx + bw
+                    and a.y() < by + bh
+                    and bx < a.x() + a.w()
+                    and by < a.y() + a.h()
+                    and (merge_cb is None or merge_cb(a, b))
+                ):
                     x1, y1 = min(a.x(), b.x()), min(a.y(), b.y())
                     x2, y2 = max(a.x() + a.w(), b.x() + b.w()), max(a.y() + a.h(), b.y() + b.h())
                     n = a.pixels() + b.pixels()
                     sn = (_m.sin(a.rotation()) * a.pixels() + _m.sin(b.rotation()) * b.pixels()) / n
                     cs = (_m.cos(a.rotation()) * a.pixels() + _m.cos(b.rotation()) * b.pixels()) / n
-                    a = blob(x1, y1, x2 - x1, y2 - y1, n, (a.cx() * a.pixels() + b.cx() * b.pixels()) // n,
-                             (a.cy() * a.pixels() + b.cy() * b.pixels()) // n, _m.atan2(sn, cs), a.code() | b.code(),
-                             min(a.count() + b.count(), 65535))
+                    a = blob(
+                        x1,
+                        y1,
+                        x2 - x1,
+                        y2 - y1,
+                        n,
+                        (a.cx() * a.pixels() + b.cx() * b.pixels()) // n,
+                        (a.cy() * a.pixels() + b.cy() * b.pixels()) // n,
+                        _m.atan2(sn, cs),
+                        a.code() | b.code(),
+                        min(a.count() + b.count(), 65535),
+                    )
                     merged = True
                 else:
                     rest.append(b)
@@ -146,13 +171,19 @@ class statistics:
             v = lab[..., i].ravel()
             q = _np.percentile(v, [25, 50, 75]) if v.size else [0, 0, 0]
             vals, counts = _np.unique(v, return_counts=True)
-            self._s[ch] = {"mean": int(v.mean()) if v.size else 0, "median": int(q[1]),
-                           "mode": int(vals[counts.argmax()]) if v.size else 0, "stdev": int(v.std()) if v.size else 0,
-                           "min": int(v.min()) if v.size else 0, "max": int(v.max()) if v.size else 0,
-                           "lq": int(q[0]), "uq": int(q[2])}
+            self._s[ch] = {
+                "mean": int(v.mean()) if v.size else 0,
+                "median": int(q[1]),
+                "mode": int(vals[counts.argmax()]) if v.size else 0,
+                "stdev": int(v.std()) if v.size else 0,
+                "min": int(v.min()) if v.size else 0,
+                "max": int(v.max()) if v.size else 0,
+                "lq": int(q[0]),
+                "uq": int(q[2]),
+            }
         for ch in "lab":
             for k in ("mean", "median", "mode", "stdev", "min", "max", "lq", "uq"):
-                setattr(self, "%s_%s" % (ch, k), (lambda val: (lambda: val))(self._s[ch][k]))
+                setattr(self, "%s_%s" % (ch, k), (lambda val: lambda: val)(self._s[ch][k]))
 
 
 class Image:
@@ -231,7 +262,7 @@ class Image:
         ow, oh = int(w * x_scale), int(h * y_scale)
         if ow < 1 or ow > 65535 or oh < 1 or oh > 65535:
             raise ValueError("Invalid scale!")
-        sub = self._a[y:y + h, x:x + w]
+        sub = self._a[y : y + h, x : x + w]
         if (ow, oh) != (w, h):
             sub = sub[(_np.arange(oh) * h // oh)[:, None], (_np.arange(ow) * w // ow)[None, :]]
         return Image._from_array(sub.copy())
@@ -255,8 +286,20 @@ class Image:
             return []
         return [rect(*r) for r in _find(self._a, (x, y, w, h), threshold)]
 
-    def find_blobs(self, thresholds, invert=False, roi=None, x_stride=2, y_stride=1, area_threshold=10,
-                   pixels_threshold=10, merge=False, margin=0, threshold_cb=None, merge_cb=None):
+    def find_blobs(
+        self,
+        thresholds,
+        invert=False,
+        roi=None,
+        x_stride=2,
+        y_stride=1,
+        area_threshold=10,
+        pixels_threshold=10,
+        merge=False,
+        margin=0,
+        threshold_cb=None,
+        merge_cb=None,
+    ):
         """imlib_find_blobs on RGB565, as MaixPy-v1 has it: for each LAB threshold in turn
         (code = 1 << its index), a scan over every y_stride-th row and every x_stride-th column
         (offset by y % x_stride) seeds a 4-connected flood fill of the unclaimed pixels inside the
@@ -279,12 +322,12 @@ class Image:
         if not thresholds:
             return []
         x0, y0, w, h = self._roi(roi)
-        lab = _lab(self._a[y0:y0 + h, x0:x0 + w])
+        lab = _lab(self._a[y0 : y0 + h, x0 : x0 + w])
         ys = _np.arange(y0, y0 + h)
         seed = _np.zeros((h, w), bool)
         for r in range(0, h, int(y_stride)):
-            start = (ys[r] % int(x_stride))
-            seed[r, start::int(x_stride)] = True
+            start = ys[r] % int(x_stride)
+            seed[r, start :: int(x_stride)] = True
         claimed = _np.zeros((h, w), bool)
         found = []  # (threshold index, index of the blob's first seed, blob): the board's order
         for code, t in enumerate(thresholds):
@@ -313,8 +356,11 @@ class Image:
                 rot = _m.atan2(2 * b, a - c) / 2.0 if a != c else 0.0
                 x1, y1 = int(xx.min()), int(yy.min())
                 o = blob(x1, y1, int(xx.max()) - x1, int(yy.max()) - y1, npx, mx, my, rot, 1 << code, 1)
-                if o.area() >= int(area_threshold) and npx >= int(pixels_threshold) and \
-                        (threshold_cb is None or threshold_cb(o)):
+                if (
+                    o.area() >= int(area_threshold)
+                    and npx >= int(pixels_threshold)
+                    and (threshold_cb is None or threshold_cb(o))
+                ):
                     found.append((code, int(first[lbl]), o))
         out = [o for _, _, o in sorted(found, key=lambda f: (f[0], f[1]))]
         if merge:
@@ -343,7 +389,7 @@ class Image:
         if thresholds is not None:
             raise NotImplementedError("emulator: get_statistics(thresholds=...) is not emulated")
         x, y, w, h = self._roi(roi)
-        return statistics(_lab(self._a[y:y + h, x:x + w]))
+        return statistics(_lab(self._a[y : y + h, x : x + w]))
 
     def binary(self, thresholds, invert=False, zero=False, mask=None):
         """In place: pixels inside any LAB threshold (l_lo, l_hi, a_lo, a_hi, b_lo, b_hi) become
@@ -374,7 +420,9 @@ class Image:
         The pix_ai buffer is not touched: call pix_to_ai() again before the KPU reads it. A colour
         in place of the image and ``mask`` are not emulated (they raise)."""
         if mask is not None or (image is not None and not isinstance(image, Image)):
-            raise NotImplementedError("emulator: replace() takes an image (or none): colours and mask= are not emulated")
+            raise NotImplementedError(
+                "emulator: replace() takes an image (or none): colours and mask= are not emulated"
+            )
         src = self._a if image is None else image._a
         if src.shape != self._a.shape:
             raise OSError("Images not equal!")  # imlib_image_operation -> fs_not_equal (same w, h, bpp)
@@ -419,7 +467,7 @@ class Image:
         y0, x0 = max(0, y), max(0, x)
         y1, x1 = min(H, y + m.shape[0]), min(W, x + m.shape[1])
         if y1 > y0 and x1 > x0:
-            sub = m[y0 - y:y1 - y, x0 - x:x1 - x]
+            sub = m[y0 - y : y1 - y, x0 - x : x1 - x]
             self._a[y0:y1, x0:x1][sub] = _color(color)
         return self
 

@@ -1,10 +1,10 @@
 """Host version of MaixPy's ``lcd``: every ``display`` writes a 320x240 PNG a person can look at."""
 
+import image as _image
 import numpy as _np
 from PIL import Image as _PIL
 
 from pokedex_host.emulator.state import board as _board
-import image as _image
 
 _W, _H = 320, 240
 _state = {"init": False, "fb": None}
@@ -77,7 +77,7 @@ def display(img, roi=None, oft=None):
     fb = _state["fb"]
     fb[:] = 0
     hh, ww = min(h, _H - y), min(w, _W - x)
-    fb[y:y + hh, x:x + ww] = a[:hh, :ww]
+    fb[y : y + hh, x : x + ww] = a[:hh, :ww]
     _flush()
 
 

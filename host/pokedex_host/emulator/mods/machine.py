@@ -37,8 +37,9 @@ class UART:
     UART3 = 2
     UARTHS = 4
 
-    def __init__(self, uart, baudrate=115200, bits=8, parity=None, stop=1, timeout=0, read_buf_len=128,
-                 timeout_char=10):
+    def __init__(
+        self, uart, baudrate=115200, bits=8, parity=None, stop=1, timeout=0, read_buf_len=128, timeout_char=10
+    ):
         import sys
 
         if uart not in (0, 1, 2, 4):
@@ -50,11 +51,14 @@ class UART:
         if uart in (UART.UART1, UART.UART2):
             from fpioa_manager import fm
 
-            tx, rx = ((fm.fpioa.UART1_TX, fm.fpioa.UART1_RX) if uart == UART.UART1
-                      else (fm.fpioa.UART2_TX, fm.fpioa.UART2_RX))
+            tx, rx = (
+                (fm.fpioa.UART1_TX, fm.fpioa.UART1_RX) if uart == UART.UART1 else (fm.fpioa.UART2_TX, fm.fpioa.UART2_RX)
+            )
             if not (fm.routed(tx) and fm.routed(rx)):
-                _board().warn("UART%d created before fm.register routed its TX/RX pins: it sends and receives "
-                              "nothing on a board" % uart)
+                _board().warn(
+                    "UART%d created before fm.register routed its TX/RX pins: it sends and receives "
+                    "nothing on a board" % uart
+                )
                 self._fd, self._dead = None, True
         if uart == UART.UARTHS and self._fd is not None and not isinstance(sys.stdout, _Tee):
             sys.stdout = _Tee(sys.stdout, self._fd)

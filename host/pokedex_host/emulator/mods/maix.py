@@ -1,6 +1,7 @@
 """Host version of CanMV's ``maix`` module: ``maix.KPU`` (load_kmodel / run_with_output) for kmodel v5."""
 
 from _gpio import GPIO  # noqa: F401  (maix.GPIO)
+
 from pokedex_host.emulator import kpu_backend as _kb
 from pokedex_host.emulator.state import board as _board
 

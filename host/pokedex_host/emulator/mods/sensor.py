@@ -4,13 +4,14 @@ Each file becomes a QVGA (320x240) frame: scaled to cover and centre-cropped, re
 precision (5/6/5 bits), then windowed like MaixPy-v1's ``set_windowing``: the top-left w x h.
 """
 
+import image as _image
 import numpy as _np
 from PIL import Image as _PIL
 
 from pokedex_host.boards import camera_buffer_bytes as _camera_buffer_bytes
+from pokedex_host.emulator.state import EmulatorDone
+from pokedex_host.emulator.state import board as _board
 from pokedex_host.pixels import to_rgb565 as _to_rgb565
-from pokedex_host.emulator.state import EmulatorDone, board as _board
-import image as _image
 
 RGB565 = 2
 GRAYSCALE = 1
@@ -18,8 +19,17 @@ QQVGA = 1
 QVGA = 2
 VGA = 3
 _SIZES = {QQVGA: (160, 120), QVGA: (320, 240), VGA: (640, 480)}
-_state = {"reset": False, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0, "run": 0,
-          "buffers": 0, "dual": False}
+_state = {
+    "reset": False,
+    "format": None,
+    "size": QVGA,
+    "window": None,
+    "hmirror": 0,
+    "vflip": 0,
+    "run": 0,
+    "buffers": 0,
+    "dual": False,
+}
 
 
 def _buffers(size):
@@ -38,8 +48,9 @@ def reset(freq=None, dual_buff=False):
     """sensor_reset: frees the frame buffers (sensor_init_fb); set_framesize allocates them again,
     two pairs with ``dual_buff``."""
     _free_buffers()
-    _state.update({"reset": True, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0,
-                   "dual": bool(dual_buff)})
+    _state.update(
+        {"reset": True, "format": None, "size": QVGA, "window": None, "hmirror": 0, "vflip": 0, "dual": bool(dual_buff)}
+    )
 
 
 def _need_reset():
@@ -115,8 +126,10 @@ def _frame(src, fw, fh):
         im, name = _PIL.open(src), src.name
         im.load()
     if im.size != (fw, fh):
-        b.warn("frame %s is %dx%d; the sensor gives %dx%d: scaled to cover and centre-cropped"
-               % (name, im.size[0], im.size[1], fw, fh))
+        b.warn(
+            "frame %s is %dx%d; the sensor gives %dx%d: scaled to cover and centre-cropped"
+            % (name, im.size[0], im.size[1], fw, fh)
+        )
     rgb = im.convert("RGB")
     s = max(fw / rgb.width, fh / rgb.height)
     nw, nh = max(fw, round(rgb.width * s)), max(fh, round(rgb.height * s))

@@ -24,9 +24,15 @@ def uname():
     """sysname and nodename MICROPY_PY_SYS_PLATFORM, release MAJOR.MINOR.DEV, version
     "<git tag> on <build date>", machine "<board> with <mcu>" (moduos.c)."""
     b = _board().build
-    return _Uname((b.get("platform", ""), b.get("platform", ""), b.get("release", ""),
-                   "%s on %s" % (b.get("git_tag", ""), b.get("build_date", "")),
-                   "%s with %s" % (b.get("board_name", ""), b.get("mcu_name", ""))))
+    return _Uname(
+        (
+            b.get("platform", ""),
+            b.get("platform", ""),
+            b.get("release", ""),
+            "%s on %s" % (b.get("git_tag", ""), b.get("build_date", "")),
+            "%s with %s" % (b.get("board_name", ""), b.get("mcu_name", "")),
+        )
+    )
 
 
 def stat(path):
