@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .boardconfig import app_settings
+from .boardconfig import APP_SMOOTHING, APP_THRESHOLD, app_settings
 from .errors import PokedexError
 from .sizes import SIZE_HELP, parse_size
 from .species import SPECIES_COUNT
 from .toolchain.client import CALIBRATE_METHODS, DEFAULT_CALIBRATE_METHOD
+from .train import KD_ALPHA, KD_TEMPERATURE
 
 
 class _Group(click.Group):
@@ -675,9 +676,13 @@ def flash(board, firmware, kmodel, port, baud, out, dry_run):
     "--uart", "uart_link", type=click.Path(path_type=Path), help="Create this path as the board's UART (a pty)."
 )
 @click.option("--script", type=click.Choice(["main.py", "bench.py"]), default="main.py", show_default=True)
-@click.option("--smoothing", type=float, help="The app's running average weight (default: the release's, else 0.6).")
 @click.option(
-    "--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25)."
+    "--smoothing", type=float, help=f"The app's running average weight (default: the release's, else {APP_SMOOTHING})."
+)
+@click.option(
+    "--threshold",
+    type=float,
+    help=f"The app's confidence threshold (default: the release's app.json, else {APP_THRESHOLD}).",
 )
 @click.option("--timeout", type=float, help="Stop the emulated board after this many seconds.")
 def emulate(kmodel, board, frames, out, uart_link, script, smoothing, threshold, timeout):
@@ -773,7 +778,9 @@ def bench_cmd(board, kmodel, data, out, port, emulate, baud, count, timeout, res
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--count", type=click.IntRange(1, 1_000_000), help="Frames to use (spread over the set).")
 @click.option(
-    "--threshold", type=float, help="The app's confidence threshold (default: the release's app.json, else 0.25)."
+    "--threshold",
+    type=float,
+    help=f"The app's confidence threshold (default: the release's app.json, else {APP_THRESHOLD}).",
 )
 @click.option("--rect-threshold", type=int, help="Override the locator's find_rects threshold (sensitivity checks).")
 @click.option(
@@ -946,9 +953,9 @@ def kmodel_run(path, images, labels, top):
 @click.option("--width", type=float, default=0.75, show_default=True)
 @click.option("--input", "input_size", type=int, default=128, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
-@click.option("--temperature", type=float, default=4.0, show_default=True)
+@click.option("--temperature", type=float, default=KD_TEMPERATURE, show_default=True, help="KD temperature T.")
 @click.option(
-    "--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Weight of the teacher's term."
+    "--alpha", type=click.FloatRange(0, 1), default=KD_ALPHA, show_default=True, help="Weight of the teacher's term."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True)

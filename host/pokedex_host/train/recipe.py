@@ -38,7 +38,7 @@ from ..models import create_model
 from ..species import SPECIES_COUNT
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
 from .data import SplitData, augment, data_hash, list_split, load_split
-from .losses import kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
+from .losses import KD_ALPHA, KD_TEMPERATURE, kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
 from .student import evaluate
 from .trainer import Stage, Trainer, save_torch
 
@@ -110,8 +110,8 @@ class DistillConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     camera_fraction: float = 0.5
-    kd_temperature: float = 1.0
-    kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha on the labels
+    kd_temperature: float = KD_TEMPERATURE
+    kd_alpha: float = KD_ALPHA
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
     init: str = ""  # start from this checkpoint's weights (same family and shape), e.g. the previous release

@@ -21,7 +21,7 @@ from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from ..species import SPECIES_COUNT
 from .data import augment, data_hash, list_split, load_split, to_input
-from .losses import kd_loss, label_loss
+from .losses import KD_ALPHA, KD_TEMPERATURE, kd_loss, label_loss
 from .trainer import Stage, Trainer, read_last, warmup_cosine, write_metrics  # noqa: F401 (re-exported)
 
 
@@ -45,8 +45,8 @@ class StudentConfig:
     camera_aug_ramp: int = -1  # -1: off; else camera-realistic frames, strength ramped 0 -> 1 over N epochs
     workers: int = 0  # DataLoader processes for camera augmentation
     teacher: str | None = None  # distil from this model's softened outputs (cached once)
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to the labels
+    kd_temperature: float = KD_TEMPERATURE
+    kd_alpha: float = KD_ALPHA
     groups: str | None = None  # a grouping file: train a coarse model that predicts the group
     tensorboard: str | None = None  # write scalars for TensorBoard here (off by default)
 
