@@ -186,6 +186,17 @@ def test_the_environment_forces_a_path_and_auto_uses_the_measurement(monkeypatch
     assert "int or float" in e.value.hint
 
 
+def test_a_forced_path_that_is_not_exact_here_is_refused(monkeypatch):
+    m = matmul.Measurement((512, 384, 384), {"int": 1.0, "float": 2.0}, {"int": False, "float": True}, "float")
+    monkeypatch.setattr(matmul, "measurement", lambda: m)
+    monkeypatch.setenv(matmul.ENV, "float")
+    assert matmul.chosen_path() == "float"
+    monkeypatch.setenv(matmul.ENV, "int")
+    with pytest.raises(PokedexError, match="int path does not give exact sums on this machine") as e:
+        matmul.chosen_path()
+    assert "auto picks float" in e.value.hint
+
+
 def test_the_measurement_is_taken_once_per_process():
     assert matmul.measurement() is matmul.measurement()
     m = matmul.measurement()

@@ -88,6 +88,9 @@ def report(kmodels: list[Path], n: int) -> list[str]:
     ]
     for kmodel in kmodels:
         for path in matmul.PATHS:
+            if not m.exact[path]:
+                lines.append(f"v3 interpreter, {path:5s} path: not exact on this CPU (refused when forced)")
+                continue
             size, ips = interpreter_speed(kmodel, n, path)
             mark = " <- chosen" if path == m.chosen else ""
             lines.append(

@@ -113,9 +113,17 @@ class Measurement:
 
 
 def chosen_path() -> str:
-    """The path ``POKEDEX_KPU_MATMUL`` forces, else this process's measured pick."""
+    """The path ``POKEDEX_KPU_MATMUL`` forces, else this process's measured pick. A forced path
+    that does not give the exact sums on this machine is refused (oneDNN's AVX2 int8 GEMM, for
+    one, saturates on full-range operands: ``_int_mm`` is then wrong, not only slow)."""
     v = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if v in PATHS:
+        m = measurement()
+        if not m.exact[v]:
+            raise PokedexError(
+                f"{ENV}={v}: the {v} path does not give exact sums on this machine (measured on {m.shape})",
+                f"unset {ENV} (auto picks {m.chosen}, which does)",
+            )
         return v
     if v != "auto":
         raise PokedexError(
