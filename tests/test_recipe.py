@@ -456,7 +456,7 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
     v7 = "models/releases/kpu_mobilenet_v1-075-128-v7/teacher.pt"
     assert f"- teacher: `{v7}` as it is (no fine-tune in this run), at 160 px;" in card
-    assert "| `teacher.pt` |" not in card  # not copied: the card names v7's file
+    assert f"| `teacher.pt` | the teacher it was distilled from, `{v7}` as it is (a copy" in card
     from pokedex_host.train.release import ship_teacher
 
     best = tmp_path / "tbest.pt"
@@ -470,7 +470,9 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     r6, r8 = Recipe.load(ROOT / "models/recipes/release-v6.toml"), Recipe.load(o.recipe)
     assert ship_teacher(r6.teacher, best, tmp_path / "rel") == tmp_path / "rel" / "teacher.pt"
     assert load_checkpoint(tmp_path / "rel" / "teacher.pt").family == "efficientnet_lite"
-    assert ship_teacher(r8.teacher, best, tmp_path / "rel") is None and not (tmp_path / "rel" / "teacher.pt").exists()
+    (tmp_path / "rel" / "teacher.pt").unlink()
+    assert ship_teacher(r8.teacher, best, tmp_path / "rel") == tmp_path / "rel" / "teacher.pt"  # as it is: a copy
+    assert load_checkpoint(tmp_path / "rel" / "teacher.pt").family == "efficientnet_lite"
     assert "1.0 x KL(T=1.0) + 0.0 x label CE, on mixup blends of the batch (Beta(0.4)" in card
     assert "- teacher kept:" not in card and "- student kept: **its start**" in card
 

@@ -229,12 +229,10 @@ def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log
     }
 
 
-def ship_teacher(t, best: Path, out: Path) -> Path | None:
-    """``out/teacher.pt``: the run's teacher in float16; none when the recipe distils from its init
-    as it is (``epochs = 0``): the model card names that file instead of the release holding a copy."""
-    if t.as_is:
-        (out / "teacher.pt").unlink(missing_ok=True)
-        return None
+def ship_teacher(t, best: Path, out: Path) -> Path:
+    """``out/teacher.pt``: the run's teacher (``best``) in float16, also when the recipe distils from
+    its init as it is (``epochs = 0``): the tree keeps the newest release only, and the next recipe
+    starts from its teacher."""
     _half_checkpoint(best, out / "teacher.pt")
     return out / "teacher.pt"
 
@@ -387,14 +385,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "|---|---|",
         "| `model.pt` | pokedex-k210 checkpoint (float16 weights; loads with `weights_only=True`) |",
         "| `model.kmodel` | **kmodel v3** for stock MaixPy (`maix-bit`), re-emitted from nncase 1.9's v5 build |",
-        *(
-            [
-                f"| `teacher.pt` | {_teacher_file(kept['student'])} "
-                f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |"
-            ]
-            if not r.teacher.as_is
-            else []
-        ),
+        f"| `teacher.pt` | {_teacher_file(r.teacher, kept['student'])} "
+        f"(EfficientNet-{r.teacher.variant.title()} @{r.teacher.input}, float16) |",
         "| `classes.txt`, `manifest.json`, `report.md`, `budget.png` | the build-kmodel artifact |",
         "| `teacher-metrics.csv`, `student-metrics.csv` | per-epoch loss, validation top-1 (sprites and card crops), "
         "images/s |",
@@ -534,7 +526,9 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
     return "\n".join(lines)
 
 
-def _teacher_file(student_kept) -> str:
+def _teacher_file(t, student_kept) -> str:
+    if t.as_is:
+        return f"the teacher it was distilled from, `{t.init}` as it is (a copy: the next recipe starts from it)"
     if student_kept == 0:
         return "the fine-tuned teacher of this run (the student kept is its start: see below)"
     return "the fine-tuned teacher it was distilled from"
