@@ -74,11 +74,11 @@ def test_the_newest_release_carries_its_app_settings():
     assert set(got["locator"]) == set(CARD_LOCATOR), f
 
 
-def test_the_firmware_requires_exactly_the_keys_the_host_writes():
+def _config() -> dict:
+    """The pokedex.json the host writes for the maix-bit card app."""
     from pokedex_host.boards import get_board
 
-    t = _firmware_tuples("pk_app.py")
-    cfg = make_config(
+    return make_config(
         get_board("maix-bit"),
         input_size=128,
         outputs=1025,
@@ -86,6 +86,11 @@ def test_the_firmware_requires_exactly_the_keys_the_host_writes():
         model_runtime=1,
         locator=CARD_LOCATOR,
     )
+
+
+def test_the_firmware_requires_exactly_the_keys_the_host_writes():
+    t = _firmware_tuples("pk_app.py")
+    cfg = _config()
     assert set(cfg) == set(t["APP_KEYS"])
     assert set(cfg["camera"]) == set(t["CAMERA_KEYS"])
     assert set(cfg["uart"]) == set(t["UART_KEYS"])
@@ -131,20 +136,11 @@ def test_the_firmware_reads_only_declared_keys_and_has_no_defaults_of_its_own():
 
 
 def test_a_config_without_a_key_stops_the_app_naming_it(monkeypatch):
-    from pokedex_host.boards import get_board
-
     monkeypatch.syspath_prepend(str(FIRMWARE))
     sys.modules.pop("pk_app", None)
     import pk_app
 
-    cfg = make_config(
-        get_board("maix-bit"),
-        input_size=128,
-        outputs=1025,
-        model="/sd/model.kmodel",
-        model_runtime=1,
-        locator=CARD_LOCATOR,
-    )
+    cfg = _config()
     pk_app.check_keys(cfg, "/sd/pokedex.json")
     pk_app.check_keys({**cfg, "card": None}, "/sd/pokedex.json")  # the camera-window app
     for drop, where in (("smoothing", cfg), ("texture", cfg["card"]), ("hmirror", cfg["camera"])):

@@ -19,19 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..pixels import resize_rgb565, to_rgb565
-from .augment import crop_to_alpha, perspective_coeffs
+from .augment import CARD_COLOURS, crop_to_alpha, perspective_coeffs
 
-BORDER_COLOURS = [
-    (236, 200, 64),
-    (200, 200, 210),
-    (230, 120, 90),
-    (110, 170, 230),
-    (140, 200, 120),
-    (190, 140, 210),
-    (240, 170, 200),
-    (170, 150, 120),
-    (60, 60, 70),
-]
+BORDER_COLOURS = [*CARD_COLOURS, (60, 60, 70)]  # the sprite cards' colours and a dark border
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import KD_ALPHA, KD_TEMPERATURE  # noqa: F401 (the defaults kd_loss's callers use)
-
 
 def label_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float, mixed=None) -> torch.Tensor:
     """Label cross-entropy; for a ``mix_batch`` blend ``(x, lam, perm)``, each row's two labels by their weights."""

@@ -37,8 +37,9 @@ from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from ..species import SPECIES_COUNT
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
+from . import KD_ALPHA, KD_TEMPERATURE
 from .data import SplitData, augment, data_hash, list_split, load_split
-from .losses import KD_ALPHA, KD_TEMPERATURE, kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
+from .losses import kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
 from .student import evaluate
 from .trainer import Stage, Trainer, save_torch
 

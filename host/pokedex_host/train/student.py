@@ -20,8 +20,9 @@ from ..errors import PokedexError
 from ..fsutil import atomic_write_bytes
 from ..models import create_model
 from ..species import SPECIES_COUNT
+from . import KD_ALPHA, KD_TEMPERATURE
 from .data import augment, data_hash, list_split, load_split, to_input
-from .losses import KD_ALPHA, KD_TEMPERATURE, kd_loss, label_loss
+from .losses import kd_loss, label_loss
 from .trainer import Stage, Trainer, read_last, warmup_cosine, write_metrics  # noqa: F401 (re-exported)
 
 
