@@ -32,6 +32,21 @@ def test_split_head_equals_one_big_linear_layer():
 
 
 @pytest.mark.parametrize(
+    "family,kw",
+    [("kpu_mobilenet_v1", {"width": 0.25, "input": 64}), ("efficientnet_lite", {"variant": "lite0", "input": 64})],
+)
+def test_forward_features_then_head_is_forward(family, kw):
+    """Training's split (pooled features, then the head) gives the logits of forward, which the
+    export keeps; the features are one vector of feature_channels per image."""
+    m = create_model(family, classes=1025, **kw).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        f = m.forward_features(x)
+        assert f.shape == (2, m.feature_channels)
+        torch.testing.assert_close(m.forward_head(f), m(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
     "n,cap,parts", [(1025, 1024, [513, 512]), (1024, 1024, [1024]), (2049, 1024, [683, 683, 683]), (10, 4, [4, 3, 3])]
 )
 def test_split_sizes(n, cap, parts):

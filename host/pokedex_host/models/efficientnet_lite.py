@@ -152,7 +152,14 @@ class EfficientNetLite(nn.Module):
         return x.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fc(self._dropout(self.features(x)))
+        return self.forward_head(self.features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head reads (batch x 1280)."""
+        return self.features(x)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(f))
 
     # what a trainer asks the model (as timm's models answer): the head, and what can be frozen
     def get_classifier(self) -> nn.Module:

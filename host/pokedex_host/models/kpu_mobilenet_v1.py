@@ -82,6 +82,16 @@ class KPUMobileNetV1(nn.Module):
         y = torch.cat([h(f) for h in self.heads], dim=1) if len(self.heads) > 1 else self.heads[0](f)
         return y.mean(dim=(2, 3))
 
+    # training's split of forward (the export keeps forward: heads on the map, then the mean, as
+    # the KPU runs it); the head is linear, so forward_head(forward_features(x)) equals forward(x)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the heads read (batch x feature_channels)."""
+        return self.dropout(self.features(x)).mean(dim=(2, 3))
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        f = f[:, :, None, None]
+        return torch.cat([h(f) for h in self.heads], dim=1).flatten(1)
+
     # what a trainer asks the model (as timm's models answer): the head, and what can be frozen
     def get_classifier(self) -> nn.Module:
         return self.heads
