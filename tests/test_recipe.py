@@ -241,6 +241,39 @@ def test_mixup_blends_each_image_with_another_and_weighs_both_labels():
     assert not torch.allclose(both, ce(logits, y))
 
 
+def test_a_view_bank_draws_each_item_from_its_own_part():
+    """Sprites and real cards may carry different numbers of cached views (views.per_image,
+    cards.views): each item's view comes from its own part, any of its own views."""
+    from pokedex_host.train.recipe import ViewBank, mixed_batch
+
+    def part(n, k, base):  # view k of item i holds base + 10 i + k everywhere
+        v = base + 10 * torch.arange(n).view(n, 1, 1, 1, 1) + torch.arange(k).view(1, k, 1, 1, 1)
+        return v.expand(n, k, 3, 16, 16).to(torch.uint8).contiguous()
+
+    bank = ViewBank(part(4, 3, 0), part(2, 8, 100))
+    assert len(bank) == 6 and bank.per_item == (3, 8)
+    idx = torch.tensor([0, 5, 3, 4, 5, 1] * 50)
+    got = bank.pick(idx, torch.Generator().manual_seed(0))[:, 0, 0, 0].long()
+    item = torch.where(idx < 4, idx * 10, 100 + (idx - 4) * 10)
+    k = got - item
+    assert bool(((k >= 0) & (k < torch.where(idx < 4, 3, 8))).all())
+    assert set(k[idx >= 4].tolist()) == set(range(8))  # every card view is drawn, not only the first three
+    assert torch.equal(got, bank.pick(idx, torch.Generator().manual_seed(0))[:, 0, 0, 0].long())
+    # one part, or parts of one view count: the same draws as a single tensor
+    one = part(6, 3, 0)
+    a = ViewBank(one).pick(idx, torch.Generator().manual_seed(1))
+    b = ViewBank(one[:4], one[4:]).pick(idx, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        ViewBank(part(2, 3, 0), torch.zeros(2, 3, 3, 4, 4, dtype=torch.uint8))
+    # a batch drawn from a bank: all card views, so every row is one of its item's views
+    from pokedex_host.train.data import SplitData
+
+    sd = SplitData(torch.zeros(6, 3, 16, 16, dtype=torch.uint8), torch.arange(6), [""] * 6)
+    xb = mixed_batch(sd, bank, torch.tensor([4, 5]), 16, 1.0, torch.Generator().manual_seed(2))
+    assert xb.shape == (2, 3, 16, 16) and bool((xb > 0.3).all())  # card views (>= 100), no blank sprite
+
+
 def test_distillation_with_mixup_and_a_teacher_used_as_it_is(tmp_path):
     """teacher.epochs = 0 with an init: the teacher is validated once and distilled from unchanged;
     the student trains on mixup blends with the teacher's answers only (kd_alpha 1)."""
@@ -554,3 +587,47 @@ def test_an_interrupted_teacher_resumes_to_the_weights_of_a_straight_run(tmp_pat
     a, b = (torch.load(tmp_path / d / "teacher" / "last.pt", weights_only=True) for d in ("a", "b"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert [h["val_top1"] for h in a["history"]] == [h["val_top1"] for h in b["history"]]
+
+
+def test_the_feature_term_trains_a_map_kept_in_last_pt_and_resumes_exactly(tmp_path, monkeypatch):
+    """student.kd_feature: the student's pooled features, through a linear map into the teacher's
+    1280, are pulled toward the teacher's by their cosine. The map trains beside the student, is
+    kept in last.pt (an interrupted run resumes to the same weights and map) and never in best.pt."""
+    import pokedex_host.train.recipe as recipe
+    from pokedex_host.train.losses import feature_loss
+
+    a_ = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    assert float(feature_loss(a_, a_ * 3)) < 1e-6 and abs(float(feature_loss(a_, -a_)) - 2) < 1e-5
+    rec = _tiny(tmp_path)
+    rec.write_text(rec.read_text().replace("kd_flip", "kd_feature = 1.0\nkd_flip"))
+    run_recipe(Recipe.load(rec), tmp_path / "a", log=lambda m: None)
+    last = torch.load(tmp_path / "a" / "student" / "last.pt", weights_only=True)
+    assert last["aux"]["weight"].shape == (1280, 256)  # student width 0.25: 256 features; the teacher 1280
+    best = load_checkpoint(tmp_path / "a" / "student" / "best.pt")
+    assert not any("aux" in k or k == "weight" for k in best.state_dict)
+    best.build()  # the student alone, as the export reads it
+    real, calls = recipe.mixed_batch, {"n": 0}
+
+    def cut(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 2 steps an epoch, the teacher's first: Ctrl-C in the student's epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(recipe, "mixed_batch", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(Recipe.load(rec), tmp_path / "b", log=lambda m: None)
+    monkeypatch.setattr(recipe, "mixed_batch", real)
+    logs = []
+    run_recipe(Recipe.load(rec), tmp_path / "b", log=logs.append)
+    assert any("student: resuming at epoch 2 of 2" in m for m in logs), logs
+    b = torch.load(tmp_path / "b" / "student" / "last.pt", weights_only=True)
+    assert all(torch.equal(last["model"][k], b["model"][k]) for k in last["model"])
+    assert all(torch.equal(last["aux"][k], b["aux"][k]) for k in last["aux"])
+    # the weight is part of what a resume must match, and a bad one is refused by name
+    rec.write_text(rec.read_text().replace("kd_feature = 1.0", "kd_feature = 0.5"))
+    with pytest.raises(PokedexError, match="another recipe"):
+        run_recipe(Recipe.load(rec), tmp_path / "b", log=lambda m: None)
+    rec.write_text(rec.read_text().replace("kd_feature = 0.5", "kd_feature = -1"))
+    with pytest.raises(PokedexError, match="kd_feature"):
+        Recipe.load(rec)

@@ -1,6 +1,7 @@
-"""The training losses, written once: label cross-entropy (with mixup weighting) and knowledge
+"""The training losses, written once: label cross-entropy (with mixup weighting), knowledge
 distillation (KL to the teacher's softened outputs at temperature T, scaled by T², plus a little
-label cross-entropy). The teacher fine-tune, the plain student and both distillations use them."""
+label cross-entropy) and the feature term (the student's features, mapped to the teacher's, by
+their cosine). The teacher fine-tune, the plain student and both distillations use them."""
 
 from __future__ import annotations
 
@@ -35,3 +36,9 @@ def kd_loss(
     soft = nn.functional.softmax(teacher_logits.float() / t, dim=1)
     kd = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1), soft, reduction="batchmean") * t * t
     return alpha * kd + (1 - alpha) * label_loss(logits, y, smoothing, mixed)
+
+
+def feature_loss(mapped: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of each image's student features mapped into the teacher's feature
+    space and the teacher's own, averaged over the batch: 0 when they point the same way."""
+    return (1 - nn.functional.cosine_similarity(mapped.float(), teacher_features.float(), dim=1)).mean()

@@ -39,7 +39,7 @@ from ..species import SPECIES_COUNT
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
 from . import KD_ALPHA, KD_TEMPERATURE
 from .data import SplitData, augment, data_hash, list_split, load_split
-from .losses import kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
+from .losses import feature_loss, kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
 from .student import evaluate
 from .trainer import Stage, Trainer, save_torch
 
@@ -60,10 +60,13 @@ class CardsConfig:
 
     data: str = ""  # the data folder holding processed/cards/scans.csv ("" = no cards)
     repeat: int = 2  # how often each card is drawn per epoch (the sprites once)
+    views: int = 0  # camera views rendered per card (0: as many as views.per_image)
 
     def __post_init__(self):
         if not isinstance(self.repeat, int) or self.repeat < 1:
             raise PokedexError(f"cards.repeat = {self.repeat}", "use 1 or more")
+        if not isinstance(self.views, int) or self.views < 0:
+            raise PokedexError(f"cards.views = {self.views}", "use 0 (as many as views.per_image) or more")
 
 
 @dataclass
@@ -97,6 +100,7 @@ class TeacherConfig:
 
 
 KD_FLIP = ("none", "cards", "all")
+AUX_LR_MULT = 10.0  # the feature term's linear map: its rate over the student's
 
 
 @dataclass
@@ -123,8 +127,13 @@ class DistillConfig:
     # weight max(l, 1 - l) for l ~ Beta(kd_mixup, kd_mixup) on its own; teacher and student see the
     # same blend, so the student matches the teacher between the training images too
     kd_mixup: float = 0.0
+    # the feature term's weight (0 = off): the student's pooled features, through a linear map
+    # trained beside it (and dropped after), should point where the teacher's do (losses.feature_loss)
+    kd_feature: float = 0.0
 
     def __post_init__(self):
+        if not isinstance(self.kd_feature, (int, float)) or self.kd_feature < 0:
+            raise PokedexError(f"student.kd_feature = {self.kd_feature}", "use 0 (off) or a weight such as 1.0")
         if not 0 <= self.kd_mixup <= 10:
             raise PokedexError(f"student.kd_mixup = {self.kd_mixup}", "use 0 (off) or a Beta parameter such as 0.4")
         if self.kd_flip not in KD_FLIP:
@@ -292,9 +301,46 @@ def render_views(
 
 
 # ------------------------------------------------------------------------------ shared training
+class ViewBank:
+    """The cached card views of the training items, in consecutive parts that may hold different
+    numbers of views per item (the sprites' ``views.per_image``, the real cards' ``cards.views``):
+    ``parts[j]`` is N_j x K_j x 3 x S x S, item i of the whole is item i - (N_0 + ... ) of its part."""
+
+    def __init__(self, *parts: torch.Tensor):
+        if not parts or any(p.dim() != 5 or p.shape[2:] != parts[0].shape[2:] for p in parts):
+            raise ValueError("ViewBank parts are N x K x 3 x S x S tensors of one size")
+        self.parts = parts
+        self.bounds = torch.tensor([0] + [len(p) for p in parts]).cumsum(0)
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def per_item(self) -> tuple[int, ...]:
+        return tuple(p.shape[1] for p in self.parts)
+
+    def pick(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One random view of each item of ``idx``."""
+        if len(self.parts) == 1 or len(set(self.per_item)) == 1:  # one draw for the batch, as with one tensor
+            k = torch.randint(0, self.parts[0].shape[1], (len(idx),), generator=gen)
+            if len(self.parts) == 1:
+                return self.parts[0][idx, k]
+        else:
+            k = None
+        part = torch.bucketize(idx, self.bounds[1:], right=True)
+        out = torch.empty((len(idx),) + tuple(self.parts[0].shape[2:]), dtype=self.parts[0].dtype)
+        for j, p in enumerate(self.parts):
+            m = part == j
+            if not bool(m.any()):
+                continue
+            kj = k[m] if k is not None else torch.randint(0, p.shape[1], (int(m.sum()),), generator=gen)
+            out[m] = p[idx[m] - self.bounds[j], kj]
+        return out
+
+
 def mixed_batch(
     train: SplitData,
-    views: torch.Tensor,
+    views: "ViewBank | torch.Tensor",
     idx: torch.Tensor,
     size: int,
     camera_fraction: float,
@@ -303,16 +349,14 @@ def mixed_batch(
 ):
     """Float [0, 1] batch: each image is either its sprite with plain augmentation or one of its
     card views (random view, random flip, mild crop jitter); with ``with_mask`` also the boolean
-    mask of the card views."""
+    mask of the card views. ``views``: a :class:`ViewBank` (or one N x K x 3 x S x S tensor)."""
+    bank = views if isinstance(views, ViewBank) else ViewBank(views)
     cam = torch.rand(len(idx), generator=gen) < camera_fraction
     out = torch.empty(len(idx), 3, size, size)
     if (~cam).any():
         out[~cam] = augment(train.x[idx[~cam]], size, gen)
     if cam.any():
-        ci = idx[cam]
-        k = torch.randint(0, views.shape[1], (len(ci),), generator=gen)
-        v = views[ci, k]
-        out[cam] = augment(v, size, gen, strength=0.3)
+        out[cam] = augment(bank.pick(idx[cam], gen), size, gen, strength=0.3)
     return (out, cam) if with_mask else out
 
 
@@ -345,7 +389,21 @@ def teacher_view_logits(
     ``card_size`` (bilinear; 0 = ``size``), each averaged with its mirror image where ``flip``
     says ("cards" or "all"). On validation card crops release v4's teacher gains 3 pp from 160 px
     and 3 more from the mirror (docs/training.md, release v5)."""
-    out = None
+    return teacher_view_outputs(teacher, xb, cam, size, card_size, flip)[0]
+
+
+def teacher_view_outputs(
+    teacher: nn.Module,
+    xb: torch.Tensor,
+    cam: torch.Tensor,
+    size: int,
+    card_size: int = 0,
+    flip: str = "none",
+    features: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`teacher_view_logits` and, with ``features``, the teacher's pooled features of the
+    same views (averaged with the mirror image's where the logits are), else None."""
+    out = feats = None
     for mask, s, mirror in ((~cam, size, flip == "all"), (cam, card_size or size, flip != "none")):
         if not bool(mask.any()):
             continue
@@ -353,13 +411,22 @@ def teacher_view_logits(
         if x.shape[-1] != s:
             x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
         x = x.contiguous(memory_format=torch.channels_last)
-        lg = teacher(x).float()
-        if mirror:
-            lg = (lg + teacher(x.flip(-1)).float()) / 2
+        views = (x, x.flip(-1)) if mirror else (x,)
+        if features:
+            fs = [teacher.forward_features(v) for v in views]
+            lgs = [teacher.forward_head(f).float() for f in fs]
+            f = sum(f.float() for f in fs) / len(fs)
+        else:
+            lgs = [teacher(v).float() for v in views]
+        lg = lgs[0] if len(lgs) == 1 else (lgs[0] + lgs[1]) / 2
         if out is None:
             out = torch.empty(len(xb), lg.shape[1], device=lg.device)
+            if features:
+                feats = torch.empty(len(xb), f.shape[1], device=lg.device)
         out[mask] = lg
-    return out
+        if features:
+            feats[mask] = f
+    return out, feats
 
 
 def _score(m: dict) -> float:
@@ -384,10 +451,15 @@ def _comparable(meta) -> dict:
         ("kd_flip", "none"),
         ("init", ""),
         ("kd_mixup", 0.0),
+        ("kd_feature", 0.0),
         ("cards", asdict(CardsConfig())),
     ):
         if meta.get(k, default) == default:
             meta.pop(k, None)
+    if isinstance(meta.get("cards"), dict) and not meta["cards"].get("views"):  # runs from before cards.views
+        meta["cards"] = {k: v for k, v in meta["cards"].items() if k != "views"}
+        if meta["cards"] == {k: v for k, v in asdict(CardsConfig()).items() if k != "views"}:
+            meta.pop("cards")
     meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
     return meta
 
@@ -470,7 +542,7 @@ class TeacherStage(RecipeStage):
         self,
         r: Recipe,
         train: SplitData,
-        views: torch.Tensor,
+        views: "ViewBank | torch.Tensor",
         val: SplitData,
         val_views: torch.Tensor,
         log=print,
@@ -534,7 +606,7 @@ class TeacherStage(RecipeStage):
 def train_teacher(
     r: Recipe,
     train: SplitData,
-    views: torch.Tensor,
+    views: "ViewBank | torch.Tensor",
     val: SplitData,
     val_views: torch.Tensor,
     out: Path,
@@ -560,7 +632,7 @@ class DistillStage(RecipeStage):
         r: Recipe,
         teacher_path: Path,
         train: SplitData,
-        views: torch.Tensor,
+        views: "ViewBank | torch.Tensor",
         val: SplitData,
         val_views: torch.Tensor,
         log=print,
@@ -595,7 +667,17 @@ class DistillStage(RecipeStage):
             _start_from(model, init, "student", s_cfg.init, "the width and class count must match")
             log(f"distill: student starts from {s_cfg.init}")
         self.model = model.to(dev, memory_format=torch.channels_last)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
+        groups = [{"params": list(model.parameters()), "lr": s_cfg.lr}]
+        if s_cfg.kd_feature:  # the feature term's map, student features -> teacher features
+            if not hasattr(self.teacher, "forward_features"):
+                raise PokedexError(
+                    f"student.kd_feature needs a teacher with pooled features; {teacher_path} is a {ck.family}",
+                    "use an efficientnet_lite teacher, or kd_feature = 0",
+                )
+            self.aux = nn.Linear(model.feature_channels, self.teacher.feature_channels).to(dev)
+            # a new map starts random: it learns AUX_LR_MULT x faster than the student it steers
+            groups.append({"params": list(self.aux.parameters()), "lr": s_cfg.lr * AUX_LR_MULT})
+        self.optimizer = torch.optim.AdamW(groups, lr=s_cfg.lr, weight_decay=s_cfg.weight_decay)
         self.family, self.warmup_epochs, self.start_counts = s_cfg.family, s_cfg.warmup_epochs, bool(s_cfg.init)
         self.n_sprites = len(train) if n_sprites is None else n_sprites
         self.steps = len(epoch_order(train, self.n_sprites, r.cards.repeat, 0)) // s_cfg.batch
@@ -622,12 +704,23 @@ class DistillStage(RecipeStage):
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            lt = teacher_view_logits(
-                self.teacher, xb, cam.to(dev), self.teacher_ck.input_size, c.kd_card_input, c.kd_flip
+            lt, ft = teacher_view_outputs(
+                self.teacher,
+                xb,
+                cam.to(dev),
+                self.teacher_ck.input_size,
+                c.kd_card_input,
+                c.kd_flip,
+                features=self.aux is not None,
             )
         t1 = time.time()
-        logits = self.model(xb)
-        loss = kd_loss(
+        if self.aux is not None:
+            fs = self.model.forward_features(xb)
+            logits = self.model.forward_head(fs)
+            extra = c.kd_feature * feature_loss(self.aux(fs), ft)
+        else:
+            logits, extra = self.model(xb), 0.0
+        loss = extra + kd_loss(
             logits,
             lt,
             self.train.y[idx].to(dev),
@@ -649,7 +742,7 @@ def distill(
     r: Recipe,
     teacher_path: Path,
     train: SplitData,
-    views: torch.Tensor,
+    views: "ViewBank | torch.Tensor",
     val: SplitData,
     val_views: torch.Tensor,
     out: Path,
@@ -690,7 +783,7 @@ def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teache
     if r.cards.data:
         cards = load_card_split(Path(r.cards.data), "train", store)
         cviews = render_views(
-            cards, v.per_image, v.size, v.seed, out / "views" / "cards-train.pt", v.workers, log, scans=True
+            cards, r.cards.views or v.per_image, v.size, v.seed, out / "views" / "cards-train.pt", v.workers, log, True
         )
         vcards = load_card_split(Path(r.cards.data), "validation", store)
         real = (
@@ -700,8 +793,11 @@ def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teache
             ),
         )
         train = SplitData(torch.cat([train.x, cards.x]), torch.cat([train.y, cards.y]), train.files + cards.files)
-        views = torch.cat([views, cviews])
-        log(f"cards: {len(cards)} training cards (each {r.cards.repeat}x an epoch), {len(vcards)} validation cards")
+        views = ViewBank(views, cviews)
+        log(
+            f"cards: {len(cards)} training cards (each {r.cards.repeat}x an epoch, {cviews.shape[1]} camera views), "
+            f"{len(vcards)} validation cards"
+        )
     _save_recipe(out, r)
     made = {"views": str(out / "views")}
     if "teacher" in stages:

@@ -487,6 +487,12 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE"
         + (
+            f" + {r.student.kd_feature:g} x (1 - cos) of the student's pooled features, through a linear map trained "
+            "beside it, and the teacher's"
+            if r.student.kd_feature
+            else ""
+        )
+        + (
             f", on mixup blends of the batch (Beta({r.student.kd_mixup:g}), each image's own weight >= 0.5; the teacher"
             " sees the same blend);"
             if r.student.kd_mixup
@@ -494,8 +500,14 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         ),
         _teacher_view(r.student),
         f"- each batch: {int(r.student.camera_fraction * 100)} % card crops (rendered once, {r.views.per_image} per "
-        "training image),"
-        " the rest sprites with crop/flip/colour jitter;",
+        "training image"
+        + (
+            f"; each real training card drawn {r.cards.repeat}x an epoch, {r.cards.views or r.views.per_image} camera "
+            "views of it"
+            if r.cards.data
+            else ""
+        )
+        + "), the rest sprites with crop/flip/colour jitter;",
         f"- build: calibration on {manifest['calibration']['count']} card crops of the validation split (activation "
         "ranges by "
         f"nncase's `{r.build.calibrate_method}`); compile "

@@ -17,7 +17,8 @@ step (batch and loss), the validation and the score best.pt is chosen by.
      "best": best score, "best_epoch": its metrics.csv epoch (None: none yet), "history": metric rows,
      "generator": the stage's torch.Generator state, "torch_rng": torch's global RNG state,
      "cuda_rng": the CUDA generators' states (None without CUDA),
-     "meta": what a resume must match (the stage's configuration)}
+     "meta": what a resume must match (the stage's configuration),
+     "aux": state dict of the stage's training-only module (the distillation's feature map), or None}
 
 The generator and RNG states make a resumed run bit-identical to one that was never interrupted
 (on a GPU, as far as its kernels are deterministic).
@@ -78,6 +79,7 @@ class Stage:
     family: str  # the model family, for best.pt
     classes: list[int]  # best.pt's class list
     model: nn.Module  # the weights trained and saved (not a DDP wrapper)
+    aux: nn.Module | None = None  # trained beside the model and kept in last.pt, never in best.pt
     optimizer: torch.optim.Optimizer  # its groups may carry "base_lr" (default: their lr)
     generator: torch.Generator  # what the batches are drawn with
     meta: dict  # what a resume must match; saved in last.pt
@@ -235,6 +237,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "meta": st.meta,
+            "aux": st.aux.state_dict() if st.aux is not None else None,
         }
 
     def save_last(self, state: dict) -> None:
@@ -266,6 +269,13 @@ class Trainer:
     def resume_training(self, state: dict) -> None:
         st = self.stage
         st.model.load_state_dict(state["model"])
+        if st.aux is not None:
+            if state.get("aux") is None:
+                raise PokedexError(
+                    f"{self.last} has no state for this stage's {type(st.aux).__name__}",
+                    f"resume with the options that wrote it, or delete {self.out} to start this stage over",
+                )
+            st.aux.load_state_dict(state["aux"])
         bases = [g["base_lr"] for g in st.optimizer.param_groups]
         st.optimizer.load_state_dict(state["optimizer"])
         for g, b in zip(st.optimizer.param_groups, bases):  # the schedule follows today's options
