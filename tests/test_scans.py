@@ -124,6 +124,8 @@ def test_a_held_card_frame_shows_the_card_where_its_corners_say(tmp_path):
 
 
 def test_the_recipe_trains_on_cards_and_validates_on_real_ones(tmp_path):
+    import torch
+
     from pokedex_host.train.recipe import Recipe, epoch_order, run_recipe
 
     root = tmp_path / "classify"
@@ -133,18 +135,18 @@ def test_the_recipe_trains_on_cards_and_validates_on_real_ones(tmp_path):
     rec = tmp_path / "tiny.toml"
     rec.write_text(
         f'data = "{root}"\nthreads = 1\n[views]\nper_image = 2\nsize = 32\nworkers = 1\n'
-        f'[cards]\ndata = "{tmp_path / "data"}"\nrepeat = 3\n'
+        f'[cards]\ndata = "{tmp_path / "data"}"\nrepeat = 3\nviews = 5\n'
         "[teacher]\ninput = 32\nepochs = 1\nbatch = 4\n[student]\ninput = 32\nwidth = 0.25\nepochs = 1\nbatch = 4\n"
     )
     logs = []
     run_recipe(Recipe.load(rec), tmp_path / "run", log=logs.append)
-    assert any("cards: 4 training cards (each 3x an epoch), 2 validation cards" in m for m in logs)
+    assert any("cards: 4 training cards (each 3x an epoch, 5 camera views), 2 validation cards" in m for m in logs)
+    cached = torch.load(tmp_path / "run" / "views" / "cards-train.pt", weights_only=True)["views"]
+    assert tuple(cached.shape[:2]) == (4, 5)  # cards.views of each card; the sprites keep views.per_image
     assert any("real cards" in m and "student epoch 1/1" in m for m in logs)
     hist = (tmp_path / "run" / "student" / "metrics.csv").read_text()
     assert "val_real_top1" in hist
     # the epoch: every sprite once, every card `repeat` times
-    import torch
-
     from pokedex_host.train.data import SplitData
 
     sd = SplitData(torch.zeros(5, 3, 2, 2, dtype=torch.uint8), torch.arange(5), [""] * 5)
@@ -215,3 +217,55 @@ def test_the_shared_scans_split_spans_eras_and_no_reserved_set(tmp_path):
     assert 0 < len(moved) < 0.1 * (len(by["test"]) + len(by["validation"]))
     assert not any(s.set in S.RESERVED_SETS for v in by.values() for s in v)
     assert len(by["test"]) > 500 and len(by["train"]) > 3000
+
+
+def test_real_card_gap_reads_the_same_cards_at_each_stage(tmp_path):
+    """tools/real_card_gap.py: each stage is the card as that stage shows it (the printed stage is
+    the firmware's crop of a located card, squeezed; square and letterbox keep the art's aspect;
+    camera adds the OV2640's effects to the held card), and the table has a row per model."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from pokedex_host.models import create_model
+    from pokedex_host.models.checkpoint import save_checkpoint
+
+    spec = importlib.util.spec_from_file_location("real_card_gap", ROOT / "tools" / "real_card_gap.py")
+    gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gap)
+    S.ingest_scans(make_scans(tmp_path / "cards", {"base1": [1, 2, 3], "neo2": [2, 3, 1]}), tmp_path / "data")
+    path = S.load_scans(tmp_path / "data", "validation")[0].path
+    crop = S.art_window(S.open_card(path).convert("RGB"))
+    printed = gap.stage_image(path, "printed", np.random.default_rng(0), 64)
+    assert printed.shape == (3, 64, 64)
+    assert np.array_equal(printed, np.asarray(crop.resize((64, 64), Image.BILINEAR)).transpose(2, 0, 1))
+    square = gap.stage_image(path, "square", np.random.default_rng(0), 64)
+    side = min(crop.size)
+    x0 = (crop.width - side) // 2
+    want = crop.crop((x0, (crop.height - side) // 2, x0 + side, (crop.height - side) // 2 + side))
+    assert np.array_equal(square, np.asarray(want.resize((64, 64), Image.BILINEAR)).transpose(2, 0, 1))
+    box = gap.stage_image(path, "letterbox", np.random.default_rng(0), 64)
+    assert (box[:, 0] == 255).all() and not (box[:, 32] == 255).all()  # white above the art, art in the middle
+    held = gap.stage_image(path, "held", np.random.default_rng(5), 64)
+    camera = gap.stage_image(path, "camera", np.random.default_rng(5), 64)
+    assert np.array_equal(held, gap.stage_image(path, "held", np.random.default_rng(5), 64))
+    assert not np.array_equal(held, camera)
+    model = create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025)
+    ck = save_checkpoint(tmp_path / "m.pt", model, "kpu_mobilenet_v1", list(range(1, 1026)))
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "real_card_gap.py"), str(ck), str(ck), "--data", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("3 validation cards of 3 species")
+    assert lines[1] == "| model | printed | square | letterbox | held | camera |"
+    assert sum(line.startswith(f"| {ck} |") for line in lines) == 2
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "real_card_gap.py"), str(ck), "--stages", "printed,zoom"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "zoom" in r.stderr and "letterbox" in r.stderr
