@@ -631,3 +631,32 @@ def test_the_feature_term_trains_a_map_kept_in_last_pt_and_resumes_exactly(tmp_p
     rec.write_text(rec.read_text().replace("kd_feature = 0.5", "kd_feature = -1"))
     with pytest.raises(PokedexError, match="kd_feature"):
         Recipe.load(rec)
+
+
+_RENDER = {}
+
+
+def _die_on_second_chunk(args):
+    if args[1][0] == 64:  # the second chunk's worker dies, as one killed for memory does
+        import os
+
+        os._exit(1)
+    return _RENDER["chunk"](args)
+
+
+def test_a_render_worker_that_dies_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """multiprocessing's pool replaces a dead worker but never finishes its chunk: rendering
+    stops with an error naming the cache and the fix instead of waiting for ever."""
+    import pokedex_host.train.recipe as recipe
+    from pokedex_host.train.data import SplitData
+
+    _RENDER["chunk"] = recipe._render_chunk
+    monkeypatch.setattr(recipe, "_render_chunk", _die_on_second_chunk)
+    monkeypatch.setattr(recipe, "RENDER_STALL_S", 5.0)
+    x = torch.full((130, 3, 40, 40), 255, dtype=torch.uint8)
+    x[:, :, 10:30, 10:30] = 40
+    sd = SplitData(x, torch.zeros(130, dtype=torch.long), [f"{i}.png" for i in range(130)])
+    with pytest.raises(PokedexError, match="stalled") as e:
+        recipe.render_views(sd, 1, 32, 0, tmp_path / "views" / "train.pt", workers=2, log=lambda m: None)
+    assert "train.pt" in str(e.value) and "again" in e.value.hint
+    assert not (tmp_path / "views" / "train.pt").exists()

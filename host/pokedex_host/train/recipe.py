@@ -208,6 +208,9 @@ def _bf16_ok(dev: torch.device) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- views
+RENDER_STALL_S = 600.0  # a chunk of 64 images renders in seconds; this long without one is a dead worker
+
+
 def _render_chunk(args) -> np.ndarray:
     x, ids, per, size, seed = args
     from ..dataset.cards import art_view, sprite_from_rgb
@@ -282,7 +285,16 @@ def render_views(
     else:
         pool = mp.get_context("fork").Pool(workers)
         try:  # a Ctrl-C or SIGTERM (raised as KeyboardInterrupt by the CLI) ends the workers
-            for part in pool.imap(render, jobs):
+            done = pool.imap(render, jobs)
+            for _ in jobs:
+                try:  # a worker that dies takes its chunk with it: the pool would wait for ever
+                    part = done.next(timeout=RENDER_STALL_S)
+                except mp.TimeoutError:
+                    raise PokedexError(
+                        f"rendering {cache} stalled: no chunk of {chunk} images finished in {RENDER_STALL_S:.0f} s "
+                        "(a render process died, e.g. for memory)",
+                        "run the same command again (cached views are kept); views.workers = 1 takes less memory",
+                    ) from None
                 parts.append(part)
                 bar.step(len(part) * per_image)
             pool.close()
