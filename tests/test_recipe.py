@@ -219,6 +219,38 @@ def test_the_teacher_sees_card_views_enlarged_and_mirrored():
     assert teacher_view_logits(Probe(), xb, cam, 32, 0, "none")[:, 0].tolist() == [32.0] * 5
 
 
+def test_a_clean_teacher_sees_each_card_views_source_blended_as_the_student_sees_it(tmp_path, monkeypatch):
+    """kd_clean: the teacher's batch holds, for each card view, the item's plain image (the sprite,
+    or a real card's art as printed) at the teacher's input, and the sprite rows as the student
+    sees them; mixup blends both batches with the same weights and partners."""
+    import pokedex_host.train.recipe as recipe
+    from pokedex_host.train.data import SplitData, to_input
+
+    x = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 3, 40, 40).contiguous() * 60
+    sd = SplitData(x, torch.arange(4), [""] * 4)
+    xb = torch.full((4, 3, 32, 32), 0.5)
+    cam = torch.tensor([True, False, True, False])
+    idx = torch.tensor([3, 1, 2, 0])
+    tb = recipe.clean_teacher_batch(sd, idx, xb, cam, 48)
+    assert tb.shape == (4, 3, 48, 48)
+    assert torch.equal(tb[cam], to_input(x[idx[cam]], 48)) and torch.allclose(tb[~cam], torch.full((2, 3, 48, 48), 0.5))
+    lam, perm = torch.tensor([0.9, 0.6, 1.0, 0.7]), torch.tensor([1, 0, 3, 2])
+    assert torch.allclose(recipe.apply_mix(tb, lam, perm)[0], 0.9 * tb[0] + 0.1 * tb[1])
+    # in a run: the teacher is handed the clean batch, the student trains on the camera views
+    rec = _tiny(tmp_path)
+    rec.write_text(rec.read_text().replace("kd_flip", "kd_clean = true\nkd_mixup = 0.4\nkd_flip"))
+    seen = []
+    real = recipe.teacher_view_outputs
+
+    def spy(teacher, xb, cam, size, card_size=0, flip="none", features=False):
+        seen.append((xb.shape[-1], card_size))
+        return real(teacher, xb, cam, size, card_size, flip, features)
+
+    monkeypatch.setattr(recipe, "teacher_view_outputs", spy)
+    run_recipe(Recipe.load(rec), tmp_path / "a", log=lambda m: None)
+    assert seen and all(s == (32, 0) for s in seen)  # the teacher's own input; kd_card_input not applied
+
+
 def test_mixup_blends_each_image_with_another_and_weighs_both_labels():
     from pokedex_host.train.recipe import label_loss, mix_batch
 

@@ -38,7 +38,7 @@ from ..models import create_model
 from ..species import SPECIES_COUNT
 from ..toolchain.client import DEFAULT_CALIBRATE_METHOD
 from . import KD_ALPHA, KD_TEMPERATURE
-from .data import SplitData, augment, data_hash, list_split, load_split
+from .data import SplitData, augment, data_hash, list_split, load_split, to_input
 from .losses import feature_loss, kd_loss, label_loss  # noqa: F401 (label_loss: part of this module's interface)
 from .student import evaluate
 from .trainer import Stage, Trainer, save_torch
@@ -123,6 +123,10 @@ class DistillConfig:
     # How the teacher looks at the batch it teaches from (the student always sees it as is):
     kd_card_input: int = 0  # card views enlarged to this size for the teacher (0 = the teacher's own input)
     kd_flip: str = "none"  # "cards" / "all": the teacher's logits averaged with those of the mirrored image
+    # the teacher answers for each card view from its clean source at its own input (the sprite, or
+    # the real card's art window as printed) while the student sees the camera view: the camera's
+    # effects cost the teacher more than the student (tools/real_card_gap.py)
+    kd_clean: bool = False
     # mixup in the distillation batch (0 = off): each image is blended with another of the batch,
     # weight max(l, 1 - l) for l ~ Beta(kd_mixup, kd_mixup) on its own; teacher and student see the
     # same blend, so the student matches the teacher between the training images too
@@ -390,8 +394,25 @@ def mix_batch(xb: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[tor
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
     lam = torch.from_numpy(rng.beta(alpha, alpha, n)).float()
     lam = torch.maximum(lam, 1 - lam)
-    w = lam.view(n, 1, 1, 1)
-    return xb * w + xb[perm] * (1 - w), lam, perm
+    return apply_mix(xb, lam, perm), lam, perm
+
+
+def apply_mix(x: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """The blend :func:`mix_batch` drew, applied to another batch of the same rows (the teacher's)."""
+    w = lam.view(len(x), 1, 1, 1).to(x.device)
+    return x * w + x[perm.to(x.device)] * (1 - w)
+
+
+def clean_teacher_batch(
+    train: SplitData, idx: torch.Tensor, xb: torch.Tensor, cam: torch.Tensor, size: int
+) -> torch.Tensor:
+    """The teacher's side of a mixed batch for ``kd_clean``, at the teacher's ``size``: each card
+    view replaced by its clean source (the item's plain image: the sprite, or the real card's art
+    window as printed), the sprite rows as the student sees them (enlarged)."""
+    tb = xb.clone() if xb.shape[-1] == size else nn.functional.interpolate(xb, size=(size, size), mode="bilinear")
+    if bool(cam.any()):
+        tb[cam] = to_input(train.x[idx[cam]], size)
+    return tb
 
 
 def teacher_view_logits(
@@ -464,6 +485,7 @@ def _comparable(meta) -> dict:
         ("init", ""),
         ("kd_mixup", 0.0),
         ("kd_feature", 0.0),
+        ("kd_clean", False),
         ("cards", asdict(CardsConfig())),
     ):
         if meta.get(k, default) == default:
@@ -711,17 +733,21 @@ class DistillStage(RecipeStage):
         c, dev, gen = self.s_cfg, self.dev, self.generator
         idx = self.order[s * c.batch : (s + 1) * c.batch]
         xb, cam = mixed_batch(self.train, self.views, idx, c.input, c.camera_fraction, gen, with_mask=True)
+        tb = clean_teacher_batch(self.train, idx, xb, cam, self.teacher_ck.input_size) if c.kd_clean else None
         mixed = mix_batch(xb, c.kd_mixup, gen) if c.kd_mixup > 0 else None
         xb = mixed[0] if mixed else xb
         xb = xb.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        if tb is not None:
+            tb = apply_mix(tb, mixed[1], mixed[2]) if mixed else tb
+            tb = tb.to(dev, non_blocking=True)
         t0 = time.time()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             lt, ft = teacher_view_outputs(
                 self.teacher,
-                xb,
+                xb if tb is None else tb,
                 cam.to(dev),
                 self.teacher_ck.input_size,
-                c.kd_card_input,
+                c.kd_card_input if tb is None else 0,
                 c.kd_flip,
                 features=self.aux is not None,
             )

@@ -558,6 +558,11 @@ def _teacher_line(t, rows: list[dict], minutes: float) -> str:
 
 def _teacher_view(s) -> str:
     cards = f"card crops at {s.kd_card_input} px" if s.kd_card_input else "card crops at its own input"
+    if getattr(s, "kd_clean", False):
+        cards = (
+            "in place of each card crop its clean source at its own input (the sprite, or the real card's art as"
+            " printed)"
+        )
     mirror = {
         "none": "",
         "cards": ", card crops averaged with their mirror image",
