@@ -540,6 +540,33 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert load_checkpoint(tmp_path / "rel" / "teacher.pt").family == "efficientnet_lite"
     assert "1.0 x KL(T=1.0) + 0.0 x label CE, on mixup blends of the batch (Beta(0.4)" in card
     assert "- teacher kept:" not in card and "- student kept: **its start**" in card
+    assert "2,810,924 B (file" in card and "the app's" not in card  # a manifest from before the camera counted
+    # real cards in the recipe: their validation column, the score best.pt is kept by, the
+    # feature term and the cards' views in the method; the camera's buffers in the RAM sum
+    with (run / "student" / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["epoch", "images_per_s", "seconds", "val_top1", "val_card_top1", "val_real_top1"])
+        w.writeheader()
+        for e, ips, sec, top1, card, real in ((0, 0.0, 0.0, 61.0, 30.0, 9.0), (1, 60, 120, 62.0, 31.0, 11.5)):
+            w.writerow(
+                dict(epoch=e, images_per_s=ips, seconds=sec, val_top1=top1, val_card_top1=card, val_real_top1=real)
+            )
+    save_checkpoint(
+        run / "student" / "best.pt",
+        create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
+        "kpu_mobilenet_v1",
+        list(range(1, 1026)),
+        {"epoch": 1},
+    )
+    manifest["budget"].update(ram_used=3_194_924, app=[{"what": "camera buffers", "bytes": 384_000}])
+    o.recipe = ROOT / "models/recipes/release-v12.toml"
+    card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
+    assert "| student | epoch | sprites | card crops | real cards | images/s |" not in card
+    assert "| stage | epoch | sprites | card crops | real cards | images/s |" in card
+    assert "| student | 1 | 62.0 % | 31.0 % | 11.5 % | 60 |" in card
+    assert "- student kept: epoch 1 (best on validation, mean of sprite, card-crop and real-card top-1);" in card
+    assert "+ 1 x (1 - cos) of the student's pooled features" in card
+    assert "each real training card drawn 6x an epoch, 8 camera views of it" in card
+    assert ", + the app's camera buffers 384,000 B = 3,194,924 B; budget of `maix-bit`" in card
 
 
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():

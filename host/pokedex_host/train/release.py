@@ -465,7 +465,9 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "## On the board",
         "",
         f"- run-time RAM as v3: {mem['runtime_total']:,} B (file {mem['kmodel_bytes']:,} + main memory "
-        f"{mem['data_bytes']:,} + input {mem['input_bytes']:,}); budget of `{o.board}` "
+        f"{mem['data_bytes']:,} + input {mem['input_bytes']:,})"
+        + _with_app(manifest["budget"])
+        + f"; budget of `{o.board}` "
         f"{manifest['budget']['ram_budget']:,} B: {'fits' if manifest['budget']['fits'] else 'DOES NOT FIT'}, "
         f"{manifest['budget']['ram_headroom']:,} B spare",
         f"- KPU SRAM peak {mem['kpu_sram_peak']:,} B; {mem['kpu_layers']} KPU layers; CPU layers: "
@@ -473,7 +475,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "",
         "## How it was made",
         "",
-        f"Machine: {platform.machine()}, {_cores()} cores, no GPU used; Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}{f' ({_cpu()})' if _cpu() else ''}, {_cores()} cores, no GPU used; "
+        f"Python {platform.python_version()}.",
         "",
         "```sh",
         "make release     # = pokedex-host release (data from ../shared/data/pokemon if data/ is empty)",
@@ -481,8 +484,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "",
         _teacher_line(r.teacher, t_rows, t_min),
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
-        *([_kept("teacher", kept["teacher"])] if not r.teacher.as_is else []),
-        _kept("student", kept["student"]),
+        *([_kept("teacher", kept["teacher"], bool(r.cards.data))] if not r.teacher.as_is else []),
+        _kept("student", kept["student"], bool(r.cards.data)),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE"
@@ -514,17 +517,24 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         f"{manifest['timings_s'].get('compile', 0):.0f} s, verification {manifest['timings_s'].get('verify', 0):.0f} "
         "s.",
         "",
-        "Validation per epoch (sprites / card crops, top-1):",
+    ]
+    real = any(x.get("val_real_top1") not in (None, "") for x in t_all + s_all)
+    lines += [
+        f"Validation per epoch (sprites / card crops{' / real cards' if real else ''}, top-1):",
         "",
-        "| stage | epoch | sprites | card crops | images/s |",
-        "|---|---:|---:|---:|---:|",
+        f"| stage | epoch | sprites | card crops |{' real cards |' if real else ''} images/s |",
+        f"|---|---:|---:|---:|{'---:|' if real else ''}---:|",
     ]
     for stage, rows_ in (("teacher", t_all), ("student", s_all)):
         for x in rows_:
             trained = int(x["epoch"]) > 0
             ep, ips = (x["epoch"], f"{float(x['images_per_s']):.0f}") if trained else ("0 (its start)", "")
+            rc = ""
+            if real:
+                v = x.get("val_real_top1")
+                rc = f" {float(v):.1f} % |" if v not in (None, "") else " |"
             lines.append(
-                f"| {stage} | {ep} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % | {ips} |"
+                f"| {stage} | {ep} | {float(x['val_top1']):.1f} % | {float(x['val_card_top1']):.1f} % |{rc} {ips} |"
             )
     notes = run / "NOTES.md"  # what the run's history needs said (restarts, changed settings)
     if notes.is_file():
@@ -581,17 +591,27 @@ def _kept_epoch(best: Path) -> int | None:
     return (load_checkpoint(best).meta or {}).get("epoch") if best.is_file() else None
 
 
-def _kept(stage: str, e: int | None) -> str:
+def _with_app(budget: dict) -> str:
+    """What the app takes beside the model (the camera's buffers) and the sum the budget is held
+    to, from a build manifest's budget; "" for a manifest from before the app was counted."""
+    app = budget.get("app") or []
+    if not app or budget.get("ram_used") is None:
+        return ""
+    return "".join(f", + the app's {a['what']} {a['bytes']:,} B" for a in app) + f" = {budget['ram_used']:,} B"
+
+
+def _kept(stage: str, e: int | None, real: bool = False) -> str:
     """Which epoch (``_kept_epoch``) the release kept (best.pt: the mean of validation top-1 on
-    sprites and card crops)."""
+    sprites, card crops and, with ``real``, real cards: ``recipe._score``)."""
+    by = "mean of sprite, card-crop and real-card top-1" if real else "mean of sprite and card-crop top-1"
     if e is None:
         return f"- {stage} kept: not recorded;"
     if e == 0:
         return (
             f"- {stage} kept: **its start** (the init): no epoch of this run beat it on validation "
-            "(mean of sprite and card-crop top-1), so the release hands it on unchanged;"
+            f"({by}), so the release hands it on unchanged;"
         )
-    return f"- {stage} kept: epoch {e} (best on validation, mean of sprite and card-crop top-1);"
+    return f"- {stage} kept: epoch {e} (best on validation, {by});"
 
 
 def _mean(rows: list[dict], k: str) -> float:
@@ -602,3 +622,14 @@ def _cores() -> int:
     import os
 
     return os.cpu_count() or 1
+
+
+def _cpu() -> str:
+    """The CPU's model name (/proc/cpuinfo), "" where it is not known: speeds differ by machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
