@@ -133,7 +133,9 @@ def test_the_last_pt_schema(tmp_path):
         "torch_rng",
         "cuda_rng",
         "meta",
+        "aux",
     }
+    assert st["aux"] is None  # a stage with no training-only module (the feature term's map has one)
     assert st["format"] == LAST_FORMAT and st["version"] == 1 and st["stage"] == "toy" and st["epoch"] == 1
     assert st["scheduler"] == {"name": "warmup_cosine", "warmup_steps": 1, "total_steps": 6, "step": 6}
     assert st["generator"].dtype == torch.uint8 and st["meta"] == {"what": "toy"} and len(st["history"]) == 2
