@@ -410,6 +410,14 @@ def test_build_kmodel_without_a_model_builds_the_newest_release(tmp_path, monkey
     assert r.exit_code == 1 and "no released model" in r.output
 
 
+def _student_best(run: Path, epoch: int) -> None:
+    """A run's student best.pt that records ``epoch`` as the one kept."""
+    from pokedex_host.models.checkpoint import save_checkpoint
+
+    model = create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025)
+    save_checkpoint(run / "student" / "best.pt", model, "kpu_mobilenet_v1", list(range(1, 1026)), {"epoch": epoch})
+
+
 def test_model_card_puts_v0_beside_v1(tmp_path):
     import csv
 
@@ -501,15 +509,7 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
         w.writerow(
             {"epoch": 1, "train_loss": 2.0, "images_per_s": 60, "seconds": 120, "val_top1": 60.0, "val_card_top1": 30.0}
         )
-    from pokedex_host.models.checkpoint import save_checkpoint
-
-    save_checkpoint(
-        run / "student" / "best.pt",
-        create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
-        "kpu_mobilenet_v1",
-        list(range(1, 1026)),
-        {"epoch": 0},
-    )
+    _student_best(run, 0)
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
     assert (
         "| student | 0 (its start) | 61.0 % | 30.0 % |  |" in card and "| student | 1 | 60.0 % | 30.0 % | 60 |" in card
@@ -522,6 +522,7 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     v7 = "models/releases/kpu_mobilenet_v1-075-128-v7/teacher.pt"
     assert f"- teacher: `{v7}` as it is (no fine-tune in this run), at 160 px;" in card
     assert f"| `teacher.pt` | the teacher it was distilled from, `{v7}` as it is (a copy" in card
+    from pokedex_host.models.checkpoint import save_checkpoint
     from pokedex_host.train.release import ship_teacher
 
     best = tmp_path / "tbest.pt"
@@ -546,17 +547,11 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     with (run / "student" / "metrics.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, ["epoch", "images_per_s", "seconds", "val_top1", "val_card_top1", "val_real_top1"])
         w.writeheader()
-        for e, ips, sec, top1, card, real in ((0, 0.0, 0.0, 61.0, 30.0, 9.0), (1, 60, 120, 62.0, 31.0, 11.5)):
+        for e, ips, sec, top1, crops, real in ((0, 0.0, 0.0, 61.0, 30.0, 9.0), (1, 60, 120, 62.0, 31.0, 11.5)):
             w.writerow(
-                dict(epoch=e, images_per_s=ips, seconds=sec, val_top1=top1, val_card_top1=card, val_real_top1=real)
+                dict(epoch=e, images_per_s=ips, seconds=sec, val_top1=top1, val_card_top1=crops, val_real_top1=real)
             )
-    save_checkpoint(
-        run / "student" / "best.pt",
-        create_model("kpu_mobilenet_v1", width=0.25, input=32, classes=1025),
-        "kpu_mobilenet_v1",
-        list(range(1, 1026)),
-        {"epoch": 1},
-    )
+    _student_best(run, 1)
     manifest["budget"].update(ram_used=3_194_924, app=[{"what": "camera buffers", "bytes": 384_000}])
     o.recipe = ROOT / "models/recipes/release-v12.toml"
     card = model_card(o, Recipe.load(o.recipe), {"test": ev, "cards": ev}, manifest, run)
