@@ -32,7 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
-from pokedex_host.dataset.cards import crop_art, held_card_frame  # noqa: E402
+from pokedex_host.dataset.cards import scan_view  # noqa: E402
 from pokedex_host.dataset.scans import SPLITS, art_window, load_scans, open_card  # noqa: E402
 from pokedex_host.models.checkpoint import load_checkpoint  # noqa: E402
 from pokedex_host.train.student import evaluate  # noqa: E402
@@ -44,8 +44,8 @@ LOAD = 160  # every stage is rendered at this size, then resized to each model's
 def stage_image(path: str, stage: str, rng: np.random.Generator, size: int = LOAD) -> np.ndarray:
     """One card (a scan's path) as ``stage`` shows it, uint8 3 x size x size."""
     if stage in ("held", "camera"):
-        img, corners = held_card_frame(open_card(path), rng, strength=1.0 if stage == "camera" else 0.0)
-        im = Image.fromarray(crop_art(img, corners, rng, 128)).resize((size, size), Image.BILINEAR)
+        view = scan_view(open_card(path), rng, 128, strength=1.0 if stage == "camera" else 0.0)
+        im = Image.fromarray(view).resize((size, size), Image.BILINEAR)
     else:
         a = art_window(open_card(path).convert("RGB"))
         w, h = a.size

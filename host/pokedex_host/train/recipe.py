@@ -11,7 +11,8 @@ Stages (each a function with typed inputs and outputs; each writes its own files
    augmentation and card views (``OUT/teacher/``).
 3. :func:`distill` (:class:`DistillStage`) — the student sees the same augmented batch as the
    teacher, which answers in eval mode (bfloat16 on CPUs that have it); loss = KL to the teacher's
-   softened outputs plus a little label cross-entropy (``OUT/student/``, :func:`.losses.kd_loss`).
+   softened outputs plus a little label cross-entropy (``OUT/student/``, :func:`.losses.kd_loss`),
+   and with ``kd_feature`` the feature term (:func:`.losses.feature_loss`).
 
 Stages 2 and 3 run in :class:`.trainer.Trainer` (last.pt, best.pt, metrics.csv, resume).
 
@@ -336,27 +337,24 @@ class ViewBank:
         return tuple(p.shape[1] for p in self.parts)
 
     def pick(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """One random view of each item of ``idx``."""
-        if len(self.parts) == 1 or len(set(self.per_item)) == 1:  # one draw for the batch, as with one tensor
-            k = torch.randint(0, self.parts[0].shape[1], (len(idx),), generator=gen)
-            if len(self.parts) == 1:
-                return self.parts[0][idx, k]
-        else:
-            k = None
+        """One random view of each item of ``idx``. When every part holds as many views, one draw
+        for the whole batch (the draws of a single N x K tensor, so older runs resume as they were)."""
+        same = len(set(self.per_item)) == 1
+        k = torch.randint(0, self.per_item[0], (len(idx),), generator=gen) if same else None
         part = torch.bucketize(idx, self.bounds[1:], right=True)
         out = torch.empty((len(idx),) + tuple(self.parts[0].shape[2:]), dtype=self.parts[0].dtype)
         for j, p in enumerate(self.parts):
             m = part == j
             if not bool(m.any()):
                 continue
-            kj = k[m] if k is not None else torch.randint(0, p.shape[1], (int(m.sum()),), generator=gen)
+            kj = k[m] if same else torch.randint(0, p.shape[1], (int(m.sum()),), generator=gen)
             out[m] = p[idx[m] - self.bounds[j], kj]
         return out
 
 
 def mixed_batch(
     train: SplitData,
-    views: "ViewBank | torch.Tensor",
+    views: ViewBank,
     idx: torch.Tensor,
     size: int,
     camera_fraction: float,
@@ -365,14 +363,13 @@ def mixed_batch(
 ):
     """Float [0, 1] batch: each image is either its sprite with plain augmentation or one of its
     card views (random view, random flip, mild crop jitter); with ``with_mask`` also the boolean
-    mask of the card views. ``views``: a :class:`ViewBank` (or one N x K x 3 x S x S tensor)."""
-    bank = views if isinstance(views, ViewBank) else ViewBank(views)
+    mask of the card views (drawn from ``views``)."""
     cam = torch.rand(len(idx), generator=gen) < camera_fraction
     out = torch.empty(len(idx), 3, size, size)
     if (~cam).any():
         out[~cam] = augment(train.x[idx[~cam]], size, gen)
     if cam.any():
-        out[cam] = augment(bank.pick(idx[cam], gen), size, gen, strength=0.3)
+        out[cam] = augment(views.pick(idx[cam], gen), size, gen, strength=0.3)
     return (out, cam) if with_mask else out
 
 
@@ -451,7 +448,7 @@ def teacher_view_outputs(
             f = sum(f.float() for f in fs) / len(fs)
         else:
             lgs = [teacher(v).float() for v in views]
-        lg = lgs[0] if len(lgs) == 1 else (lgs[0] + lgs[1]) / 2
+        lg = sum(lgs) / len(lgs)
         if out is None:
             out = torch.empty(len(xb), lg.shape[1], device=lg.device)
             if features:
@@ -475,26 +472,19 @@ def _real(m: dict) -> str:
 
 def _comparable(meta) -> dict:
     """What must match to resume: everything but the epoch count (more epochs continue the run,
-    the schedule stretched) and the number of render processes."""
+    the schedule stretched) and the number of render processes. A key at its default compares
+    equal to the key absent, so a run from before a key existed resumes (and a default that
+    changed still shows: the old run carries the old value)."""
     meta = dict(meta or {})
     meta.pop("epochs", None)
-    # runs from before these keys resume
-    for k, default in (
-        ("kd_card_input", 0),
-        ("kd_flip", "none"),
-        ("init", ""),
-        ("kd_mixup", 0.0),
-        ("kd_feature", 0.0),
-        ("kd_clean", False),
-        ("cards", asdict(CardsConfig())),
-    ):
-        if meta.get(k, default) == default:
-            meta.pop(k, None)
-    if isinstance(meta.get("cards"), dict) and not meta["cards"].get("views"):  # runs from before cards.views
-        meta["cards"] = {k: v for k, v in meta["cards"].items() if k != "views"}
-        if meta["cards"] == {k: v for k, v in asdict(CardsConfig()).items() if k != "views"}:
-            meta.pop("cards")
-    meta["views"] = {k: v for k, v in dict(meta.get("views") or {}).items() if k != "workers"}
+    top = asdict(TeacherConfig() if meta.get("stage") == "teacher" else DistillConfig())
+    meta = {k: v for k, v in meta.items() if k not in top or v != top[k]}
+    for k, table in (("cards", CardsConfig), ("views", ViewsConfig)):
+        d = asdict(table())
+        sub = {kk: vv for kk, vv in dict(meta.get(k) or {}).items() if kk != "workers" and d.get(kk, object()) != vv}
+        meta.pop(k, None)
+        if sub:
+            meta[k] = sub
     return meta
 
 
@@ -576,7 +566,7 @@ class TeacherStage(RecipeStage):
         self,
         r: Recipe,
         train: SplitData,
-        views: "ViewBank | torch.Tensor",
+        views: ViewBank,
         val: SplitData,
         val_views: torch.Tensor,
         log=print,
@@ -640,7 +630,7 @@ class TeacherStage(RecipeStage):
 def train_teacher(
     r: Recipe,
     train: SplitData,
-    views: "ViewBank | torch.Tensor",
+    views: ViewBank,
     val: SplitData,
     val_views: torch.Tensor,
     out: Path,
@@ -666,7 +656,7 @@ class DistillStage(RecipeStage):
         r: Recipe,
         teacher_path: Path,
         train: SplitData,
-        views: "ViewBank | torch.Tensor",
+        views: ViewBank,
         val: SplitData,
         val_views: torch.Tensor,
         log=print,
@@ -780,7 +770,7 @@ def distill(
     r: Recipe,
     teacher_path: Path,
     train: SplitData,
-    views: "ViewBank | torch.Tensor",
+    views: ViewBank,
     val: SplitData,
     val_views: torch.Tensor,
     out: Path,
@@ -815,7 +805,7 @@ def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teache
     val = load_split(data / "validation", store)
     log(f"loaded {len(train)} train / {len(val)} validation images at {store} px in {time.time() - t0:.0f} s")
     v = r.views
-    views = render_views(train, v.per_image, v.size, v.seed, out / "views" / "train.pt", v.workers, log)
+    views = ViewBank(render_views(train, v.per_image, v.size, v.seed, out / "views" / "train.pt", v.workers, log))
     val_views = render_views(val, 1, v.size, v.seed + 1, out / "views" / "validation.pt", v.workers, log)
     n_sprites, real = len(train), None
     if r.cards.data:
@@ -831,7 +821,7 @@ def run_recipe(r: Recipe, out: Path, stages: tuple[str, ...] = ("views", "teache
             ),
         )
         train = SplitData(torch.cat([train.x, cards.x]), torch.cat([train.y, cards.y]), train.files + cards.files)
-        views = ViewBank(views, cviews)
+        views = ViewBank(*views.parts, cviews)
         log(
             f"cards: {len(cards)} training cards (each {r.cards.repeat}x an epoch, {cviews.shape[1]} camera views), "
             f"{len(vcards)} validation cards"

@@ -342,6 +342,9 @@ def real_cards_section(evals: dict, app: dict, names: list[str]) -> list[str]:
 def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app: dict | None = None) -> str:
     t_all, s_all = _csv(run / "teacher" / "metrics.csv"), _csv(run / "student" / "metrics.csv")
     t_rows, s_rows = _trained(t_all), _trained(s_all)  # without a continued stage's epoch 0 (its start)
+    # validated on real cards too (the recipe had [cards]): a column of the table and part of best.pt's score
+    real = any(x.get("val_real_top1") not in (None, "") for x in t_all + s_all)
+    cpu = _cpu()
     kept = {
         stage: _kept_epoch(run / stage / "best.pt")
         for stage in ("teacher", "student")
@@ -475,7 +478,7 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "",
         "## How it was made",
         "",
-        f"Machine: {platform.machine()}{f' ({_cpu()})' if _cpu() else ''}, {_cores()} cores, no GPU used; "
+        f"Machine: {platform.machine()}{f' ({cpu})' if cpu else ''}, {_cores()} cores, no GPU used; "
         f"Python {platform.python_version()}.",
         "",
         "```sh",
@@ -484,8 +487,8 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "",
         _teacher_line(r.teacher, t_rows, t_min),
         f"- student initialised from `{r.student.init}`;" if r.student.init else "- student from random weights;",
-        *([_kept("teacher", kept["teacher"], bool(r.cards.data))] if not r.teacher.as_is else []),
-        _kept("student", kept["student"], bool(r.cards.data)),
+        *([_kept("teacher", kept["teacher"], real)] if not r.teacher.as_is else []),
+        _kept("student", kept["student"], real),
         f"- distillation: {len(s_rows)} epochs, {s_min:.1f} min ({_mean(s_rows, 'images_per_s'):.0f} images/s, teacher",
         "  forward and student step together); loss = "
         f"{r.student.kd_alpha} x KL(T={r.student.kd_temperature}) + {1 - r.student.kd_alpha:.1f} x label CE"
@@ -518,7 +521,6 @@ def model_card(o: ReleaseOptions, r, evals: dict, manifest: dict, run: Path, app
         "s.",
         "",
     ]
-    real = any(x.get("val_real_top1") not in (None, "") for x in t_all + s_all)
     lines += [
         f"Validation per epoch (sprites / card crops{' / real cards' if real else ''}, top-1):",
         "",
@@ -568,7 +570,7 @@ def _teacher_line(t, rows: list[dict], minutes: float) -> str:
 
 def _teacher_view(s) -> str:
     cards = f"card crops at {s.kd_card_input} px" if s.kd_card_input else "card crops at its own input"
-    if getattr(s, "kd_clean", False):
+    if s.kd_clean:
         cards = (
             "in place of each card crop its clean source at its own input (the sprite, or the real card's art as"
             " printed)"
