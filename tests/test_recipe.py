@@ -194,6 +194,33 @@ def test_a_continued_student_hands_on_its_start_unless_an_epoch_beats_it(tmp_pat
     assert not any(m.startswith("student epoch 1/1") for m in logs)  # nothing retrained
 
 
+def test_a_student_continues_at_another_input_size_and_a_wrong_family_is_refused(tmp_path):
+    """The student's weights do not depend on its input: a 32 px start continues at 40 px with its
+    weights as they were (validated as epoch 0); a start of another family is the recipe's error."""
+    import shutil
+
+    rec = _tiny(tmp_path)
+    first = Path(run_recipe(Recipe.load(rec), tmp_path / "a", log=lambda m: None)["student"])
+    start = load_checkpoint(first)
+    text = rec.read_text().replace("[student]\ninput = 32\n", "[student]\ninput = 40\n")
+    rec.write_text(text.replace("epochs = 2\n", f'epochs = 1\nlr = 1000.0\ninit = "{first}"\n'))
+    run = tmp_path / "b"
+    for d in ("views", "teacher"):
+        shutil.copytree(tmp_path / "a" / d, run / d)
+    logs = []
+    run_recipe(Recipe.load(rec), run, stages=("student",), log=logs.append)
+    assert any(m.endswith("(trained at 32 px, continued at 40)") for m in logs)
+    kept = load_checkpoint(run / "student" / "best.pt")
+    assert kept.input_size == 40 and kept.meta["epoch"] == 0
+    assert all(torch.equal(v.float(), start.state_dict[k].float()) for k, v in kept.state_dict.items())
+
+    rec.write_text(rec.read_text().replace(str(first), str(tmp_path / "a" / "teacher" / "best.pt")))
+    for d in ("views", "teacher"):
+        shutil.copytree(tmp_path / "a" / d, tmp_path / "c" / d)
+    with pytest.raises(PokedexError, match="is a efficientnet_lite, the recipe's student a kpu_mobilenet_v1"):
+        run_recipe(Recipe.load(rec), tmp_path / "c", stages=("student",), log=lambda m: None)
+
+
 def test_the_teacher_sees_card_views_enlarged_and_mirrored():
     """teacher_view_logits: sprites at the teacher's size, card views at kd_card_input, each
     averaged with its mirror image where kd_flip says, every row back in its place."""

@@ -682,14 +682,16 @@ class DistillStage(RecipeStage):
         model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=SPECIES_COUNT)
         if s_cfg.init:
             init = load_checkpoint(Path(s_cfg.init))
-            if init.family != s_cfg.family or init.input_size != s_cfg.input:
+            if init.family != s_cfg.family:
                 raise PokedexError(
-                    f"student init {s_cfg.init} is a {init.family} @{init.input_size}, the recipe's "
-                    f"student a {s_cfg.family} @{s_cfg.input}",
-                    "start from a checkpoint of the same family and input",
+                    f"student init {s_cfg.init} is a {init.family}, the recipe's student a {s_cfg.family}",
+                    "start from a checkpoint of the same family",
                 )
+            # the students are fully convolutional (heads on the last map, then its mean): their
+            # weights do not depend on the input size, so a start at another size is a resize
             _start_from(model, init, "student", s_cfg.init, "the width and class count must match")
-            log(f"distill: student starts from {s_cfg.init}")
+            moved = f" (trained at {init.input_size} px, continued at {s_cfg.input})"
+            log(f"distill: student starts from {s_cfg.init}" + (moved if init.input_size != s_cfg.input else ""))
         self.model = model.to(dev, memory_format=torch.channels_last)
         groups = [{"params": list(model.parameters()), "lr": s_cfg.lr}]
         if s_cfg.kd_feature:  # the feature term's map, student features -> teacher features
