@@ -106,31 +106,31 @@ def test_a_profile_must_say_where_its_figure_comes_from(tmp_path):
 
 # -- the verdict ----------------------------------------------------------------------------------
 def test_the_newest_release_with_the_camera_fits_the_default_profile():
-    """The newest release (v8, v9 alike): 2,806,820 B of model + 384,000 B of camera buffers = 3,190,820 B of maix-bit's
+    """The newest release (v14, 160 px): 2,880,604 B of model + 384,000 B of camera buffers = 3,264,604 B of maix-bit's
     3,500,000 B of free heap; the GC heap is not counted again (it is out of the figure)."""
     b = get_board("maix-bit")
     v = judge(newest_memory(), LintReport(), b, resolve_budget(b, None))
-    assert v.fits and v.model_bytes == 2_806_820 and v.app_bytes == QVGA
+    assert v.fits and v.model_bytes == 2_880_604 and v.app_bytes == QVGA
     d = v.as_dict()
-    assert d["ram_used"] == 3_190_820 and d["ram_budget"] == 3_500_000 and d["ram_headroom"] == 309_180
+    assert d["ram_used"] == 3_264_604 and d["ram_budget"] == 3_500_000 and d["ram_headroom"] == 235_396
     assert d["model_room"] == 3_116_000
     assert [a["bytes"] for a in d["app"]] == [QVGA] and "QVGA 320x240" in d["app"][0]["what"]
     assert "maix-bit.toml" in d["budget_from"] and "4,374,528 B" in d["budget_from"]  # the profile's source
     assert "free system heap after boot" in d["budget_means"] and "GC heap is already out" in d["budget_means"]
     assert "524,288 B: not counted" in d["gc_heap"]
     # the boundary: the model and the camera to the byte
-    assert judge(newest_memory(), LintReport(), b, Budget(3_190_820, "--budget")).fits
-    assert not judge(newest_memory(), LintReport(), b, Budget(3_190_819, "--budget")).fits
+    assert judge(newest_memory(), LintReport(), b, Budget(3_264_604, "--budget")).fits
+    assert not judge(newest_memory(), LintReport(), b, Budget(3_264_603, "--budget")).fits
 
 
 def test_over_the_free_heap_with_the_camera_names_sizes_source_and_fixes(tmp_path):
-    """3,000,000 B of free heap holds the newest release's model alone (2,806,820 B) but not the camera beside it."""
+    """3,000,000 B of free heap holds the newest release's model alone (2,880,604 B) but not the camera beside it."""
     b = get_board("maix-bit")
     v = judge(newest_memory(), LintReport(), b, resolve_budget(b, 3_000_000))
     assert not v.fits
     (p,) = v.problems
-    assert "the model 2,806,820" in p and "camera buffers" in p and "384,000" in p and "over by 190,820 B" in p
-    assert "3,190,820 B" in p and "--budget" in p
+    assert "the model 2,880,604" in p and "camera buffers" in p and "384,000" in p and "over by 264,604 B" in p
+    assert "3,264,604 B" in p and "--budget" in p
     text = "\n".join(v.options)
     assert "--board maix-bit-minimum" in text and "find_rects" in text and "centre 224 x 224 window" in text
     assert "utils.gc_heap_size(262144)" in text and "262,144 B more" in text
@@ -186,7 +186,7 @@ def test_the_report_shows_the_camera_and_the_budget_s_source(tmp_path):
         board=b,
         lint=LintReport(),
         lint_disagreements=[],
-        input=InputSpec(128),
+        input=InputSpec(160),
         export=SimpleNamespace(source_kind="checkpoint", simplifier="-", scale_folded=True, notes=[]),
         calibration=images,
         calibration_seed=0,
@@ -200,10 +200,10 @@ def test_the_report_shows_the_camera_and_the_budget_s_source(tmp_path):
         verdict=v,
     )
     md = report_markdown(record)
-    assert "3,190,820 B" in md and "of 3,500,000 B" in md and "free system heap" in md
-    assert "| **model run-time total** | **2,806,820** |" in md
+    assert "3,264,604 B" in md and "of 3,500,000 B" in md and "free system heap" in md
+    assert "| **model run-time total** | **2,880,604** |" in md
     assert "| camera buffers, QVGA 320x240 (RGB565 frame + RGB888 copy for the KPU) | 384,000 |" in md
-    assert "| headroom | 309,180 |" in md
+    assert "| headroom | 235,396 |" in md
     assert "MaixPy-v1#180" in md  # the profile's model_ram_source
     assert "GC heap 524,288 B: not counted" in md
     budget_png(tmp_path / "budget.png", mem, v, b.name)
@@ -242,11 +242,11 @@ def test_dual_buffers_take_two_pairs_on_the_emulated_board(tmp_path):
 
 
 def test_the_app_in_its_order_on_a_heap_too_small_for_model_and_camera(tmp_path):
-    """A free heap that holds the newest release (2,806,820 B) but not the camera's 384,000 B beside it.
+    """A free heap that holds the newest release (2,880,604 B) but not the camera's 384,000 B beside it.
     The app sets the camera up first (firmware/main.py), so its check before kpu.load sees the heap
     the camera left and refuses; without that check kpu.load itself fails with MaixPy's
     ValueError (2006, ERR_NO_MEM); loaded first, the model leaves set_framesize ENOMEM."""
-    need = 2_806_820
+    need = 2_880_604
     board = load_board_file(profile(tmp_path, "maix-bit", "tight", model_ram=str(need + 100_000)))
     frames = _frames(tmp_path)
     res = emulate(board, NEWEST / "model.kmodel", frames, tmp_path / "app", log=lambda m: None)
@@ -272,7 +272,7 @@ def test_the_app_in_its_order_on_a_heap_too_small_for_model_and_camera(tmp_path)
 
     data = (NEWEST / "model.kmodel").read_bytes()  # kpu.load keeps the file and its main memory (the input is
     held = len(data) + v3.parse(data, "v8").main_mem_usage  # pix_to_ai's, on the GC heap)
-    assert refused["needs"] == held == need - 128 * 128 * 3 and refused["has"] == need + 100_000 - QVGA
+    assert refused["needs"] == held == need - 160 * 160 * 3 and refused["has"] == need + 100_000 - QVGA
     # the same heap with room for both: the model loads beside the camera
     roomy = load_board_file(profile(tmp_path, "maix-bit", "roomy", model_ram=str(need + QVGA)))
     res = emulate(roomy, NEWEST / "model.kmodel", frames, tmp_path / "ok", log=lambda m: None)

@@ -123,10 +123,11 @@ def test_released_model_loads_and_matches_its_kmodel(rel):
     from pokedex_host.kmodel import v3
 
     ck = load_checkpoint(rel / "model.pt")
-    assert ck.classes == list(range(1, 1026)) and ck.input_size == 128
+    size = int(rel.name.split("-")[-2])  # <family>-<width x 100>-<input>-vN
+    assert ck.classes == list(range(1, 1026)) and ck.input_size == size in (128, 160)
     model = ck.build()
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 128, 128)).shape == (1, 1025)
+        assert model(torch.rand(1, 3, size, size)).shape == (1, 1025)
     assert len(v3.read(rel / "model.kmodel").conv_layers) == 29  # v3 for stock MaixPy
     m = json.loads((rel / "manifest.json").read_text())
     from pokedex_host.fsutil import sha256_file
