@@ -364,6 +364,15 @@ def test_distillation_with_mixup_and_a_teacher_used_as_it_is(tmp_path):
         run_recipe(Recipe.load(rec), tmp_path / "b", log=lambda m: None)
 
 
+def test_a_missing_init_names_the_recipe_key_and_how_to_bring_the_release_back(tmp_path):
+    rec = _tiny(tmp_path)
+    gone = tmp_path / "releases" / "kpu_mobilenet_v1-025-32-v1" / "teacher.pt"
+    rec.write_text(rec.read_text().replace("[teacher]\n", f'[teacher]\ninit = "{gone}"\n'))
+    with pytest.raises(PokedexError, match=f"recipe teacher.init {gone} does not exist") as e:
+        run_recipe(Recipe.load(rec), tmp_path / "run", stages=("teacher",), log=lambda m: None)
+    assert "git checkout COMMIT -- models/releases/NAME" in e.value.hint and "docs/releases.md" in e.value.hint
+
+
 def test_recipe_cli_and_bad_recipe(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[teacher]\nepochz = 3\n")

@@ -539,13 +539,27 @@ def _start_from(model: nn.Module, ck, what: str, path: str, hint: str) -> None:
         ) from e
 
 
+def _init_checkpoint(path: str, what: str):
+    """The checkpoint a stage starts from (``teacher.init`` / ``student.init``). A recipe names an
+    earlier release's files, and a release folder leaves the tree when a newer one is released."""
+    from ..models.checkpoint import load_checkpoint
+
+    if not Path(path).is_file():
+        raise PokedexError(
+            f"recipe {what} {path} does not exist",
+            "a release folder leaves the tree when a newer one is released: bring it back with "
+            "`git checkout COMMIT -- models/releases/NAME` (docs/releases.md names each release's commit), "
+            "or point the recipe at another checkpoint",
+        )
+    return load_checkpoint(Path(path))
+
+
 def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
     """A fine-tuned teacher (a project checkpoint of the same family and variant, any input size:
     the weights do not depend on it) as the start of another fine-tune."""
-    from ..models.checkpoint import load_checkpoint
 
     hint = "start from a teacher checkpoint of the same family and variant"
-    ck = load_checkpoint(Path(t.init))
+    ck = _init_checkpoint(t.init, "teacher.init")
     if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != SPECIES_COUNT:
         raise PokedexError(
             f"teacher init {t.init} is a {ck.family} {ck.config.get('variant')} with {len(ck.classes)} "
@@ -681,7 +695,7 @@ class DistillStage(RecipeStage):
         )
         model = create_model(s_cfg.family, width=s_cfg.width, input=s_cfg.input, classes=SPECIES_COUNT)
         if s_cfg.init:
-            init = load_checkpoint(Path(s_cfg.init))
+            init = _init_checkpoint(s_cfg.init, "student.init")
             if init.family != s_cfg.family:
                 raise PokedexError(
                     f"student init {s_cfg.init} is a {init.family}, the recipe's student a {s_cfg.family}",
