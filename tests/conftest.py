@@ -26,6 +26,12 @@ def _blob_image(rng: np.random.Generator, size: int, rgba: bool) -> Image.Image:
     return Image.fromarray(arr, "RGBA" if rgba else "RGBA").convert("RGBA" if rgba else "RGB")
 
 
+def release_input(folder: Path) -> int:
+    """The input size a release folder's name gives (``<family>-<width x 100>-<input>-vN``, as
+    ``train.release.release_paths`` names it)."""
+    return int(Path(folder).name.split("-")[-2])
+
+
 def make_dataset(root: Path, species: int = 6, per_species: int = 5, size: int = 48, seed: int = 0) -> Path:
     """Per-species folders (0001, 0002, ...) of small generated images, half with alpha."""
     rng = np.random.default_rng(seed)

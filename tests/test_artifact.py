@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, release_input
 
 from pokedex_host.artifact import BuildArtifact
 from pokedex_host.errors import PokedexError
@@ -17,12 +17,7 @@ from pokedex_host.paths import releases
 def test_every_release_folder_loads_with_its_typed_fields(folder):
     art = BuildArtifact.load(folder / "model.kmodel")  # a file in the folder names the folder
     assert art.folder == folder and art.kmodel.is_file()
-    # the folder names the input: <family>-<width x 100>-<input>-vN
-    assert (
-        art.input_size == int(folder.name.split("-")[-2]) in (128, 160)
-        and art.kmodel_version == 3
-        and art.board == "maix-bit"
-    )
+    assert art.input_size == release_input(folder) in (128, 160) and art.kmodel_version == 3 and art.board == "maix-bit"
     assert len(art.classes) == len(art.names) == 1025 and art.classes[:3] == [1, 2, 3]
     assert art.names[24] == "Pikachu"
     assert art.input_range == (0.0, 255.0)  # the /255 is folded into model.onnx's first conv

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_dataset
+from conftest import ROOT, make_dataset, release_input
 from PIL import Image
 
 from pokedex_host.boardconfig import CARD_LOCATOR
@@ -354,9 +354,7 @@ def test_model_macs_come_from_the_kmodel_and_equal_the_float_models_count():
     release = releases()[-1]
     expected = _torch_conv_macs(release / "model.pt")
     # α 0.75: 118,597,632 at 128 px, (160 / 128)^2 times that at 160 px
-    from pokedex_host.models.checkpoint import load_checkpoint
-
-    assert expected == {128: 118_597_632, 160: 185_308_800}[load_checkpoint(release / "model.pt").input_size]
+    assert expected == {128: 118_597_632, 160: 185_308_800}[release_input(release)]
     assert model_macs(release / "model.kmodel") == expected  # v3, stride-2 convs as nncase rewrote them
 
 

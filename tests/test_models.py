@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import release_input
 
 from pokedex_host.errors import PokedexError
 from pokedex_host.models import create_model, list_models
@@ -123,7 +124,7 @@ def test_released_model_loads_and_matches_its_kmodel(rel):
     from pokedex_host.kmodel import v3
 
     ck = load_checkpoint(rel / "model.pt")
-    size = int(rel.name.split("-")[-2])  # <family>-<width x 100>-<input>-vN
+    size = release_input(rel)
     assert ck.classes == list(range(1, 1026)) and ck.input_size == size in (128, 160)
     model = ck.build()
     with torch.no_grad():

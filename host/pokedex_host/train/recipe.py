@@ -557,7 +557,6 @@ def _init_checkpoint(path: str, what: str):
 def _load_teacher_init(model: nn.Module, t: TeacherConfig) -> None:
     """A fine-tuned teacher (a project checkpoint of the same family and variant, any input size:
     the weights do not depend on it) as the start of another fine-tune."""
-
     hint = "start from a teacher checkpoint of the same family and variant"
     ck = _init_checkpoint(t.init, "teacher.init")
     if ck.family != t.family or ck.config.get("variant") != t.variant or len(ck.classes) != SPECIES_COUNT:
