@@ -288,7 +288,7 @@ def test_scoring_and_line_parsing():
     assert m["card_found_pct"] == 100.0 and m["top1_pct"] == 100.0 and m["no_card_handled_pct"] == 100.0
     m, _ = score(truth, [none, r])  # a missed card, and a card "found" on an empty desk
     assert m["card_found_pct"] == 0.0 and m["no_card_handled_pct"] == 0.0 and m["false_card_on_empty_pct"] == 100.0
-    from pokedex_host.emulator.bench_cards import FrameResult, choose_threshold, threshold_sweep
+    from pokedex_host.emulator.bench_cards import FrameResult, choose_threshold, lowest_within_wrong, threshold_sweep
 
     fr = [
         FrameResult("a", 25, 25, 0.9, "card", (0, 0, 1, 1), None),
@@ -303,6 +303,11 @@ def test_scoring_and_line_parsing():
     assert sw[0.0]["no_card_handled_pct"] == 50.0 and sw[0.95]["no_card_handled_pct"] == 100.0
     assert sw[0.95]["right_among_named_pct"] != sw[0.95]["right_among_named_pct"]  # nothing named: NaN
     assert choose_threshold(list(sw.values())) == 0.3 and choose_threshold(list(sw.values()), 100.0) is None
+    # the fallback keeps the named-wrong rate within the limit: "b" (one of the 3 card frames, 0.2 sure) is named
+    # wrong up to 0.15, no frame from 0.3
+    assert [sw[t]["named_wrong_pct"] for t in (0.0, 0.1, 0.15, 0.3)] == pytest.approx([100 / 3, 100 / 3, 100 / 3, 0.0])
+    assert lowest_within_wrong(list(sw.values()), 10.0) == 0.3 and lowest_within_wrong(list(sw.values()), 40.0) == 0.0
+    assert lowest_within_wrong([{"threshold": 0.5, "named_wrong_pct": 12.0}], 10.0) is None
     est = board_time_estimate(100_000_000, 1025)
     look = "colour-only look (each; only when the first two find nothing)"
     blob = "blob look (each colour-only look that has one)"

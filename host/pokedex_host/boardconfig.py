@@ -42,9 +42,11 @@ CARD_LOCATOR = {
 
 # the app names a species at this confidence or more (else "unknown"). Each release chooses its
 # own on the validation cards (`release`: the lowest threshold at which more than four in five
-# named answers are right) and carries it in its app.json (APP_FILE); this is the value for a
+# named answers are right; when none is, the lowest at which at most APP_MAX_WRONG_PCT % of the
+# card frames are named wrong) and carries it in its app.json (APP_FILE); this is the value for a
 # kmodel that has none.
 APP_THRESHOLD = 0.25
+APP_MAX_WRONG_PCT = 10.0  # issue 25's target: at most one card frame in ten named wrong
 
 # the app also classifies the mirror image of the crop and averages the two logit vectors (a second
 # KPU run per frame; docs/card-in-frame.md has what it buys on the card-frame benchmark and costs)

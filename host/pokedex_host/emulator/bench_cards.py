@@ -170,6 +170,15 @@ def choose_threshold(rows: list[dict], precision: float = 80.0) -> float | None:
     return None
 
 
+def lowest_within_wrong(rows: list[dict], max_wrong: float) -> float | None:
+    """The fallback when no threshold reaches :func:`choose_threshold`'s precision (on validation
+    frames): the lowest threshold at which at most ``max_wrong`` % of the frames are named wrong."""
+    for r in sorted(rows, key=lambda r: r["threshold"]):
+        if r["named_wrong_pct"] <= max_wrong:
+            return r["threshold"]
+    return None
+
+
 def model_macs(kmodel: Path) -> int | None:
     """Multiply-accumulates of the classifier, from its kmodel's KPU convolutions (v3 or v5:
     :func:`kmodel.v3.conv_macs`, the float model's count); None for a v4 file."""
