@@ -106,7 +106,7 @@ def test_a_profile_must_say_where_its_figure_comes_from(tmp_path):
 
 # -- the verdict ----------------------------------------------------------------------------------
 def test_the_newest_release_with_the_camera_fits_the_default_profile():
-    """The newest release (v14, 160 px): 2,880,604 B of model + 384,000 B of camera buffers = 3,264,604 B of maix-bit's
+    """The newest release (v15, 160 px): 2,880,604 B of model + 384,000 B of camera buffers = 3,264,604 B of maix-bit's
     3,500,000 B of free heap; the GC heap is not counted again (it is out of the figure)."""
     b = get_board("maix-bit")
     v = judge(newest_memory(), LintReport(), b, resolve_budget(b, None))
