@@ -600,6 +600,22 @@ def test_model_card_puts_v0_beside_v1(tmp_path):
     assert ", + the app's camera buffers 384,000 B = 3,194,924 B; budget of `maix-bit`" in card
 
 
+def test_the_app_threshold_is_four_in_five_else_within_the_named_wrong_limit_else_the_default():
+    from pokedex_host.boardconfig import APP_THRESHOLD
+    from pokedex_host.train.release import app_threshold
+
+    def sweep(*rows):  # (threshold, right among named %, named wrong %)
+        return [{"threshold": t, "right_among_named_pct": p, "named_wrong_pct": w} for t, p, w in rows]
+
+    # v15's validation frames, in short: none four in five; 10.1 % wrong at 0.25, 6.7 % at 0.3
+    t, why = app_threshold(sweep((0.2, 41.0, 16.3), (0.25, 51.0, 10.1), (0.3, 59.0, 6.7), (0.5, 76.0, 1.8)))
+    assert t == 0.3 and "at most 10 % named wrong" in why
+    t, why = app_threshold(sweep((0.2, 41.0, 16.3), (0.4, 81.0, 3.6), (0.5, 76.0, 1.8)))
+    assert t == 0.4 and "four in five" in why and "wrong" not in why
+    t, why = app_threshold(sweep((0.2, 41.0, 16.3), (0.5, 76.0, 12.0)))
+    assert t == APP_THRESHOLD and "the app's default" in why
+
+
 def test_release_paths_follow_the_recipe_version_and_match_the_existing_release():
     from pokedex_host.paths import newest_recipe, recipes, releases
     from pokedex_host.train.release import release_paths

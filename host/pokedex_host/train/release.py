@@ -188,14 +188,32 @@ def real_card_sets(r, data: Path, size: int, log=print) -> dict[str, Path]:
     return out
 
 
+def app_threshold(sweep: list[dict]) -> tuple[float, str]:
+    """The app's threshold from ``bench-cards``' sweep of the validation card frames, and what it
+    was chosen by: the lowest with more than four in five named answers right; when none is, the
+    lowest with at most ``APP_MAX_WRONG_PCT`` % of the frames named wrong; else the app's default."""
+    from ..boardconfig import APP_MAX_WRONG_PCT, APP_THRESHOLD
+    from ..emulator.bench_cards import choose_threshold, lowest_within_wrong
+
+    chosen = choose_threshold(sweep)
+    if chosen is not None:
+        return chosen, "validation real-card frames, four in five named right"
+    chosen = lowest_within_wrong(sweep, APP_MAX_WRONG_PCT)
+    if chosen is not None:
+        return chosen, (
+            f"validation real-card frames: none reached four in five named right; the lowest with at most "
+            f"{APP_MAX_WRONG_PCT:g} % named wrong"
+        )
+    return APP_THRESHOLD, f"no threshold reached four in five or {APP_MAX_WRONG_PCT:g} % named wrong: the app's default"
+
+
 def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log=print) -> dict:
     """``bench-cards`` at threshold 0 (every answer a best guess) on the validation and test frames
-    of real cards: the app's threshold is chosen on the validation frames (the lowest with more
-    than four in five named answers right; else the lowest with at most ``APP_MAX_WRONG_PCT`` % of
-    the frames named wrong; else the app's default), and the test frames are read at it."""
-    from ..boardconfig import APP_MAX_WRONG_PCT, APP_THRESHOLD, release_app_file
+    of real cards: the app's threshold is chosen on the validation frames (:func:`app_threshold`),
+    and the test frames are read at it."""
+    from ..boardconfig import release_app_file
     from ..boards import get_board
-    from ..emulator.bench_cards import bench_cards, by_group, lowest_within_wrong, read_truth
+    from ..emulator.bench_cards import bench_cards, by_group, read_truth
 
     res = {}
     for split in ("validation", "test"):
@@ -205,17 +223,7 @@ def bench_real_cards(o: ReleaseOptions, kmodel: Path, real: dict[str, Path], log
             log(f"the app end to end on the real {split} cards -> {d}")
             bench_cards(get_board(o.board), kmodel, real[f"{split}-card"], d, threshold=0.0, log=log)
         res[split] = json.loads(f.read_text())
-    chosen = res["validation"].get("chosen_threshold")
-    chosen_on = "validation real-card frames, four in five named right"
-    if chosen is None:  # none is that precise: at least keep the named-wrong target on validation
-        chosen = lowest_within_wrong(res["validation"]["threshold_sweep"], APP_MAX_WRONG_PCT)
-        chosen_on = (
-            f"validation real-card frames: none reached four in five named right; the lowest with at most "
-            f"{APP_MAX_WRONG_PCT:g} % named wrong"
-        )
-    if chosen is None:
-        chosen_on = f"no threshold reached four in five or {APP_MAX_WRONG_PCT:g} % named wrong: the app's default"
-    threshold = APP_THRESHOLD if chosen is None else chosen
+    threshold, chosen_on = app_threshold(res["validation"]["threshold_sweep"])
     test = res["test"]
     rows = {r["threshold"]: r for r in test["threshold_sweep"]}
     if threshold not in rows:
